@@ -1,0 +1,185 @@
+//! [`KsqlDialect`]: the expression-level rules of ksqlDB, as a sqlparser `Dialect`.
+//!
+//! Statements and clauses belong to the front layer ([`crate::parser`]); this dialect only
+//! teaches sqlparser's expression parser what ksqlDB adds or forbids inside expressions:
+//! backtick identifiers, `->` struct dereference, `CAST` to ksqlDB types, lambdas `x => …`
+//! and constructors `STRUCT(a := 1)` / `MAP('k' := v)` (parsed as named function arguments).
+
+use sqlparser::ast::{BinaryOperator, CastKind, Expr};
+use sqlparser::dialect::{Dialect, Precedence};
+use sqlparser::keywords::{self, Keyword};
+use sqlparser::parser::{Parser, ParserError};
+use sqlparser::tokenizer::Token;
+
+use crate::types::parse_type;
+
+/// The dialect handed to sqlparser's tokenizer and expression parser.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct KsqlDialect;
+
+/// Words that start a ksqlDB clause after a source or select item, so they are never read as
+/// an implicit alias (`FROM s EMIT CHANGES` must not alias `s` as `EMIT`).
+pub(crate) const CLAUSE_WORDS: &[&str] = &[
+    "EMIT",
+    "WITHIN",
+    "WINDOW",
+    "PARTITION",
+    "GROUP",
+    "WHERE",
+    "HAVING",
+    "LIMIT",
+    "ON",
+    "JOIN",
+    "INNER",
+    "LEFT",
+    "RIGHT",
+    "FULL",
+    "OUTER",
+    "FROM",
+    "GRACE",
+    "WITH",
+    "AS",
+    "SELECT",
+];
+
+pub(crate) fn is_clause_word(word: &str) -> bool {
+    CLAUSE_WORDS
+        .iter()
+        .any(|clause| clause.eq_ignore_ascii_case(word))
+}
+
+impl Dialect for KsqlDialect {
+    fn is_delimited_identifier_start(&self, ch: char) -> bool {
+        ch == '"' || ch == '`'
+    }
+
+    fn is_identifier_start(&self, ch: char) -> bool {
+        ch.is_alphabetic() || ch == '_'
+    }
+
+    fn is_identifier_part(&self, ch: char) -> bool {
+        ch.is_alphanumeric() || ch == '_' || ch == '@'
+    }
+
+    fn identifier_quote_style(&self, _identifier: &str) -> Option<char> {
+        Some('`')
+    }
+
+    // `x => body` and `(x, y) => body` are function arguments named by an expression;
+    // `STRUCT(a := 1)` and `MAP('k' := v)` are function arguments named with `:=`.
+    fn supports_named_fn_args_with_expr_name(&self) -> bool {
+        true
+    }
+
+    fn supports_named_fn_args_with_rarrow_operator(&self) -> bool {
+        true
+    }
+
+    fn supports_named_fn_args_with_assignment_operator(&self) -> bool {
+        true
+    }
+
+    // `->` is struct dereference in ksqlDB, never a lambda arrow.
+    fn supports_lambda_functions(&self) -> bool {
+        false
+    }
+
+    fn supports_group_by_expr(&self) -> bool {
+        false
+    }
+
+    fn parse_prefix(&self, parser: &mut Parser) -> Option<Result<Expr, ParserError>> {
+        // CAST targets are ksqlDB types (`MAP<STRING, INT>`, `STRUCT<A INT>`), parsed by our
+        // own type parser rather than sqlparser's.
+        if parser.peek_keyword(Keyword::CAST) && parser.peek_nth_token_ref(1).token == Token::LParen
+        {
+            return Some(parse_cast(parser));
+        }
+        None
+    }
+
+    fn parse_infix(
+        &self,
+        parser: &mut Parser,
+        expr: &Expr,
+        _precedence: u8,
+    ) -> Option<Result<Expr, ParserError>> {
+        if parser.peek_token_ref().token == Token::Arrow {
+            return Some(parse_dereference(parser, expr));
+        }
+        None
+    }
+
+    fn get_next_precedence(&self, parser: &Parser) -> Option<Result<u8, ParserError>> {
+        match parser.peek_token_ref().token {
+            // Dereference binds like member access: `a->b[1] + 1` is `((a->b)[1]) + 1`.
+            Token::Arrow => Some(Ok(self.prec_value(Precedence::Period))),
+            // ksqlDB has none of these as expression operators; ending the expression
+            // there lets the statement parser report the token.
+            Token::Assignment
+            | Token::RArrow
+            | Token::DoubleColon
+            | Token::Colon
+            | Token::LongArrow
+            | Token::HashArrow
+            | Token::HashLongArrow
+            | Token::AtArrow
+            | Token::ArrowAt => Some(Ok(self.prec_unknown())),
+            _ => None,
+        }
+    }
+
+    fn is_select_item_alias(&self, explicit: bool, kw: &Keyword, parser: &mut Parser) -> bool {
+        explicit
+            || (!keywords::RESERVED_FOR_COLUMN_ALIAS.contains(kw)
+                && !current_word_is_clause(parser))
+    }
+
+    fn is_table_factor_alias(&self, explicit: bool, kw: &Keyword, parser: &mut Parser) -> bool {
+        explicit
+            || (!keywords::RESERVED_FOR_TABLE_ALIAS.contains(kw) && !current_word_is_clause(parser))
+    }
+}
+
+/// The alias candidate has just been consumed when sqlparser asks the dialect.
+fn current_word_is_clause(parser: &Parser) -> bool {
+    match &parser.get_current_token().token {
+        Token::Word(word) if word.quote_style.is_none() => is_clause_word(&word.value),
+        _ => false,
+    }
+}
+
+/// `CAST ( expr AS type )`, with a ksqlDB type.
+fn parse_cast(parser: &mut Parser) -> Result<Expr, ParserError> {
+    parser.expect_keyword(Keyword::CAST)?;
+    parser.expect_token(&Token::LParen)?;
+    let expr = parser.parse_expr()?;
+    parser.expect_keyword(Keyword::AS)?;
+    let data_type = parse_type(parser)?;
+    parser.expect_token(&Token::RParen)?;
+    Ok(Expr::Cast {
+        kind: CastKind::Cast,
+        expr: Box::new(expr),
+        data_type,
+        array: false,
+        format: None,
+    })
+}
+
+/// `expr -> field` or, in a select list, `expr -> *`. Kept as a binary `->` so that the
+/// printed text reads back the same; the planner turns it into a field access.
+fn parse_dereference(parser: &mut Parser, expr: &Expr) -> Result<Expr, ParserError> {
+    parser.expect_token(&Token::Arrow)?;
+    let field = if parser.consume_token(&Token::Mul) {
+        Expr::Wildcard(sqlparser::ast::helpers::attached_token::AttachedToken(
+            parser.get_current_token().clone(),
+        ))
+    } else {
+        Expr::Identifier(parser.parse_identifier()?)
+    };
+    Ok(Expr::BinaryOp {
+        left: Box::new(expr.clone()),
+        op: BinaryOperator::Arrow,
+        right: Box::new(field),
+    })
+}

@@ -1,0 +1,166 @@
+//! Tokens in ksqlDB's lexical rules, on top of sqlparser's tokenizer.
+//!
+//! [`tokenize`] applies the rules sqlparser does not know: unquoted identifiers and keywords
+//! are upper-cased (`foo` is `FOO`), `"double"` and `` `back` `` quoted identifiers keep their
+//! case and are printed with backticks, and an unsubstituted `${name}` variable is reported.
+//! [`split_statements`] cuts a script at its top-level semicolons.
+
+use sqlparser::tokenizer::{Span, Token, TokenWithSpan, Tokenizer, Whitespace};
+
+use crate::dialect::KsqlDialect;
+use crate::error::{ParseError, Position};
+
+/// Tokenizes `sql` with ksqlDB's identifier rules.
+pub fn tokenize(sql: &str) -> Result<Vec<TokenWithSpan>, ParseError> {
+    let mut tokens = Tokenizer::new(&KsqlDialect, sql)
+        .with_unescape(true)
+        .tokenize_with_location()
+        .map_err(ParseError::from_tokenizer)?;
+    for index in 0..tokens.len() {
+        let TokenWithSpan { token, span } = &mut tokens[index];
+        match token {
+            Token::Word(word) => match word.quote_style {
+                None => word.value = word.value.to_uppercase(),
+                Some(_) => word.quote_style = Some('`'),
+            },
+            Token::Placeholder(text) if text == "$" => {
+                let position = Position::from(span.start);
+                if let Some(name) = variable_name_after(&tokens[index + 1..]) {
+                    return Err(ParseError::new(
+                        format!(
+                            "Variable '${{{name}}}' is not defined: define it with \
+                             DEFINE {name} = '<value>'; before using it"
+                        ),
+                        position,
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(tokens)
+}
+
+/// The `name` of a `${name}` reference whose `$` has just been seen.
+fn variable_name_after(tokens: &[TokenWithSpan]) -> Option<String> {
+    let mut rest = tokens.iter().map(|t| &t.token);
+    match (rest.next(), rest.next(), rest.next()) {
+        (Some(Token::LBrace), Some(Token::Word(word)), Some(Token::RBrace)) => {
+            Some(word.value.clone())
+        }
+        _ => None,
+    }
+}
+
+/// One statement of a script: its tokens (without the terminating `;`), where it starts and
+/// where it ends (at its `;`, or after its last token).
+#[derive(Debug, Clone)]
+pub struct StatementTokens {
+    pub tokens: Vec<TokenWithSpan>,
+    pub start: Position,
+    pub end: Span,
+    /// Whether the statement was terminated by `;` (ksqlDB requires it).
+    pub terminated: bool,
+}
+
+/// Splits a token stream at top-level semicolons, dropping statements that hold only
+/// whitespace and comments.
+pub fn split_statements(tokens: Vec<TokenWithSpan>) -> Vec<StatementTokens> {
+    let mut statements = Vec::new();
+    let mut current: Vec<TokenWithSpan> = Vec::new();
+    for token in tokens {
+        if token.token == Token::SemiColon {
+            push_statement(
+                &mut statements,
+                std::mem::take(&mut current),
+                Some(token.span),
+            );
+        } else if token.token != Token::EOF {
+            current.push(token);
+        }
+    }
+    push_statement(&mut statements, current, None);
+    statements
+}
+
+fn push_statement(
+    statements: &mut Vec<StatementTokens>,
+    tokens: Vec<TokenWithSpan>,
+    semicolon: Option<Span>,
+) {
+    let Some(first) = tokens.iter().find(|t| !is_trivia(&t.token)) else {
+        return;
+    };
+    let start = first.span.start.into();
+    let end = semicolon.unwrap_or_else(|| {
+        let last = tokens
+            .iter()
+            .rev()
+            .find(|t| !is_trivia(&t.token))
+            .unwrap_or(first);
+        Span::new(last.span.end, last.span.end)
+    });
+    statements.push(StatementTokens {
+        start,
+        end,
+        tokens,
+        terminated: semicolon.is_some(),
+    });
+}
+
+/// Whitespace and comments.
+pub fn is_trivia(token: &Token) -> bool {
+    matches!(token, Token::Whitespace(_))
+}
+
+/// Whether a whitespace token is a comment (`--` or `/* */`).
+pub fn is_comment(token: &Token) -> bool {
+    matches!(
+        token,
+        Token::Whitespace(Whitespace::SingleLineComment { .. } | Whitespace::MultiLineComment(_))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(sql: &str) -> Vec<String> {
+        tokenize(sql)
+            .expect("valid tokens")
+            .into_iter()
+            .filter_map(|t| match t.token {
+                Token::Word(w) => Some(w.to_string()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn unquoted_identifiers_are_upper_cased_and_quoted_keep_case() {
+        assert_eq!(
+            words("select foo, \"Bar\", `baz` from s"),
+            ["SELECT", "FOO", "`Bar`", "`baz`", "FROM", "S"]
+        );
+    }
+
+    #[test]
+    fn undefined_variables_are_named_with_their_position() {
+        let error = tokenize("SELECT * FROM ${src};").expect_err("undefined variable");
+        assert_eq!(error.position, Position::new(1, 15));
+        assert!(
+            error.message.contains("'${SRC}' is not defined"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn scripts_split_at_top_level_semicolons() {
+        let tokens = tokenize("SHOW STREAMS; -- note\n SELECT ';' FROM s;  ").expect("tokens");
+        let statements = split_statements(tokens);
+        assert_eq!(statements.len(), 2);
+        assert_eq!(statements[1].start, Position::new(2, 2));
+        assert!(statements.iter().all(|s| s.terminated));
+    }
+}
