@@ -5,7 +5,7 @@
 //! backtick identifiers, `->` struct dereference, `CAST` to ksqlDB types, lambdas `x => …`
 //! and constructors `STRUCT(a := 1)` / `MAP('k' := v)` (parsed as named function arguments).
 
-use sqlparser::ast::{BinaryOperator, CastKind, Expr};
+use sqlparser::ast::{AccessExpr, BinaryOperator, CastKind, Expr, Subscript};
 use sqlparser::dialect::{Dialect, Precedence};
 use sqlparser::keywords::{self, Keyword};
 use sqlparser::parser::{Parser, ParserError};
@@ -61,6 +61,11 @@ impl Dialect for KsqlDialect {
         ch.is_alphanumeric() || ch == '_' || ch == '@'
     }
 
+    // ksqlDB accepts identifiers that start with digits, such as `1R`.
+    fn supports_numeric_prefix(&self) -> bool {
+        true
+    }
+
     fn identifier_quote_style(&self, _identifier: &str) -> Option<char> {
         Some('`')
     }
@@ -104,10 +109,13 @@ impl Dialect for KsqlDialect {
         expr: &Expr,
         _precedence: u8,
     ) -> Option<Result<Expr, ParserError>> {
-        if parser.peek_token_ref().token == Token::Arrow {
-            return Some(parse_dereference(parser, expr));
+        match parser.peek_token_ref().token {
+            Token::Arrow => Some(parse_dereference(parser, expr)),
+            // sqlparser reads subscripts only right after a name; ksqlDB allows them after
+            // any primary expression, such as a dereference: `s->items[1]`.
+            Token::LBracket => Some(parse_subscripts(parser, expr)),
+            _ => None,
         }
-        None
     }
 
     fn get_next_precedence(&self, parser: &Parser) -> Option<Result<u8, ParserError>> {
@@ -163,6 +171,20 @@ fn parse_cast(parser: &mut Parser) -> Result<Expr, ParserError> {
         data_type,
         array: false,
         format: None,
+    })
+}
+
+/// `expr[index][index]…`
+fn parse_subscripts(parser: &mut Parser, expr: &Expr) -> Result<Expr, ParserError> {
+    let mut access_chain = Vec::new();
+    while parser.consume_token(&Token::LBracket) {
+        let index = parser.parse_expr()?;
+        parser.expect_token(&Token::RBracket)?;
+        access_chain.push(AccessExpr::Subscript(Subscript::Index { index }));
+    }
+    Ok(Expr::CompoundFieldAccess {
+        root: Box::new(expr.clone()),
+        access_chain,
     })
 }
 

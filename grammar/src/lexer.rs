@@ -149,7 +149,7 @@ mod tests {
         let error = tokenize("SELECT * FROM ${src};").expect_err("undefined variable");
         assert_eq!(error.position, Position::new(1, 15));
         assert!(
-            error.message.contains("'${SRC}' is not defined"),
+            error.message.contains("'${src}' is not defined"),
             "{}",
             error.message
         );

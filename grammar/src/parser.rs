@@ -291,15 +291,12 @@ impl KsqlParser<'_> {
     fn parse_window(&mut self) -> Result<WindowSpec> {
         // ksqlDB still accepts a window name before the type; it has no meaning, so it is
         // not kept.
-        if !self.peek_word("TUMBLING") && !self.peek_word("HOPPING") && !self.peek_word("SESSION") {
-            if let Token::Word(_) = self.parser.peek_token_ref().token {
-                if self.peek_nth_word(1, "TUMBLING")
-                    || self.peek_nth_word(1, "HOPPING")
-                    || self.peek_nth_word(1, "SESSION")
-                {
-                    self.advance();
-                }
-            }
+        const WINDOW_TYPES: [&str; 3] = ["TUMBLING", "HOPPING", "SESSION"];
+        if matches!(self.parser.peek_token_ref().token, Token::Word(_))
+            && !WINDOW_TYPES.iter().any(|w| self.peek_word(w))
+            && WINDOW_TYPES.iter().any(|w| self.peek_nth_word(1, w))
+        {
+            self.advance();
         }
         if self.parse_word("TUMBLING") {
             self.expect_token(Token::LParen)?;

@@ -113,29 +113,31 @@ impl TypeReader<'_, '_> {
     /// `STRUCT<name T, …>`; `STRUCT<>` and a bare `STRUCT` are the empty struct.
     fn parse_struct(&mut self, depth: usize) -> Result<DataType, ParserError> {
         let mut fields = Vec::new();
-        if self.parser.consume_token(&Token::Lt) {
-            if !self.parser.consume_token(&Token::Gt) {
-                if self.parser.peek_token_ref().token == Token::ShiftRight {
-                    // `STRUCT<>>`: the empty struct, closing the enclosing type too.
-                    self.parser.next_token();
-                    self.pending_closers += 1;
-                    return Ok(DataType::Struct(fields, StructBracketKind::AngleBrackets));
-                }
-                loop {
-                    let field_name = self.parser.parse_identifier()?;
-                    let field_type = self.parse(depth + 1)?;
-                    fields.push(StructField {
-                        field_name: Some(field_name),
-                        field_type,
-                        options: None,
-                    });
-                    if self.pending_closers == 0 && self.parser.consume_token(&Token::Comma) {
-                        continue;
-                    }
-                    self.expect_closer()?;
-                    break;
-                }
+        // `STRUCT<>` arrives as the `<>` operator token.
+        if self.parser.consume_token(&Token::Neq) {
+            return Ok(DataType::Struct(fields, StructBracketKind::AngleBrackets));
+        }
+        if !self.parser.consume_token(&Token::Lt) || self.parser.consume_token(&Token::Gt) {
+            return Ok(DataType::Struct(fields, StructBracketKind::AngleBrackets));
+        }
+        if self.parser.consume_token(&Token::ShiftRight) {
+            // `STRUCT<>>`: the empty struct, closing the enclosing type too.
+            self.pending_closers += 1;
+            return Ok(DataType::Struct(fields, StructBracketKind::AngleBrackets));
+        }
+        loop {
+            let field_name = self.parser.parse_identifier()?;
+            let field_type = self.parse(depth + 1)?;
+            fields.push(StructField {
+                field_name: Some(field_name),
+                field_type,
+                options: None,
+            });
+            if self.pending_closers == 0 && self.parser.consume_token(&Token::Comma) {
+                continue;
             }
+            self.expect_closer()?;
+            break;
         }
         Ok(DataType::Struct(fields, StructBracketKind::AngleBrackets))
     }
