@@ -197,6 +197,14 @@ fn parse_dereference(parser: &mut Parser, expr: &Expr) -> Result<Expr, ParserErr
             parser.get_current_token().clone(),
         ))
     } else {
+        // An unquoted clause word here is a missing field name (`s-> FROM t`), not a field.
+        if let Token::Word(word) = &parser.peek_token_ref().token
+            && word.quote_style.is_none()
+            && is_clause_word(&word.value)
+        {
+            let found = parser.peek_token();
+            return parser.expected("a field name after '->'", found);
+        }
         Expr::Identifier(parser.parse_identifier()?)
     };
     Ok(Expr::BinaryOp {

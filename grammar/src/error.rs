@@ -70,7 +70,7 @@ impl ParseError {
             ParserError::TokenizerError(text) | ParserError::ParserError(text) => text,
             ParserError::RecursionLimitExceeded => {
                 return ParseError::new(
-                    "the statement nests expressions too deeply; simplify it",
+                    "the statement nests expressions or types too deeply; simplify it",
                     fallback,
                 );
             }
@@ -104,11 +104,22 @@ fn split_location(text: &str) -> Option<(&str, Position)> {
 
 /// Turns sqlparser's `Expected: X, found: Y` into a sentence.
 fn rephrase(message: &str) -> String {
-    if let Some(rest) = message.strip_prefix("Expected: ")
+    let expectation = message
+        .strip_prefix("Expected: ")
+        .or_else(|| message.strip_prefix("Expected "));
+    if let Some(rest) = expectation
         && let Some((expected, found)) = rest.rsplit_once(", found: ")
     {
+        // Punctuation reads better quoted: "expected ','" rather than "expected ,".
+        let expected = if expected.chars().any(char::is_alphanumeric) {
+            expected.to_string()
+        } else {
+            format!("'{expected}'")
+        };
         return if found == "EOF" {
             format!("Syntax error: expected {expected}, but the statement ended")
+        } else if found.starts_with('\'') {
+            format!("Syntax error: expected {expected}, but found the string {found}")
         } else {
             format!("Syntax error: expected {expected}, but found '{found}'")
         };
@@ -148,7 +159,7 @@ mod tests {
         );
         assert_eq!(
             error.message,
-            "Syntax error: expected ), but the statement ended"
+            "Syntax error: expected ')', but the statement ended"
         );
     }
 

@@ -7,7 +7,7 @@
 
 use std::fmt::Display;
 
-use sqlparser::ast::{Expr, Ident, SelectItem, Value};
+use sqlparser::ast::{Expr, Ident, SelectItem, Spanned, Value};
 use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::{Token, TokenWithSpan};
 
@@ -82,7 +82,9 @@ impl KsqlParser<'_> {
             "DEFINE" => self.parse_define(),
             "UNDEFINE" => {
                 self.advance();
-                Ok(Statement::UndefineVariable(self.parse_ident()?))
+                Ok(Statement::UndefineVariable(
+                    self.parse_ident("the variable name")?,
+                ))
             }
             "ASSERT" => self.parse_assert(),
             "RUN" if self.peek_nth_word(1, "SCRIPT") => Err(self.error_here(
@@ -99,7 +101,15 @@ impl KsqlParser<'_> {
 
     fn parse_query(&mut self) -> Result<Query> {
         self.expect_word("SELECT")?;
-        let projection = self.sql(|p| p.parse_projection())?;
+        let projection = match self.parser.parse_projection() {
+            Ok(projection) => projection,
+            // `SELECT a, FROM s`: sqlparser reports this one token late.
+            Err(_) if self.current_is_word("FROM") => {
+                self.parser.prev_token();
+                return self.expected("an expression");
+            }
+            Err(error) => return Err(ParseError::from_sqlparser(error, self.position())),
+        };
         self.reject_reserved_select_items(&projection)?;
         self.expect_word("FROM")?;
         let from = self.parse_relation()?;
@@ -177,7 +187,7 @@ impl KsqlParser<'_> {
                          with backticks or double quotes",
                         alias.value
                     ),
-                    Position::from(alias.span.start),
+                    Position::from(item.span().start),
                 ));
             }
         }
@@ -246,13 +256,13 @@ impl KsqlParser<'_> {
                  or table",
             ));
         }
-        let name = self.parse_ident()?;
+        let name = self.parse_ident("a stream or table name")?;
         let alias = if self.parse_word("AS") {
-            Some(self.parse_ident()?)
+            Some(self.parse_ident("an alias after AS")?)
         } else {
             match &self.parser.peek_token_ref().token {
                 Token::Word(word) if word.quote_style.is_some() || !is_clause_word(&word.value) => {
-                    Some(self.parse_ident()?)
+                    Some(self.parse_ident("an alias")?)
                 }
                 _ => None,
             }
@@ -388,7 +398,7 @@ impl KsqlParser<'_> {
         let is_source = self.parse_word("SOURCE");
         let kind = self.parse_source_kind("STREAM or TABLE after CREATE")?;
         let if_not_exists = self.parse_words(&["IF", "NOT", "EXISTS"]);
-        let name = self.parse_ident()?;
+        let name = self.parse_ident("the name of the stream or table to create")?;
         let columns = if self.parser.peek_token_ref().token == Token::LParen {
             self.parse_column_list()?
         } else {
@@ -454,7 +464,7 @@ impl KsqlParser<'_> {
 
     /// `name type [KEY | PRIMARY KEY | HEADERS | HEADER('key')]`
     fn parse_column_def(&mut self) -> Result<ColumnDef> {
-        let name = self.parse_ident()?;
+        let name = self.parse_ident("a column name")?;
         let data_type = self.sql(parse_type)?;
         let constraint = if self.parse_word("KEY") {
             Some(ColumnConstraint::Key)
@@ -479,7 +489,7 @@ impl KsqlParser<'_> {
 
     fn parse_create_type(&mut self) -> Result<Statement> {
         let if_not_exists = self.parse_words(&["IF", "NOT", "EXISTS"]);
-        let name = self.parse_ident()?;
+        let name = self.parse_ident("the type name")?;
         self.expect_word("AS")?;
         let data_type = self.sql(parse_type)?;
         Ok(Statement::CreateType(CreateType {
@@ -498,7 +508,7 @@ impl KsqlParser<'_> {
         };
         self.expect_word("CONNECTOR")?;
         let if_not_exists = self.parse_words(&["IF", "NOT", "EXISTS"]);
-        let name = self.parse_ident()?;
+        let name = self.parse_ident("the connector name")?;
         if !self.peek_word("WITH") {
             return self.expected("WITH and the connector's configuration");
         }
@@ -572,10 +582,10 @@ impl KsqlParser<'_> {
     fn parse_insert(&mut self) -> Result<Statement> {
         self.expect_word("INSERT")?;
         self.expect_word("INTO")?;
-        let target = self.parse_ident()?;
+        let target = self.parse_ident("the stream or table to insert into")?;
         if self.parser.peek_token_ref().token == Token::LParen || self.peek_word("VALUES") {
             let columns = if self.parser.consume_token(&Token::LParen) {
-                let columns = self.comma_separated(Self::parse_ident)?;
+                let columns = self.comma_separated(|p| p.parse_ident("a column name"))?;
                 self.expect_token(Token::RParen)?;
                 columns
             } else {
@@ -609,17 +619,17 @@ impl KsqlParser<'_> {
         self.expect_word("DROP")?;
         if self.parse_word("TYPE") {
             let if_exists = self.parse_words(&["IF", "EXISTS"]);
-            let name = self.parse_ident()?;
+            let name = self.parse_ident("the type name")?;
             return Ok(Statement::DropType(DropType { if_exists, name }));
         }
         if self.parse_word("CONNECTOR") {
             let if_exists = self.parse_words(&["IF", "EXISTS"]);
-            let name = self.parse_ident()?;
+            let name = self.parse_ident("the connector name")?;
             return Ok(Statement::DropConnector { if_exists, name });
         }
         let kind = self.parse_source_kind("STREAM, TABLE, TYPE or CONNECTOR after DROP")?;
         let if_exists = self.parse_words(&["IF", "EXISTS"]);
-        let name = self.parse_ident()?;
+        let name = self.parse_ident("the stream or table to drop")?;
         let delete_topic = self.parse_words(&["DELETE", "TOPIC"]);
         Ok(Statement::DropSource(DropSource {
             kind,
@@ -635,7 +645,7 @@ impl KsqlParser<'_> {
             return Ok(Statement::AlterSystem(self.parse_property_assignment()?));
         }
         let kind = self.parse_source_kind("STREAM, TABLE or SYSTEM after ALTER")?;
-        let name = self.parse_ident()?;
+        let name = self.parse_ident("the stream or table to alter")?;
         let mut add_columns = Vec::new();
         loop {
             self.expect_word("ADD")?;
@@ -720,12 +730,12 @@ impl KsqlParser<'_> {
             }
         } else if self.peek_word("FUNCTION") && !next_is_end(self, 1) {
             self.advance();
-            Describe::Function(self.parse_ident()?)
+            Describe::Function(self.parse_ident("a function name")?)
         } else if self.peek_word("CONNECTOR") && !next_is_end(self, 1) {
             self.advance();
-            Describe::Connector(self.parse_ident()?)
+            Describe::Connector(self.parse_ident("a connector name")?)
         } else {
-            let name = self.parse_ident()?;
+            let name = self.parse_ident("a stream or table name")?;
             Describe::Source {
                 name,
                 extended: self.parse_word("EXTENDED"),
@@ -740,7 +750,9 @@ impl KsqlParser<'_> {
             let statement = self.parse_statement_body()?;
             return Ok(Statement::Explain(Explain::Statement(Box::new(statement))));
         }
-        Ok(Statement::Explain(Explain::QueryId(self.parse_ident()?)))
+        Ok(Statement::Explain(Explain::QueryId(
+            self.parse_ident("a statement or a query id after EXPLAIN")?,
+        )))
     }
 
     fn parse_print(&mut self) -> Result<Statement> {
@@ -770,7 +782,7 @@ impl KsqlParser<'_> {
         let target = if self.parse_word("ALL") {
             QueryTarget::All
         } else {
-            QueryTarget::Query(self.parse_ident()?)
+            QueryTarget::Query(self.parse_ident("a query id or ALL")?)
         };
         Ok(match verb.as_str() {
             "TERMINATE" => Statement::Terminate(target),
@@ -789,7 +801,7 @@ impl KsqlParser<'_> {
 
     fn parse_define(&mut self) -> Result<Statement> {
         self.expect_word("DEFINE")?;
-        let name = self.parse_ident()?;
+        let name = self.parse_ident("the variable name")?;
         self.expect_token(Token::Eq)?;
         let value = self.parse_string("the variable's value, as a string")?;
         Ok(Statement::DefineVariable { name, value })
@@ -859,15 +871,16 @@ impl KsqlParser<'_> {
         self.sql(|p| p.parse_expr())
     }
 
-    /// An identifier: a word, or a `"quoted"` or `` `quoted` `` name.
-    fn parse_ident(&mut self) -> Result<Ident> {
+    /// An identifier (a word, or a `"quoted"` or `` `quoted` `` name); `what` names it in
+    /// the error when something else is found.
+    fn parse_ident(&mut self, what: &str) -> Result<Ident> {
         let token = self.parser.peek_token();
         match token.token {
             Token::Word(word) => {
                 self.advance();
                 Ok(word.into_ident(token.span))
             }
-            _ => self.expected("an identifier"),
+            _ => self.expected(what),
         }
     }
 
@@ -926,6 +939,13 @@ impl KsqlParser<'_> {
 
     fn advance(&mut self) {
         self.parser.next_token();
+    }
+
+    fn current_is_word(&self, expected: &str) -> bool {
+        matches!(
+            &self.parser.get_current_token().token,
+            Token::Word(word) if word.quote_style.is_none() && word.value == expected
+        )
     }
 
     fn peek_word(&self, expected: &str) -> bool {
@@ -1013,6 +1033,9 @@ impl KsqlParser<'_> {
         let found = &self.parser.peek_token_ref().token;
         let message = match found {
             Token::EOF => format!("Syntax error: expected {what}, but the statement ended"),
+            Token::SingleQuotedString(_) => {
+                format!("Syntax error: expected {what}, but found the string {found}")
+            }
             found => format!("Syntax error: expected {what}, but found '{found}'"),
         };
         Err(self.error_here(message))
