@@ -19,6 +19,7 @@ pub mod error;
 pub mod lexer;
 pub mod parser;
 pub mod types;
+mod validate;
 pub mod variables;
 
 use sqlparser::tokenizer::{Token, TokenWithSpan};

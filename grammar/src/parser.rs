@@ -15,6 +15,7 @@ use crate::ast::*;
 use crate::dialect::{KsqlDialect, is_clause_word};
 use crate::error::{ParseError, Position};
 use crate::types::parse_type;
+use crate::validate::check_expr;
 
 type Result<T, E = ParseError> = std::result::Result<T, E>;
 
@@ -101,7 +102,7 @@ impl KsqlParser<'_> {
 
     fn parse_query(&mut self) -> Result<Query> {
         self.expect_word("SELECT")?;
-        let projection = match self.parser.parse_projection() {
+        let projection: Vec<SelectItem> = match self.parser.parse_projection() {
             Ok(projection) => projection,
             // `SELECT a, FROM s`: sqlparser reports this one token late.
             Err(_) if self.current_is_word("FROM") => {
@@ -111,6 +112,9 @@ impl KsqlParser<'_> {
             Err(error) => return Err(ParseError::from_sqlparser(error, self.position())),
         };
         self.reject_reserved_select_items(&projection)?;
+        for item in &projection {
+            check_expr(item)?;
+        }
         self.expect_word("FROM")?;
         let from = self.parse_relation()?;
         let window = if self.parse_word("WINDOW") {
@@ -196,7 +200,7 @@ impl KsqlParser<'_> {
 
     /// `GROUP BY a, b` or `GROUP BY (a, b)`; likewise for `PARTITION BY`.
     fn parse_grouping_list(&mut self) -> Result<Vec<Expr>> {
-        let mut expressions = self.sql(|p| p.parse_comma_separated(Parser::parse_expr))?;
+        let mut expressions = self.parse_expr_list()?;
         if let [Expr::Tuple(items)] = expressions.as_mut_slice() {
             return Ok(std::mem::take(items));
         }
@@ -258,6 +262,11 @@ impl KsqlParser<'_> {
         }
         let name = self.parse_ident("a stream or table name")?;
         let alias = if self.parse_word("AS") {
+            if matches!(&self.parser.peek_token_ref().token,
+                Token::Word(word) if word.quote_style.is_none() && is_clause_word(&word.value))
+            {
+                return self.expected("an alias after AS (quote it if it is a keyword)");
+            }
             Some(self.parse_ident("an alias after AS")?)
         } else {
             match &self.parser.peek_token_ref().token {
@@ -593,7 +602,7 @@ impl KsqlParser<'_> {
             };
             self.expect_word("VALUES")?;
             self.expect_token(Token::LParen)?;
-            let values = self.sql(|p| p.parse_comma_separated(Parser::parse_expr))?;
+            let values = self.parse_expr_list()?;
             self.expect_token(Token::RParen)?;
             return Ok(Statement::InsertValues(InsertValues {
                 target,
@@ -868,7 +877,13 @@ impl KsqlParser<'_> {
     // ---- Tokens -------------------------------------------------------------------------------
 
     fn parse_expr(&mut self) -> Result<Expr> {
-        self.sql(|p| p.parse_expr())
+        let expr = self.sql(|p| p.parse_expr())?;
+        check_expr(&expr)?;
+        Ok(expr)
+    }
+
+    fn parse_expr_list(&mut self) -> Result<Vec<Expr>> {
+        self.comma_separated(Self::parse_expr)
     }
 
     /// An identifier (a word, or a `"quoted"` or `` `quoted` `` name); `what` names it in

@@ -99,6 +99,35 @@ fn select_errors() {
     );
 }
 
+/// Found by fuzzing: forms that parsed but printed as text reading back differently.
+#[test]
+fn fuzz_regressions() {
+    fails_with(
+        "SELECT 1 .e FROM s;",
+        1,
+        11,
+        "'.' only qualifies a column with its source name",
+    );
+    fails_with(
+        "SELECT f(x).y FROM s;",
+        1,
+        13,
+        "use '->' to read a struct field",
+    );
+    fails_with(
+        "SELECT a[1].b FROM s;",
+        1,
+        13,
+        "use '->' to read a struct field",
+    );
+    fails_with(
+        "CREATE TABLE o AS SELECT * FROM t AS SELECT;",
+        1,
+        38,
+        "expected an alias after AS (quote it if it is a keyword), but found 'SELECT'",
+    );
+}
+
 #[test]
 fn window_and_join_errors() {
     fails_with(

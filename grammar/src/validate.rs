@@ -1,0 +1,46 @@
+//! [`check_expr`]: rejects expression forms sqlparser accepts but ksqlDB does not have.
+//!
+//! sqlparser's expression parser serves many dialects; a few of their forms parse with our
+//! dialect too. Those that ksqlDB lacks are reported here, at their position, rather than
+//! reaching the planner (and rather than printing as text that reads back differently).
+
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{AccessExpr, Expr, Spanned, Visit, visit_expressions};
+
+use crate::error::{ParseError, Position};
+
+/// Checks every expression inside `node` (an `Expr`, a `SelectItem`, …).
+pub fn check_expr<V: Visit>(node: &V) -> Result<(), ParseError> {
+    let outcome = visit_expressions(node, |expr| match unsupported(expr) {
+        Some(error) => ControlFlow::Break(error),
+        None => ControlFlow::Continue(()),
+    });
+    match outcome {
+        ControlFlow::Break(error) => Err(error),
+        ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
+fn unsupported(expr: &Expr) -> Option<ParseError> {
+    match expr {
+        // `source.column` (then `[i]` subscripts) is a qualified name; a `.` after any other
+        // expression (`f(x).y`, `a[1].b`, `1 .e`) is not ksqlDB.
+        Expr::CompoundFieldAccess { root, access_chain } => {
+            let mut qualifying = matches!(**root, Expr::Identifier(_));
+            access_chain.iter().find_map(|access| match access {
+                AccessExpr::Dot(Expr::Identifier(_)) if qualifying => None,
+                AccessExpr::Dot(field) => Some(ParseError::new(
+                    "Syntax error: '.' only qualifies a column with its source name; use '->' \
+                     to read a struct field",
+                    Position::from(field.span().start),
+                )),
+                AccessExpr::Subscript(_) => {
+                    qualifying = false;
+                    None
+                }
+            })
+        }
+        _ => None,
+    }
+}
