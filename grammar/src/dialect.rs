@@ -5,11 +5,14 @@
 //! backtick identifiers, `->` struct dereference, `CAST` to ksqlDB types, lambdas `x => …`
 //! and constructors `STRUCT(a := 1)` / `MAP('k' := v)` (parsed as named function arguments).
 
-use sqlparser::ast::{AccessExpr, BinaryOperator, CastKind, Expr, Subscript};
+use sqlparser::ast::{
+    AccessExpr, BinaryOperator, CastKind, Expr, Function, FunctionArg, FunctionArgExpr,
+    FunctionArgOperator, FunctionArgumentList, FunctionArguments, Ident, ObjectName, Subscript,
+};
 use sqlparser::dialect::{Dialect, Precedence};
 use sqlparser::keywords::{self, Keyword};
 use sqlparser::parser::{Parser, ParserError};
-use sqlparser::tokenizer::Token;
+use sqlparser::tokenizer::{Token, TokenWithSpan};
 
 use crate::types::parse_type;
 
@@ -42,6 +45,9 @@ pub(crate) const CLAUSE_WORDS: &[&str] = &[
     "SELECT",
 ];
 
+/// Words that may be followed by `(` without being a function call.
+const NOT_FUNCTIONS: &[&str] = &["NOT", "EXISTS", "CASE", "INTERVAL"];
+
 pub(crate) fn is_clause_word(word: &str) -> bool {
     CLAUSE_WORDS
         .iter()
@@ -70,18 +76,10 @@ impl Dialect for KsqlDialect {
         Some('`')
     }
 
-    // `x => body` and `(x, y) => body` are function arguments named by an expression;
-    // `STRUCT(a := 1)` and `MAP('k' := v)` are function arguments named with `:=`.
-    fn supports_named_fn_args_with_expr_name(&self) -> bool {
-        true
-    }
-
+    // Function calls, with their named arguments and lambdas, are parsed by
+    // `parse_function_call` below.
     fn supports_named_fn_args_with_rarrow_operator(&self) -> bool {
-        true
-    }
-
-    fn supports_named_fn_args_with_assignment_operator(&self) -> bool {
-        true
+        false
     }
 
     // `->` is struct dereference in ksqlDB, never a lambda arrow.
@@ -96,11 +94,20 @@ impl Dialect for KsqlDialect {
     fn parse_prefix(&self, parser: &mut Parser) -> Option<Result<Expr, ParserError>> {
         // CAST targets are ksqlDB types (`MAP<STRING, INT>`, `STRUCT<A INT>`), parsed by our
         // own type parser rather than sqlparser's.
-        if parser.peek_keyword(Keyword::CAST) && parser.peek_nth_token_ref(1).token == Token::LParen
-        {
+        if parser.peek_nth_token_ref(1).token != Token::LParen {
+            return None;
+        }
+        if parser.peek_keyword(Keyword::CAST) {
             return Some(parse_cast(parser));
         }
-        None
+        match &parser.peek_token_ref().token {
+            Token::Word(word)
+                if word.quote_style.is_some() || !NOT_FUNCTIONS.contains(&word.value.as_str()) =>
+            {
+                Some(parse_function_call(parser))
+            }
+            _ => None,
+        }
     }
 
     fn parse_infix(
@@ -172,6 +179,121 @@ fn parse_cast(parser: &mut Parser) -> Result<Expr, ParserError> {
         array: false,
         format: None,
     })
+}
+
+/// `name(arg, …)`: every ksqlDB function call, including the constructors `STRUCT(a := 1)` and
+/// `MAP('k' := v)`, and lambdas `x => …` / `(x, y) => …` as arguments.
+///
+/// We parse calls ourselves rather than through sqlparser, whose support for expression-named
+/// arguments re-parses each argument after a failed attempt: exponential in the nesting depth
+/// of calls. Here every argument is read once, deciding its form by looking ahead at tokens.
+fn parse_function_call(parser: &mut Parser) -> Result<Expr, ParserError> {
+    let name = parser.parse_identifier()?;
+    parser.expect_token(&Token::LParen)?;
+    let mut args = Vec::new();
+    if !parser.consume_token(&Token::RParen) {
+        loop {
+            args.push(parse_function_arg(parser)?);
+            if parser.consume_token(&Token::RParen) {
+                break;
+            }
+            parser.expect_token(&Token::Comma)?;
+        }
+    }
+    Ok(Expr::Function(Function {
+        name: ObjectName::from(vec![name]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args,
+            clauses: Vec::new(),
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: Vec::new(),
+    }))
+}
+
+/// One argument: `*`, a lambda, `name := value`, or an expression.
+fn parse_function_arg(parser: &mut Parser) -> Result<FunctionArg, ParserError> {
+    if parser.peek_token_ref().token == Token::Mul
+        && matches!(
+            parser.peek_nth_token_ref(1).token,
+            Token::RParen | Token::Comma
+        )
+    {
+        parser.next_token();
+        return Ok(FunctionArg::Unnamed(FunctionArgExpr::Wildcard));
+    }
+    if let Some(params) = lambda_params(parser) {
+        for _ in 0..params.tokens {
+            parser.next_token();
+        }
+        let body = parser.parse_expr()?;
+        let name = match <[Ident; 1]>::try_from(params.names) {
+            Ok([single]) => Expr::Identifier(single),
+            Err(names) => Expr::Tuple(names.into_iter().map(Expr::Identifier).collect()),
+        };
+        return Ok(FunctionArg::ExprNamed {
+            name,
+            arg: FunctionArgExpr::Expr(body),
+            operator: FunctionArgOperator::RightArrow,
+        });
+    }
+    let expr = parser.parse_expr()?;
+    if parser.consume_token(&Token::Assignment) {
+        let value = parser.parse_expr()?;
+        return Ok(FunctionArg::ExprNamed {
+            name: expr,
+            arg: FunctionArgExpr::Expr(value),
+            operator: FunctionArgOperator::Assignment,
+        });
+    }
+    Ok(FunctionArg::Unnamed(FunctionArgExpr::Expr(expr)))
+}
+
+/// A lambda's parameters, found by looking ahead: `x =>` or `(x, y, …) =>`.
+struct LambdaParams {
+    names: Vec<Ident>,
+    /// Tokens up to and including `=>`.
+    tokens: usize,
+}
+
+fn lambda_params(parser: &Parser) -> Option<LambdaParams> {
+    let word = |n: usize| match &parser.peek_nth_token_ref(n) {
+        TokenWithSpan {
+            token: Token::Word(word),
+            span,
+        } => Some(word.clone().into_ident(*span)),
+        _ => None,
+    };
+    let token = |n: usize| &parser.peek_nth_token_ref(n).token;
+    if let Some(name) = word(0) {
+        return (*token(1) == Token::RArrow).then(|| LambdaParams {
+            names: vec![name],
+            tokens: 2,
+        });
+    }
+    if *token(0) != Token::LParen {
+        return None;
+    }
+    let mut names = Vec::new();
+    let mut n = 1;
+    loop {
+        names.push(word(n)?);
+        match token(n + 1) {
+            Token::Comma => n += 2,
+            Token::RParen if *token(n + 2) == Token::RArrow => {
+                return Some(LambdaParams {
+                    names,
+                    tokens: n + 3,
+                });
+            }
+            _ => return None,
+        }
+    }
 }
 
 /// `expr[index][index]…`

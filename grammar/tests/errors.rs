@@ -435,6 +435,18 @@ fn deep_nesting_is_an_error_not_a_crash() {
         "{error}"
     );
     let sql = format!(
+        "SELECT {}1{} FROM s;",
+        "F(X => ".repeat(300),
+        ")".repeat(300)
+    );
+    let error = parse_statement(&sql).expect_err("too deep");
+    assert!(
+        error
+            .message
+            .contains("nests expressions or types too deeply"),
+        "{error}"
+    );
+    let sql = format!(
         "CREATE STREAM s (a {}INT{}) WITH (kafka_topic='s');",
         "ARRAY<".repeat(500),
         ">".repeat(500)
