@@ -21,7 +21,7 @@ type Result<T, E = ParseError> = std::result::Result<T, E>;
 
 static DIALECT: KsqlDialect = KsqlDialect;
 
-/// Parses the statements of one script, one statement at a time.
+/// Parses one statement from its tokens; see [`crate::parse_script`] for whole scripts.
 pub struct KsqlParser<'a> {
     parser: Parser<'a>,
 }

@@ -6,7 +6,7 @@
 
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{AccessExpr, Expr, Spanned, Visit, visit_expressions};
+use sqlparser::ast::{AccessExpr, Expr, Spanned, Value, Visit, visit_expressions};
 
 use crate::error::{ParseError, Position};
 
@@ -23,7 +23,19 @@ pub fn check_expr<V: Visit>(node: &V) -> Result<(), ParseError> {
 }
 
 fn unsupported(expr: &Expr) -> Option<ParseError> {
+    let not_ksql = |what: &str| {
+        Some(ParseError::new(
+            format!("Syntax error: {what} are not supported in ksqlDB expressions"),
+            Position::from(expr.span().start),
+        ))
+    };
     match expr {
+        Expr::Value(value) if matches!(value.value, Value::Placeholder(_)) => {
+            not_ksql("parameter placeholders ('?', '$1', '@name')")
+        }
+        Expr::Subquery(_) | Expr::InSubquery { .. } | Expr::Exists { .. } => not_ksql("subqueries"),
+        Expr::AtTimeZone { .. } => not_ksql("AT TIME ZONE conversions (use CONVERT_TZ)"),
+        Expr::Collate { .. } => not_ksql("COLLATE clauses"),
         // `source.column` (then `[i]` subscripts) is a qualified name; a `.` after any other
         // expression (`f(x).y`, `a[1].b`, `1 .e`) is not ksqlDB.
         Expr::CompoundFieldAccess { root, access_chain } => {

@@ -126,6 +126,26 @@ fn fuzz_regressions() {
         38,
         "expected an alias after AS (quote it if it is a keyword), but found 'SELECT'",
     );
+    fails_with("SELECT *, @`Name` FROM s;", 1, 11, "parameter placeholders");
+    fails_with("SELECT ? FROM s;", 1, 8, "parameter placeholders");
+    fails_with(
+        "SELECT * FROM s WHERE a IN (SELECT b FROM t);",
+        1,
+        23,
+        "subqueries are not supported",
+    );
+    fails_with(
+        "SELECT (SELECT 1 FROM t) FROM s;",
+        1,
+        9,
+        "subqueries are not supported",
+    );
+    fails_with(
+        "SELECT ts AT TIME ZONE 'UTC' FROM s;",
+        1,
+        8,
+        "use CONVERT_TZ",
+    );
 }
 
 #[test]
