@@ -7,6 +7,8 @@
 
 use sqlparser::tokenizer::{Span, Token, TokenWithSpan, Tokenizer, Whitespace};
 
+use sqlparser::dialect::Dialect;
+
 use crate::dialect::KsqlDialect;
 use crate::error::{ParseError, Position};
 
@@ -20,7 +22,19 @@ pub fn tokenize(sql: &str) -> Result<Vec<TokenWithSpan>, ParseError> {
         let TokenWithSpan { token, span } = &mut tokens[index];
         match token {
             Token::Word(word) => match word.quote_style {
-                None => word.value = word.value.to_uppercase(),
+                None => {
+                    word.value = word.value.to_uppercase();
+                    // A few letters upper-case to a letter and a combining mark (`ǰ` is `J̌`),
+                    // which is not an identifier character: such a name stays quoted so that
+                    // it prints as text that reads back as the same name.
+                    if !word
+                        .value
+                        .chars()
+                        .all(|c| KsqlDialect.is_identifier_part(c))
+                    {
+                        word.quote_style = Some('`');
+                    }
+                }
                 Some(_) => word.quote_style = Some('`'),
             },
             Token::Placeholder(text) if text == "$" => {
@@ -141,6 +155,14 @@ mod tests {
         assert_eq!(
             words("select foo, \"Bar\", `baz` from s"),
             ["SELECT", "FOO", "`Bar`", "`baz`", "FROM", "S"]
+        );
+    }
+
+    #[test]
+    fn names_whose_upper_case_is_not_an_identifier_stay_quoted() {
+        assert_eq!(
+            words("select ǰx from s"),
+            ["SELECT", "`J\u{30c}X`", "FROM", "S"]
         );
     }
 
