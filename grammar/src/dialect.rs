@@ -92,11 +92,26 @@ impl Dialect for KsqlDialect {
     }
 
     fn parse_prefix(&self, parser: &mut Parser) -> Option<Result<Expr, ParserError>> {
+        match parser.peek_nth_token_ref(1).token {
+            Token::LParen => {}
+            // `source.column`: read here, in one pass. sqlparser reads what follows a `.` by
+            // trying an arbitrary expression and re-parsing on failure, which takes time
+            // exponential in the nesting of invalid input.
+            Token::Period if matches!(parser.peek_token_ref().token, Token::Word(_)) => {
+                return Some(parse_qualified_name(parser));
+            }
+            _ if parser.peek_keyword(Keyword::INTERVAL) => {
+                let found = parser.peek_token();
+                return Some(parser.expected(
+                    "an expression (ksqlDB has no INTERVAL literals; durations are numbers of \
+                     milliseconds)",
+                    found,
+                ));
+            }
+            _ => return None,
+        }
         // CAST targets are ksqlDB types (`MAP<STRING, INT>`, `STRUCT<A INT>`), parsed by our
         // own type parser rather than sqlparser's.
-        if parser.peek_nth_token_ref(1).token != Token::LParen {
-            return None;
-        }
         if parser.peek_keyword(Keyword::CAST) {
             return Some(parse_cast(parser));
         }
@@ -179,6 +194,18 @@ fn parse_cast(parser: &mut Parser) -> Result<Expr, ParserError> {
         array: false,
         format: None,
     })
+}
+
+/// `a.b[.c…]`: a column qualified by its source (or a longer dotted name).
+fn parse_qualified_name(parser: &mut Parser) -> Result<Expr, ParserError> {
+    let mut parts = vec![parser.parse_identifier()?];
+    while parser.peek_token_ref().token == Token::Period
+        && matches!(parser.peek_nth_token_ref(1).token, Token::Word(_))
+    {
+        parser.next_token();
+        parts.push(parser.parse_identifier()?);
+    }
+    Ok(Expr::CompoundIdentifier(parts))
 }
 
 /// `name(arg, …)`: every ksqlDB function call, including the constructors `STRUCT(a := 1)` and

@@ -18,10 +18,10 @@ pub fn tokenize(sql: &str) -> Result<Vec<TokenWithSpan>, ParseError> {
         .with_unescape(true)
         .tokenize_with_location()
         .map_err(ParseError::from_tokenizer)?;
-    for index in 0..tokens.len() {
-        let TokenWithSpan { token, span } = &mut tokens[index];
-        match token {
-            Token::Word(word) => match word.quote_style {
+    check_tokens(&tokens)?;
+    for TokenWithSpan { token, .. } in &mut tokens {
+        if let Token::Word(word) = token {
+            match word.quote_style {
                 None => {
                     word.value = word.value.to_uppercase();
                     // A few letters upper-case to a letter and a combining mark (`ǰ` is `J̌`),
@@ -36,9 +36,26 @@ pub fn tokenize(sql: &str) -> Result<Vec<TokenWithSpan>, ParseError> {
                     }
                 }
                 Some(_) => word.quote_style = Some('`'),
-            },
+            }
+        }
+    }
+    Ok(tokens)
+}
+
+/// Rejects tokens ksqlDB does not have where sqlparser would accept them.
+fn check_tokens(tokens: &[TokenWithSpan]) -> Result<(), ParseError> {
+    for (index, TokenWithSpan { token, span }) in tokens.iter().enumerate() {
+        let position = Position::from(span.start);
+        match token {
+            // ksqlDB writes `.` only between names (`source.column`, `source.*`).
+            Token::Period if !period_between_names(tokens, index) => {
+                return Err(ParseError::new(
+                    "Syntax error: '.' only qualifies a column with its source name; use '->' \
+                     to read a struct field",
+                    position,
+                ));
+            }
             Token::Placeholder(text) if text == "$" => {
-                let position = Position::from(span.start);
                 if let Some(name) = variable_name_after(&tokens[index + 1..]) {
                     return Err(ParseError::new(
                         format!(
@@ -52,7 +69,24 @@ pub fn tokenize(sql: &str) -> Result<Vec<TokenWithSpan>, ParseError> {
             _ => {}
         }
     }
-    Ok(tokens)
+    Ok(())
+}
+
+/// Whether the `.` at `index` follows a name and precedes a name or `*`.
+fn period_between_names(tokens: &[TokenWithSpan], index: usize) -> bool {
+    let before = tokens[..index].iter().rev().find(|t| !is_trivia(&t.token));
+    let after = tokens[index + 1..].iter().find(|t| !is_trivia(&t.token));
+    let is_name = |token: Option<&TokenWithSpan>| match token.map(|t| &t.token) {
+        Some(Token::Word(word)) => {
+            word.quote_style.is_some()
+                || !matches!(
+                    word.value.to_uppercase().as_str(),
+                    "NULL" | "TRUE" | "FALSE"
+                )
+        }
+        _ => false,
+    };
+    is_name(before) && (is_name(after) || matches!(after.map(|t| &t.token), Some(Token::Mul)))
 }
 
 /// The `name` of a `${name}` reference whose `$` has just been seen.

@@ -6,7 +6,7 @@
 
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{AccessExpr, Expr, Spanned, Value, Visit, visit_expressions};
+use sqlparser::ast::{AccessExpr, Expr, Spanned, Subscript, Value, Visit, visit_expressions};
 
 use crate::error::{ParseError, Position};
 
@@ -47,7 +47,15 @@ fn unsupported(expr: &Expr) -> Option<ParseError> {
                      to read a struct field",
                     Position::from(field.span().start),
                 )),
-                AccessExpr::Subscript(_) => {
+                AccessExpr::Subscript(Subscript::Slice { lower_bound, .. }) => {
+                    Some(ParseError::new(
+                        "Syntax error: array slices are not supported; use SLICE(array, from, to)",
+                        Position::from(
+                            lower_bound.as_ref().map_or(expr.span(), |b| b.span()).start,
+                        ),
+                    ))
+                }
+                AccessExpr::Subscript(Subscript::Index { .. }) => {
                     qualifying = false;
                     None
                 }
