@@ -1,0 +1,5 @@
+//! `riffle-server`: the Riffle engine and server.
+//!
+//! Today it holds the [`log`]: topics, partitions and offsets, embedded or on Kafka.
+
+pub mod log;

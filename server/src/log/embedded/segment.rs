@@ -1,0 +1,257 @@
+//! One segment file of a partition: batches appended at the end, read by position, and
+//! scanned at start (with checksums on the active segment, whose tail may be torn).
+//!
+//! Files are named after their first offset: `00000000000000001234.log`. A segment keeps a
+//! sparse in-memory index (one entry every [`INDEX_INTERVAL`] bytes) from batch offsets and
+//! times to file positions. Entry points: [`Segment::create`], [`Segment::open`].
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+
+use super::batch::{BatchDefect, BatchHeader, HEADER_LEN};
+
+/// Bytes between two index entries.
+pub const INDEX_INTERVAL: u64 = 4096;
+/// How much a scan reads at a time.
+const SCAN_CHUNK: usize = 1024 * 1024;
+
+/// A sparse index entry: the batch starting at `position` has base offset `offset`, and every
+/// batch before it has a max timestamp of at most `max_timestamp_before`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub offset: i64,
+    pub position: u64,
+    pub max_timestamp_before: i64,
+}
+
+#[derive(Debug)]
+pub struct Segment {
+    pub base_offset: i64,
+    pub path: PathBuf,
+    pub file: Arc<File>,
+    /// Bytes of whole batches in the file.
+    pub size: u64,
+    /// One past the last offset stored here (`base_offset` when empty).
+    pub next_offset: i64,
+    pub max_timestamp: i64,
+    /// Wall-clock time of the last append, for tombstone expiry.
+    pub last_append_time: i64,
+    pub index: Vec<IndexEntry>,
+    /// Where a scan at start found bytes that are not a valid batch, in a segment that is
+    /// not the last (so they were not truncated): reads from there report corruption.
+    pub corrupt_at: Option<u64>,
+    last_indexed_position: Option<u64>,
+}
+
+/// What the start-up scan reports for each batch.
+pub struct ScannedBatch<'a> {
+    pub header: BatchHeader,
+    /// The whole batch, present for control batches (commit / abort markers).
+    pub bytes: Option<&'a [u8]>,
+}
+
+pub fn segment_path(dir: &Path, base_offset: i64) -> PathBuf {
+    dir.join(format!("{base_offset:020}.log"))
+}
+
+/// The base offset of a segment file name, if it is one.
+pub fn parse_segment_name(name: &str) -> Option<i64> {
+    let digits = name.strip_suffix(".log")?;
+    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+impl Segment {
+    /// Creates an empty segment file (failing if one exists).
+    pub fn create(dir: &Path, base_offset: i64) -> io::Result<Segment> {
+        let path = segment_path(dir, base_offset);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        Ok(Segment::empty(path, file, base_offset))
+    }
+
+    fn empty(path: PathBuf, file: File, base_offset: i64) -> Segment {
+        Segment {
+            base_offset,
+            path,
+            file: Arc::new(file),
+            size: 0,
+            next_offset: base_offset,
+            max_timestamp: i64::MIN,
+            last_append_time: i64::MIN,
+            index: Vec::new(),
+            corrupt_at: None,
+            last_indexed_position: None,
+        }
+    }
+
+    /// Opens a segment and scans its batch headers, calling `visit` for each.
+    ///
+    /// With `recover` (the active segment), every batch is verified; the file is truncated
+    /// at the first torn or corrupt batch, which can only be an unacknowledged write cut
+    /// short. Otherwise a bad batch stops the scan and is remembered in `corrupt_at`.
+    pub fn open(
+        path: PathBuf,
+        base_offset: i64,
+        recover: bool,
+        mut visit: impl FnMut(ScannedBatch<'_>),
+    ) -> io::Result<(Segment, Option<BatchDefect>)> {
+        let file = OpenOptions::new().read(true).write(true).open(&path)?;
+        let file_len = file.metadata()?.len();
+        let mut segment = Segment::empty(path, file, base_offset);
+        let mut buffer = Vec::new();
+        let mut buffer_start = 0u64; // file position of buffer[0]
+        let mut position = 0u64;
+        let mut defect = None;
+        while position < file_len {
+            let needed = (position - buffer_start) as usize + HEADER_LEN;
+            if buffer.len() < needed {
+                refill(
+                    &segment.file,
+                    &mut buffer,
+                    &mut buffer_start,
+                    position,
+                    HEADER_LEN,
+                    file_len,
+                )?;
+            }
+            let at = (position - buffer_start) as usize;
+            let header = match BatchHeader::parse(&buffer[at..]) {
+                Ok(header) => header,
+                Err(error) => {
+                    defect = Some(error);
+                    break;
+                }
+            };
+            let is_control = header.control;
+            if recover || is_control {
+                if buffer.len() < at + header.size {
+                    refill(
+                        &segment.file,
+                        &mut buffer,
+                        &mut buffer_start,
+                        position,
+                        header.size,
+                        file_len,
+                    )?;
+                }
+                let at = (position - buffer_start) as usize;
+                if let Err(error) = header.verify(&buffer[at..]) {
+                    defect = Some(error);
+                    break;
+                }
+            }
+            let at = (position - buffer_start) as usize;
+            let bytes = is_control.then(|| &buffer[at..at + header.size]);
+            segment.note_batch(&header, position);
+            visit(ScannedBatch { header, bytes });
+            position += header.size as u64;
+        }
+        if let Some(error) = &defect {
+            if recover {
+                tracing::warn!(
+                    segment = %segment.path.display(),
+                    position,
+                    ?error,
+                    "truncating a torn or corrupt tail left by an interrupted write"
+                );
+                segment.file.set_len(position)?;
+                segment.file.sync_all()?;
+            } else {
+                segment.corrupt_at = Some(position);
+            }
+        }
+        Ok((segment, defect))
+    }
+
+    /// Records a batch written at `position` in the size, offsets and index.
+    fn note_batch(&mut self, header: &BatchHeader, position: u64) {
+        let due = self
+            .last_indexed_position
+            .is_none_or(|last| position - last >= INDEX_INTERVAL);
+        if due {
+            self.index.push(IndexEntry {
+                offset: header.base_offset,
+                position,
+                max_timestamp_before: self.max_timestamp,
+            });
+            self.last_indexed_position = Some(position);
+        }
+        self.size = position + header.size as u64;
+        self.next_offset = header.last_offset() + 1;
+        self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
+        self.last_append_time = self.last_append_time.max(header.append_time);
+    }
+
+    /// Appends whole encoded batches; `headers` describes them in order. On failure the file
+    /// is cut back, so no partial batch stays behind.
+    pub fn append(&mut self, bytes: &[u8], headers: &[BatchHeader]) -> io::Result<()> {
+        if let Err(error) = self.file.write_all_at(bytes, self.size) {
+            let _ = self.file.set_len(self.size);
+            return Err(error);
+        }
+        let mut position = self.size;
+        for header in headers {
+            self.note_batch(header, position);
+            position += header.size as u64;
+        }
+        Ok(())
+    }
+
+    /// Where to start reading for `offset`: the indexed batch at or before it.
+    pub fn position_for_offset(&self, offset: i64) -> u64 {
+        let entry = self.index.partition_point(|entry| entry.offset <= offset);
+        entry.checked_sub(1).map_or(0, |i| self.index[i].position)
+    }
+
+    /// Where to start reading for the first record at or after `timestamp`.
+    pub fn position_for_time(&self, timestamp: i64) -> u64 {
+        let entry = self
+            .index
+            .partition_point(|entry| entry.max_timestamp_before < timestamp);
+        entry.checked_sub(1).map_or(0, |i| self.index[i].position)
+    }
+}
+
+/// Reads `len` bytes at `position`, or fewer at the end of the file.
+pub fn read_at(file: &File, position: u64, len: usize) -> io::Result<Bytes> {
+    let mut buffer = BytesMut::zeroed(len);
+    let mut filled = 0;
+    while filled < len {
+        match file.read_at(&mut buffer[filled..], position + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    buffer.truncate(filled);
+    Ok(buffer.freeze())
+}
+
+/// Makes the scan buffer start at `position` and hold at least `needed` bytes (or the rest
+/// of the file).
+fn refill(
+    file: &File,
+    buffer: &mut Vec<u8>,
+    buffer_start: &mut u64,
+    position: u64,
+    needed: usize,
+    file_len: u64,
+) -> io::Result<()> {
+    let want = needed.max(SCAN_CHUNK).min((file_len - position) as usize);
+    let bytes = read_at(file, position, want)?;
+    buffer.clear();
+    buffer.extend_from_slice(&bytes);
+    *buffer_start = position;
+    Ok(())
+}
