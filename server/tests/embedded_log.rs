@@ -824,3 +824,43 @@ fn riffle_now() -> i64 {
         .expect("clock after 1970")
         .as_millis() as i64
 }
+
+#[tokio::test]
+async fn the_background_cleaner_applies_retention_by_itself() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let options = EmbeddedOptions {
+        cleaner_interval: Duration::from_millis(5),
+    };
+    let log = EmbeddedLog::open(dir.path(), options).expect("opens");
+    let config = TopicConfig {
+        segment_bytes: 1024,
+        retention_ms: Some(1_000),
+        ..TopicConfig::new(1)
+    };
+    log.create_topic("aging", config).await.expect("created");
+    let old = ProducerRecord {
+        timestamp: Some(riffle_now() - 3_600_000),
+        ..record("k", &"x".repeat(600))
+    };
+    for _ in 0..6 {
+        log.produce("aging", vec![old.clone()], Acks::Leader)
+            .await
+            .expect("produced");
+    }
+    log.produce("aging", vec![record("k", "new")], Acks::Leader)
+        .await
+        .expect("produced");
+    // Two passes completed after the writes means at least one saw all of them.
+    let mut passes = log.cleaner_passes();
+    let seen = *passes.borrow_and_update();
+    tokio::time::timeout(Duration::from_secs(30), passes.wait_for(|p| *p >= seen + 2))
+        .await
+        .expect("the cleaner ran")
+        .expect("the cleaner is alive");
+    let (start, end) = log
+        .offsets("aging", 0, IsolationLevel::ReadUncommitted)
+        .await
+        .expect("offsets");
+    assert!(start > 0, "old segments are still there");
+    assert_eq!(end, 7);
+}

@@ -33,6 +33,8 @@ pub struct Cleaner {
 struct CleanerSignal {
     stopped: Mutex<bool>,
     wake: Condvar,
+    /// Completed passes, for whoever wants to know that the cleaner has run.
+    passes: tokio::sync::watch::Sender<u64>,
 }
 
 impl Drop for Cleaner {
@@ -43,6 +45,10 @@ impl Drop for Cleaner {
 }
 
 impl Cleaner {
+    pub fn passes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.signal.passes.subscribe()
+    }
+
     /// Starts the cleaner thread. It holds the log only to list partitions, so dropping the
     /// last handle closes the log promptly.
     pub fn start(log: &EmbeddedLog, interval: Duration) {
@@ -81,6 +87,7 @@ impl Cleaner {
                             last_cleaned.insert(key, end);
                         }
                     }
+                    signal.passes.send_modify(|passes| *passes += 1);
                 }
             });
         if let Err(error) = spawned {

@@ -435,6 +435,11 @@ impl EmbeddedLog {
         self.partition(topic, partition)?.offset_for_time(timestamp)
     }
 
+    /// Counts the background cleaner's completed passes.
+    pub fn cleaner_passes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.cleaner.passes()
+    }
+
     /// Runs retention and compaction once, now (the cleaner does it periodically).
     pub fn clean_now(&self) -> Result<()> {
         cleaner::clean(self)

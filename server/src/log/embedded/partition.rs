@@ -628,8 +628,17 @@ impl Partition {
     }
 
     /// Swaps a compacted copy in for the segment at `base_offset`: the copy at `cleaned` is
-    /// renamed over the original. Readers of the old file finish on it undisturbed.
+    /// scanned first, then renamed over the original under the lock. Readers of the old file
+    /// finish on it undisturbed.
     pub fn replace_segment(&self, base_offset: i64, cleaned: &Path) -> Result<()> {
+        let context = || format!("compacting topic '{}' partition {}", self.topic, self.id);
+        let (mut segment, defect) =
+            Segment::open(cleaned.to_path_buf(), base_offset, false, |_| {})
+                .map_err(|e| LogError::io(context(), e))?;
+        if let Some(defect) = defect {
+            let _ = std::fs::remove_file(cleaned);
+            return Err(self.defect(base_offset, defect));
+        }
         let mut state = self.state.lock();
         let Some(index) = state
             .segments
@@ -641,14 +650,9 @@ impl Partition {
             return Ok(());
         };
         let path = state.segments[index].path.clone();
-        let context = || format!("compacting topic '{}' partition {}", self.topic, self.id);
         std::fs::rename(cleaned, &path).map_err(|e| LogError::io(context(), e))?;
         sync_dir(&state.dir).map_err(|e| LogError::io(context(), e))?;
-        let (mut segment, defect) = Segment::open(path, base_offset, false, |_| {})
-            .map_err(|e| LogError::io(context(), e))?;
-        if let Some(defect) = defect {
-            return Err(self.defect(base_offset, defect));
-        }
+        segment.path = path;
         // Compaction keeps a segment's offset range even when its last records go.
         segment.next_offset = segment.next_offset.max(state.segments[index].next_offset);
         state.segments[index] = segment;
