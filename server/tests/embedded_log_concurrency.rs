@@ -15,6 +15,13 @@ const PARTITIONS: i32 = 3;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_producers_and_consumers_lose_and_duplicate_nothing() {
+    // A stall (a deadlock, a lost wake-up) fails the test instead of hanging it.
+    tokio::time::timeout(Duration::from_secs(120), run())
+        .await
+        .expect("producers and consumers finished within 120 s");
+}
+
+async fn run() {
     let dir = tempfile::tempdir().expect("temp dir");
     let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("opens");
     let config = TopicConfig {

@@ -335,6 +335,8 @@ impl Partition {
 
     /// Blocks until every offset below `end_offset` is on disk. Concurrent callers share
     /// flushes: whoever flushes covers everything written before it started.
+    ///
+    /// Lock order: `flushed`, then `state` (never the other way round).
     pub fn flush_to(&self, end_offset: i64) -> Result<()> {
         let mut flushed = self.flushed.lock();
         if *flushed >= end_offset {
@@ -899,8 +901,7 @@ impl PartitionState {
         };
         let active = self.active();
         if active.size > 0 && active.size + bytes.len() as u64 > self.config.segment_bytes {
-            self.roll(partition)
-                .map_err(|e| LogError::io(context(), e))?;
+            self.roll().map_err(|e| LogError::io(context(), e))?;
         }
         let segment = self
             .segments
@@ -914,14 +915,12 @@ impl PartitionState {
     }
 
     /// Seals the active segment (flushing it, so only the newest segment can have a torn
-    /// tail) and starts a new one.
-    fn roll(&mut self, partition: &Partition) -> std::io::Result<()> {
+    /// tail, and so that flushing the active segment flushes everything) and starts a new one.
+    fn roll(&mut self) -> std::io::Result<()> {
         self.active().file.sync_data()?;
         let segment = Segment::create(&self.dir, self.next_offset)?;
         sync_dir(&self.dir)?;
         self.segments.push(segment);
-        let mut flushed = partition.flushed.lock();
-        *flushed = (*flushed).max(self.next_offset);
         Ok(())
     }
 }
