@@ -1,5 +1,6 @@
 //! Produce and fetch throughput of the embedded log: 100-byte and 1 KiB records, 1 and 8
-//! partitions, acks=1 and acks=all, batches of 1000 records from one thread.
+//! partitions, acks=1 and acks=all, batches of 1000 records from one thread; and 4 MiB
+//! batches at acks=all, to compare with the disk's sequential write speed.
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -9,8 +10,12 @@ use riffle_server::log::{Acks, FetchRequest, ProducerRecord, TopicConfig};
 const BATCH: usize = 1000;
 
 fn records(size: usize, partitions: i32) -> Vec<ProducerRecord> {
+    records_n(size, partitions, BATCH)
+}
+
+fn records_n(size: usize, partitions: i32, count: usize) -> Vec<ProducerRecord> {
     let value = Bytes::from(vec![b'v'; size]);
-    (0..BATCH)
+    (0..count)
         .map(|i| ProducerRecord {
             // Spread over the partitions without the cost of hashing keys.
             partition: Some(i as i32 % partitions),
@@ -47,6 +52,19 @@ fn produce(c: &mut Criterion) {
             })
         });
     }
+    // Large batches: the flush per call is amortised as a large sequential write.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("opens");
+    log.create_topic_blocking("bench", TopicConfig::new(1))
+        .expect("created");
+    let batch = records_n(1024, 1, 4096);
+    group.throughput(Throughput::Bytes((batch.len() * 1024) as u64));
+    group.bench_function("1024B/1p/All/4MiB-batches", |b| {
+        b.iter(|| {
+            log.produce_blocking("bench", batch.clone(), Acks::All)
+                .expect("produced")
+        })
+    });
     group.finish();
 }
 
