@@ -93,6 +93,22 @@ pub fn parse_statement(sql: &str) -> Result<Statement, ParseError> {
     parse_tokens(first)
 }
 
+/// Parses a column list without its parentheses, as schemas are written in test
+/// expectations: `ID STRING KEY, V BIGINT`.
+pub fn parse_table_elements(sql: &str) -> Result<Vec<ast::ColumnDef>, ParseError> {
+    let mut tokens = lexer::tokenize(sql)?;
+    let end = tokens
+        .iter()
+        .rev()
+        .find(|t| !lexer::is_trivia(&t.token) && t.token != Token::EOF)
+        .map_or(sqlparser::tokenizer::Span::empty(), |t| {
+            sqlparser::tokenizer::Span::new(t.span.end, t.span.end)
+        });
+    tokens.retain(|t| t.token != Token::EOF);
+    tokens.push(TokenWithSpan::new(Token::EOF, end));
+    KsqlParser::new(tokens).parse_table_elements()
+}
+
 fn parse_tokens(statement: StatementTokens) -> Result<Statement, ParseError> {
     let mut tokens = statement.tokens;
     tokens.push(TokenWithSpan::new(Token::EOF, statement.end));

@@ -54,6 +54,15 @@ impl KsqlParser<'_> {
         Ok(statement)
     }
 
+    /// Parses `name type [KEY | …], …` (a column list without its parentheses) up to the end.
+    pub fn parse_table_elements(&mut self) -> Result<Vec<ColumnDef>> {
+        let columns = self.comma_separated(Self::parse_column_def)?;
+        if self.parser.peek_token_ref().token != Token::EOF {
+            return self.expected("',' or the end of the column list");
+        }
+        Ok(columns)
+    }
+
     fn parse_statement_body(&mut self) -> Result<Statement> {
         let first = match &self.parser.peek_token_ref().token {
             Token::Word(word) if word.quote_style.is_none() => word.value.clone(),

@@ -500,3 +500,22 @@ fn deeply_nested_calls_with_lambdas_parse() {
     let sql = format!("SELECT {expr} FROM S EMIT CHANGES");
     verified_stmt(&sql);
 }
+
+#[test]
+fn column_lists_parse_on_their_own() {
+    let columns = riffle_grammar::parse_table_elements(
+        "ID STRING KEY, dec DECIMAL(6,4), `h` BYTES HEADER('x')",
+    )
+    .expect("a column list");
+    let printed: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
+    assert_eq!(
+        printed,
+        [
+            "ID STRING KEY",
+            "DEC DECIMAL(6, 4)",
+            "`h` BYTES HEADER('x')"
+        ]
+    );
+    let error = riffle_grammar::parse_table_elements("A INT B").expect_err("missing comma");
+    assert_eq!(error.position, riffle_grammar::Position::new(1, 7));
+}

@@ -3,3 +3,4 @@
 //! Today it holds the [`log`]: topics, partitions and offsets, embedded or on Kafka.
 
 pub mod log;
+pub mod types;
