@@ -4,6 +4,8 @@
 //! Entry points: [`SqlType::from_ast`], [`SqlType::to_arrow`], [`SqlType::from_arrow`],
 //! [`LogicalSchema`].
 
+pub mod decimal;
+
 use std::fmt;
 use std::sync::Arc;
 
