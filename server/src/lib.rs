@@ -2,5 +2,6 @@
 //!
 //! Today it holds the [`log`]: topics, partitions and offsets, embedded or on Kafka.
 
+pub mod format;
 pub mod log;
 pub mod types;

@@ -22,7 +22,10 @@ pub fn parse_decimal(text: &str, precision: u8, scale: u8) -> Result<i128, Strin
     };
     let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
     if whole.is_empty() && fraction.is_empty()
-        || !whole.bytes().chain(fraction.bytes()).all(|b| b.is_ascii_digit())
+        || !whole
+            .bytes()
+            .chain(fraction.bytes())
+            .all(|b| b.is_ascii_digit())
     {
         return Err(invalid());
     }
@@ -85,7 +88,11 @@ mod tests {
         assert_eq!(parse_decimal("1.2E3", 6, 1), Ok(12_000));
         assert_eq!(parse_decimal(".5", 2, 1), Ok(5));
         assert_eq!(parse_decimal("0.125", 3, 2), Ok(13), "HALF_UP");
-        assert_eq!(parse_decimal("-0.125", 3, 2), Ok(-13), "HALF_UP away from zero");
+        assert_eq!(
+            parse_decimal("-0.125", 3, 2),
+            Ok(-13),
+            "HALF_UP away from zero"
+        );
     }
 
     #[test]
