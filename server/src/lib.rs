@@ -4,4 +4,5 @@
 
 pub mod format;
 pub mod log;
+pub mod plan;
 pub mod types;

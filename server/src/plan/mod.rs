@@ -1,0 +1,281 @@
+//! Statement → DataFusion `LogicalPlan` → the expressions a streaming operator evaluates.
+//!
+//! DataFusion plans the relational core (projection, filter, expressions with type
+//! coercion); our runtime evaluates the resulting `PhysicalExpr`s on each Arrow batch it
+//! decodes. Entry point: [`Planner::plan_stateless`].
+
+mod rewrite;
+
+use std::sync::Arc;
+
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use datafusion::catalog::empty::EmptyTable;
+use datafusion::common::{DFSchema, DataFusionError};
+use datafusion::execution::context::SessionContext;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::{Expr as LogicalExpr, LogicalPlan};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::prelude::SessionConfig;
+use datafusion::sql::parser::Statement as DfStatement;
+use riffle_grammar::ast::Query;
+use sqlparser::ast::{SetExpr, Statement as SqlStatement, TableFactor};
+use sqlparser::dialect::GenericDialect;
+
+/// A planning error: the user's query is wrong, or the feature is not built yet.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("{0}")]
+    Plan(String),
+    #[error("{0} is not supported yet")]
+    Unsupported(String),
+}
+
+impl From<DataFusionError> for PlanError {
+    fn from(error: DataFusionError) -> Self {
+        PlanError::Plan(error.strip_backtrace().to_string())
+    }
+}
+
+/// Plans queries against sources whose Arrow schemas it is given.
+#[derive(Clone)]
+pub struct Planner {
+    context: SessionContext,
+}
+
+impl std::fmt::Debug for Planner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Planner").finish_non_exhaustive()
+    }
+}
+
+/// A projection with an optional filter, ready to run on batches of one source.
+#[derive(Debug, Clone)]
+pub struct StatelessPlan {
+    pub filter: Option<Arc<dyn PhysicalExpr>>,
+    pub projection: Vec<(String, Arc<dyn PhysicalExpr>)>,
+    pub output_schema: SchemaRef,
+}
+
+impl Default for Planner {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Planner {
+    pub fn new() -> Self {
+        let mut config = SessionConfig::new();
+        let options = config.options_mut();
+        // ksqlDB upper-cases unquoted identifiers itself; `1.5` is a DECIMAL literal.
+        options.sql_parser.enable_ident_normalization = false;
+        options.sql_parser.parse_float_as_decimal = true;
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .build();
+        Self {
+            context: SessionContext::new_with_state(state),
+        }
+    }
+
+    /// Makes a source known to the planner under its (already normalised) name.
+    pub fn register_source(&self, name: &str, schema: SchemaRef) -> Result<(), PlanError> {
+        self.context
+            .register_table(
+                datafusion::common::TableReference::bare(name),
+                Arc::new(EmptyTable::new(schema)),
+            )
+            .map(|_| ())
+            .map_err(PlanError::from)
+    }
+
+    /// Plans `SELECT … FROM source [WHERE …]` without joins, windows or aggregation.
+    pub async fn plan_stateless(&self, query: &Query) -> Result<StatelessPlan, PlanError> {
+        if !query.from.joins.is_empty() {
+            return Err(PlanError::Unsupported("JOIN".into()));
+        }
+        if query.window.is_some() || !query.group_by.is_empty() {
+            return Err(PlanError::Unsupported("aggregation".into()));
+        }
+        let statement = self.to_datafusion(query)?;
+        let state = self.context.state();
+        let plan = state
+            .statement_to_plan(DfStatement::Statement(Box::new(statement)))
+            .await?;
+        let (exprs, filter, input_schema) = split_projection(&plan)?;
+        let filter = filter
+            .map(|predicate| state.create_physical_expr(predicate, input_schema))
+            .transpose()?;
+        let mut projection = Vec::with_capacity(exprs.len());
+        let mut fields = Vec::with_capacity(exprs.len());
+        for (expr, field) in exprs.iter().zip(plan.schema().fields()) {
+            let physical = state.create_physical_expr(expr.clone(), input_schema)?;
+            fields.push(field.as_ref().clone());
+            projection.push((field.name().clone(), physical));
+        }
+        Ok(StatelessPlan {
+            filter,
+            projection,
+            output_schema: Arc::new(Schema::new(fields)),
+        })
+    }
+
+    /// Our query as a sqlparser `SELECT` that DataFusion's `SqlToRel` plans.
+    fn to_datafusion(&self, query: &Query) -> Result<SqlStatement, PlanError> {
+        let template = sqlparser::parser::Parser::parse_sql(&GenericDialect, "SELECT 1 FROM t")
+            .map_err(|e| PlanError::Plan(format!("internal: {e}")))?;
+        let Some(SqlStatement::Query(mut sql_query)) = template.into_iter().next() else {
+            return Err(PlanError::Plan("internal: no template query".into()));
+        };
+        let SetExpr::Select(select) = sql_query.body.as_mut() else {
+            return Err(PlanError::Plan("internal: template is not a SELECT".into()));
+        };
+        select.projection = query.projection.clone();
+        select.selection = query.selection.clone();
+        if let TableFactor::Table { name, alias, .. } = &mut select.from[0].relation {
+            *name = sqlparser::ast::ObjectName::from(vec![query.from.source.name.clone()]);
+            *alias = query
+                .from
+                .source
+                .alias
+                .clone()
+                .map(|alias| sqlparser::ast::TableAlias {
+                    explicit: false,
+                    name: alias,
+                    columns: Vec::new(),
+                    at: None,
+                });
+        }
+        let mut statement = SqlStatement::Query(sql_query);
+        rewrite::for_datafusion(&mut statement);
+        Ok(statement)
+    }
+}
+
+/// `Projection(Filter?(TableScan))`: the projected expressions, the predicate and the schema
+/// they are evaluated against.
+fn split_projection(
+    plan: &LogicalPlan,
+) -> Result<(Vec<LogicalExpr>, Option<LogicalExpr>, &DFSchema), PlanError> {
+    let LogicalPlan::Projection(projection) = plan else {
+        return Err(PlanError::Plan(format!(
+            "internal: expected a projection, got {}",
+            plan.display()
+        )));
+    };
+    match projection.input.as_ref() {
+        LogicalPlan::Filter(filter) => Ok((
+            projection.expr.clone(),
+            Some(filter.predicate.clone()),
+            filter.input.schema(),
+        )),
+        input => Ok((projection.expr.clone(), None, input.schema())),
+    }
+}
+
+impl StatelessPlan {
+    /// Filters and projects one batch.
+    pub fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch, PlanError> {
+        let batch = match &self.filter {
+            Some(predicate) => {
+                let mask = predicate.evaluate(batch)?.into_array(batch.num_rows())?;
+                let mask = arrow::array::AsArray::as_boolean_opt(&mask)
+                    .ok_or_else(|| PlanError::Plan("WHERE must be a boolean expression".into()))?;
+                arrow::compute::filter_record_batch(batch, mask)
+                    .map_err(|e| PlanError::Plan(e.to_string()))?
+            }
+            None => batch.clone(),
+        };
+        let columns = self
+            .projection
+            .iter()
+            .map(|(_, expr)| expr.evaluate(&batch)?.into_array(batch.num_rows()))
+            .collect::<Result<Vec<_>, _>>()?;
+        RecordBatch::try_new(self.output_schema.clone(), columns)
+            .map_err(|e| PlanError::Plan(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, ArrayRef, AsArray, Int64Array, StringArray, StructArray};
+    use arrow::datatypes::{DataType, Field, Fields, Int64Type};
+
+    fn source() -> (SchemaRef, RecordBatch) {
+        let address = Fields::from(vec![Field::new("CITY", DataType::Utf8, true)]);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("ID", DataType::Utf8, true),
+            Field::new("V", DataType::Int64, true),
+            Field::new("ADDRESS", DataType::Struct(address.clone()), true),
+        ]));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(vec!["a", "b", "c"])),
+            Arc::new(Int64Array::from(vec![Some(1), Some(5), None])),
+            Arc::new(StructArray::new(
+                address,
+                vec![Arc::new(StringArray::from(vec!["x", "y", "z"]))],
+                None,
+            )),
+        ];
+        let batch = RecordBatch::try_new(schema.clone(), columns).expect("batch");
+        (schema, batch)
+    }
+
+    #[tokio::test]
+    async fn projections_and_filters_run_on_batches() {
+        let (schema, batch) = source();
+        let planner = Planner::new();
+        planner.register_source("S", schema).expect("registered");
+        let statement = riffle_grammar::parse_statement(
+            "SELECT id, v * 2 AS doubled, address->city AS city FROM s WHERE v > 1 EMIT CHANGES;",
+        )
+        .expect("parses");
+        let riffle_grammar::Statement::Query(query) = statement else {
+            panic!("a query")
+        };
+        let plan = planner.plan_stateless(&query).await.expect("plans");
+        let names: Vec<&str> = plan.projection.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["ID", "DOUBLED", "CITY"]);
+        let out = plan.apply(&batch).expect("runs");
+        assert_eq!(out.num_rows(), 1);
+        assert_eq!(out.column(0).as_string::<i32>().value(0), "b");
+        assert_eq!(out.column(1).as_primitive::<Int64Type>().value(0), 10);
+        assert_eq!(out.column(2).as_string::<i32>().value(0), "y");
+    }
+
+    #[tokio::test]
+    async fn select_star_keeps_every_column() {
+        let (schema, batch) = source();
+        let planner = Planner::new();
+        planner.register_source("S", schema).expect("registered");
+        let riffle_grammar::Statement::Query(query) =
+            riffle_grammar::parse_statement("SELECT * FROM S EMIT CHANGES").expect("parses")
+        else {
+            panic!("a query")
+        };
+        let plan = planner.plan_stateless(&query).await.expect("plans");
+        let out = plan.apply(&batch).expect("runs");
+        assert_eq!(out.num_columns(), 3);
+        assert_eq!(out.num_rows(), 3);
+        assert_eq!(out.column(1).null_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn unknown_columns_are_plan_errors() {
+        let (schema, _) = source();
+        let planner = Planner::new();
+        planner.register_source("S", schema).expect("registered");
+        let riffle_grammar::Statement::Query(query) =
+            riffle_grammar::parse_statement("SELECT nope FROM S EMIT CHANGES").expect("parses")
+        else {
+            panic!("a query")
+        };
+        let error = planner
+            .plan_stateless(&query)
+            .await
+            .expect_err("no such column");
+        assert!(error.to_string().contains("NOPE"), "{error}");
+    }
+}
