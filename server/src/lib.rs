@@ -2,6 +2,7 @@
 //!
 //! Today it holds the [`log`]: topics, partitions and offsets, embedded or on Kafka.
 
+pub mod catalog;
 pub mod format;
 pub mod log;
 pub mod plan;
