@@ -1,9 +1,15 @@
 //! `riffle-server`: the Riffle engine and server.
 //!
-//! Today it holds the [`log`]: topics, partitions and offsets, embedded or on Kafka.
+//! [`engine::Engine`] runs statements: the [`catalog`] keeps sources, [`plan`] turns queries
+//! into expressions, [`query`] runs persistent queries over the [`log`] with the
+//! operators of [`runtime`] and the serdes of [`format`].
 
 pub mod catalog;
+pub mod engine;
 pub mod format;
+pub mod functions;
 pub mod log;
 pub mod plan;
+pub mod query;
+pub mod runtime;
 pub mod types;

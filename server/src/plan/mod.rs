@@ -19,7 +19,10 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::Statement as DfStatement;
 use riffle_grammar::ast::Query;
-use sqlparser::ast::{SetExpr, Statement as SqlStatement, TableFactor};
+use sqlparser::ast::{
+    Expr as SqlExpr, Ident, SelectItem, SelectItemQualifiedWildcardKind, SetExpr,
+    Statement as SqlStatement, TableFactor,
+};
 use sqlparser::dialect::GenericDialect;
 
 /// A planning error: the user's query is wrong, or the feature is not built yet.
@@ -53,8 +56,17 @@ impl std::fmt::Debug for Planner {
 #[derive(Debug, Clone)]
 pub struct StatelessPlan {
     pub filter: Option<Arc<dyn PhysicalExpr>>,
-    pub projection: Vec<(String, Arc<dyn PhysicalExpr>)>,
+    pub projection: Vec<ProjectedColumn>,
     pub output_schema: SchemaRef,
+}
+
+/// One output column: its name, how it is computed, and the input column it copies when it
+/// is a plain column reference (which is how key columns carry through a query).
+#[derive(Debug, Clone)]
+pub struct ProjectedColumn {
+    pub name: String,
+    pub expr: Arc<dyn PhysicalExpr>,
+    pub source_column: Option<String>,
 }
 
 impl Default for Planner {
@@ -74,9 +86,9 @@ impl Planner {
             .with_config(config)
             .with_default_features()
             .build();
-        Self {
-            context: SessionContext::new_with_state(state),
-        }
+        let context = SessionContext::new_with_state(state);
+        crate::functions::register(&context);
+        Self { context }
     }
 
     /// Makes a source known to the planner under its (already normalised) name.
@@ -91,14 +103,22 @@ impl Planner {
     }
 
     /// Plans `SELECT … FROM source [WHERE …]` without joins, windows or aggregation.
-    pub async fn plan_stateless(&self, query: &Query) -> Result<StatelessPlan, PlanError> {
+    /// `star_columns` are the columns `*` stands for (ksqlDB's `*` leaves out the pseudo
+    /// columns such as `ROWTIME`).
+    pub async fn plan_stateless(
+        &self,
+        query: &Query,
+        star_columns: &[String],
+    ) -> Result<StatelessPlan, PlanError> {
         if !query.from.joins.is_empty() {
             return Err(PlanError::Unsupported("JOIN".into()));
         }
         if query.window.is_some() || !query.group_by.is_empty() {
             return Err(PlanError::Unsupported("aggregation".into()));
         }
-        let statement = self.to_datafusion(query)?;
+        let mut query = query.clone();
+        query.projection = expand_stars(&query.projection, star_columns);
+        let statement = self.to_datafusion(&query)?;
         let state = self.context.state();
         let plan = state
             .statement_to_plan(DfStatement::Statement(Box::new(statement)))
@@ -112,7 +132,15 @@ impl Planner {
         for (expr, field) in exprs.iter().zip(plan.schema().fields()) {
             let physical = state.create_physical_expr(expr.clone(), input_schema)?;
             fields.push(field.as_ref().clone());
-            projection.push((field.name().clone(), physical));
+            let source_column = match expr.clone().unalias() {
+                LogicalExpr::Column(column) => Some(column.name),
+                _ => None,
+            };
+            projection.push(ProjectedColumn {
+                name: field.name().clone(),
+                expr: physical,
+                source_column,
+            });
         }
         Ok(StatelessPlan {
             filter,
@@ -153,6 +181,35 @@ impl Planner {
     }
 }
 
+/// Replaces `*` and `source.*` with the columns they stand for.
+fn expand_stars(projection: &[SelectItem], star_columns: &[String]) -> Vec<SelectItem> {
+    let mut expanded = Vec::with_capacity(projection.len());
+    for item in projection {
+        match item {
+            SelectItem::Wildcard(_) => expanded.extend(star_columns.iter().map(|name| {
+                SelectItem::UnnamedExpr(SqlExpr::Identifier(Ident::new(name.clone())))
+            })),
+            SelectItem::QualifiedWildcard(
+                SelectItemQualifiedWildcardKind::ObjectName(qualifier),
+                _,
+            ) => expanded.extend(star_columns.iter().map(|name| {
+                let mut parts: Vec<Ident> = qualifier
+                    .0
+                    .iter()
+                    .filter_map(|part| part.as_ident().cloned())
+                    .collect();
+                parts.push(Ident::new(name.clone()));
+                SelectItem::ExprWithAlias {
+                    expr: SqlExpr::CompoundIdentifier(parts),
+                    alias: Ident::new(name.clone()),
+                }
+            })),
+            other => expanded.push(other.clone()),
+        }
+    }
+    expanded
+}
+
 /// `Projection(Filter?(TableScan))`: the projected expressions, the predicate and the schema
 /// they are evaluated against.
 fn split_projection(
@@ -175,8 +232,9 @@ fn split_projection(
 }
 
 impl StatelessPlan {
-    /// Filters and projects one batch.
-    pub fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch, PlanError> {
+    /// Filters and projects one batch; returns the rows that passed the filter and their
+    /// projection.
+    pub fn apply(&self, batch: &RecordBatch) -> Result<(RecordBatch, RecordBatch), PlanError> {
         let batch = match &self.filter {
             Some(predicate) => {
                 let mask = predicate.evaluate(batch)?.into_array(batch.num_rows())?;
@@ -190,10 +248,11 @@ impl StatelessPlan {
         let columns = self
             .projection
             .iter()
-            .map(|(_, expr)| expr.evaluate(&batch)?.into_array(batch.num_rows()))
+            .map(|column| column.expr.evaluate(&batch)?.into_array(batch.num_rows()))
             .collect::<Result<Vec<_>, _>>()?;
-        RecordBatch::try_new(self.output_schema.clone(), columns)
-            .map_err(|e| PlanError::Plan(e.to_string()))
+        let output = RecordBatch::try_new(self.output_schema.clone(), columns)
+            .map_err(|e| PlanError::Plan(e.to_string()))?;
+        Ok((batch, output))
     }
 }
 
@@ -235,10 +294,16 @@ mod tests {
         let riffle_grammar::Statement::Query(query) = statement else {
             panic!("a query")
         };
-        let plan = planner.plan_stateless(&query).await.expect("plans");
-        let names: Vec<&str> = plan.projection.iter().map(|(n, _)| n.as_str()).collect();
+        let plan = planner.plan_stateless(&query, &[]).await.expect("plans");
+        let names: Vec<&str> = plan.projection.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["ID", "DOUBLED", "CITY"]);
-        let out = plan.apply(&batch).expect("runs");
+        let sources: Vec<Option<&str>> = plan
+            .projection
+            .iter()
+            .map(|c| c.source_column.as_deref())
+            .collect();
+        assert_eq!(sources, [Some("ID"), None, None]);
+        let (_, out) = plan.apply(&batch).expect("runs");
         assert_eq!(out.num_rows(), 1);
         assert_eq!(out.column(0).as_string::<i32>().value(0), "b");
         assert_eq!(out.column(1).as_primitive::<Int64Type>().value(0), 10);
@@ -255,8 +320,12 @@ mod tests {
         else {
             panic!("a query")
         };
-        let plan = planner.plan_stateless(&query).await.expect("plans");
-        let out = plan.apply(&batch).expect("runs");
+        let columns = ["ID".to_string(), "V".to_string(), "ADDRESS".to_string()];
+        let plan = planner
+            .plan_stateless(&query, &columns)
+            .await
+            .expect("plans");
+        let (_, out) = plan.apply(&batch).expect("runs");
         assert_eq!(out.num_columns(), 3);
         assert_eq!(out.num_rows(), 3);
         assert_eq!(out.column(1).null_count(), 1);
@@ -273,7 +342,7 @@ mod tests {
             panic!("a query")
         };
         let error = planner
-            .plan_stateless(&query)
+            .plan_stateless(&query, &[])
             .await
             .expect_err("no such column");
         assert!(error.to_string().contains("NOPE"), "{error}");

@@ -1,0 +1,598 @@
+//! [`Engine`]: runs ksqlDB statements against the catalog, the planner, the log and the
+//! persistent queries. The REST API and the conformance runner both drive it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use riffle_grammar::ast::{
+    CreateAsSelect, CreateSource, DropSource, InsertInto, QueryTarget, Show, SourceKind, Statement,
+};
+use tokio::sync::Mutex;
+
+use crate::catalog::properties::SourceProperties;
+use crate::catalog::{Catalog, FormatDefaults, RESERVED_COLUMNS, Source};
+use crate::format::{Format, FormatSpec};
+use crate::log::{Log, LogError, TopicConfig};
+use crate::plan::{PlanError, Planner};
+use crate::query::{PersistentQuery, ProcessingLog, QuerySpec, StartPosition};
+use crate::runtime::SinkEncoder;
+use crate::types::{Column, ColumnKind, LogicalSchema, SqlType};
+
+/// Why a statement failed. `Statement` errors are the user's to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    Parse(#[from] riffle_grammar::ParseError),
+    #[error("{0}")]
+    Statement(String),
+    #[error("{0} is not supported yet")]
+    Unsupported(String),
+    #[error("{0}")]
+    Log(#[from] LogError),
+}
+
+impl From<PlanError> for EngineError {
+    fn from(error: PlanError) -> Self {
+        match error {
+            PlanError::Plan(message) => EngineError::Statement(message),
+            PlanError::Unsupported(what) => EngineError::Unsupported(what),
+        }
+    }
+}
+
+/// What a statement produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StatementResult {
+    /// A command that changed something, with ksqlDB's message ("Stream created").
+    Done {
+        message: String,
+        query_id: Option<String>,
+    },
+    Sources(Vec<Source>),
+    Queries(Vec<(String, String)>),
+}
+
+/// Per-request settings (`streamsProperties` in REST, `properties` in test cases).
+pub type Properties = BTreeMap<String, String>;
+
+pub struct Engine {
+    log: Arc<dyn Log>,
+    planner: Planner,
+    processing_log: ProcessingLog,
+    state: Mutex<EngineState>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct EngineState {
+    catalog: Catalog,
+    queries: BTreeMap<String, PersistentQuery>,
+    next_query: u64,
+}
+
+impl Engine {
+    pub fn new(log: Arc<dyn Log>) -> Self {
+        Self {
+            log,
+            planner: Planner::new(),
+            processing_log: ProcessingLog::default(),
+            state: Mutex::new(EngineState::default()),
+        }
+    }
+
+    pub fn processing_log(&self) -> &ProcessingLog {
+        &self.processing_log
+    }
+
+    pub async fn source(&self, name: &str) -> Option<Source> {
+        self.state.lock().await.catalog.source(name).cloned()
+    }
+
+    /// Runs the statements of a script in order, stopping at the first error.
+    pub async fn execute(
+        &self,
+        sql: &str,
+        properties: &Properties,
+    ) -> Result<Vec<StatementResult>, EngineError> {
+        let mut results = Vec::new();
+        for parsed in riffle_grammar::parse_script(sql)? {
+            results.push(
+                self.execute_statement(&parsed.statement, properties)
+                    .await?,
+            );
+        }
+        Ok(results)
+    }
+
+    pub async fn execute_statement(
+        &self,
+        statement: &Statement,
+        properties: &Properties,
+    ) -> Result<StatementResult, EngineError> {
+        match statement {
+            Statement::CreateSource(create) => self.create_source(create, properties).await,
+            Statement::CreateAsSelect(create) => self.create_as_select(create, properties).await,
+            Statement::InsertInto(insert) => self.insert_into(insert, properties).await,
+            Statement::DropSource(drop) => self.drop_source(drop).await,
+            Statement::Terminate(target) => self.terminate(target).await,
+            Statement::Show(Show::Streams { .. }) => self.list(SourceKind::Stream).await,
+            Statement::Show(Show::Tables { .. }) => self.list(SourceKind::Table).await,
+            Statement::Show(Show::Queries { .. }) => {
+                let state = self.state.lock().await;
+                let queries = state
+                    .queries
+                    .values()
+                    .map(|q| (q.id().to_string(), q.spec.sink_topic.clone()))
+                    .collect();
+                Ok(StatementResult::Queries(queries))
+            }
+            other => Err(EngineError::Unsupported(format!(
+                "the statement '{}'",
+                other
+                    .to_string()
+                    .split_whitespace()
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ))),
+        }
+    }
+
+    async fn list(&self, kind: SourceKind) -> Result<StatementResult, EngineError> {
+        let state = self.state.lock().await;
+        Ok(StatementResult::Sources(
+            state
+                .catalog
+                .sources()
+                .filter(|s| s.kind == kind)
+                .cloned()
+                .collect(),
+        ))
+    }
+
+    async fn create_source(
+        &self,
+        create: &CreateSource,
+        properties: &Properties,
+    ) -> Result<StatementResult, EngineError> {
+        let mut state = self.state.lock().await;
+        let source = state
+            .catalog
+            .declare_source(create, &format_defaults(properties))
+            .map_err(EngineError::Statement)?;
+        if let Some(existing) = state.catalog.source(&source.name) {
+            if create.if_not_exists {
+                return Ok(done(
+                    format!("{} already exists", noun(existing.kind)),
+                    None,
+                ));
+            }
+            if !create.or_replace {
+                return Err(EngineError::Statement(format!(
+                    "Cannot add {} '{}': A {} with the same name already exists",
+                    noun(source.kind).to_lowercase(),
+                    source.name,
+                    noun(existing.kind).to_lowercase()
+                )));
+            }
+        }
+        self.ensure_topic(&source.topic, source.partitions).await?;
+        self.planner
+            .register_source(&source.name, source.arrow_schema())?;
+        let message = format!("{} created", noun(source.kind));
+        state.catalog.insert_source(source);
+        Ok(done(message, None))
+    }
+
+    /// Creates the topic when `partitions` asks for it; otherwise it must exist.
+    async fn ensure_topic(&self, topic: &str, partitions: Option<i32>) -> Result<(), EngineError> {
+        match self.log.describe_topic(topic).await {
+            Ok(_) => Ok(()),
+            Err(LogError::UnknownTopic(_)) => match partitions {
+                Some(partitions) => {
+                    self.log
+                        .create_topic(topic, TopicConfig::new(partitions))
+                        .await?;
+                    Ok(())
+                }
+                None => Err(EngineError::Statement(format!(
+                    "Topic '{topic}' does not exist. If you want to create a new topic for the \
+                     stream/table please re-run the statement providing the required \
+                     'PARTITIONS' configuration in the WITH clause (and optionally \
+                     'REPLICAS'). For example: CREATE STREAM FOO (ID INT, VAL STRING) WITH \
+                     (KAFKA_TOPIC='{topic}', PARTITIONS=2, REPLICAS=1, FORMAT='JSON');"
+                ))),
+            },
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    async fn create_as_select(
+        &self,
+        create: &CreateAsSelect,
+        properties: &Properties,
+    ) -> Result<StatementResult, EngineError> {
+        if create.kind == SourceKind::Table {
+            return Err(EngineError::Unsupported("CREATE TABLE … AS SELECT".into()));
+        }
+        let mut state = self.state.lock().await;
+        let name = create.name.value.clone();
+        if let Some(existing) = state.catalog.source(&name) {
+            if create.if_not_exists {
+                return Ok(done(
+                    format!("{} already exists", noun(existing.kind)),
+                    None,
+                ));
+            }
+            return Err(EngineError::Statement(format!(
+                "Cannot add stream '{name}': A {} with the same name already exists",
+                noun(existing.kind).to_lowercase()
+            )));
+        }
+        let sink_properties =
+            SourceProperties::from_ast(&create.properties).map_err(EngineError::Statement)?;
+        let (input, plan, key_columns, value_columns) =
+            self.plan_query(&state.catalog, &create.query).await?;
+        let key_format = match sink_properties.key_format_name() {
+            Some(format) => FormatSpec::new(Format::parse(format).map_err(EngineError::Statement)?)
+                .with_wrap_single(false),
+            None => input.key_format.clone(),
+        };
+        let key_format = if key_columns.is_empty() {
+            FormatSpec::new(Format::None).with_wrap_single(false)
+        } else {
+            key_format
+        };
+        let value_format_kind = match sink_properties.value_format_name() {
+            Some(format) => Format::parse(format).map_err(EngineError::Statement)?,
+            None => input.value_format.format,
+        };
+        if sink_properties.wrap_single_value.is_some() && value_columns.len() != 1 {
+            return Err(EngineError::Statement(
+                "'WRAP_SINGLE_VALUE' is only valid for single-field value schemas".into(),
+            ));
+        }
+        key_format
+            .format
+            .check_columns(&key_columns)
+            .map_err(EngineError::Statement)?;
+        value_format_kind
+            .check_columns(&value_columns)
+            .map_err(EngineError::Statement)?;
+        let wrap = match value_format_kind {
+            Format::Kafka | Format::Delimited => false,
+            _ => sink_properties
+                .wrap_single_value
+                .or(format_defaults(properties).wrap_single_values)
+                .unwrap_or(true),
+        };
+        let mut value_format = FormatSpec::new(value_format_kind).with_wrap_single(wrap);
+        if let Some(delimiter) = &sink_properties.value_delimiter {
+            value_format = value_format.with_delimiter(
+                FormatSpec::parse_delimiter(delimiter).map_err(EngineError::Statement)?,
+            );
+        }
+        let topic = sink_properties
+            .kafka_topic
+            .clone()
+            .unwrap_or_else(|| name.clone());
+        let partitions = match sink_properties.partitions {
+            Some(partitions) => partitions,
+            None => self
+                .log
+                .describe_topic(&input.topic)
+                .await?
+                .partitions
+                .len() as i32,
+        };
+        if self.log.describe_topic(&topic).await.is_err() {
+            self.log
+                .create_topic(&topic, TopicConfig::new(partitions))
+                .await?;
+        }
+        let schema = LogicalSchema {
+            columns: key_columns
+                .iter()
+                .map(|(name, ty)| Column {
+                    name: name.clone(),
+                    ty: ty.clone(),
+                    kind: ColumnKind::Key,
+                })
+                .chain(value_columns.iter().map(|(name, ty)| Column {
+                    name: name.clone(),
+                    ty: ty.clone(),
+                    kind: ColumnKind::Value,
+                }))
+                .collect(),
+        };
+        let sink = Source {
+            name: name.clone(),
+            kind: SourceKind::Stream,
+            schema,
+            topic: topic.clone(),
+            key_format: key_format.clone(),
+            value_format: value_format.clone(),
+            timestamp: None,
+            timestamp_format: None,
+            is_source: false,
+            partitions: Some(partitions),
+        };
+        state.next_query += 1;
+        let query_id = format!("CSAS_{name}_{}", state.next_query - 1);
+        let spec = QuerySpec {
+            id: query_id.clone(),
+            source: input,
+            plan,
+            sink_topic: topic,
+            encoder: SinkEncoder {
+                key_columns,
+                value_columns,
+                key_format,
+                value_format,
+            },
+            start: start_position(properties),
+        };
+        let query =
+            PersistentQuery::start(self.log.clone(), spec, self.processing_log.clone()).await?;
+        self.planner
+            .register_source(&sink.name, sink.arrow_schema())?;
+        state.catalog.insert_source(sink);
+        state.queries.insert(query_id.clone(), query);
+        Ok(done(
+            format!("Created query with ID {query_id}"),
+            Some(query_id),
+        ))
+    }
+
+    async fn insert_into(
+        &self,
+        insert: &InsertInto,
+        properties: &Properties,
+    ) -> Result<StatementResult, EngineError> {
+        let mut state = self.state.lock().await;
+        let target_name = insert.target.value.clone();
+        let target = state
+            .catalog
+            .source(&target_name)
+            .cloned()
+            .ok_or_else(|| EngineError::Statement(format!("{target_name} does not exist.")))?;
+        let (input, plan, key_columns, value_columns) =
+            self.plan_query(&state.catalog, &insert.query).await?;
+        if key_columns != target.key_columns() || value_columns != target.value_columns() {
+            return Err(EngineError::Statement(format!(
+                "Incompatible schema between results and sink.\nResult schema is {}\nSink \
+                 schema is {}",
+                render_columns(&key_columns, &value_columns),
+                target.schema
+            )));
+        }
+        state.next_query += 1;
+        let query_id = format!("INSERTQUERY_{}", state.next_query - 1);
+        let spec = QuerySpec {
+            id: query_id.clone(),
+            source: input,
+            plan,
+            sink_topic: target.topic.clone(),
+            encoder: SinkEncoder {
+                key_columns,
+                value_columns,
+                key_format: target.key_format.clone(),
+                value_format: target.value_format.clone(),
+            },
+            start: start_position(properties),
+        };
+        let query =
+            PersistentQuery::start(self.log.clone(), spec, self.processing_log.clone()).await?;
+        state.queries.insert(query_id.clone(), query);
+        Ok(done(
+            format!("Created query with ID {query_id}"),
+            Some(query_id),
+        ))
+    }
+
+    /// Plans a query over one source and splits its output into key and value columns.
+    async fn plan_query(
+        &self,
+        catalog: &Catalog,
+        query: &riffle_grammar::ast::Query,
+    ) -> Result<
+        (
+            Source,
+            crate::plan::StatelessPlan,
+            Vec<(String, SqlType)>,
+            Vec<(String, SqlType)>,
+        ),
+        EngineError,
+    > {
+        let source_name = &query.from.source.name.value;
+        let input = catalog.source(source_name).cloned().ok_or_else(|| {
+            EngineError::Statement(format!(
+                "Exception while preparing statement: {source_name} does not exist."
+            ))
+        })?;
+        if !query.partition_by.is_empty() {
+            return Err(EngineError::Unsupported("PARTITION BY".into()));
+        }
+        let star_columns: Vec<String> = input
+            .schema
+            .keys()
+            .chain(input.schema.values())
+            .map(|c| c.name.clone())
+            .collect();
+        let plan = self.planner.plan_stateless(query, &star_columns).await?;
+        let key_names: Vec<String> = input.schema.keys().map(|c| c.name.clone()).collect();
+        let mut keys = Vec::new();
+        let mut values = Vec::new();
+        for (column, field) in plan.projection.iter().zip(plan.output_schema.fields()) {
+            if RESERVED_COLUMNS.contains(&column.name.as_str()) {
+                return Err(EngineError::Statement(format!(
+                    "Reserved column name in select: `{}`. Please remove or alias the column.",
+                    column.name
+                )));
+            }
+            let ty = SqlType::from_arrow(field.data_type()).ok_or_else(|| {
+                EngineError::Statement(format!(
+                    "The type of column `{}` ({}) has no ksqlDB equivalent",
+                    column.name,
+                    field.data_type()
+                ))
+            })?;
+            let is_key = column
+                .source_column
+                .as_ref()
+                .is_some_and(|source| key_names.contains(source));
+            if is_key {
+                keys.push((column.name.clone(), ty));
+            } else {
+                values.push((column.name.clone(), ty));
+            }
+        }
+        if values.is_empty() {
+            return Err(EngineError::Statement(
+                "The projection contains no value columns.".into(),
+            ));
+        }
+        Ok((input, plan, keys, values))
+    }
+
+    async fn drop_source(&self, drop: &DropSource) -> Result<StatementResult, EngineError> {
+        let mut state = self.state.lock().await;
+        let name = drop.name.value.clone();
+        let Some(source) = state.catalog.source(&name).cloned() else {
+            if drop.if_exists {
+                return Ok(done(format!("Source `{name}` does not exist."), None));
+            }
+            return Err(EngineError::Statement(format!(
+                "Source {name} does not exist."
+            )));
+        };
+        let readers: Vec<String> = state
+            .queries
+            .values()
+            .filter(|q| q.spec.source.name == name)
+            .map(|q| q.id().to_string())
+            .collect();
+        let writers: Vec<String> = state
+            .queries
+            .values()
+            .filter(|q| q.spec.sink_topic == source.topic && q.spec.source.name != name)
+            .map(|q| q.id().to_string())
+            .collect();
+        if !readers.is_empty() || !writers.is_empty() {
+            return Err(EngineError::Statement(format!(
+                "Cannot drop {name}.\nThe following queries read from this source: [{}].\n\
+                 The following queries write into this source: [{}].\nYou need to terminate \
+                 them before dropping {name}.",
+                readers.join(", "),
+                writers.join(", ")
+            )));
+        }
+        state.catalog.remove_source(&name);
+        if drop.delete_topic {
+            self.log.delete_topic(&source.topic).await?;
+        }
+        Ok(done(
+            format!("Source `{name}` (topic: {}) was dropped.", source.topic),
+            None,
+        ))
+    }
+
+    async fn terminate(&self, target: &QueryTarget) -> Result<StatementResult, EngineError> {
+        let mut state = self.state.lock().await;
+        let ids: Vec<String> = match target {
+            QueryTarget::All => state.queries.keys().cloned().collect(),
+            QueryTarget::Query(id) => {
+                let id = state
+                    .queries
+                    .keys()
+                    .find(|q| q.eq_ignore_ascii_case(&id.value))
+                    .cloned()
+                    .ok_or_else(|| {
+                        EngineError::Statement(format!("Unknown queryId: {}", id.value))
+                    })?;
+                vec![id]
+            }
+        };
+        for id in ids {
+            if let Some(query) = state.queries.remove(&id) {
+                query.stop().await;
+            }
+        }
+        Ok(done("Query terminated.".into(), None))
+    }
+
+    /// Waits until every running query has processed what its sources hold now.
+    pub async fn wait_until_caught_up(&self) -> Result<(), EngineError> {
+        let state = self.state.lock().await;
+        for query in state.queries.values() {
+            let description = self.log.describe_topic(&query.spec.source.topic).await?;
+            let ends = description
+                .partitions
+                .iter()
+                .map(|p| (p.partition, p.end_offset))
+                .collect();
+            query
+                .wait_for(&ends)
+                .await
+                .map_err(EngineError::Statement)?;
+        }
+        Ok(())
+    }
+
+    /// Stops every query.
+    pub async fn shutdown(&self) {
+        let mut state = self.state.lock().await;
+        for (_, query) in std::mem::take(&mut state.queries) {
+            query.stop().await;
+        }
+    }
+}
+
+fn done(message: String, query_id: Option<String>) -> StatementResult {
+    StatementResult::Done { message, query_id }
+}
+
+fn noun(kind: SourceKind) -> &'static str {
+    match kind {
+        SourceKind::Stream => "Stream",
+        SourceKind::Table => "Table",
+    }
+}
+
+fn render_columns(keys: &[(String, SqlType)], values: &[(String, SqlType)]) -> String {
+    keys.iter()
+        .map(|(n, t)| format!("`{n}` {t} KEY"))
+        .chain(values.iter().map(|(n, t)| format!("`{n}` {t}")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn format_defaults(properties: &Properties) -> FormatDefaults {
+    FormatDefaults {
+        key_format: properties
+            .get("ksql.persistence.default.format.key")
+            .cloned(),
+        value_format: properties
+            .get("ksql.persistence.default.format.value")
+            .cloned(),
+        wrap_single_values: properties
+            .get("ksql.persistence.wrap.single.values")
+            .and_then(|v| v.parse().ok()),
+    }
+}
+
+/// `auto.offset.reset` (or its `ksql.streams.` form); ksqlDB's default is `latest`.
+fn start_position(properties: &Properties) -> StartPosition {
+    let value = properties
+        .get("auto.offset.reset")
+        .or_else(|| properties.get("ksql.streams.auto.offset.reset"));
+    match value.map(|v| v.to_ascii_lowercase()) {
+        Some(v) if v == "earliest" => StartPosition::Earliest,
+        _ => StartPosition::Latest,
+    }
+}

@@ -1,0 +1,254 @@
+//! Persistent queries: one task per source partition that reads records, decodes them,
+//! runs the plan, writes the results to the sink topic and commits its position.
+//!
+//! Delivery is at-least-once: the position is committed after the sink records are
+//! acknowledged, so a restart resumes without losing records. Entry point:
+//! [`PersistentQuery::start`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::catalog::Source;
+use crate::log::{Acks, FetchRequest, IsolationLevel, Log, LogError, TopicPartitionOffset};
+use crate::plan::StatelessPlan;
+use crate::runtime::{RecordError, SinkEncoder, SourceDecoder};
+
+/// Where a query starts in a partition it has no committed position for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartPosition {
+    Earliest,
+    Latest,
+}
+
+/// Records that failed, shared by all queries: ksqlDB's processing log.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessingLog {
+    entries: Arc<Mutex<Vec<ProcessingLogEntry>>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessingLogEntry {
+    pub query_id: String,
+    pub error: RecordError,
+}
+
+impl ProcessingLog {
+    pub fn record(&self, query_id: &str, error: RecordError) {
+        tracing::warn!(
+            query = query_id, topic = %error.topic, partition = error.partition,
+            offset = error.offset, message = %error.message, "record skipped"
+        );
+        self.entries.lock().push(ProcessingLogEntry {
+            query_id: query_id.to_string(),
+            error,
+        });
+    }
+
+    pub fn entries(&self) -> Vec<ProcessingLogEntry> {
+        self.entries.lock().clone()
+    }
+}
+
+/// What a persistent query runs.
+#[derive(Debug, Clone)]
+pub struct QuerySpec {
+    pub id: String,
+    pub source: Source,
+    pub plan: StatelessPlan,
+    pub sink_topic: String,
+    pub encoder: SinkEncoder,
+    pub start: StartPosition,
+}
+
+/// A running persistent query.
+#[derive(Debug)]
+pub struct PersistentQuery {
+    pub spec: QuerySpec,
+    stop: watch::Sender<bool>,
+    /// The next offset to read, per source partition.
+    progress: watch::Receiver<BTreeMap<i32, i64>>,
+    /// The first error that stopped a partition's task, if any.
+    failure: Arc<Mutex<Option<String>>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl PersistentQuery {
+    pub async fn start(
+        log: Arc<dyn Log>,
+        spec: QuerySpec,
+        processing_log: ProcessingLog,
+    ) -> Result<PersistentQuery, LogError> {
+        let partitions = log.describe_topic(&spec.source.topic).await?.partitions;
+        let committed = log.committed_offsets(&spec.id, &spec.source.topic).await?;
+        let mut starts = BTreeMap::new();
+        for partition in &partitions {
+            let offset = match committed.get(&partition.partition) {
+                Some(offset) => *offset,
+                None => match spec.start {
+                    StartPosition::Earliest => partition.start_offset,
+                    StartPosition::Latest => partition.end_offset,
+                },
+            };
+            starts.insert(partition.partition, offset);
+        }
+        let (stop, stopped) = watch::channel(false);
+        let (progress_sender, progress) = watch::channel(starts.clone());
+        let progress_sender = Arc::new(progress_sender);
+        let failure = Arc::new(Mutex::new(None));
+        let decoder = Arc::new(SourceDecoder::new(spec.source.clone()));
+        let tasks = starts
+            .into_iter()
+            .map(|(partition, offset)| {
+                let task = PartitionTask {
+                    log: log.clone(),
+                    spec: spec.clone(),
+                    decoder: decoder.clone(),
+                    partition,
+                    offset,
+                    stopped: stopped.clone(),
+                    progress: progress_sender.clone(),
+                    processing_log: processing_log.clone(),
+                };
+                let failure = failure.clone();
+                let id = spec.id.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = task.run().await {
+                        tracing::error!(query = %id, partition, %error, "query partition stopped");
+                        failure.lock().get_or_insert(error);
+                    }
+                })
+            })
+            .collect();
+        Ok(PersistentQuery {
+            spec,
+            stop,
+            progress,
+            failure,
+            tasks,
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.spec.id
+    }
+
+    /// Why the query stopped working, if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().clone()
+    }
+
+    /// Waits until every partition has processed everything below `ends`.
+    pub async fn wait_for(&self, ends: &BTreeMap<i32, i64>) -> Result<(), String> {
+        let mut progress = self.progress.clone();
+        let result = progress
+            .wait_for(|done| {
+                ends.iter()
+                    .all(|(p, end)| done.get(p).is_some_and(|offset| offset >= end))
+                    || self.failure.lock().is_some()
+            })
+            .await;
+        if let Some(failure) = self.failure() {
+            return Err(failure);
+        }
+        result
+            .map(|_| ())
+            .map_err(|_| "the query stopped".to_string())
+    }
+
+    /// Stops the query's tasks and waits for them to finish.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+struct PartitionTask {
+    log: Arc<dyn Log>,
+    spec: QuerySpec,
+    decoder: Arc<SourceDecoder>,
+    partition: i32,
+    offset: i64,
+    stopped: watch::Receiver<bool>,
+    progress: Arc<watch::Sender<BTreeMap<i32, i64>>>,
+    processing_log: ProcessingLog,
+}
+
+impl PartitionTask {
+    async fn run(mut self) -> Result<(), String> {
+        let fail = |what: &str, error: &dyn std::fmt::Display| {
+            format!("{}: {what}: {error}", self.spec.id)
+        };
+        loop {
+            if *self.stopped.borrow() {
+                return Ok(());
+            }
+            let request =
+                FetchRequest::new(self.spec.source.topic.clone(), self.partition, self.offset)
+                    .with_isolation(IsolationLevel::ReadCommitted);
+            let response = self
+                .log
+                .fetch(&request)
+                .await
+                .map_err(|e| fail("reading the source", &e))?;
+            if response.next_offset == self.offset {
+                let wait = self.log.wait_for_data(
+                    &self.spec.source.topic,
+                    self.partition,
+                    self.offset,
+                    IsolationLevel::ReadCommitted,
+                    Duration::from_secs(1),
+                );
+                tokio::select! {
+                    waited = wait => { waited.map_err(|e| fail("waiting for records", &e))?; }
+                    _ = self.stopped.changed() => return Ok(()),
+                }
+                continue;
+            }
+            let (batch, errors) = self.decoder.decode(&response.records, self.partition);
+            for error in errors {
+                self.processing_log.record(&self.spec.id, error);
+            }
+            if batch.num_rows() > 0 {
+                let (input, output) = self
+                    .spec
+                    .plan
+                    .apply(&batch)
+                    .map_err(|e| fail("evaluating the query", &e))?;
+                let rowtime = input
+                    .column_by_name("ROWTIME")
+                    .cloned()
+                    .expect("every source batch has ROWTIME");
+                let records = self.spec.encoder.encode(&output, &rowtime);
+                if !records.is_empty() {
+                    self.log
+                        .produce(&self.spec.sink_topic, records, Acks::All)
+                        .await
+                        .map_err(|e| fail("writing to the sink", &e))?;
+                }
+            }
+            self.offset = response.next_offset;
+            self.log
+                .commit_offsets(
+                    &self.spec.id,
+                    &[TopicPartitionOffset {
+                        topic: self.spec.source.topic.clone(),
+                        partition: self.partition,
+                        offset: self.offset,
+                    }],
+                )
+                .await
+                .map_err(|e| fail("committing the position", &e))?;
+            let (partition, offset) = (self.partition, self.offset);
+            self.progress.send_modify(|progress| {
+                progress.insert(partition, offset);
+            });
+        }
+    }
+}

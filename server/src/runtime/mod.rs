@@ -1,0 +1,167 @@
+//! Push-based operators on Arrow batches: records of a source partition decode into a batch
+//! ([`SourceDecoder`]), a plan filters and projects it, and rows encode back into records
+//! for a sink topic ([`SinkEncoder`]).
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array};
+use arrow::datatypes::{Int64Type, TimestampMillisecondType};
+use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
+use riffle_grammar::ast::SourceKind;
+
+use crate::catalog::Source;
+use crate::format::{self, FormatSpec, RowDecoder};
+use crate::log::{ProducerRecord, Record};
+use crate::types::SqlType;
+
+/// A record that could not be read, for the processing log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordError {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub message: String,
+}
+
+/// Decodes a source's records into batches of its Arrow schema.
+#[derive(Debug)]
+pub struct SourceDecoder {
+    source: Source,
+    key_columns: Vec<(String, SqlType)>,
+    value_columns: Vec<(String, SqlType)>,
+}
+
+impl SourceDecoder {
+    pub fn new(source: Source) -> Self {
+        Self {
+            key_columns: source.key_columns(),
+            value_columns: source.value_columns(),
+            source,
+        }
+    }
+
+    /// Decodes records of one partition. Records that fail to decode are left out and
+    /// reported; on a stream, records with a null value are skipped, as ksqlDB does.
+    pub fn decode(&self, records: &[Record], partition: i32) -> (RecordBatch, Vec<RecordError>) {
+        let count = records.len();
+        let mut keys = RowDecoder::new(
+            self.source.key_format.clone(),
+            self.key_columns.clone(),
+            count,
+        );
+        let mut values = RowDecoder::new(
+            self.source.value_format.clone(),
+            self.value_columns.clone(),
+            count,
+        );
+        let mut keep = Vec::with_capacity(count);
+        let mut errors = Vec::new();
+        for record in records {
+            let key = keys.decode(record.key.as_deref());
+            let value = values.decode(record.value.as_deref());
+            let skipped = record.value.is_none() && self.source.kind == SourceKind::Stream;
+            let error = key
+                .err()
+                .map(|e| format!("Failed to deserialize key: {e}"))
+                .or_else(|| {
+                    value
+                        .err()
+                        .map(|e| format!("Failed to deserialize value: {e}"))
+                });
+            if let Some(message) = &error {
+                errors.push(RecordError {
+                    topic: self.source.topic.clone(),
+                    partition,
+                    offset: record.offset,
+                    message: message.clone(),
+                });
+            }
+            keep.push(error.is_none() && !skipped);
+        }
+        let mut columns: Vec<ArrayRef> = keys.finish();
+        columns.extend(values.finish());
+        let rowtime = self.rowtime(records, &columns);
+        columns.push(rowtime);
+        columns.push(Arc::new(Int32Array::from(vec![partition; count])));
+        columns.push(Arc::new(Int64Array::from_iter_values(
+            records.iter().map(|r| r.offset),
+        )));
+        let batch = RecordBatch::try_new(self.source.arrow_schema(), columns)
+            .expect("decoders build one column per field, of its type");
+        if keep.iter().all(|k| *k) {
+            return (batch, errors);
+        }
+        let mask = BooleanArray::from(keep);
+        let batch = arrow::compute::filter_record_batch(&batch, &mask)
+            .expect("the mask has one entry per row");
+        (batch, errors)
+    }
+
+    /// ROWTIME: the record timestamp, or the `TIMESTAMP` column's value.
+    fn rowtime(&self, records: &[Record], columns: &[ArrayRef]) -> ArrayRef {
+        let from_records = || -> ArrayRef {
+            Arc::new(Int64Array::from_iter_values(
+                records.iter().map(|r| r.timestamp),
+            ))
+        };
+        let Some(name) = &self.source.timestamp else {
+            return from_records();
+        };
+        let index = self
+            .key_columns
+            .iter()
+            .chain(&self.value_columns)
+            .position(|(column, _)| column == name);
+        let Some(column) = index.map(|i| &columns[i]) else {
+            return from_records();
+        };
+        if let Some(values) = column.as_primitive_opt::<Int64Type>() {
+            return Arc::new(values.clone());
+        }
+        if let Some(values) = column.as_primitive_opt::<TimestampMillisecondType>() {
+            return Arc::new(Int64Array::from(values.values().to_vec()));
+        }
+        from_records()
+    }
+}
+
+/// Encodes rows of a query's output into records for a sink.
+#[derive(Debug, Clone)]
+pub struct SinkEncoder {
+    pub key_columns: Vec<(String, SqlType)>,
+    pub value_columns: Vec<(String, SqlType)>,
+    pub key_format: FormatSpec,
+    pub value_format: FormatSpec,
+}
+
+impl SinkEncoder {
+    /// One record per row; `rowtime` gives each record's timestamp.
+    pub fn encode(&self, output: &RecordBatch, rowtime: &ArrayRef) -> Vec<ProducerRecord> {
+        let pick = |columns: &[(String, SqlType)]| -> Vec<ArrayRef> {
+            columns
+                .iter()
+                .map(|(name, _)| {
+                    output
+                        .column_by_name(name)
+                        .cloned()
+                        .expect("sink columns come from the query's output")
+                })
+                .collect()
+        };
+        let keys = pick(&self.key_columns);
+        let values = pick(&self.value_columns);
+        let times = rowtime.as_primitive_opt::<Int64Type>();
+        (0..output.num_rows())
+            .map(|row| ProducerRecord {
+                partition: None,
+                timestamp: times.filter(|t| !t.is_null(row)).map(|t| t.value(row)),
+                key: format::encode(&self.key_format, &self.key_columns, &keys, row)
+                    .map(Bytes::from),
+                value: format::encode(&self.value_format, &self.value_columns, &values, row)
+                    .map(Bytes::from),
+                headers: Vec::new(),
+            })
+            .collect()
+    }
+}

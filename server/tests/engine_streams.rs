@@ -1,0 +1,180 @@
+//! Statements end to end on the embedded log: declare a stream, derive another with a
+//! persistent query, feed records, read the sink.
+
+use std::sync::Arc;
+
+use riffle_server::engine::{Engine, Properties, StatementResult};
+use riffle_server::log::embedded::{EmbeddedLog, EmbeddedOptions};
+use riffle_server::log::{Acks, FetchRequest, Log, ProducerRecord};
+
+fn earliest() -> Properties {
+    Properties::from([("auto.offset.reset".to_string(), "earliest".to_string())])
+}
+
+async fn sink_values(log: &EmbeddedLog, topic: &str) -> Vec<(Option<String>, Option<String>, i64)> {
+    let response = log
+        .fetch(&FetchRequest::new(topic, 0, 0))
+        .await
+        .expect("sink readable");
+    response
+        .records
+        .iter()
+        .map(|r| {
+            (
+                r.key
+                    .as_deref()
+                    .map(|k| String::from_utf8_lossy(k).into_owned()),
+                r.value
+                    .as_deref()
+                    .map(|v| String::from_utf8_lossy(v).into_owned()),
+                r.timestamp,
+            )
+        })
+        .collect()
+}
+
+fn json(key: &str, value: &str, timestamp: i64) -> ProducerRecord {
+    ProducerRecord {
+        timestamp: Some(timestamp),
+        ..ProducerRecord::new(Some(key.to_string()), Some(value.to_string()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_query_filters_and_projects_into_its_sink() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("opens");
+    let engine = Engine::new(Arc::new(log.clone()));
+    let results = engine
+        .execute(
+            "CREATE STREAM clicks (user_id STRING KEY, page STRING, dwell BIGINT) \
+               WITH (kafka_topic='clicks', value_format='json', partitions=1);
+             CREATE STREAM long_clicks AS
+               SELECT user_id, UCASE(page) AS page, dwell * 1000 AS dwell_ms
+               FROM clicks WHERE dwell > 5;",
+            &earliest(),
+        )
+        .await
+        .expect("statements run");
+    assert!(
+        matches!(&results[0], StatementResult::Done { message, .. } if message == "Stream created")
+    );
+    assert!(matches!(
+        &results[1],
+        StatementResult::Done { query_id: Some(id), .. } if id == "CSAS_LONG_CLICKS_0"
+    ));
+    log.produce(
+        "clicks",
+        vec![
+            json("u1", r#"{"page": "home", "dwell": 3}"#, 1000),
+            json("u2", r#"{"PAGE": "cart", "DWELL": 9}"#, 2000),
+            json("u3", "{not json", 3000),
+            json("u4", r#"{"page": "pay", "dwell": 12}"#, 4000),
+        ],
+        Acks::All,
+    )
+    .await
+    .expect("produced");
+    engine.wait_until_caught_up().await.expect("caught up");
+    assert_eq!(
+        sink_values(&log, "LONG_CLICKS").await,
+        [
+            (
+                Some("u2".to_string()),
+                Some(r#"{"PAGE":"CART","DWELL_MS":9000}"#.to_string()),
+                2000
+            ),
+            (
+                Some("u4".to_string()),
+                Some(r#"{"PAGE":"PAY","DWELL_MS":12000}"#.to_string()),
+                4000
+            ),
+        ]
+    );
+    // The malformed record went to the processing log; the query kept running.
+    let entries = engine.processing_log().entries();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].error.offset, 2);
+    assert!(
+        entries[0]
+            .error
+            .message
+            .contains("Failed to deserialize value"),
+        "{entries:?}"
+    );
+    let sink = engine.source("LONG_CLICKS").await.expect("registered");
+    assert_eq!(
+        sink.schema.to_string(),
+        "`USER_ID` STRING KEY, `PAGE` STRING, `DWELL_MS` BIGINT"
+    );
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statement_errors_name_the_problem() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("opens");
+    let engine = Engine::new(Arc::new(log));
+    let error = engine
+        .execute(
+            "CREATE STREAM s (v INT) WITH (kafka_topic='nope', value_format='json');",
+            &earliest(),
+        )
+        .await
+        .expect_err("no topic");
+    assert!(
+        error
+            .to_string()
+            .starts_with("Topic 'nope' does not exist."),
+        "{error}"
+    );
+    engine
+        .execute(
+            "CREATE STREAM s (k STRING KEY, v INT) WITH (kafka_topic='s', value_format='json', partitions=1);",
+            &earliest(),
+        )
+        .await
+        .expect("created");
+    let error = engine
+        .execute("CREATE STREAM o AS SELECT missing FROM s;", &earliest())
+        .await
+        .expect_err("unknown column");
+    assert!(error.to_string().contains("MISSING"), "{error}");
+    let error = engine
+        .execute("CREATE STREAM o AS SELECT ROWTIME FROM s;", &earliest())
+        .await
+        .expect_err("reserved");
+    assert!(
+        error
+            .to_string()
+            .contains("Reserved column name in select: `ROWTIME`"),
+        "{error}"
+    );
+    let error = engine
+        .execute(
+            "CREATE STREAM s (v INT) WITH (kafka_topic='s', value_format='json');",
+            &earliest(),
+        )
+        .await
+        .expect_err("exists");
+    assert!(error.to_string().contains("already exists"), "{error}");
+    engine
+        .execute("CREATE STREAM o AS SELECT * FROM s;", &earliest())
+        .await
+        .expect("created");
+    let error = engine
+        .execute("DROP STREAM s;", &earliest())
+        .await
+        .expect_err("in use");
+    assert!(
+        error
+            .to_string()
+            .contains("The following queries read from this source: [CSAS_O_0]"),
+        "{error}"
+    );
+    engine
+        .execute("TERMINATE CSAS_O_0; DROP STREAM s;", &earliest())
+        .await
+        .expect("dropped");
+    engine.shutdown().await;
+}
