@@ -9,6 +9,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arrow::array::AsArray;
+use arrow::datatypes::Int64Type;
+use arrow::record_batch::RecordBatch;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -169,6 +172,35 @@ impl PersistentQuery {
     }
 }
 
+/// Runs the plan on a batch. A failure (or a panic inside a function) makes it run row by
+/// row, so that only the failing rows are left out, each with a processing-log entry.
+fn evaluate_rows(
+    plan: &crate::plan::StatelessPlan,
+    batch: &RecordBatch,
+    mut report: impl FnMut(usize, String),
+) -> Vec<(RecordBatch, RecordBatch)> {
+    let attempt = |batch: &RecordBatch| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| plan.apply(batch))).unwrap_or_else(
+            |_| {
+                Err(crate::plan::PlanError::Plan(
+                    "a function failed unexpectedly".to_string(),
+                ))
+            },
+        )
+    };
+    if let Ok(result) = attempt(batch) {
+        return vec![result];
+    }
+    let mut results = Vec::new();
+    for row in 0..batch.num_rows() {
+        match attempt(&batch.slice(row, 1)) {
+            Ok(result) => results.push(result),
+            Err(error) => report(row, error.to_string()),
+        }
+    }
+    results
+}
+
 struct PartitionTask {
     log: Arc<dyn Log>,
     spec: QuerySpec,
@@ -181,6 +213,24 @@ struct PartitionTask {
 }
 
 impl PartitionTask {
+    fn evaluate(&self, batch: &RecordBatch) -> Vec<(RecordBatch, RecordBatch)> {
+        let offsets = batch
+            .column_by_name("ROWOFFSET")
+            .and_then(|c| c.as_primitive_opt::<Int64Type>().cloned());
+        evaluate_rows(&self.spec.plan, batch, |row, message| {
+            let offset = offsets.as_ref().map_or(-1, |o| o.value(row));
+            self.processing_log.record(
+                &self.spec.id,
+                RecordError {
+                    topic: self.spec.source.topic.clone(),
+                    partition: self.partition,
+                    offset,
+                    message: format!("Error computing the query result: {message}"),
+                },
+            );
+        })
+    }
+
     async fn run(mut self) -> Result<(), String> {
         let fail = |what: &str, error: &dyn std::fmt::Display| {
             format!("{}: {what}: {error}", self.spec.id)
@@ -216,16 +266,13 @@ impl PartitionTask {
                 self.processing_log.record(&self.spec.id, error);
             }
             if batch.num_rows() > 0 {
-                let (input, output) = self
-                    .spec
-                    .plan
-                    .apply(&batch)
-                    .map_err(|e| fail("evaluating the query", &e))?;
-                let rowtime = input
-                    .column_by_name("ROWTIME")
-                    .cloned()
-                    .expect("every source batch has ROWTIME");
-                let records = self.spec.encoder.encode(&output, &rowtime);
+                let mut records = Vec::new();
+                for (input, output) in self.evaluate(&batch) {
+                    let Some(rowtime) = input.column_by_name("ROWTIME") else {
+                        continue;
+                    };
+                    records.extend(self.spec.encoder.encode(&output, rowtime));
+                }
                 if !records.is_empty() {
                     self.log
                         .produce(&self.spec.sink_topic, records, Acks::All)

@@ -138,14 +138,20 @@ pub struct SinkEncoder {
 impl SinkEncoder {
     /// One record per row; `rowtime` gives each record's timestamp.
     pub fn encode(&self, output: &RecordBatch, rowtime: &ArrayRef) -> Vec<ProducerRecord> {
+        // Functions may return other Arrow types for the same SQL type (`Utf8View` for a
+        // STRING): every column is cast to the sink's declared type first.
         let pick = |columns: &[(String, SqlType)]| -> Vec<ArrayRef> {
             columns
                 .iter()
-                .map(|(name, _)| {
-                    output
-                        .column_by_name(name)
-                        .cloned()
-                        .expect("sink columns come from the query's output")
+                .map(|(name, ty)| {
+                    let target = ty.to_arrow();
+                    match output.column_by_name(name) {
+                        Some(array) if array.data_type() == &target => array.clone(),
+                        Some(array) => arrow::compute::cast(array, &target).unwrap_or_else(|_| {
+                            arrow::array::new_null_array(&target, output.num_rows())
+                        }),
+                        None => arrow::array::new_null_array(&target, output.num_rows()),
+                    }
                 })
                 .collect()
         };

@@ -1,0 +1,345 @@
+//! Runs one conformance case in a fresh in-process engine on a fresh embedded log, and says
+//! whether Riffle's behaviour matches ksqlDB's expected outputs or error.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use riffle_server::catalog::Source;
+use riffle_server::engine::{Engine, Properties};
+use riffle_server::format::{Format, FormatSpec};
+use riffle_server::log::embedded::{EmbeddedLog, EmbeddedOptions};
+use riffle_server::log::{Acks, FetchRequest, Log, ProducerRecord, TopicConfig};
+use riffle_server::types::{LogicalSchema, SqlType};
+use serde_json::Value;
+
+use crate::corpus::{Case, TestRecord};
+
+/// How a case went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Passed,
+    Failed(String),
+    Skipped(String),
+}
+
+/// Runs a case (in its own runtime-independent way: the caller provides the runtime).
+pub async fn run_case(case: &Case) -> Outcome {
+    if let Some(reason) = &case.skip {
+        return Outcome::Skipped(reason.clone());
+    }
+    match tokio::time::timeout(Duration::from_secs(60), run(case)).await {
+        Ok(Ok(())) => Outcome::Passed,
+        Ok(Err(reason)) => Outcome::Failed(reason),
+        Err(_) => Outcome::Failed("timed out after 60 s".into()),
+    }
+}
+
+async fn run(case: &Case) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+    let options = EmbeddedOptions {
+        cleaner_interval: Duration::from_secs(3600),
+    };
+    let log = EmbeddedLog::open(dir.path(), options).map_err(|e| format!("log: {e}"))?;
+    let engine = Engine::new(Arc::new(log.clone()));
+    let result = drive(case, &log, &engine).await;
+    engine.shutdown().await;
+    result
+}
+
+async fn drive(case: &Case, log: &EmbeddedLog, engine: &Engine) -> Result<(), String> {
+    let mut properties =
+        Properties::from([("auto.offset.reset".to_string(), "earliest".to_string())]);
+    properties.extend(case.properties.iter().cloned());
+    for topic in topics_to_create(case) {
+        if log.describe_topic(&topic.0).await.is_err() {
+            log.create_topic(&topic.0, TopicConfig::new(topic.1))
+                .await
+                .map_err(|e| format!("creating topic {}: {e}", topic.0))?;
+        }
+    }
+    for statement in &case.statements {
+        match engine.execute(statement, &properties).await {
+            Ok(_) => {}
+            Err(error) => {
+                let message = error.to_string();
+                return match &case.expected_error {
+                    Some(expected) if message.contains(expected.as_str()) => Ok(()),
+                    Some(expected) => Err(format!(
+                        "expected an error containing {expected:?}, got {message:?}"
+                    )),
+                    None => Err(format!("statement failed: {message}\n  {statement}")),
+                };
+            }
+        }
+    }
+    if let Some(expected) = &case.expected_error {
+        return Err(format!(
+            "expected an error containing {expected:?}, but every statement ran"
+        ));
+    }
+    for input in &case.inputs {
+        let source = source_on(engine, &input.topic, &case.statements).await;
+        let record = ProducerRecord {
+            partition: Some(0),
+            timestamp: Some(input.timestamp.unwrap_or(0)),
+            key: encode(
+                &input.key,
+                source.as_ref().map(|s| (&s.key_format, s.key_columns())),
+            )
+            .map(Bytes::from),
+            value: encode(
+                &input.value,
+                source
+                    .as_ref()
+                    .map(|s| (&s.value_format, s.value_columns())),
+            )
+            .map(Bytes::from),
+            headers: Vec::new(),
+        };
+        log.produce(&input.topic, vec![record], Acks::Leader)
+            .await
+            .map_err(|e| format!("producing to {}: {e}", input.topic))?;
+        // One record at a time, as ksqlDB's test driver pipes them: outputs follow the
+        // order of the inputs that caused them.
+        engine
+            .wait_until_caught_up()
+            .await
+            .map_err(|e| format!("queries did not catch up: {e}"))?;
+    }
+    compare_outputs(case, log, engine).await?;
+    for (name, schema) in &case.post_sources {
+        let source = engine
+            .source(name)
+            .await
+            .ok_or_else(|| format!("expected a source named {name}"))?;
+        let expected = riffle_grammar::parse_table_elements(schema)
+            .map_err(|e| format!("the expected schema of {name} does not parse: {e}"))
+            .and_then(|defs| LogicalSchema::from_column_defs(&defs, &|_| None).map_err(|e| e.0))?;
+        if expected != source.schema {
+            return Err(format!(
+                "schema of {name}: expected {expected}, got {}",
+                source.schema
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Topics the case's inputs, declared topics and source statements need before they run.
+fn topics_to_create(case: &Case) -> Vec<(String, i32)> {
+    let mut topics: Vec<(String, i32)> = case.topics.clone();
+    for input in &case.inputs {
+        if !topics.iter().any(|(t, _)| t == &input.topic) {
+            topics.push((input.topic.clone(), 1));
+        }
+    }
+    for statement in &case.statements {
+        if let Ok(riffle_grammar::Statement::CreateSource(create)) =
+            riffle_grammar::parse_statement(statement)
+            && create.properties.get("PARTITIONS").is_none()
+            && let Some(topic) = create.properties.get("KAFKA_TOPIC")
+        {
+            let topic = riffle_server::catalog::properties::literal_text(topic);
+            if !topics.iter().any(|(t, _)| t == &topic) {
+                topics.push((topic, 1));
+            }
+        }
+    }
+    topics
+}
+
+/// The source declared over a topic (the first one a statement created).
+async fn source_on(engine: &Engine, topic: &str, statements: &[String]) -> Option<Source> {
+    for statement in statements {
+        let name = match riffle_grammar::parse_statement(statement) {
+            Ok(riffle_grammar::Statement::CreateSource(c)) => c.name.value,
+            Ok(riffle_grammar::Statement::CreateAsSelect(c)) => c.name.value,
+            _ => continue,
+        };
+        if let Some(source) = engine.source(&name).await
+            && source.topic == topic
+        {
+            return Some(source);
+        }
+    }
+    None
+}
+
+/// Serializes a test value as a source with these formats would hold it.
+fn encode(value: &Value, format: Option<(&FormatSpec, Vec<(String, SqlType)>)>) -> Option<Vec<u8>> {
+    if value.is_null() {
+        return None;
+    }
+    let Some((spec, columns)) = format else {
+        return Some(plain_bytes(value));
+    };
+    match spec.format {
+        Format::None => None,
+        Format::Json => Some(value.to_string().into_bytes()),
+        Format::Delimited => Some(plain_bytes(value)),
+        Format::Kafka => {
+            let ty = columns
+                .first()
+                .map(|(_, t)| t.clone())
+                .unwrap_or(SqlType::String);
+            Some(match (ty, value) {
+                (SqlType::Integer, Value::Number(n)) => (n.as_i64().unwrap_or_default() as i32)
+                    .to_be_bytes()
+                    .to_vec(),
+                (SqlType::BigInt, Value::Number(n)) => {
+                    n.as_i64().unwrap_or_default().to_be_bytes().to_vec()
+                }
+                (SqlType::Double, Value::Number(n)) => {
+                    n.as_f64().unwrap_or_default().to_be_bytes().to_vec()
+                }
+                _ => plain_bytes(value),
+            })
+        }
+    }
+}
+
+fn plain_bytes(value: &Value) -> Vec<u8> {
+    match value {
+        Value::String(s) => s.clone().into_bytes(),
+        other => other.to_string().into_bytes(),
+    }
+}
+
+/// Reads a payload back as the test corpus writes values.
+fn decode(payload: Option<&[u8]>, spec: &FormatSpec, columns: &[(String, SqlType)]) -> Value {
+    let Some(bytes) = payload else {
+        return Value::Null;
+    };
+    match spec.format {
+        Format::None => Value::Null,
+        Format::Json => serde_json::from_slice(bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned())),
+        Format::Delimited => Value::String(String::from_utf8_lossy(bytes).into_owned()),
+        Format::Kafka => {
+            let ty = columns
+                .first()
+                .map(|(_, t)| t.clone())
+                .unwrap_or(SqlType::String);
+            match (ty, bytes.len()) {
+                (SqlType::Integer, 4) => {
+                    Value::from(i32::from_be_bytes(bytes.try_into().unwrap_or([0; 4])))
+                }
+                (SqlType::BigInt, 8) => {
+                    Value::from(i64::from_be_bytes(bytes.try_into().unwrap_or([0; 8])))
+                }
+                (SqlType::Double, 8) => {
+                    Value::from(f64::from_be_bytes(bytes.try_into().unwrap_or([0; 8])))
+                }
+                _ => Value::String(String::from_utf8_lossy(bytes).into_owned()),
+            }
+        }
+    }
+}
+
+async fn compare_outputs(case: &Case, log: &EmbeddedLog, engine: &Engine) -> Result<(), String> {
+    let mut topics: Vec<&str> = Vec::new();
+    for output in &case.outputs {
+        if !topics.contains(&output.topic.as_str()) {
+            topics.push(&output.topic);
+        }
+    }
+    for topic in topics {
+        let expected: Vec<&TestRecord> = case.outputs.iter().filter(|o| o.topic == topic).collect();
+        let source = source_on(engine, topic, &case.statements).await;
+        let description = log
+            .describe_topic(topic)
+            .await
+            .map_err(|_| format!("expected output topic {topic} does not exist"))?;
+        let mut actual = Vec::new();
+        for partition in description.partitions {
+            let mut offset = partition.start_offset;
+            while offset < partition.end_offset {
+                let response = log
+                    .fetch(&FetchRequest::new(topic, partition.partition, offset))
+                    .await
+                    .map_err(|e| format!("reading {topic}: {e}"))?;
+                actual.extend(response.records);
+                offset = response.next_offset;
+            }
+        }
+        if actual.len() != expected.len() {
+            return Err(format!(
+                "topic {topic}: expected {} records, got {}",
+                expected.len(),
+                actual.len()
+            ));
+        }
+        for (i, (want, got)) in expected.iter().zip(&actual).enumerate() {
+            let (key, value) = match &source {
+                Some(s) => (
+                    decode(got.key.as_deref(), &s.key_format, &s.key_columns()),
+                    decode(got.value.as_deref(), &s.value_format, &s.value_columns()),
+                ),
+                None => (
+                    got.key.as_deref().map_or(Value::Null, |b| {
+                        Value::String(String::from_utf8_lossy(b).into_owned())
+                    }),
+                    got.value.as_deref().map_or(Value::Null, |b| {
+                        serde_json::from_slice(b).unwrap_or(Value::Null)
+                    }),
+                ),
+            };
+            if !same(&want.key, &key) {
+                return Err(format!(
+                    "topic {topic} record {i}: key {} != expected {}",
+                    key, want.key
+                ));
+            }
+            if !same(&want.value, &value) {
+                return Err(format!(
+                    "topic {topic} record {i}: value {value} != expected {}",
+                    want.value
+                ));
+            }
+            if let Some(timestamp) = want.timestamp
+                && timestamp != got.timestamp
+            {
+                return Err(format!(
+                    "topic {topic} record {i}: timestamp {} != expected {timestamp}",
+                    got.timestamp
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Equality as the corpus means it: decimals keep their scale, doubles within 1e-6,
+/// objects regardless of key order.
+pub fn same(expected: &Value, actual: &Value) -> bool {
+    match (expected, actual) {
+        (Value::Number(a), Value::Number(b)) => {
+            let (a_text, b_text) = (a.to_string(), b.to_string());
+            if a_text == b_text {
+                return true;
+            }
+            let plain = |t: &str| !t.contains(['e', 'E']);
+            let fraction = |t: &str| t.split_once('.').map_or(0, |(_, f)| f.len());
+            if plain(&a_text)
+                && plain(&b_text)
+                && a_text.contains('.')
+                && b_text.contains('.')
+                && fraction(&a_text) != fraction(&b_text)
+            {
+                return false;
+            }
+            match (a.as_f64(), b.as_f64()) {
+                (Some(x), Some(y)) => (x - y).abs() <= 1e-6 * x.abs().max(y.abs()).max(1.0),
+                _ => false,
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same(x, y))
+        }
+        (Value::Object(a), Value::Object(b)) => {
+            a.len() == b.len() && a.iter().all(|(k, v)| b.get(k).is_some_and(|w| same(v, w)))
+        }
+        (a, b) => a == b,
+    }
+}
