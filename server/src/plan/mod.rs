@@ -117,7 +117,7 @@ impl Planner {
             return Err(PlanError::Unsupported("aggregation".into()));
         }
         let mut query = query.clone();
-        query.projection = expand_stars(&query.projection, star_columns);
+        query.projection = name_columns(expand_stars(&query.projection, star_columns));
         let statement = self.to_datafusion(&query)?;
         let state = self.context.state();
         let plan = state
@@ -179,6 +179,49 @@ impl Planner {
         rewrite::for_datafusion(&mut statement);
         Ok(statement)
     }
+}
+
+/// Names every select item as ksqlDB does: a column keeps its name, `a->b` is named `B`,
+/// any other unaliased expression gets the next free `KSQL_COL_n`.
+fn name_columns(projection: Vec<SelectItem>) -> Vec<SelectItem> {
+    let taken: Vec<String> = projection
+        .iter()
+        .filter_map(|item| match item {
+            SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.clone()),
+            SelectItem::UnnamedExpr(SqlExpr::Identifier(ident)) => Some(ident.value.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut next = 0;
+    projection
+        .into_iter()
+        .map(|item| {
+            let SelectItem::UnnamedExpr(expr) = item else {
+                return item;
+            };
+            let alias = match &expr {
+                SqlExpr::Identifier(_) | SqlExpr::CompoundIdentifier(_) => {
+                    return SelectItem::UnnamedExpr(expr);
+                }
+                SqlExpr::BinaryOp {
+                    op: sqlparser::ast::BinaryOperator::Arrow,
+                    right,
+                    ..
+                } => match right.as_ref() {
+                    SqlExpr::Identifier(field) => field.clone(),
+                    _ => return SelectItem::UnnamedExpr(expr),
+                },
+                _ => loop {
+                    let candidate = format!("KSQL_COL_{next}");
+                    next += 1;
+                    if !taken.contains(&candidate) {
+                        break Ident::new(candidate);
+                    }
+                },
+            };
+            SelectItem::ExprWithAlias { expr, alias }
+        })
+        .collect()
 }
 
 /// Replaces `*` and `source.*` with the columns they stand for.

@@ -17,9 +17,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::catalog::Source;
-use crate::log::{Acks, FetchRequest, IsolationLevel, Log, LogError, TopicPartitionOffset};
+use crate::log::{
+    Acks, FetchRequest, IsolationLevel, Log, LogError, ProducerRecord, Record, TopicPartitionOffset,
+};
 use crate::plan::StatelessPlan;
 use crate::runtime::{RecordError, SinkEncoder, SourceDecoder};
+use riffle_grammar::ast::SourceKind;
 
 /// Where a query starts in a partition it has no committed position for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,6 +216,46 @@ struct PartitionTask {
 }
 
 impl PartitionTask {
+    /// The sink records for fetched records, in their order. On a stream, a record without a
+    /// value passes through as a record without a value (as ksqlDB's does) when the query
+    /// neither filters nor changes the key.
+    fn process(&self, records: &[Record]) -> Vec<ProducerRecord> {
+        let mut out = Vec::new();
+        for run in records.chunk_by(|a, b| a.value.is_none() == b.value.is_none()) {
+            if run[0].value.is_none() && self.spec.source.kind == SourceKind::Stream {
+                if self.passes_null_values() {
+                    out.extend(run.iter().map(|record| ProducerRecord {
+                        partition: None,
+                        timestamp: Some(record.timestamp),
+                        key: record.key.clone(),
+                        value: None,
+                        headers: Vec::new(),
+                    }));
+                }
+                continue;
+            }
+            let (batch, errors) = self.decoder.decode(run, self.partition);
+            for error in errors {
+                self.processing_log.record(&self.spec.id, error);
+            }
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            for (input, output) in self.evaluate(&batch) {
+                if let Some(rowtime) = input.column_by_name("ROWTIME") {
+                    out.extend(self.spec.encoder.encode(&output, rowtime));
+                }
+            }
+        }
+        out
+    }
+
+    fn passes_null_values(&self) -> bool {
+        self.spec.plan.filter.is_none()
+            && self.spec.encoder.key_columns == self.spec.source.key_columns()
+            && self.spec.encoder.key_format == self.spec.source.key_format
+    }
+
     fn evaluate(&self, batch: &RecordBatch) -> Vec<(RecordBatch, RecordBatch)> {
         let offsets = batch
             .column_by_name("ROWOFFSET")
@@ -261,24 +304,12 @@ impl PartitionTask {
                 }
                 continue;
             }
-            let (batch, errors) = self.decoder.decode(&response.records, self.partition);
-            for error in errors {
-                self.processing_log.record(&self.spec.id, error);
-            }
-            if batch.num_rows() > 0 {
-                let mut records = Vec::new();
-                for (input, output) in self.evaluate(&batch) {
-                    let Some(rowtime) = input.column_by_name("ROWTIME") else {
-                        continue;
-                    };
-                    records.extend(self.spec.encoder.encode(&output, rowtime));
-                }
-                if !records.is_empty() {
-                    self.log
-                        .produce(&self.spec.sink_topic, records, Acks::All)
-                        .await
-                        .map_err(|e| fail("writing to the sink", &e))?;
-                }
+            let records = self.process(&response.records);
+            if !records.is_empty() {
+                self.log
+                    .produce(&self.spec.sink_topic, records, Acks::All)
+                    .await
+                    .map_err(|e| fail("writing to the sink", &e))?;
             }
             self.offset = response.next_offset;
             self.log
