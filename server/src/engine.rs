@@ -12,7 +12,7 @@ use tokio::sync::Mutex;
 use crate::catalog::properties::SourceProperties;
 use crate::catalog::{Catalog, FormatDefaults, RESERVED_COLUMNS, Source};
 use crate::format::{Format, FormatSpec};
-use crate::log::{Log, LogError, TopicConfig};
+use crate::log::{Acks, FetchRequest, Log, LogError, ProducerRecord, TopicConfig};
 use crate::plan::{PlanError, Planner};
 use crate::query::{PersistentQuery, ProcessingLog, QuerySpec, StartPosition};
 use crate::runtime::SinkEncoder;
@@ -76,13 +76,83 @@ struct EngineState {
 }
 
 impl Engine {
-    pub fn new(log: Arc<dyn Log>) -> Self {
-        Self {
+    /// Starts an engine on a log: creates the command topic if needed and replays the
+    /// statements it holds, so a restarted server has the same sources and queries (which
+    /// resume from their committed positions).
+    pub async fn start(log: Arc<dyn Log>) -> Result<Engine, EngineError> {
+        let engine = Engine {
             log,
             planner: Planner::new(),
             processing_log: ProcessingLog::default(),
             state: Mutex::new(EngineState::default()),
+        };
+        engine.replay_commands().await?;
+        Ok(engine)
+    }
+
+    async fn replay_commands(&self) -> Result<(), EngineError> {
+        if let Err(LogError::UnknownTopic(_)) = self.log.describe_topic(COMMAND_TOPIC).await {
+            let config = TopicConfig {
+                retention_ms: None,
+                ..TopicConfig::new(1)
+            };
+            self.log.create_topic(COMMAND_TOPIC, config).await?;
         }
+        let mut offset = 0;
+        loop {
+            let response = self
+                .log
+                .fetch(&FetchRequest::new(COMMAND_TOPIC, 0, offset))
+                .await?;
+            for record in &response.records {
+                let Some(command) = record
+                    .value
+                    .as_deref()
+                    .and_then(|v| serde_json::from_slice::<Command>(v).ok())
+                else {
+                    tracing::warn!(offset = record.offset, "skipping an unreadable command");
+                    continue;
+                };
+                let replayed = match riffle_grammar::parse_statement(&command.statement) {
+                    Ok(statement) => self
+                        .execute_statement(&statement, &command.properties)
+                        .await
+                        .map(|_| ()),
+                    Err(error) => Err(error.into()),
+                };
+                if let Err(error) = replayed {
+                    tracing::warn!(
+                        offset = record.offset, statement = %command.statement, %error,
+                        "a stored statement no longer runs; skipping it"
+                    );
+                }
+            }
+            if response.next_offset >= response.end_offset {
+                return Ok(());
+            }
+            offset = response.next_offset;
+        }
+    }
+
+    /// Appends an accepted statement to the command topic.
+    async fn record_command(
+        &self,
+        statement: &str,
+        properties: &Properties,
+    ) -> Result<(), EngineError> {
+        let command = Command {
+            statement: statement.to_string(),
+            properties: properties.clone(),
+        };
+        let value = serde_json::to_vec(&command).expect("a command serializes");
+        self.log
+            .produce(
+                COMMAND_TOPIC,
+                vec![ProducerRecord::new(None::<Vec<u8>>, Some(value))],
+                Acks::All,
+            )
+            .await?;
+        Ok(())
     }
 
     pub fn processing_log(&self) -> &ProcessingLog {
@@ -101,15 +171,18 @@ impl Engine {
     ) -> Result<Vec<StatementResult>, EngineError> {
         let mut results = Vec::new();
         for parsed in riffle_grammar::parse_script(sql)? {
-            results.push(
-                self.execute_statement(&parsed.statement, properties)
-                    .await?,
-            );
+            let result = self
+                .execute_statement(&parsed.statement, properties)
+                .await?;
+            if changes_catalog(&parsed.statement) {
+                self.record_command(&parsed.text, properties).await?;
+            }
+            results.push(result);
         }
         Ok(results)
     }
 
-    pub async fn execute_statement(
+    async fn execute_statement(
         &self,
         statement: &Statement,
         properties: &Properties,
@@ -551,6 +624,31 @@ impl Engine {
             query.stop().await;
         }
     }
+}
+
+/// The topic that keeps every accepted statement that changes the catalog.
+pub const COMMAND_TOPIC: &str = "_riffle_default_command_topic";
+
+/// A command topic record.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Command {
+    statement: String,
+    properties: Properties,
+}
+
+/// Whether a statement is replayed at start.
+fn changes_catalog(statement: &Statement) -> bool {
+    matches!(
+        statement,
+        Statement::CreateSource(_)
+            | Statement::CreateAsSelect(_)
+            | Statement::InsertInto(_)
+            | Statement::DropSource(_)
+            | Statement::Terminate(_)
+            | Statement::CreateType(_)
+            | Statement::DropType(_)
+            | Statement::AlterSource(_)
+    )
 }
 
 fn done(message: String, query_id: Option<String>) -> StatementResult {

@@ -44,7 +44,9 @@ fn json(key: &str, value: &str, timestamp: i64) -> ProducerRecord {
 async fn a_persistent_query_filters_and_projects_into_its_sink() {
     let dir = tempfile::tempdir().expect("temp dir");
     let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("opens");
-    let engine = Engine::new(Arc::new(log.clone()));
+    let engine = Engine::start(Arc::new(log.clone()))
+        .await
+        .expect("engine starts");
     let results = engine
         .execute(
             "CREATE STREAM clicks (user_id STRING KEY, page STRING, dwell BIGINT) \
@@ -114,7 +116,7 @@ async fn a_persistent_query_filters_and_projects_into_its_sink() {
 async fn statement_errors_name_the_problem() {
     let dir = tempfile::tempdir().expect("temp dir");
     let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("opens");
-    let engine = Engine::new(Arc::new(log));
+    let engine = Engine::start(Arc::new(log)).await.expect("engine starts");
     let error = engine
         .execute(
             "CREATE STREAM s (v INT) WITH (kafka_topic='nope', value_format='json');",
@@ -176,5 +178,63 @@ async fn statement_errors_name_the_problem() {
         .execute("TERMINATE CSAS_O_0; DROP STREAM s;", &earliest())
         .await
         .expect("dropped");
+    engine.shutdown().await;
+}
+
+/// Stop the engine and the log, start them again on the same directory: the streams and the
+/// query come back from the command topic and resume where they stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_engine_resumes_its_queries_without_losing_or_repeating_records() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let options = || EmbeddedOptions::default();
+    let produce = |log: EmbeddedLog, from: i64, to: i64| async move {
+        let records = (from..to)
+            .map(|i| json(&format!("k{i}"), &format!(r#"{{"n": {i}}}"#), i))
+            .collect();
+        log.produce("numbers", records, Acks::All)
+            .await
+            .expect("produced");
+    };
+    {
+        let log = EmbeddedLog::open(dir.path(), options()).expect("opens");
+        let engine = Engine::start(Arc::new(log.clone())).await.expect("starts");
+        engine
+            .execute(
+                "CREATE STREAM numbers (k STRING KEY, n BIGINT) \
+                   WITH (kafka_topic='numbers', value_format='json', partitions=2);
+                 CREATE STREAM evens AS SELECT k, n FROM numbers WHERE n % 2 = 0;",
+                &earliest(),
+            )
+            .await
+            .expect("statements run");
+        produce(log.clone(), 0, 50).await;
+        engine.wait_until_caught_up().await.expect("caught up");
+        engine.shutdown().await;
+    }
+    let log = EmbeddedLog::open(dir.path(), options()).expect("reopens");
+    let engine = Engine::start(Arc::new(log.clone()))
+        .await
+        .expect("restarts");
+    assert!(
+        engine.source("EVENS").await.is_some(),
+        "the sink stream is back"
+    );
+    produce(log.clone(), 50, 100).await;
+    engine.wait_until_caught_up().await.expect("caught up");
+    let mut seen = Vec::new();
+    for partition in 0..2 {
+        let response = log
+            .fetch(&FetchRequest::new("EVENS", partition, 0))
+            .await
+            .expect("sink readable");
+        for record in response.records {
+            let value: serde_json::Value =
+                serde_json::from_slice(record.value.as_deref().expect("a value")).expect("JSON");
+            seen.push(value["N"].as_i64().expect("N"));
+        }
+    }
+    seen.sort_unstable();
+    let expected: Vec<i64> = (0..100).filter(|n| n % 2 == 0).collect();
+    assert_eq!(seen, expected, "every even number exactly once");
     engine.shutdown().await;
 }

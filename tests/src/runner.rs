@@ -41,7 +41,9 @@ async fn run(case: &Case) -> Result<(), String> {
         cleaner_interval: Duration::from_secs(3600),
     };
     let log = EmbeddedLog::open(dir.path(), options).map_err(|e| format!("log: {e}"))?;
-    let engine = Engine::new(Arc::new(log.clone()));
+    let engine = Engine::start(Arc::new(log.clone()))
+        .await
+        .map_err(|e| format!("engine: {e}"))?;
     let result = drive(case, &log, &engine).await;
     engine.shutdown().await;
     result
