@@ -309,8 +309,9 @@ impl Engine {
         }
         let sink_properties =
             SourceProperties::from_ast(&create.properties).map_err(EngineError::Statement)?;
-        let (input, plan, key_columns, value_columns) =
-            self.plan_query(&state.catalog, &create.query).await?;
+        let (input, plan, key_columns, value_columns) = self
+            .plan_query(&state.catalog, &create.query, &name)
+            .await?;
         let key_format = match sink_properties.key_format_name() {
             Some(format) => FormatSpec::new(Format::parse(format).map_err(EngineError::Statement)?)
                 .with_wrap_single(false),
@@ -330,13 +331,39 @@ impl Engine {
                 "'WRAP_SINGLE_VALUE' is only valid for single-field value schemas".into(),
             ));
         }
+        let as_columns = |columns: &[(String, SqlType)], kind: ColumnKind| -> Vec<Column> {
+            columns
+                .iter()
+                .map(|(name, ty)| Column {
+                    name: name.clone(),
+                    ty: ty.clone(),
+                    kind: kind.clone(),
+                })
+                .collect()
+        };
         key_format
             .format
             .check_columns(&key_columns)
-            .map_err(EngineError::Statement)?;
+            .map_err(|reason| {
+                let columns = as_columns(&key_columns, ColumnKind::Key);
+                EngineError::Statement(crate::catalog::unsupported_schema(
+                    "Key",
+                    key_format.format,
+                    columns.iter(),
+                    &reason,
+                ))
+            })?;
         value_format_kind
             .check_columns(&value_columns)
-            .map_err(EngineError::Statement)?;
+            .map_err(|reason| {
+                let columns = as_columns(&value_columns, ColumnKind::Value);
+                EngineError::Statement(crate::catalog::unsupported_schema(
+                    "Value",
+                    value_format_kind,
+                    columns.iter(),
+                    &reason,
+                ))
+            })?;
         let wrap = match value_format_kind {
             Format::Kafka | Format::Delimited => false,
             _ => sink_properties
@@ -434,8 +461,9 @@ impl Engine {
             .source(&target_name)
             .cloned()
             .ok_or_else(|| EngineError::Statement(format!("{target_name} does not exist.")))?;
-        let (input, plan, key_columns, value_columns) =
-            self.plan_query(&state.catalog, &insert.query).await?;
+        let (input, plan, key_columns, value_columns) = self
+            .plan_query(&state.catalog, &insert.query, &target_name)
+            .await?;
         if key_columns != target.key_columns() || value_columns != target.value_columns() {
             return Err(EngineError::Statement(format!(
                 "Incompatible schema between results and sink.\nResult schema is {}\nSink \
@@ -473,6 +501,7 @@ impl Engine {
         &self,
         catalog: &Catalog,
         query: &riffle_grammar::ast::Query,
+        sink_name: &str,
     ) -> Result<
         (
             Source,
@@ -497,7 +526,21 @@ impl Engine {
             .chain(input.schema.values())
             .map(|c| c.name.clone())
             .collect();
-        let plan = self.planner.plan_stateless(query, &star_columns).await?;
+        for item in &query.projection {
+            if let sqlparser::ast::SelectItem::ExprWithAlias { alias, .. } = item
+                && RESERVED_COLUMNS.contains(&alias.value.as_str())
+            {
+                return Err(EngineError::Statement(format!(
+                    "`{}` is a reserved column name. You cannot use it as an alias for a column.",
+                    alias.value
+                )));
+            }
+        }
+        let plan = self
+            .planner
+            .plan_stateless(query, &star_columns)
+            .await
+            .map_err(|error| unresolved_column(error, query))?;
         let key_names: Vec<String> = input.schema.keys().map(|c| c.name.clone()).collect();
         let mut keys = Vec::new();
         let mut values = Vec::new();
@@ -524,6 +567,29 @@ impl Engine {
             } else {
                 values.push((column.name.clone(), ty));
             }
+        }
+        let missing: Vec<&String> = key_names
+            .iter()
+            .filter(|key| {
+                !plan
+                    .projection
+                    .iter()
+                    .any(|c| c.source_column.as_ref() == Some(*key))
+            })
+            .collect();
+        if !missing.is_empty() {
+            let names: Vec<&str> = missing.iter().map(|k| k.as_str()).collect();
+            let listed = match names.split_last() {
+                Some((last, [])) => last.to_string(),
+                Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+                None => String::new(),
+            };
+            return Err(EngineError::Statement(format!(
+                "The query used to build `{sink_name}` must include the key column{} {listed} \
+                 in its projection (eg, SELECT {}...).",
+                if names.len() > 1 { "s" } else { "" },
+                names.join(", ")
+            )));
         }
         if values.is_empty() {
             return Err(EngineError::Statement(
@@ -649,6 +715,30 @@ fn changes_catalog(statement: &Statement) -> bool {
             | Statement::DropType(_)
             | Statement::AlterSource(_)
     )
+}
+
+/// DataFusion's "No field named …" in ksqlDB's words: which clause names the column.
+fn unresolved_column(error: PlanError, query: &riffle_grammar::ast::Query) -> EngineError {
+    let PlanError::Plan(message) = &error else {
+        return error.into();
+    };
+    let Some(rest) = message.split("No field named ").nth(1) else {
+        return error.into();
+    };
+    let name = rest
+        .split(". ")
+        .next()
+        .unwrap_or(rest)
+        .replace('"', "")
+        .trim_end_matches('.')
+        .to_string();
+    let bare = name.rsplit('.').next().unwrap_or(&name);
+    let in_where = query
+        .selection
+        .as_ref()
+        .is_some_and(|w| w.to_string().contains(bare));
+    let clause = if in_where { "WHERE" } else { "SELECT" };
+    EngineError::Statement(format!("{clause} column '{name}' cannot be resolved."))
 }
 
 fn done(message: String, query_id: Option<String>) -> StatementResult {

@@ -149,6 +149,12 @@ impl Catalog {
             ));
         }
         let properties = SourceProperties::from_ast(&create.properties)?;
+        if let Some(name) = properties.key_format_name() {
+            Format::parse(name)?;
+        }
+        if let Some(name) = properties.value_format_name() {
+            Format::parse(name)?;
+        }
         if create.columns.is_empty() {
             return Err(
                 "The statement does not define any columns. Riffle cannot infer columns: it \
@@ -264,7 +270,9 @@ fn key_format_spec(
         // A source without key columns reads no key, whatever the key format says.
         format = Format::None;
     }
-    format.check_columns(&columns)?;
+    format
+        .check_columns(&columns)
+        .map_err(|reason| unsupported_schema("Key", format, schema.keys(), &reason))?;
     let mut spec = FormatSpec::new(format).with_wrap_single(false);
     if let Some(delimiter) = &properties.key_delimiter {
         spec = spec.with_delimiter(delimiter_of(delimiter, "KEY_DELIMITER")?);
@@ -281,14 +289,18 @@ fn value_format_spec(
         .value_format_name()
         .or(defaults.value_format.as_deref())
         .ok_or_else(|| {
-            "Missing required property \"VALUE_FORMAT\" which has no default value.".to_string()
+            "Statement is missing the 'VALUE_FORMAT' property from the WITH clause. Either \
+             provide one or set a default via the ksql.persistence.default.format.value config."
+                .to_string()
         })?;
     let format = Format::parse(name)?;
     let columns: Vec<(String, SqlType)> = schema
         .values()
         .map(|c| (c.name.clone(), c.ty.clone()))
         .collect();
-    format.check_columns(&columns)?;
+    format
+        .check_columns(&columns)
+        .map_err(|reason| unsupported_schema("Value", format, schema.values(), &reason))?;
     if properties.wrap_single_value.is_some() && columns.len() != 1 {
         return Err("'WRAP_SINGLE_VALUE' is only valid for single-field value schemas".into());
     }
@@ -306,15 +318,39 @@ fn value_format_spec(
     Ok(spec)
 }
 
-fn delimiter_of(text: &str, property: &str) -> Result<char, String> {
-    if text.is_empty() {
+/// ksqlDB's error when a format cannot carry a side's columns.
+pub fn unsupported_schema<'a>(
+    side: &str,
+    format: Format,
+    columns: impl Iterator<Item = &'a Column>,
+    reason: &str,
+) -> String {
+    let suffix = if side == "Key" { " KEY" } else { "" };
+    let rendered: Vec<String> = columns
+        .map(|c| format!("`{}` {}{suffix}", c.name, c.ty))
+        .collect();
+    format!(
+        "{side} format does not support schema.\nformat: {format}\nschema: \
+         Persistence{{columns=[{}], features=[]}}\nreason: {reason}",
+        rendered.join(", ")
+    )
+}
+
+pub fn delimiter_of(text: &str, property: &str) -> Result<char, String> {
+    if text.trim().is_empty() {
         return Err(format!(
             "Failed to prepare statement: Configuration {property} is invalid: Delimiter cannot \
              be empty, if you meant to have a tab or space for delimiter, please use the \
-             special values 'TAB' or 'SPACE'"
+             special values 'TAB' or 'SPACE'\nExample valid value: ';'"
         ));
     }
-    FormatSpec::parse_delimiter(text)
+    FormatSpec::parse_delimiter(text).map_err(|_| {
+        format!(
+            "Failed to prepare statement: Configuration {property} is invalid: Invalid \
+             delimiter value: '{text}'. Delimiter must be a single character or TAB,SPACE\n\
+             Example valid value: ';'"
+        )
+    })
 }
 
 #[cfg(test)]
@@ -365,7 +401,7 @@ mod tests {
             ),
             (
                 "CREATE STREAM s (v INT) WITH (kafka_topic='t');",
-                "Missing required property \"VALUE_FORMAT\"",
+                "Statement is missing the 'VALUE_FORMAT' property from the WITH clause",
             ),
             (
                 "CREATE STREAM s (v INT) WITH (kafka_topic='t', value_format='foo');",

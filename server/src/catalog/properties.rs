@@ -101,14 +101,19 @@ impl SourceProperties {
             window_type: text("WINDOW_TYPE"),
             window_size: text("WINDOW_SIZE"),
         };
-        if parsed.format.is_some() && (parsed.key_format.is_some() || parsed.value_format.is_some())
-        {
-            return Err(
-                "Cannot supply both 'FORMAT' and 'KEY_FORMAT' or 'VALUE_FORMAT' properties, as \
-                 'FORMAT' sets both key and value formats. Either use just 'FORMAT', or use \
-                 'KEY_FORMAT' and 'VALUE_FORMAT'."
-                    .into(),
-            );
+        if parsed.format.is_some() {
+            for (set, name) in [
+                (parsed.key_format.is_some(), "KEY_FORMAT"),
+                (parsed.value_format.is_some(), "VALUE_FORMAT"),
+            ] {
+                if set {
+                    return Err(format!(
+                        "Cannot supply both '{name}' and 'FORMAT' properties, as 'FORMAT' sets \
+                         both key and value formats. Either use just 'FORMAT', or use \
+                         'KEY_FORMAT' and 'VALUE_FORMAT'."
+                    ));
+                }
+            }
         }
         if let Some(partitions) = parsed.partitions
             && partitions < 1

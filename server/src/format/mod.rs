@@ -62,7 +62,8 @@ impl Format {
             )),
             Format::Kafka => match columns.iter().find(|(_, ty)| !kafka::supports(ty)) {
                 Some((name, ty)) => Err(format!(
-                    "The 'KAFKA' format does not support type '{ty}', column: `{name}`"
+                    "The 'KAFKA' format does not support type '{}', column: `{name}`",
+                    base_type_name(ty)
                 )),
                 None => Ok(()),
             },
@@ -96,13 +97,10 @@ fn names(columns: &[(String, SqlType)]) -> String {
         .join(", ")
 }
 
-fn base_type_name(ty: &SqlType) -> &'static str {
-    match ty {
-        SqlType::Array(_) => "ARRAY",
-        SqlType::Map(..) => "MAP",
-        SqlType::Struct(_) => "STRUCT",
-        _ => "PRIMITIVE",
-    }
+/// The type's name without parameters: `DECIMAL`, `ARRAY`, `STRUCT`.
+fn base_type_name(ty: &SqlType) -> String {
+    let full = ty.to_string();
+    full.split(['(', '<']).next().unwrap_or(&full).to_string()
 }
 
 /// How one side (key or value) of a source is serialized.

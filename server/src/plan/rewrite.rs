@@ -30,8 +30,15 @@ impl VisitorMut for DereferenceRewriter {
         } = expr
             && let Expr::Identifier(_) = right.as_ref()
         {
-            let field = std::mem::replace(right.as_mut(), Expr::value(sqlparser::ast::Value::Null));
-            let root = std::mem::replace(left.as_mut(), Expr::value(sqlparser::ast::Value::Null));
+            let Expr::Identifier(name) =
+                std::mem::replace(right.as_mut(), Expr::value(Value::Null))
+            else {
+                unreachable!("checked above")
+            };
+            // A string field, so that DataFusion never reads `s->b` as column `b` of a
+            // source named `s`.
+            let field = Expr::value(Value::SingleQuotedString(name.value));
+            let root = std::mem::replace(left.as_mut(), Expr::value(Value::Null));
             *expr = match root {
                 // Extend an existing chain: `a->b->c` is one access path.
                 Expr::CompoundFieldAccess {

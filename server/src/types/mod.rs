@@ -172,8 +172,12 @@ impl SqlType {
     pub fn from_arrow(data_type: &DataType) -> Option<SqlType> {
         Some(match data_type {
             DataType::Boolean => SqlType::Boolean,
-            DataType::Int8 | DataType::Int16 | DataType::Int32 => SqlType::Integer,
-            DataType::Int64 => SqlType::BigInt,
+            DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::UInt8
+            | DataType::UInt16 => SqlType::Integer,
+            DataType::Int64 | DataType::UInt32 | DataType::UInt64 => SqlType::BigInt,
             DataType::Float32 | DataType::Float64 => SqlType::Double,
             DataType::Decimal128(precision, scale) => SqlType::Decimal {
                 precision: *precision,
