@@ -191,6 +191,44 @@ impl Engine {
             Statement::CreateSource(create) => self.create_source(create, properties).await,
             Statement::CreateAsSelect(create) => self.create_as_select(create, properties).await,
             Statement::InsertInto(insert) => self.insert_into(insert, properties).await,
+            Statement::InsertValues(insert) => self.insert_values(insert).await,
+            Statement::CreateType(create) => {
+                let mut state = self.state.lock().await;
+                let name = create.name.value.clone();
+                if state.catalog.resolve_type(&name).is_some() {
+                    if create.if_not_exists {
+                        return Ok(done(format!("Type {name} already exists"), None));
+                    }
+                    return Err(EngineError::Statement(format!(
+                        "Cannot register custom type '{name}' since it is already registered \
+                         with type: {}",
+                        state
+                            .catalog
+                            .resolve_type(&name)
+                            .map(|t| t.to_string())
+                            .unwrap_or_default()
+                    )));
+                }
+                let catalog = &state.catalog;
+                let ty = SqlType::from_ast(&create.data_type, &|alias| catalog.resolve_type(alias))
+                    .map_err(|e| EngineError::Statement(e.0))?;
+                state.catalog.insert_type(name.clone(), ty);
+                Ok(done(
+                    format!("Registered custom type with name '{name}'"),
+                    None,
+                ))
+            }
+            Statement::DropType(drop) => {
+                let mut state = self.state.lock().await;
+                let name = drop.name.value.clone();
+                match state.catalog.remove_type(&name) {
+                    Some(_) => Ok(done(format!("Dropped type '{name}'"), None)),
+                    None if drop.if_exists => Ok(done(format!("Type {name} does not exist"), None)),
+                    None => Err(EngineError::Statement(format!(
+                        "Type {name} does not exist."
+                    ))),
+                }
+            }
             Statement::DropSource(drop) => self.drop_source(drop).await,
             Statement::Terminate(target) => self.terminate(target).await,
             Statement::Show(Show::Streams { .. }) => self.list(SourceKind::Stream).await,
@@ -494,6 +532,131 @@ impl Engine {
             format!("Created query with ID {query_id}"),
             Some(query_id),
         ))
+    }
+
+    /// `INSERT INTO s [(columns)] VALUES (…)`: one record, written directly.
+    async fn insert_values(
+        &self,
+        insert: &riffle_grammar::ast::InsertValues,
+    ) -> Result<StatementResult, EngineError> {
+        let state = self.state.lock().await;
+        let name = insert.target.value.clone();
+        let Some(target) = state.catalog.source(&name).cloned() else {
+            let similar = state
+                .catalog
+                .sources()
+                .find(|s| s.name.eq_ignore_ascii_case(&name))
+                .map(|s| s.name.clone());
+            let hint = match similar {
+                Some(other) if other.chars().any(|c| c.is_lowercase()) => format!(
+                    "\nDid you mean \"{other}\"? Hint: wrap the source name in double quotes to \
+                     make it case-sensitive."
+                ),
+                Some(other) => format!(
+                    "\nDid you mean {other}? Hint: try removing double quotes from the source \
+                     name."
+                ),
+                None => String::new(),
+            };
+            return Err(EngineError::Statement(format!(
+                "Cannot insert values into an unknown stream/table: `{name}`{hint}"
+            )));
+        };
+        drop(state);
+        if target.is_source {
+            return Err(EngineError::Statement(format!(
+                "Cannot insert values into read-only {}: {name}",
+                noun(target.kind).to_lowercase()
+            )));
+        }
+        let all: Vec<&Column> = target.schema.keys().chain(target.schema.values()).collect();
+        let columns: Vec<String> = if insert.columns.is_empty() {
+            all.iter().map(|c| c.name.clone()).collect()
+        } else {
+            insert.columns.iter().map(|c| c.value.clone()).collect()
+        };
+        let headers: Vec<&str> = target
+            .schema
+            .columns
+            .iter()
+            .filter(|c| matches!(c.kind, ColumnKind::Header(_)))
+            .map(|c| c.name.as_str())
+            .filter(|h| insert.columns.is_empty() || columns.iter().any(|c| c == h))
+            .collect();
+        if !headers.is_empty() {
+            return Err(EngineError::Statement(format!(
+                "Cannot insert into HEADER columns: {}",
+                headers.join(", ")
+            )));
+        }
+        if columns.len() != insert.values.len() {
+            return Err(EngineError::Statement(format!(
+                "Expected a value for each column. Expected Columns: [{}]. Got [{}]",
+                columns.join(", "),
+                insert
+                    .values
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let values = self.planner.evaluate_constants(&insert.values).await?;
+        let mut timestamp = None;
+        let mut by_name = std::collections::HashMap::new();
+        for (column, value) in columns.iter().zip(values) {
+            if column == "ROWTIME" {
+                timestamp = arrow::compute::cast(&value, &arrow::datatypes::DataType::Int64)
+                    .ok()
+                    .and_then(|v| {
+                        use arrow::array::{Array, AsArray};
+                        let v = v.as_primitive::<arrow::datatypes::Int64Type>().clone();
+                        (!v.is_null(0)).then(|| v.value(0))
+                    });
+                continue;
+            }
+            let Some(target_column) = all.iter().find(|c| &c.name == column) else {
+                return Err(EngineError::Statement(format!(
+                    "Column name {column} does not exist."
+                )));
+            };
+            let cast =
+                arrow::compute::cast(&value, &target_column.ty.to_arrow()).map_err(|_| {
+                    EngineError::Statement(format!(
+                        "Expected type {} for field {column} but got {}",
+                        target_column.ty,
+                        value.data_type()
+                    ))
+                })?;
+            by_name.insert(column.clone(), cast);
+        }
+        let array_for = |column: &Column| {
+            by_name
+                .get(&column.name)
+                .cloned()
+                .unwrap_or_else(|| arrow::array::new_null_array(&column.ty.to_arrow(), 1))
+        };
+        let keys: Vec<arrow::array::ArrayRef> = target.schema.keys().map(array_for).collect();
+        let value_arrays: Vec<arrow::array::ArrayRef> =
+            target.schema.values().map(array_for).collect();
+        let record = ProducerRecord {
+            partition: None,
+            timestamp,
+            key: crate::format::encode(&target.key_format, &target.key_columns(), &keys, 0)
+                .map(bytes::Bytes::from),
+            value: crate::format::encode(
+                &target.value_format,
+                &target.value_columns(),
+                &value_arrays,
+                0,
+            )
+            .map(bytes::Bytes::from),
+            headers: Vec::new(),
+        };
+        self.log
+            .produce(&target.topic, vec![record], Acks::All)
+            .await?;
+        Ok(done(String::new(), None))
     }
 
     /// Plans a query over one source and splits its output into key and value columns.

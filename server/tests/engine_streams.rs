@@ -238,3 +238,53 @@ async fn a_restarted_engine_resumes_its_queries_without_losing_or_repeating_reco
     assert_eq!(seen, expected, "every even number exactly once");
     engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insert_values_writes_one_record_and_types_alias_structs() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("opens");
+    let engine = Engine::start(Arc::new(log.clone())).await.expect("starts");
+    engine
+        .execute(
+            "CREATE TYPE address AS STRUCT<street STRING, zip INT>;
+             CREATE STREAM people (id INT KEY, name STRING, home ADDRESS, score DECIMAL(4, 1)) \
+               WITH (kafka_topic='people', value_format='json', partitions=1);
+             INSERT INTO people (ROWTIME, id, name, home, score) \
+               VALUES (1234, 7, UCASE('ada'), STRUCT(street := 'Main', zip := 10 + 1), 9.5);",
+            &earliest(),
+        )
+        .await
+        .expect("statements run");
+    let response = log
+        .fetch(&FetchRequest::new("people", 0, 0))
+        .await
+        .expect("readable");
+    assert_eq!(response.records.len(), 1);
+    let record = &response.records[0];
+    assert_eq!(record.timestamp, 1234);
+    assert_eq!(record.key.as_deref(), Some(&7i32.to_be_bytes()[..]));
+    assert_eq!(
+        record.value.as_deref(),
+        Some(&br#"{"NAME":"ADA","HOME":{"STREET":"Main","ZIP":11},"SCORE":9.5}"#[..])
+    );
+    let error = engine
+        .execute("INSERT INTO nobody VALUES (1);", &earliest())
+        .await
+        .expect_err("unknown target");
+    assert!(
+        error
+            .to_string()
+            .contains("Cannot insert values into an unknown stream/table: `NOBODY`")
+    );
+    let error = engine
+        .execute("INSERT INTO people (nope) VALUES (1);", &earliest())
+        .await
+        .expect_err("unknown column");
+    assert!(
+        error
+            .to_string()
+            .contains("Column name NOPE does not exist."),
+        "{error}"
+    );
+    engine.shutdown().await;
+}

@@ -149,6 +149,54 @@ impl Planner {
         })
     }
 
+    /// Evaluates expressions that read no columns (`INSERT INTO … VALUES`), one value each.
+    pub async fn evaluate_constants(
+        &self,
+        exprs: &[sqlparser::ast::Expr],
+    ) -> Result<Vec<arrow::array::ArrayRef>, PlanError> {
+        const ONE_ROW: &str = "__RIFFLE_ONE_ROW";
+        if !self
+            .context
+            .table_exist(datafusion::common::TableReference::bare(ONE_ROW))?
+        {
+            self.register_source(ONE_ROW, Arc::new(Schema::empty()))?;
+        }
+        let projection = exprs
+            .iter()
+            .enumerate()
+            .map(|(i, expr)| SelectItem::ExprWithAlias {
+                expr: expr.clone(),
+                alias: Ident::new(format!("V{i}")),
+            })
+            .collect();
+        let query = Query {
+            projection,
+            from: riffle_grammar::ast::Relation {
+                source: riffle_grammar::ast::SourceRef {
+                    name: Ident::new(ONE_ROW),
+                    alias: None,
+                },
+                joins: Vec::new(),
+            },
+            window: None,
+            selection: None,
+            group_by: Vec::new(),
+            partition_by: Vec::new(),
+            having: None,
+            emit: None,
+            limit: None,
+        };
+        let plan = self.plan_stateless(&query, &[]).await?;
+        let batch = RecordBatch::try_new_with_options(
+            Arc::new(Schema::empty()),
+            Vec::new(),
+            &arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(1)),
+        )
+        .map_err(|e| PlanError::Plan(e.to_string()))?;
+        let (_, output) = plan.apply(&batch)?;
+        Ok(output.columns().to_vec())
+    }
+
     /// Our query as a sqlparser `SELECT` that DataFusion's `SqlToRel` plans.
     fn to_datafusion(&self, query: &Query) -> Result<SqlStatement, PlanError> {
         let template = sqlparser::parser::Parser::parse_sql(&GenericDialect, "SELECT 1 FROM t")
