@@ -14,6 +14,7 @@ use crate::catalog::{Catalog, FormatDefaults, RESERVED_COLUMNS, Source};
 use crate::format::{Format, FormatSpec};
 use crate::log::{Acks, FetchRequest, Log, LogError, ProducerRecord, TopicConfig};
 use crate::plan::{PlanError, Planner};
+use crate::query::transient::{Mode, TransientQuery};
 use crate::query::{PersistentQuery, ProcessingLog, QuerySpec, StartPosition};
 use crate::runtime::SinkEncoder;
 use crate::types::{Column, ColumnKind, LogicalSchema, SqlType};
@@ -73,6 +74,7 @@ struct EngineState {
     catalog: Catalog,
     queries: BTreeMap<String, PersistentQuery>,
     next_query: u64,
+    next_transient: u64,
 }
 
 impl Engine {
@@ -348,7 +350,7 @@ impl Engine {
         let sink_properties =
             SourceProperties::from_ast(&create.properties).map_err(EngineError::Statement)?;
         let (input, plan, key_columns, value_columns) = self
-            .plan_query(&state.catalog, &create.query, &name)
+            .plan_query(&state.catalog, &create.query, Some(&name))
             .await?;
         let key_format = match sink_properties.key_format_name() {
             Some(format) => FormatSpec::new(Format::parse(format).map_err(EngineError::Statement)?)
@@ -500,7 +502,7 @@ impl Engine {
             .cloned()
             .ok_or_else(|| EngineError::Statement(format!("{target_name} does not exist.")))?;
         let (input, plan, key_columns, value_columns) = self
-            .plan_query(&state.catalog, &insert.query, &target_name)
+            .plan_query(&state.catalog, &insert.query, Some(&target_name))
             .await?;
         if key_columns != target.key_columns() || value_columns != target.value_columns() {
             return Err(EngineError::Statement(format!(
@@ -664,7 +666,7 @@ impl Engine {
         &self,
         catalog: &Catalog,
         query: &riffle_grammar::ast::Query,
-        sink_name: &str,
+        sink_name: Option<&str>,
     ) -> Result<
         (
             Source,
@@ -740,7 +742,9 @@ impl Engine {
                     .any(|c| c.source_column.as_ref() == Some(*key))
             })
             .collect();
-        if !missing.is_empty() {
+        if let Some(sink_name) = sink_name
+            && !missing.is_empty()
+        {
             let names: Vec<&str> = missing.iter().map(|k| k.as_str()).collect();
             let listed = match names.split_last() {
                 Some((last, [])) => last.to_string(),
@@ -754,7 +758,7 @@ impl Engine {
                 names.join(", ")
             )));
         }
-        if values.is_empty() {
+        if sink_name.is_some() && values.is_empty() {
             return Err(EngineError::Statement(
                 "The projection contains no value columns.".into(),
             ));
@@ -826,6 +830,47 @@ impl Engine {
             }
         }
         Ok(done("Query terminated.".into(), None))
+    }
+
+    /// Starts a transient query: a push query (`EMIT CHANGES`) follows its source until
+    /// closed or its `LIMIT`; a pull query over a stream reads what the stream holds now.
+    pub async fn query(
+        &self,
+        sql: &str,
+        properties: &Properties,
+    ) -> Result<TransientQuery, EngineError> {
+        let statement = riffle_grammar::parse_statement(sql)?;
+        let Statement::Query(query) = statement else {
+            return Err(EngineError::Statement(
+                "Only SELECT statements can run as queries; send other statements to /ksql".into(),
+            ));
+        };
+        let mut state = self.state.lock().await;
+        let (source, plan, _, _) = self.plan_query(&state.catalog, &query, None).await?;
+        let mode = match query.emit {
+            Some(riffle_grammar::ast::EmitMode::Changes) => Mode::Push,
+            Some(riffle_grammar::ast::EmitMode::Final) => {
+                return Err(EngineError::Unsupported("EMIT FINAL".into()));
+            }
+            None if source.kind == SourceKind::Table => {
+                return Err(EngineError::Unsupported("pull queries over tables".into()));
+            }
+            None => Mode::Pull,
+        };
+        state.next_transient += 1;
+        let id = format!("transient_{}_{}", source.name, state.next_transient);
+        drop(state);
+        Ok(TransientQuery::start(
+            self.log.clone(),
+            id,
+            source,
+            plan,
+            mode,
+            start_position(properties),
+            query.limit,
+            self.processing_log.clone(),
+        )
+        .await?)
     }
 
     /// Waits until every running query has processed what its sources hold now.

@@ -288,3 +288,82 @@ async fn insert_values_writes_one_record_and_types_alias_structs() {
     );
     engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_queries_stream_new_rows_and_pull_queries_read_what_is_there() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("opens");
+    let engine = Engine::start(Arc::new(log.clone())).await.expect("starts");
+    engine
+        .execute(
+            "CREATE STREAM readings (sensor STRING KEY, temp DOUBLE) \
+               WITH (kafka_topic='readings', value_format='json', partitions=1);",
+            &earliest(),
+        )
+        .await
+        .expect("created");
+    log.produce(
+        "readings",
+        vec![json("s1", r#"{"temp": 20.5}"#, 1)],
+        Acks::All,
+    )
+    .await
+    .expect("produced");
+    // A push query starts at the end (ksqlDB's default `auto.offset.reset`).
+    let mut push = engine
+        .query(
+            "SELECT sensor, temp FROM readings WHERE temp > 30 EMIT CHANGES LIMIT 2;",
+            &Properties::new(),
+        )
+        .await
+        .expect("push query starts");
+    let names: Vec<&str> = push
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    assert_eq!(names, ["SENSOR", "TEMP"]);
+    log.produce(
+        "readings",
+        vec![
+            json("s2", r#"{"temp": 31.0}"#, 2),
+            json("s3", r#"{"temp": 10.0}"#, 3),
+            json("s4", r#"{"temp": 35.0}"#, 4),
+            json("s5", r#"{"temp": 40.0}"#, 5),
+        ],
+        Acks::All,
+    )
+    .await
+    .expect("produced");
+    let mut sensors = Vec::new();
+    while let Some(batch) = push.next_batch().await {
+        use arrow::array::AsArray;
+        let column = batch.column(0).as_string::<i32>();
+        sensors.extend((0..batch.num_rows()).map(|i| column.value(i).to_string()));
+    }
+    assert_eq!(
+        sensors,
+        ["s2", "s4"],
+        "rows as they arrive, stopping at LIMIT 2"
+    );
+    // A pull query over a stream reads everything there now, then ends.
+    let mut pull = engine
+        .query("SELECT * FROM readings;", &Properties::new())
+        .await
+        .expect("pull query starts");
+    let mut rows = 0;
+    while let Some(batch) = pull.next_batch().await {
+        rows += batch.num_rows();
+    }
+    assert_eq!(rows, 5);
+    let error = engine
+        .query("SHOW STREAMS;", &Properties::new())
+        .await
+        .expect_err("not a query");
+    assert!(
+        error.to_string().contains("Only SELECT statements"),
+        "{error}"
+    );
+    engine.shutdown().await;
+}

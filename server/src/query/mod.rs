@@ -5,6 +5,8 @@
 //! acknowledged, so a restart resumes without losing records. Entry point:
 //! [`PersistentQuery::start`].
 
+pub mod transient;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -177,7 +179,7 @@ impl PersistentQuery {
 
 /// Runs the plan on a batch. A failure (or a panic inside a function) makes it run row by
 /// row, so that only the failing rows are left out, each with a processing-log entry.
-fn evaluate_rows(
+pub(crate) fn evaluate_rows(
     plan: &crate::plan::StatelessPlan,
     batch: &RecordBatch,
     mut report: impl FnMut(usize, String),

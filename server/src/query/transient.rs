@@ -1,0 +1,207 @@
+//! Transient queries: push queries (`SELECT … EMIT CHANGES`) that stream rows to one
+//! subscriber until it goes away or a `LIMIT` is reached, and pull queries over streams
+//! that read each partition up to its end at the time of the query.
+//!
+//! Entry point: [`TransientQuery::start`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use tokio::sync::{mpsc, watch};
+
+use super::{ProcessingLog, StartPosition, evaluate_rows};
+use crate::catalog::Source;
+use crate::log::{FetchRequest, IsolationLevel, Log, LogError};
+use crate::plan::StatelessPlan;
+use crate::runtime::{RecordError, SourceDecoder};
+
+/// Whether a transient query follows its source or reads what is there now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Push,
+    Pull,
+}
+
+/// A running transient query: rows arrive on [`TransientQuery::next_batch`].
+#[derive(Debug)]
+pub struct TransientQuery {
+    pub id: String,
+    pub schema: SchemaRef,
+    rows: mpsc::Receiver<RecordBatch>,
+    stop: watch::Sender<bool>,
+}
+
+impl TransientQuery {
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start(
+        log: Arc<dyn Log>,
+        id: String,
+        source: Source,
+        plan: StatelessPlan,
+        mode: Mode,
+        start: StartPosition,
+        limit: Option<u64>,
+        processing_log: ProcessingLog,
+    ) -> Result<TransientQuery, LogError> {
+        let partitions = log.describe_topic(&source.topic).await?.partitions;
+        let (sender, rows) = mpsc::channel(16);
+        let (stop, stopped) = watch::channel(false);
+        let remaining =
+            Arc::new(AtomicUsize::new(limit.map_or(usize::MAX, |l| {
+                usize::try_from(l).unwrap_or(usize::MAX)
+            })));
+        let decoder = Arc::new(SourceDecoder::new(source.clone()));
+        let plan = Arc::new(plan);
+        let schema = plan.output_schema.clone();
+        for partition in partitions {
+            let from = match (mode, start) {
+                (Mode::Pull, _) | (_, StartPosition::Earliest) => partition.start_offset,
+                (Mode::Push, StartPosition::Latest) => partition.end_offset,
+            };
+            let until = (mode == Mode::Pull).then_some(partition.end_offset);
+            let task = TransientTask {
+                log: log.clone(),
+                id: id.clone(),
+                topic: source.topic.clone(),
+                partition: partition.partition,
+                offset: from,
+                until,
+                decoder: decoder.clone(),
+                plan: plan.clone(),
+                sender: sender.clone(),
+                stopped: stopped.clone(),
+                remaining: remaining.clone(),
+                processing_log: processing_log.clone(),
+            };
+            tokio::spawn(async move {
+                if let Err(error) = task.run().await {
+                    tracing::warn!(%error, "transient query partition stopped");
+                }
+            });
+        }
+        Ok(TransientQuery {
+            id,
+            schema,
+            rows,
+            stop,
+        })
+    }
+
+    /// The next rows; `None` once the query is complete (pull, or a reached `LIMIT`).
+    pub async fn next_batch(&mut self) -> Option<RecordBatch> {
+        self.rows.recv().await
+    }
+
+    /// Stops the query (the subscriber went away).
+    pub fn close(&self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+impl Drop for TransientQuery {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+struct TransientTask {
+    log: Arc<dyn Log>,
+    id: String,
+    topic: String,
+    partition: i32,
+    offset: i64,
+    until: Option<i64>,
+    decoder: Arc<SourceDecoder>,
+    plan: Arc<StatelessPlan>,
+    sender: mpsc::Sender<RecordBatch>,
+    stopped: watch::Receiver<bool>,
+    remaining: Arc<AtomicUsize>,
+    processing_log: ProcessingLog,
+}
+
+impl TransientTask {
+    async fn run(mut self) -> Result<(), LogError> {
+        loop {
+            if *self.stopped.borrow() || self.remaining.load(Ordering::Acquire) == 0 {
+                return Ok(());
+            }
+            if self.until.is_some_and(|end| self.offset >= end) {
+                return Ok(());
+            }
+            let request = FetchRequest::new(self.topic.clone(), self.partition, self.offset)
+                .with_isolation(IsolationLevel::ReadCommitted);
+            let response = self.log.fetch(&request).await?;
+            if response.next_offset == self.offset {
+                if self.until.is_some() {
+                    return Ok(());
+                }
+                let wait = self.log.wait_for_data(
+                    &self.topic,
+                    self.partition,
+                    self.offset,
+                    IsolationLevel::ReadCommitted,
+                    Duration::from_secs(1),
+                );
+                tokio::select! {
+                    waited = wait => { waited?; }
+                    _ = self.stopped.changed() => return Ok(()),
+                    _ = self.sender.closed() => return Ok(()),
+                }
+                continue;
+            }
+            let records: Vec<_> = match self.until {
+                Some(end) => response
+                    .records
+                    .into_iter()
+                    .filter(|r| r.offset < end)
+                    .collect(),
+                None => response.records,
+            };
+            self.offset = response.next_offset;
+            let (batch, errors) = self.decoder.decode(&records, self.partition);
+            for error in errors {
+                self.processing_log.record(&self.id, error);
+            }
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            let partition = self.partition;
+            let topic = self.topic.clone();
+            let outputs = evaluate_rows(&self.plan, &batch, |_, message| {
+                self.processing_log.record(
+                    &self.id,
+                    RecordError {
+                        topic: topic.clone(),
+                        partition,
+                        offset: -1,
+                        message,
+                    },
+                );
+            });
+            for (_, output) in outputs {
+                let Some(output) = self.take_within_limit(output) else {
+                    return Ok(());
+                };
+                if self.sender.send(output).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Cuts a batch to what the `LIMIT` still allows; `None` when nothing is left.
+    fn take_within_limit(&self, output: RecordBatch) -> Option<RecordBatch> {
+        let wanted = output.num_rows();
+        let mut granted = 0;
+        let _ = self
+            .remaining
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+                granted = left.min(wanted);
+                Some(left - granted)
+            });
+        (granted > 0).then(|| output.slice(0, granted))
+    }
+}
