@@ -14,10 +14,7 @@ use crate::error::{ParseError, Position};
 
 /// Tokenizes `sql` with ksqlDB's identifier rules.
 pub fn tokenize(sql: &str) -> Result<Vec<TokenWithSpan>, ParseError> {
-    let mut tokens = Tokenizer::new(&KsqlDialect, sql)
-        .with_unescape(true)
-        .tokenize_with_location()
-        .map_err(ParseError::from_tokenizer)?;
+    let mut tokens = tokenize_unchecked(sql)?;
     check_tokens(&tokens)?;
     for TokenWithSpan { token, .. } in &mut tokens {
         if let Token::Word(word) = token {
@@ -40,6 +37,14 @@ pub fn tokenize(sql: &str) -> Result<Vec<TokenWithSpan>, ParseError> {
         }
     }
     Ok(tokens)
+}
+
+/// sqlparser's tokens, before ksqlDB's rules are applied (for splitting scripts).
+pub fn tokenize_unchecked(sql: &str) -> Result<Vec<TokenWithSpan>, ParseError> {
+    Tokenizer::new(&KsqlDialect, sql)
+        .with_unescape(true)
+        .tokenize_with_location()
+        .map_err(ParseError::from_tokenizer)
 }
 
 /// Rejects tokens ksqlDB does not have where sqlparser would accept them.

@@ -75,6 +75,33 @@ pub fn parse_script(sql: &str) -> Result<Vec<ParsedStatement>, ParseError> {
     Ok(parsed)
 }
 
+/// One statement's text in a script, found without parsing it (so `${variables}` may still
+/// be in it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatementText {
+    pub text: String,
+    pub position: Position,
+}
+
+/// Splits a script at its top-level `;` (outside strings, quoted names and comments),
+/// keeping each statement's text for variable substitution and parsing.
+pub fn split_script(sql: &str) -> Result<Vec<StatementText>, ParseError> {
+    let mut line_starts = vec![0];
+    line_starts.extend(sql.match_indices('\n').map(|(i, _)| i + 1));
+    let statements = lexer::split_statements(lexer::tokenize_unchecked(sql)?);
+    Ok(statements
+        .into_iter()
+        .map(|statement| {
+            let start = byte_offset(sql, &line_starts, statement.start);
+            let end = byte_offset(sql, &line_starts, statement.end.end.into());
+            StatementText {
+                text: sql.get(start..end).unwrap_or_default().to_string(),
+                position: statement.start,
+            }
+        })
+        .collect())
+}
+
 /// Parses exactly one statement; its terminating `;` is optional.
 pub fn parse_statement(sql: &str) -> Result<Statement, ParseError> {
     let mut statements = lexer::split_statements(lexer::tokenize(sql)?).into_iter();

@@ -519,3 +519,22 @@ fn column_lists_parse_on_their_own() {
     let error = riffle_grammar::parse_table_elements("A INT B").expect_err("missing comma");
     assert_eq!(error.position, riffle_grammar::Position::new(1, 7));
 }
+
+#[test]
+fn scripts_split_into_statement_texts_before_substitution() {
+    let texts = riffle_grammar::split_script(
+        "DEFINE t = 'orders';\n  SELECT * FROM ${t} WHERE a = ';' EMIT CHANGES; -- done\n",
+    )
+    .expect("splits");
+    let texts: Vec<(&str, u64)> = texts
+        .iter()
+        .map(|t| (t.text.as_str(), t.position.line))
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            ("DEFINE t = 'orders';", 1),
+            ("SELECT * FROM ${t} WHERE a = ';' EMIT CHANGES;", 2)
+        ]
+    );
+}

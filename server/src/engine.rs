@@ -51,10 +51,27 @@ pub enum StatementResult {
     },
     Sources(Vec<Source>),
     Queries(Vec<(String, String)>),
+    Topics(Vec<(String, usize)>),
+    Properties(Properties),
+    Variables(Properties),
+    Types(BTreeMap<String, SqlType>),
+    Functions(Vec<String>),
+    /// `DESCRIBE`: the source, and the queries reading and writing it.
+    Description {
+        source: Box<Source>,
+        read_by: Vec<String>,
+        written_by: Vec<String>,
+    },
 }
 
 /// Per-request settings (`streamsProperties` in REST, `properties` in test cases).
 pub type Properties = BTreeMap<String, String>;
+
+/// What `SET` and `DEFINE` change for the rest of a script.
+struct Session {
+    properties: Properties,
+    variables: Properties,
+}
 
 pub struct Engine {
     log: Arc<dyn Log>,
@@ -171,14 +188,81 @@ impl Engine {
         sql: &str,
         properties: &Properties,
     ) -> Result<Vec<StatementResult>, EngineError> {
+        self.execute_with_variables(sql, properties, &Properties::new())
+            .await
+    }
+
+    /// Runs a script with session variables. `SET`/`UNSET` and `DEFINE`/`UNDEFINE` apply to
+    /// the statements after them in the same script; `${name}` is substituted before each
+    /// statement is parsed.
+    pub async fn execute_with_variables(
+        &self,
+        sql: &str,
+        properties: &Properties,
+        variables: &Properties,
+    ) -> Result<Vec<StatementResult>, EngineError> {
+        let mut session = Session {
+            properties: properties.clone(),
+            variables: variables
+                .iter()
+                .map(|(k, v)| (k.to_uppercase(), v.clone()))
+                .collect(),
+        };
         let mut results = Vec::new();
-        for parsed in riffle_grammar::parse_script(sql)? {
-            let result = self
-                .execute_statement(&parsed.statement, properties)
-                .await?;
-            if changes_catalog(&parsed.statement) {
-                self.record_command(&parsed.text, properties).await?;
-            }
+        for text in riffle_grammar::split_script(sql)? {
+            let substituting = session
+                .properties
+                .get("ksql.variable.substitution.enable")
+                .is_none_or(|v| v != "false");
+            let statement_text = if substituting {
+                riffle_grammar::substitute_variables(&text.text, |name| {
+                    session.variables.get(name).cloned()
+                })
+                .map_err(|e| e.offset_by(text.position))?
+                .into_owned()
+            } else {
+                text.text.clone()
+            };
+            let statement = riffle_grammar::parse_statement(&statement_text)
+                .map_err(|e| e.offset_by(text.position))?;
+            let result = match &statement {
+                Statement::SetProperty(assignment) => {
+                    session
+                        .properties
+                        .insert(assignment.name.clone(), assignment.value.clone());
+                    done(format!("Property '{}' set", assignment.name), None)
+                }
+                Statement::UnsetProperty(name) => {
+                    session.properties.remove(name);
+                    done(format!("Property '{name}' unset"), None)
+                }
+                Statement::DefineVariable { name, value } => {
+                    session
+                        .variables
+                        .insert(name.value.to_uppercase(), value.clone());
+                    done(format!("Variable {} defined", name.value), None)
+                }
+                Statement::UndefineVariable(name) => {
+                    session.variables.remove(&name.value.to_uppercase());
+                    done(format!("Variable {} undefined", name.value), None)
+                }
+                Statement::Show(Show::Variables) => {
+                    StatementResult::Variables(session.variables.clone())
+                }
+                Statement::Show(Show::Properties) => {
+                    StatementResult::Properties(session.properties.clone())
+                }
+                _ => {
+                    let result = self
+                        .execute_statement(&statement, &session.properties)
+                        .await?;
+                    if changes_catalog(&statement) {
+                        self.record_command(&statement_text, &session.properties)
+                            .await?;
+                    }
+                    result
+                }
+            };
             results.push(result);
         }
         Ok(results)
@@ -235,6 +319,52 @@ impl Engine {
             Statement::Terminate(target) => self.terminate(target).await,
             Statement::Show(Show::Streams { .. }) => self.list(SourceKind::Stream).await,
             Statement::Show(Show::Tables { .. }) => self.list(SourceKind::Table).await,
+            Statement::Show(Show::Topics { all, .. }) => {
+                let mut topics = Vec::new();
+                for name in self.log.list_topics().await? {
+                    if !all && (name.starts_with('_') || name.starts_with("__")) {
+                        continue;
+                    }
+                    let partitions = self.log.describe_topic(&name).await?.partitions.len();
+                    topics.push((name, partitions));
+                }
+                Ok(StatementResult::Topics(topics))
+            }
+            Statement::Show(Show::Types) => Ok(StatementResult::Types(
+                self.state.lock().await.catalog.types().clone(),
+            )),
+            Statement::Show(Show::Functions) => {
+                Ok(StatementResult::Functions(self.planner.function_names()))
+            }
+            Statement::Show(Show::Properties) => {
+                Ok(StatementResult::Properties(properties.clone()))
+            }
+            Statement::Describe(riffle_grammar::ast::Describe::Source { name, .. }) => {
+                let state = self.state.lock().await;
+                let source = state.catalog.source(&name.value).cloned().ok_or_else(|| {
+                    EngineError::Statement(format!(
+                        "Could not find STREAM/TABLE '{}' in the Metastore",
+                        name.value
+                    ))
+                })?;
+                let read_by = state
+                    .queries
+                    .values()
+                    .filter(|q| q.spec.source.name == source.name)
+                    .map(|q| q.id().to_string())
+                    .collect();
+                let written_by = state
+                    .queries
+                    .values()
+                    .filter(|q| q.spec.sink_topic == source.topic)
+                    .map(|q| q.id().to_string())
+                    .collect();
+                Ok(StatementResult::Description {
+                    source: Box::new(source),
+                    read_by,
+                    written_by,
+                })
+            }
             Statement::Show(Show::Queries { .. }) => {
                 let state = self.state.lock().await;
                 let queries = state

@@ -367,3 +367,61 @@ async fn push_queries_stream_new_rows_and_pull_queries_read_what_is_there() {
     );
     engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_set_properties_define_variables_and_describe_sources() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("opens");
+    let engine = Engine::start(Arc::new(log.clone())).await.expect("starts");
+    let results = engine
+        .execute(
+            "DEFINE topic = 'orders';
+             SET 'auto.offset.reset' = 'earliest';
+             CREATE STREAM orders (id INT KEY, amount DOUBLE) \
+               WITH (kafka_topic='${topic}', value_format='json', partitions=2);
+             CREATE STREAM big AS SELECT id, amount FROM orders WHERE amount > 100;
+             SHOW VARIABLES;
+             SHOW PROPERTIES;
+             SHOW TOPICS;
+             DESCRIBE orders;",
+            &Properties::new(),
+        )
+        .await
+        .expect("script runs");
+    let StatementResult::Variables(variables) = &results[4] else {
+        panic!("{:?}", results[4])
+    };
+    assert_eq!(variables.get("TOPIC").map(String::as_str), Some("orders"));
+    let StatementResult::Properties(properties) = &results[5] else {
+        panic!("{:?}", results[5])
+    };
+    assert_eq!(
+        properties.get("auto.offset.reset").map(String::as_str),
+        Some("earliest")
+    );
+    let StatementResult::Topics(topics) = &results[6] else {
+        panic!("{:?}", results[6])
+    };
+    assert!(topics.contains(&("orders".to_string(), 2)), "{topics:?}");
+    assert!(
+        topics.iter().all(|(name, _)| !name.starts_with('_')),
+        "internal topics hidden"
+    );
+    let StatementResult::Description {
+        source, read_by, ..
+    } = &results[7]
+    else {
+        panic!("{:?}", results[7])
+    };
+    assert_eq!(source.topic, "orders");
+    assert_eq!(read_by, &["CSAS_BIG_0".to_string()]);
+    let error = engine
+        .execute("SELECT * FROM ${missing};", &Properties::new())
+        .await
+        .expect_err("undefined variable");
+    assert!(
+        error.to_string().contains("'${missing}' is not defined"),
+        "{error}"
+    );
+    engine.shutdown().await;
+}

@@ -149,6 +149,20 @@ impl Planner {
         })
     }
 
+    /// The names of every function queries can call, upper case.
+    pub fn function_names(&self) -> Vec<String> {
+        let state = self.context.state();
+        let mut names: Vec<String> = state
+            .scalar_functions()
+            .keys()
+            .chain(state.aggregate_functions().keys())
+            .map(|name| name.to_uppercase())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// Evaluates expressions that read no columns (`INSERT INTO … VALUES`), one value each.
     pub async fn evaluate_constants(
         &self,
