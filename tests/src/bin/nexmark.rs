@@ -1,0 +1,195 @@
+//! Nexmark q0, q1 and q2 as persistent queries, from a `bid` topic in the embedded log to a
+//! sink topic, with throughput, CPU time and a check of the output against the reference
+//! answers of `../shared/bench/README.md`.
+//!
+//! ```text
+//! python3 ../shared/bench/nexmark_gen.py --events 10000000 --out /tmp/nexmark-10m --seed 42
+//! cargo run --release -p riffle-tests --bin nexmark -- --data /tmp/nexmark-10m [--queries q0,q1,q2]
+//! ```
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use riffle_server::engine::{Engine, Properties};
+use riffle_server::log::embedded::{EmbeddedLog, EmbeddedOptions};
+use riffle_server::log::{Acks, FetchRequest, Log, ProducerRecord, TopicConfig};
+use serde_json::Value;
+
+const BID_STREAM: &str = "CREATE STREAM bid (auction BIGINT, bidder BIGINT, price BIGINT, \
+    channel STRING, url STRING, date_time STRING, extra STRING) \
+    WITH (kafka_topic='bid', value_format='JSON');";
+
+fn query_sql(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "q0" => "CREATE STREAM q0 AS SELECT auction, bidder, price, date_time, extra FROM bid;",
+        "q1" => {
+            "CREATE STREAM q1 AS SELECT auction, bidder, 0.908 * price AS price, date_time, \
+             extra FROM bid;"
+        }
+        "q2" => "CREATE STREAM q2 AS SELECT auction, price FROM bid WHERE auction % 123 = 0;",
+        _ => return None,
+    })
+}
+
+/// CPU seconds (user + system) this process has used, from `/proc/self/stat`.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return f64::NAN;
+    };
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // Fields 14 and 15 of the file (utime, stime) are 12 and 13 after the command name;
+    // Linux counts them in 100 Hz ticks.
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Peak resident memory of this process, in MiB, from `/proc/self/status`.
+fn peak_memory_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("VmHWM:"))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn main() -> Result<()> {
+    let mut data: Option<PathBuf> = None;
+    let mut queries = vec!["q0".to_string(), "q1".to_string(), "q2".to_string()];
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--data" => data = Some(PathBuf::from(args.next().context("--data needs a folder")?)),
+            "--queries" => {
+                queries = args
+                    .next()
+                    .context("--queries needs a list")?
+                    .split(',')
+                    .map(str::to_string)
+                    .collect()
+            }
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    let data = data.context("--data is required (see nexmark_gen.py)")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(data, queries))
+}
+
+async fn run(data: PathBuf, queries: Vec<String>) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default())?;
+    let mut shards: Vec<PathBuf> = std::fs::read_dir(data.join("bid"))
+        .context("reading the bid folder")?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "ndjson"))
+        .collect();
+    shards.sort();
+    log.create_topic("bid", TopicConfig::new(shards.len() as i32)).await?;
+    let started = Instant::now();
+    let mut bids = 0u64;
+    for (partition, shard) in shards.iter().enumerate() {
+        let reader = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(shard)?);
+        let mut batch = Vec::with_capacity(10_000);
+        for line in reader.lines() {
+            batch.push(ProducerRecord {
+                partition: Some(partition as i32),
+                value: Some(Bytes::from(line?)),
+                ..ProducerRecord::default()
+            });
+            if batch.len() == 10_000 {
+                bids += batch.len() as u64;
+                log.produce("bid", std::mem::take(&mut batch), Acks::Leader).await?;
+            }
+        }
+        bids += batch.len() as u64;
+        log.produce("bid", batch, Acks::Leader).await?;
+    }
+    println!(
+        "loaded {bids} bids into the embedded log in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let properties = Properties::from([("auto.offset.reset".to_string(), "earliest".to_string())]);
+    for name in queries {
+        let sql = query_sql(&name).with_context(|| format!("unknown query {name}"))?;
+        let engine = Engine::start(Arc::new(log.clone())).await?;
+        engine.execute(BID_STREAM, &properties).await.ok();
+        let cpu_before = cpu_seconds();
+        let started = Instant::now();
+        engine.execute(sql, &properties).await?;
+        engine.wait_until_caught_up().await?;
+        let wall = started.elapsed().as_secs_f64();
+        let cpu = cpu_seconds() - cpu_before;
+        engine.shutdown().await;
+        let check = check_output(&log, &name).await?;
+        println!(
+            "{name}: {bids} bids in {wall:.2} s = {:.2} M bids/s; {cpu:.2} CPU-s = {:.2} M bids \
+             per CPU-second; peak memory {:.0} MiB; output: {check}",
+            bids as f64 / wall / 1e6,
+            bids as f64 / cpu / 1e6,
+            peak_memory_mib()
+        );
+    }
+    Ok(())
+}
+
+/// Aggregates of the sink, in the form of the README's reference answers.
+async fn check_output(log: &EmbeddedLog, query: &str) -> Result<String> {
+    let topic = query.to_uppercase();
+    let description = log.describe_topic(&topic).await?;
+    let (mut rows, mut auction, mut bidder, mut price, mut extra) = (0u64, 0i128, 0i128, 0i128, 0u64);
+    let mut decimal_price = 0i128; // q1: thousandths
+    let mut max_time = String::new();
+    for partition in description.partitions {
+        let mut offset = partition.start_offset;
+        while offset < partition.end_offset {
+            let response = log
+                .fetch(&FetchRequest::new(&topic, partition.partition, offset).with_max_bytes(8 << 20))
+                .await?;
+            for record in &response.records {
+                let value: Value = serde_json::from_slice(record.value.as_deref().unwrap_or(b"null"))?;
+                rows += 1;
+                auction += i128::from(value["AUCTION"].as_i64().unwrap_or(0));
+                bidder += i128::from(value["BIDDER"].as_i64().unwrap_or(0));
+                if let Some(p) = value["PRICE"].as_i64() {
+                    price += i128::from(p);
+                } else if let Value::Number(n) = &value["PRICE"] {
+                    decimal_price += riffle_server::types::decimal::parse_decimal(&n.to_string(), 38, 3)
+                        .unwrap_or(0);
+                }
+                extra += value["EXTRA"].as_str().map_or(0, |s| s.chars().count() as u64);
+                if let Some(time) = value["DATE_TIME"].as_str()
+                    && time > max_time.as_str()
+                {
+                    max_time = time.to_string();
+                }
+            }
+            offset = response.next_offset;
+        }
+    }
+    Ok(match query {
+        "q0" => format!(
+            "sum(auction) {auction}; sum(bidder) {bidder}; sum(price) {price}; max(date_time) \
+             {max_time}; sum(length(extra)) {extra}"
+        ),
+        "q1" => format!(
+            "rows {rows}; sum(0.908 * price) {}",
+            riffle_server::types::decimal::format_decimal(decimal_price, 3)
+        ),
+        _ => format!("rows {rows}; sum(auction) {auction}; sum(price) {price}"),
+    })
+}
