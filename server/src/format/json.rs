@@ -185,6 +185,87 @@ pub fn append_json(appender: &mut Appender, ty: &SqlType, value: &Value) -> Resu
     }
 }
 
+/// Appends one field given as raw JSON text (a slice of the record, not yet parsed).
+/// Flat values take a fast path without allocating; the rest go through [`append_json`].
+pub fn append_raw_json(appender: &mut Appender, ty: &SqlType, raw: &str) -> Result<(), String> {
+    let raw = raw.trim();
+    if raw == "null" {
+        appender.append_null();
+        return Ok(());
+    }
+    let plain_string = raw.len() >= 2
+        && raw.starts_with('"')
+        && raw.ends_with('"')
+        && !raw[1..raw.len() - 1].contains(['\\', '"']);
+    let integer = || {
+        let digits = raw.strip_prefix('-').unwrap_or(raw);
+        (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| raw.parse::<i64>().ok())
+            .flatten()
+    };
+    match appender {
+        Appender::BigInt(b) => {
+            if let Some(v) = integer() {
+                b.append_value(v);
+                return Ok(());
+            }
+        }
+        Appender::Integer(b) => {
+            if let Some(v) = integer().and_then(|v| i32::try_from(v).ok()) {
+                b.append_value(v);
+                return Ok(());
+            }
+        }
+        Appender::Timestamp(b) => {
+            if let Some(v) = integer() {
+                b.append_value(v);
+                return Ok(());
+            }
+        }
+        Appender::Double(b) => {
+            if !raw.starts_with('"')
+                && let Ok(v) = raw.parse::<f64>()
+            {
+                b.append_value(v);
+                return Ok(());
+            }
+        }
+        Appender::String(b) if plain_string => {
+            b.append_value(&raw[1..raw.len() - 1]);
+            return Ok(());
+        }
+        Appender::Boolean(b) if raw == "true" || raw == "false" => {
+            b.append_value(raw == "true");
+            return Ok(());
+        }
+        Appender::Decimal {
+            builder,
+            precision,
+            scale,
+        } if !raw.starts_with(['"', '{', '[']) || plain_string => {
+            let text = raw.trim_matches('"');
+            return match parse_decimal(text, *precision, *scale) {
+                Ok(v) => {
+                    builder.append_value(v);
+                    Ok(())
+                }
+                Err(e) => {
+                    builder.append_null();
+                    Err(e)
+                }
+            };
+        }
+        _ => {}
+    }
+    match serde_json::from_str::<Value>(raw) {
+        Ok(value) => append_json(appender, ty, &value),
+        Err(error) => {
+            appender.append_null();
+            Err(format!("Failed to deserialize JSON: {error}"))
+        }
+    }
+}
+
 /// An integral JSON number, or a string holding one. Fractions are truncated as Jackson's
 /// `intValue()` does.
 fn integer(value: &Value) -> Option<i64> {
@@ -355,6 +436,12 @@ pub fn java_double(value: f64) -> String {
 
 pub fn push_string(out: &mut String, value: &str) {
     out.push('"');
+    // Most strings need no escaping: copy them whole.
+    if !value.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.push_str(value);
+        out.push('"');
+        return;
+    }
     for c in value.chars() {
         match c {
             '"' => out.push_str("\\\""),

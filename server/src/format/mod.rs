@@ -202,47 +202,49 @@ impl RowDecoder {
     }
 
     fn decode_json(&mut self, payload: &[u8]) -> Result<(), String> {
-        let value: serde_json::Value = match serde_json::from_slice(payload) {
-            Ok(value) => value,
-            Err(error) => {
-                self.append_nulls(0);
-                return Err(format!("Failed to deserialize JSON: {error}"));
-            }
+        let Ok(text) = std::str::from_utf8(payload) else {
+            self.append_nulls(0);
+            return Err("Failed to deserialize JSON: the record is not UTF-8".into());
         };
         if !self.spec.wraps(self.columns.len()) {
             let (_, ty) = &self.columns[0];
-            return json::append_json(&mut self.appenders[0], ty, &value);
+            return json::append_raw_json(&mut self.appenders[0], ty, text);
         }
-        let object = match value {
-            serde_json::Value::Object(object) => object,
-            serde_json::Value::Null => {
-                self.append_nulls(0);
-                return Ok(());
-            }
-            other => {
-                self.append_nulls(0);
-                return Err(format!(
+        if !text.trim_start().starts_with('{') {
+            self.append_nulls(0);
+            return match serde_json::from_str::<serde_json::Value>(text) {
+                Err(error) => Err(format!("Failed to deserialize JSON: {error}")),
+                Ok(serde_json::Value::Null) => Ok(()),
+                Ok(other) => Err(format!(
                     "Can't convert type. sourceType: {}, requiredType: STRUCT, value: {other}",
                     if other.is_array() {
                         "ARRAY"
                     } else {
                         "a primitive"
                     }
-                ));
-            }
-        };
-        let mut first_error = None;
-        for ((name, ty), appender) in self.columns.iter().zip(&mut self.appenders) {
-            let result = match json::find_field(&object, name) {
-                Some(value) => json::append_json(appender, ty, value),
-                None => {
-                    appender.append_null();
-                    Ok(())
-                }
+                )),
             };
-            if let Err(error) = result {
-                first_error.get_or_insert(error);
+        }
+        let mut seen = vec![false; self.columns.len()];
+        let mut visitor = RowVisitor {
+            columns: &self.columns,
+            appenders: &mut self.appenders,
+            seen: &mut seen,
+            first_error: None,
+        };
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let parsed = serde::Deserializer::deserialize_map(&mut deserializer, &mut visitor)
+            .and_then(|()| deserializer.end());
+        let first_error = visitor.first_error.take();
+        for (appender, seen) in self.appenders.iter_mut().zip(&seen) {
+            if !seen {
+                appender.append_null();
             }
+        }
+        if let Err(error) = parsed {
+            // Columns appended before the syntax error keep their values; the record is
+            // reported (and dropped by the caller).
+            return Err(format!("Failed to deserialize JSON: {error}"));
         }
         first_error.map_or(Ok(()), Err)
     }
@@ -281,6 +283,52 @@ impl RowDecoder {
     }
 }
 
+/// Reads a JSON object's fields straight into the columns they name (case-insensitively),
+/// each field's value as a raw slice of the record.
+struct RowVisitor<'a> {
+    columns: &'a [(String, SqlType)],
+    appenders: &'a mut [Appender],
+    seen: &'a mut [bool],
+    first_error: Option<String>,
+}
+
+impl<'de> serde::de::Visitor<'de> for &mut RowVisitor<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let index = self
+                .columns
+                .iter()
+                .position(|(name, _)| name.as_str() == key)
+                .or_else(|| {
+                    self.columns
+                        .iter()
+                        .position(|(name, _)| name.eq_ignore_ascii_case(&key))
+                });
+            match index {
+                Some(i) if !self.seen[i] => {
+                    let raw: &serde_json::value::RawValue = map.next_value()?;
+                    self.seen[i] = true;
+                    if let Err(error) =
+                        json::append_raw_json(&mut self.appenders[i], &self.columns[i].1, raw.get())
+                    {
+                        self.first_error.get_or_insert(error);
+                    }
+                }
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Encodes one row of `arrays` (one per column, in `columns` order). `None` is a null
 /// payload: no columns, or a single unwrapped column whose value is null.
 pub fn encode(
@@ -289,32 +337,54 @@ pub fn encode(
     arrays: &[ArrayRef],
     row: usize,
 ) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    encode_into(spec, columns, arrays, row, &mut out, &mut String::new()).then_some(out)
+}
+
+/// Appends one row's payload to `out` (for many rows sharing one buffer); returns false for
+/// a null payload. `scratch` is reused between calls.
+pub fn encode_into(
+    spec: &FormatSpec,
+    columns: &[(String, SqlType)],
+    arrays: &[ArrayRef],
+    row: usize,
+    out: &mut Vec<u8>,
+    scratch: &mut String,
+) -> bool {
     if columns.is_empty() {
-        return None;
+        return false;
     }
     match spec.format {
-        Format::None => None,
-        Format::Kafka => kafka::encode_kafka(&arrays[0], row),
+        Format::None => false,
+        Format::Kafka => match kafka::encode_kafka(&arrays[0], row) {
+            Some(bytes) => {
+                out.extend_from_slice(&bytes);
+                true
+            }
+            None => false,
+        },
         Format::Json => {
-            let mut out = String::new();
+            scratch.clear();
+            let json = scratch;
             if spec.wraps(columns.len()) {
-                out.push('{');
+                json.push('{');
                 for (i, ((name, ty), array)) in columns.iter().zip(arrays).enumerate() {
                     if i > 0 {
-                        out.push(',');
+                        json.push(',');
                     }
-                    json::push_string(&mut out, name);
-                    out.push(':');
-                    json::write_json(&mut out, array, ty, row);
+                    json::push_string(json, name);
+                    json.push(':');
+                    json::write_json(json, array, ty, row);
                 }
-                out.push('}');
+                json.push('}');
             } else {
                 if arrays[0].is_null(row) {
-                    return None;
+                    return false;
                 }
-                json::write_json(&mut out, &arrays[0], &columns[0].1, row);
+                json::write_json(json, &arrays[0], &columns[0].1, row);
             }
-            Some(out.into_bytes())
+            out.extend_from_slice(json.as_bytes());
+            true
         }
         Format::Delimited => {
             let fields: Vec<Option<String>> = columns
@@ -323,9 +393,10 @@ pub fn encode(
                 .map(|((_, ty), array)| delimited::field_text(array, ty, row))
                 .collect();
             if columns.len() == 1 && fields[0].is_none() {
-                return None;
+                return false;
             }
-            Some(delimited::join_fields(&fields, spec.delimiter).into_bytes())
+            out.extend_from_slice(delimited::join_fields(&fields, spec.delimiter).as_bytes());
+            true
         }
     }
 }

@@ -158,14 +158,37 @@ impl SinkEncoder {
         let keys = pick(&self.key_columns);
         let values = pick(&self.value_columns);
         let times = rowtime.as_primitive_opt::<Int64Type>();
-        (0..output.num_rows())
-            .map(|row| ProducerRecord {
+        let rows = output.num_rows();
+        // One buffer for all keys and one for all values: records slice them, so a batch
+        // costs two allocations, not two per row.
+        let mut scratch = String::new();
+        let mut encode_all =
+            |spec: &FormatSpec, columns: &[(String, SqlType)], arrays: &[ArrayRef]| {
+                let mut buffer = Vec::with_capacity(rows * 32);
+                let mut ranges = Vec::with_capacity(rows);
+                for row in 0..rows {
+                    let start = buffer.len();
+                    let present =
+                        format::encode_into(spec, columns, arrays, row, &mut buffer, &mut scratch);
+                    ranges.push(present.then_some(start..buffer.len()));
+                }
+                let buffer = Bytes::from(buffer);
+                ranges
+                    .into_iter()
+                    .map(|range| range.map(|r| buffer.slice(r)))
+                    .collect::<Vec<_>>()
+            };
+        let encoded_keys = encode_all(&self.key_format, &self.key_columns, &keys);
+        let encoded_values = encode_all(&self.value_format, &self.value_columns, &values);
+        encoded_keys
+            .into_iter()
+            .zip(encoded_values)
+            .enumerate()
+            .map(|(row, (key, value))| ProducerRecord {
                 partition: None,
                 timestamp: times.filter(|t| !t.is_null(row)).map(|t| t.value(row)),
-                key: format::encode(&self.key_format, &self.key_columns, &keys, row)
-                    .map(Bytes::from),
-                value: format::encode(&self.value_format, &self.value_columns, &values, row)
-                    .map(Bytes::from),
+                key,
+                value,
                 headers: Vec::new(),
             })
             .collect()

@@ -46,7 +46,12 @@ fn cpu_seconds() -> f64 {
         .unwrap_or_default();
     // Fields 14 and 15 of the file (utime, stime) are 12 and 13 after the command name;
     // Linux counts them in 100 Hz ticks.
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     (ticks(11) + ticks(12)) / 100.0
 }
 
@@ -99,7 +104,8 @@ async fn run(data: PathBuf, queries: Vec<String>) -> Result<()> {
         .filter(|p| p.extension().is_some_and(|e| e == "ndjson"))
         .collect();
     shards.sort();
-    log.create_topic("bid", TopicConfig::new(shards.len() as i32)).await?;
+    log.create_topic("bid", TopicConfig::new(shards.len() as i32))
+        .await?;
     let started = Instant::now();
     let mut bids = 0u64;
     for (partition, shard) in shards.iter().enumerate() {
@@ -113,7 +119,8 @@ async fn run(data: PathBuf, queries: Vec<String>) -> Result<()> {
             });
             if batch.len() == 10_000 {
                 bids += batch.len() as u64;
-                log.produce("bid", std::mem::take(&mut batch), Acks::Leader).await?;
+                log.produce("bid", std::mem::take(&mut batch), Acks::Leader)
+                    .await?;
             }
         }
         bids += batch.len() as u64;
@@ -151,27 +158,34 @@ async fn run(data: PathBuf, queries: Vec<String>) -> Result<()> {
 async fn check_output(log: &EmbeddedLog, query: &str) -> Result<String> {
     let topic = query.to_uppercase();
     let description = log.describe_topic(&topic).await?;
-    let (mut rows, mut auction, mut bidder, mut price, mut extra) = (0u64, 0i128, 0i128, 0i128, 0u64);
+    let (mut rows, mut auction, mut bidder, mut price, mut extra) =
+        (0u64, 0i128, 0i128, 0i128, 0u64);
     let mut decimal_price = 0i128; // q1: thousandths
     let mut max_time = String::new();
     for partition in description.partitions {
         let mut offset = partition.start_offset;
         while offset < partition.end_offset {
             let response = log
-                .fetch(&FetchRequest::new(&topic, partition.partition, offset).with_max_bytes(8 << 20))
+                .fetch(
+                    &FetchRequest::new(&topic, partition.partition, offset).with_max_bytes(8 << 20),
+                )
                 .await?;
             for record in &response.records {
-                let value: Value = serde_json::from_slice(record.value.as_deref().unwrap_or(b"null"))?;
+                let value: Value =
+                    serde_json::from_slice(record.value.as_deref().unwrap_or(b"null"))?;
                 rows += 1;
                 auction += i128::from(value["AUCTION"].as_i64().unwrap_or(0));
                 bidder += i128::from(value["BIDDER"].as_i64().unwrap_or(0));
                 if let Some(p) = value["PRICE"].as_i64() {
                     price += i128::from(p);
                 } else if let Value::Number(n) = &value["PRICE"] {
-                    decimal_price += riffle_server::types::decimal::parse_decimal(&n.to_string(), 38, 3)
-                        .unwrap_or(0);
+                    decimal_price +=
+                        riffle_server::types::decimal::parse_decimal(&n.to_string(), 38, 3)
+                            .unwrap_or(0);
                 }
-                extra += value["EXTRA"].as_str().map_or(0, |s| s.chars().count() as u64);
+                extra += value["EXTRA"]
+                    .as_str()
+                    .map_or(0, |s| s.chars().count() as u64);
                 if let Some(time) = value["DATE_TIME"].as_str()
                     && time > max_time.as_str()
                 {
