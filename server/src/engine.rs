@@ -99,14 +99,32 @@ impl Engine {
     /// statements it holds, so a restarted server has the same sources and queries (which
     /// resume from their committed positions).
     pub async fn start(log: Arc<dyn Log>) -> Result<Engine, EngineError> {
+        if let Err(LogError::UnknownTopic(_)) = log.describe_topic(PROCESSING_LOG_TOPIC).await {
+            log.create_topic(PROCESSING_LOG_TOPIC, TopicConfig::new(1))
+                .await?;
+        }
         let engine = Engine {
+            processing_log: ProcessingLog::with_topic(log.clone(), PROCESSING_LOG_TOPIC.into()),
             log,
             planner: Planner::new(),
-            processing_log: ProcessingLog::default(),
             state: Mutex::new(EngineState::default()),
         };
+        engine.declare_processing_log_stream().await?;
         engine.replay_commands().await?;
         Ok(engine)
+    }
+
+    /// `KSQL_PROCESSING_LOG`: the processing log as a stream users can query.
+    async fn declare_processing_log_stream(&self) -> Result<(), EngineError> {
+        let sql = format!(
+            "CREATE STREAM KSQL_PROCESSING_LOG (LOGGER STRING, LEVEL STRING, TIME BIGINT, \
+             MESSAGE STRUCT<TYPE INT, ERRORMESSAGE STRING, TOPIC STRING, `PARTITION` INT, \
+             `OFFSET` BIGINT>) WITH (KAFKA_TOPIC='{PROCESSING_LOG_TOPIC}', VALUE_FORMAT='JSON');"
+        );
+        let statement = riffle_grammar::parse_statement(&sql)?;
+        self.execute_statement(&statement, &Properties::new())
+            .await?;
+        Ok(())
     }
 
     async fn replay_commands(&self) -> Result<(), EngineError> {
@@ -1021,14 +1039,18 @@ impl Engine {
         Ok(())
     }
 
-    /// Stops every query.
+    /// Stops every query, then the processing log's writer.
     pub async fn shutdown(&self) {
         let mut state = self.state.lock().await;
         for (_, query) in std::mem::take(&mut state.queries) {
             query.stop().await;
         }
+        self.processing_log.close().await;
     }
 }
+
+/// The topic the processing log writes to.
+pub const PROCESSING_LOG_TOPIC: &str = "default_ksql_processing_log";
 
 /// The topic that keeps every accepted statement that changes the catalog.
 pub const COMMAND_TOPIC: &str = "_riffle_default_command_topic";

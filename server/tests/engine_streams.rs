@@ -104,6 +104,37 @@ async fn a_persistent_query_filters_and_projects_into_its_sink() {
             .contains("Failed to deserialize value"),
         "{entries:?}"
     );
+    // The processing log is also a stream.
+    let written = log
+        .wait_for_data(
+            riffle_server::engine::PROCESSING_LOG_TOPIC,
+            0,
+            0,
+            riffle_server::log::IsolationLevel::ReadCommitted,
+            std::time::Duration::from_secs(30),
+        )
+        .await
+        .expect("waited");
+    assert!(written, "the entry reached the processing log topic");
+    let mut pull = engine
+        .query(
+            "SELECT message->topic, message->`OFFSET` FROM ksql_processing_log;",
+            &Properties::new(),
+        )
+        .await
+        .expect("pull query");
+    let batch = pull.next_batch().await.expect("one entry");
+    {
+        use arrow::array::AsArray;
+        assert_eq!(batch.column(0).as_string::<i32>().value(0), "clicks");
+        assert_eq!(
+            batch
+                .column(1)
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .value(0),
+            2
+        );
+    }
     let sink = engine.source("LONG_CLICKS").await.expect("registered");
     assert_eq!(
         sink.schema.to_string(),

@@ -34,9 +34,15 @@ pub enum StartPosition {
 }
 
 /// Records that failed, shared by all queries: ksqlDB's processing log.
+///
+/// Each entry is written (as JSON) to the processing-log topic, which the engine declares as
+/// the stream `KSQL_PROCESSING_LOG`; the latest entries are also kept in memory.
 #[derive(Debug, Clone, Default)]
 pub struct ProcessingLog {
-    entries: Arc<Mutex<Vec<ProcessingLogEntry>>>,
+    recent: Arc<Mutex<std::collections::VecDeque<ProcessingLogEntry>>>,
+    /// Shared by every clone, so that [`ProcessingLog::close`] ends the writer for all.
+    sink: Arc<Mutex<Option<tokio::sync::mpsc::UnboundedSender<ProcessingLogEntry>>>>,
+    writer: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,20 +51,74 @@ pub struct ProcessingLogEntry {
     pub error: RecordError,
 }
 
+/// Entries kept in memory; the topic keeps them all.
+const RECENT_ENTRIES: usize = 1000;
+
 impl ProcessingLog {
+    /// A processing log that also writes every entry to `topic`.
+    pub fn with_topic(log: Arc<dyn Log>, topic: String) -> Self {
+        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<ProcessingLogEntry>();
+        let writer = tokio::spawn(async move {
+            while let Some(entry) = receiver.recv().await {
+                let value = serde_json::json!({
+                    "LOGGER": format!("processing.{}", entry.query_id),
+                    "LEVEL": "ERROR",
+                    "TIME": crate::log::embedded::now_millis(),
+                    "MESSAGE": {
+                        "TYPE": 0,
+                        "ERRORMESSAGE": entry.error.message,
+                        "TOPIC": entry.error.topic,
+                        "PARTITION": entry.error.partition,
+                        "OFFSET": entry.error.offset,
+                    },
+                });
+                let record = crate::log::ProducerRecord::new(
+                    None::<Vec<u8>>,
+                    Some(value.to_string().into_bytes()),
+                );
+                if let Err(error) = log.produce(&topic, vec![record], Acks::Leader).await {
+                    tracing::warn!(%error, "could not write to the processing log topic");
+                }
+            }
+        });
+        Self {
+            recent: Arc::default(),
+            sink: Arc::new(Mutex::new(Some(sender))),
+            writer: Arc::new(Mutex::new(Some(writer))),
+        }
+    }
+
+    /// Stops writing to the topic, after what was recorded so far is written.
+    pub async fn close(&self) {
+        self.sink.lock().take();
+        let writer = self.writer.lock().take();
+        if let Some(writer) = writer {
+            let _ = writer.await;
+        }
+    }
+
     pub fn record(&self, query_id: &str, error: RecordError) {
         tracing::warn!(
             query = query_id, topic = %error.topic, partition = error.partition,
             offset = error.offset, message = %error.message, "record skipped"
         );
-        self.entries.lock().push(ProcessingLogEntry {
+        let entry = ProcessingLogEntry {
             query_id: query_id.to_string(),
             error,
-        });
+        };
+        if let Some(sink) = self.sink.lock().as_ref() {
+            let _ = sink.send(entry.clone());
+        }
+        let mut recent = self.recent.lock();
+        if recent.len() == RECENT_ENTRIES {
+            recent.pop_front();
+        }
+        recent.push_back(entry);
     }
 
+    /// The latest entries, oldest first.
     pub fn entries(&self) -> Vec<ProcessingLogEntry> {
-        self.entries.lock().clone()
+        self.recent.lock().iter().cloned().collect()
     }
 }
 

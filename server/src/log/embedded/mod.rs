@@ -570,7 +570,8 @@ fn parse_group_offset_record(key: &[u8], value: &[u8]) -> Option<(String, TopicP
     ))
 }
 
-pub(crate) fn now_millis() -> i64 {
+/// Milliseconds since the epoch, by the wall clock.
+pub fn now_millis() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
