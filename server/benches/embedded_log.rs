@@ -59,12 +59,14 @@ fn produce(c: &mut Criterion) {
         .expect("created");
     let batch = records_n(1024, 1, 4096);
     group.throughput(Throughput::Bytes((batch.len() * 1024) as u64));
-    group.bench_function("1024B/1p/All/4MiB-batches", |b| {
-        b.iter(|| {
-            log.produce_blocking("bench", batch.clone(), Acks::All)
-                .expect("produced")
-        })
-    });
+    for acks in [Acks::Leader, Acks::All] {
+        group.bench_function(format!("1024B/1p/{acks:?}/4MiB-batches"), |b| {
+            b.iter(|| {
+                log.produce_blocking("bench", batch.clone(), acks)
+                    .expect("produced")
+            })
+        });
+    }
     group.finish();
 }
 

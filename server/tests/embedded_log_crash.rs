@@ -55,7 +55,7 @@ fn crash_child_producer() {
     let log = EmbeddedLog::open(&dir, EmbeddedOptions::default()).expect("the log opens");
     if log.describe_topic_blocking(TOPIC).is_err() {
         let config = TopicConfig {
-            segment_bytes: 64 * 1024,
+            segment_bytes: 1024 * 1024,
             ..TopicConfig::new(PARTITIONS)
         };
         log.create_topic_blocking(TOPIC, config).expect("created");
@@ -68,7 +68,12 @@ fn crash_child_producer() {
     let mut rng = fastrand::Rng::new();
     let stdout = std::io::stdout();
     loop {
-        let count = rng.u64(1..50);
+        // Every fourth batch is large enough for direct writes to the disk.
+        let count = if rng.u8(0..4) == 0 {
+            rng.u64(600..2000)
+        } else {
+            rng.u64(1..50)
+        };
         let records = (next..next + count)
             .map(|id| {
                 let mut value = id.to_be_bytes().to_vec();

@@ -917,7 +917,12 @@ impl PartitionState {
     /// Seals the active segment (flushing it, so only the newest segment can have a torn
     /// tail, and so that flushing the active segment flushes everything) and starts a new one.
     fn roll(&mut self) -> std::io::Result<()> {
-        self.active().file.sync_data()?;
+        let active = self
+            .segments
+            .last_mut()
+            .expect("a partition always has an active segment");
+        active.seal()?;
+        active.file.sync_data()?;
         let segment = Segment::create(&self.dir, self.next_offset)?;
         sync_dir(&self.dir)?;
         self.segments.push(segment);
