@@ -117,11 +117,11 @@ fn rephrase(message: &str) -> String {
             format!("'{expected}'")
         };
         return if found == "EOF" {
-            format!("Syntax error: expected {expected}, but the statement ended")
+            format!("Syntax Error: expected {expected}, but the statement ended")
         } else if found.starts_with('\'') {
-            format!("Syntax error: expected {expected}, but found the string {found}")
+            format!("Syntax Error: expected {expected}, but found the string {found}")
         } else {
-            format!("Syntax error: expected {expected}, but found '{found}'")
+            format!("Syntax Error: expected {expected}, but found '{found}'")
         };
     }
     let mut sentence = message.to_string();
@@ -147,7 +147,7 @@ mod tests {
         assert_eq!(error.position, Position::new(2, 8));
         assert_eq!(
             error.to_string(),
-            "line 2:8: Syntax error: expected an expression, but found 'FROM'"
+            "line 2:8: Syntax Error: expected an expression, but found 'FROM'"
         );
     }
 
@@ -159,7 +159,7 @@ mod tests {
         );
         assert_eq!(
             error.message,
-            "Syntax error: expected ')', but the statement ended"
+            "Syntax Error: expected ')', but the statement ended"
         );
     }
 

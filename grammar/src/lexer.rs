@@ -55,7 +55,7 @@ fn check_tokens(tokens: &[TokenWithSpan]) -> Result<(), ParseError> {
             // ksqlDB writes `.` only between names (`source.column`, `source.*`).
             Token::Period if !period_between_names(tokens, index) => {
                 return Err(ParseError::new(
-                    "Syntax error: '.' only qualifies a column with its source name; use '->' \
+                    "Syntax Error: '.' only qualifies a column with its source name; use '->' \
                      to read a struct field",
                     position,
                 ));

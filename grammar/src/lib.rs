@@ -59,7 +59,7 @@ pub fn parse_script(sql: &str) -> Result<Vec<ParsedStatement>, ParseError> {
     for statement in statements {
         if !statement.terminated {
             return Err(ParseError::new(
-                "Syntax error: the statement is missing its terminating ';'",
+                "Syntax Error: the statement is missing its terminating ';'",
                 statement.end.end,
             ));
         }
@@ -107,13 +107,13 @@ pub fn parse_statement(sql: &str) -> Result<Statement, ParseError> {
     let mut statements = lexer::split_statements(lexer::tokenize(sql)?).into_iter();
     let Some(first) = statements.next() else {
         return Err(ParseError::new(
-            "Syntax error: expected a statement, but the text is empty",
+            "Syntax Error: expected a statement, but the text is empty",
             Position::new(1, 1),
         ));
     };
     if let Some(second) = statements.next() {
         return Err(ParseError::new(
-            "Syntax error: expected one statement, but found a second one",
+            "Syntax Error: expected one statement, but found a second one",
             second.start,
         ));
     }

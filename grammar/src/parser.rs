@@ -169,7 +169,7 @@ impl KsqlParser<'_> {
         };
         if let Some(word) = self.peek_clause_word() {
             return Err(self.error_here(format!(
-                "Syntax error: the {word} clause is out of place; ksqlDB's clause order is \
+                "Syntax Error: the {word} clause is out of place; ksqlDB's clause order is \
                  SELECT … FROM … [WINDOW …] [WHERE …] [GROUP BY …] [PARTITION BY …] [HAVING …] \
                  [EMIT CHANGES | EMIT FINAL] [LIMIT n]"
             )));
@@ -196,7 +196,7 @@ impl KsqlParser<'_> {
             {
                 return Err(ParseError::new(
                     format!(
-                        "Syntax error: '{}' is a string, not a column alias; quote aliases \
+                        "Syntax Error: '{}' is a string, not a column alias; quote aliases \
                          with backticks or double quotes",
                         alias.value
                     ),
@@ -265,7 +265,7 @@ impl KsqlParser<'_> {
     fn parse_source_ref(&mut self) -> Result<SourceRef> {
         if self.parser.peek_token_ref().token == Token::LParen {
             return Err(self.error_here(
-                "Syntax error: subqueries are not supported; ksqlDB reads FROM a named stream \
+                "Syntax Error: subqueries are not supported; ksqlDB reads FROM a named stream \
                  or table",
             ));
         }
@@ -426,14 +426,14 @@ impl KsqlParser<'_> {
         if self.peek_word("AS") {
             if is_source {
                 return Err(self.error_here(format!(
-                    "Syntax error: CREATE SOURCE {kind} cannot have AS SELECT; a source \
+                    "Syntax Error: CREATE SOURCE {kind} cannot have AS SELECT; a source \
                      {} is read-only",
                     kind.to_string().to_lowercase()
                 )));
             }
             if !columns.is_empty() {
                 return Err(self.error_here(format!(
-                    "Syntax error: CREATE {kind} … AS SELECT takes its columns from the query; \
+                    "Syntax Error: CREATE {kind} … AS SELECT takes its columns from the query; \
                      remove the column list"
                 )));
             }
@@ -590,7 +590,7 @@ impl KsqlParser<'_> {
             Value::Number(digits, long) if !sign.is_empty() => {
                 Ok(Value::Number(format!("{sign}{digits}"), long))
             }
-            _ if !sign.is_empty() => Err(self.error_here("Syntax error: only numbers take a sign")),
+            _ if !sign.is_empty() => Err(self.error_here("Syntax Error: only numbers take a sign")),
             value => Ok(value),
         }
     }
@@ -1056,11 +1056,11 @@ impl KsqlParser<'_> {
     fn expected<T>(&self, what: impl Display) -> Result<T> {
         let found = &self.parser.peek_token_ref().token;
         let message = match found {
-            Token::EOF => format!("Syntax error: expected {what}, but the statement ended"),
+            Token::EOF => format!("Syntax Error: expected {what}, but the statement ended"),
             Token::SingleQuotedString(_) => {
-                format!("Syntax error: expected {what}, but found the string {found}")
+                format!("Syntax Error: expected {what}, but found the string {found}")
             }
-            found => format!("Syntax error: expected {what}, but found '{found}'"),
+            found => format!("Syntax Error: expected {what}, but found '{found}'"),
         };
         Err(self.error_here(message))
     }

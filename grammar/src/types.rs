@@ -12,6 +12,7 @@ use sqlparser::ast::{
     ArrayElemTypeDef, DataType, ExactNumberInfo, Ident, ObjectName, StructBracketKind, StructField,
     TimezoneInfo,
 };
+use sqlparser::keywords::Keyword;
 use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::Token;
 
@@ -53,6 +54,10 @@ impl TypeReader<'_, '_> {
         };
         if word.quote_style.is_some() {
             return Ok(custom_type(word.into_ident(token.span)));
+        }
+        if word.keyword == Keyword::NULL {
+            // ksqlDB has no NULL type: a literal NULL takes its type from a CAST.
+            return self.parser.expected("a type", token);
         }
         let data_type = match word.value.to_ascii_uppercase().as_str() {
             "BOOLEAN" => DataType::Boolean,

@@ -25,7 +25,7 @@ pub fn check_expr<V: Visit>(node: &V) -> Result<(), ParseError> {
 fn unsupported(expr: &Expr) -> Option<ParseError> {
     let not_ksql = |what: &str| {
         Some(ParseError::new(
-            format!("Syntax error: {what} are not supported in ksqlDB expressions"),
+            format!("Syntax Error: {what} are not supported in ksqlDB expressions"),
             Position::from(expr.span().start),
         ))
     };
@@ -43,13 +43,13 @@ fn unsupported(expr: &Expr) -> Option<ParseError> {
             access_chain.iter().find_map(|access| match access {
                 AccessExpr::Dot(Expr::Identifier(_)) if qualifying => None,
                 AccessExpr::Dot(field) => Some(ParseError::new(
-                    "Syntax error: '.' only qualifies a column with its source name; use '->' \
+                    "Syntax Error: '.' only qualifies a column with its source name; use '->' \
                      to read a struct field",
                     Position::from(field.span().start),
                 )),
                 AccessExpr::Subscript(Subscript::Slice { lower_bound, .. }) => {
                     Some(ParseError::new(
-                        "Syntax error: array slices are not supported; use SLICE(array, from, to)",
+                        "Syntax Error: array slices are not supported; use SLICE(array, from, to)",
                         Position::from(
                             lower_bound.as_ref().map_or(expr.span(), |b| b.span()).start,
                         ),

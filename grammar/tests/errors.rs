@@ -137,7 +137,7 @@ fn fuzz_regressions() {
     let nested = format!("SELECT {} FROM t;", "S[X.A.B".repeat(40));
     let error = parse_statement(&nested).expect_err("unclosed subscripts");
     assert!(
-        error.message.starts_with("Syntax error: expected"),
+        error.message.starts_with("Syntax Error: expected"),
         "{error}"
     );
     fails_with(
@@ -466,7 +466,7 @@ fn errors_display_as_line_column_and_sentence() {
     let error = parse_statement("SELECT * FROM s EMIT;").expect_err("bad");
     assert_eq!(
         error.to_string(),
-        "line 1:21: Syntax error: expected CHANGES or FINAL after EMIT, but the statement ended"
+        "line 1:21: Syntax Error: expected CHANGES or FINAL after EMIT, but the statement ended"
     );
 }
 

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use riffle_grammar::ast::{
-    CreateAsSelect, CreateSource, DropSource, InsertInto, QueryTarget, Show, SourceKind, Statement,
+    AlterSource, CreateAsSelect, CreateSource, DropSource, InsertInto, QueryTarget, Show,
+    SourceKind, Statement,
 };
 use tokio::sync::Mutex;
 
@@ -334,6 +335,7 @@ impl Engine {
                 }
             }
             Statement::DropSource(drop) => self.drop_source(drop).await,
+            Statement::AlterSource(alter) => self.alter_source(alter).await,
             Statement::Terminate(target) => self.terminate(target).await,
             Statement::Show(Show::Streams { .. }) => self.list(SourceKind::Stream).await,
             Statement::Show(Show::Tables { .. }) => self.list(SourceKind::Table).await,
@@ -426,7 +428,16 @@ impl Engine {
             .catalog
             .declare_source(create, &format_defaults(properties))
             .map_err(EngineError::Statement)?;
-        if let Some(existing) = state.catalog.source(&source.name) {
+        let existing = state.catalog.source(&source.name);
+        if create.or_replace && (create.is_source || existing.is_some_and(|e| e.is_source)) {
+            return Err(EngineError::Statement(format!(
+                "Cannot add {} '{}': CREATE OR REPLACE is not supported on source {}s.",
+                noun(source.kind).to_lowercase(),
+                source.name,
+                noun(source.kind).to_lowercase()
+            )));
+        }
+        if let Some(existing) = existing {
             if create.if_not_exists {
                 return Ok(done(
                     format!("{} already exists", noun(existing.kind)),
@@ -562,8 +573,12 @@ impl Engine {
         let mut value_format = FormatSpec::new(value_format_kind).with_wrap_single(wrap);
         if let Some(delimiter) = &sink_properties.value_delimiter {
             value_format = value_format.with_delimiter(
-                FormatSpec::parse_delimiter(delimiter).map_err(EngineError::Statement)?,
+                crate::catalog::delimiter_of(delimiter, "VALUE_DELIMITER")
+                    .map_err(EngineError::Statement)?,
             );
+        } else if value_format_kind == input.value_format.format {
+            // A sink in the source's format keeps its delimiter, as ksqlDB does.
+            value_format = value_format.with_delimiter(input.value_format.delimiter);
         }
         let topic = sink_properties
             .kafka_topic
@@ -608,6 +623,7 @@ impl Engine {
             timestamp: None,
             timestamp_format: None,
             is_source: false,
+            created_by_query: true,
             partitions: Some(partitions),
         };
         state.next_query += 1;
@@ -649,6 +665,21 @@ impl Engine {
             .source(&target_name)
             .cloned()
             .ok_or_else(|| EngineError::Statement(format!("{target_name} does not exist.")))?;
+        if target.kind == SourceKind::Table {
+            return Err(EngineError::Statement(format!(
+                "INSERT INTO can only be used to insert into a stream. {target_name} is a table."
+            )));
+        }
+        if target.is_source {
+            return Err(EngineError::Statement(format!(
+                "Cannot insert into read-only stream: {target_name}"
+            )));
+        }
+        if target.schema.headers().next().is_some() {
+            return Err(EngineError::Statement(format!(
+                "Cannot insert into {target_name} because it has header columns"
+            )));
+        }
         let (input, plan, key_columns, value_columns) = self
             .plan_query(&state.catalog, &insert.query, Some(&target_name))
             .await?;
@@ -836,7 +867,13 @@ impl Engine {
         let star_columns: Vec<String> = input
             .schema
             .keys()
-            .chain(input.schema.values())
+            .chain(
+                input
+                    .schema
+                    .columns
+                    .iter()
+                    .filter(|c| c.kind != ColumnKind::Key),
+            )
             .map(|c| c.name.clone())
             .collect();
         for item in &query.projection {
@@ -946,7 +983,13 @@ impl Engine {
                 writers.join(", ")
             )));
         }
+        if drop.delete_topic && source.is_source {
+            return Err(EngineError::Statement(format!(
+                "Cannot delete topic for read-only source: {name}"
+            )));
+        }
         state.catalog.remove_source(&name);
+        self.planner.deregister_source(&name)?;
         if drop.delete_topic {
             self.log.delete_topic(&source.topic).await?;
         }
@@ -954,6 +997,58 @@ impl Engine {
             format!("Source `{name}` (topic: {}) was dropped.", source.topic),
             None,
         ))
+    }
+
+    /// `ALTER STREAM|TABLE … ADD COLUMN …`: new value columns on a declared source.
+    async fn alter_source(&self, alter: &AlterSource) -> Result<StatementResult, EngineError> {
+        let mut state = self.state.lock().await;
+        let name = alter.name.value.clone();
+        let kind = noun(alter.kind).to_lowercase();
+        let Some(mut source) = state.catalog.source(&name).cloned() else {
+            return Err(EngineError::Statement(format!(
+                "Source {name} does not exist."
+            )));
+        };
+        if source.kind != alter.kind {
+            return Err(EngineError::Statement(format!(
+                "Incompatible data source type is {}, but statement was ALTER {}",
+                noun(source.kind).to_uppercase(),
+                noun(alter.kind).to_uppercase()
+            )));
+        }
+        if source.is_source {
+            return Err(EngineError::Statement(format!(
+                "Cannot alter {kind} '{name}': ALTER operations are not supported on source \
+                 {kind}s."
+            )));
+        }
+        if source.created_by_query {
+            return Err(EngineError::Statement(
+                "ALTER command is not supported for CREATE ... AS statements.".into(),
+            ));
+        }
+        let catalog = &state.catalog;
+        let added = LogicalSchema::from_column_defs(&alter.add_columns, &|alias| {
+            catalog.resolve_type(alias)
+        })
+        .map_err(|e| EngineError::Statement(e.0))?;
+        for column in added.columns {
+            if source.schema.column(&column.name).is_some() {
+                return Err(EngineError::Statement(format!(
+                    "Cannot add column `{}` to schema. A column with the same name already \
+                     exists.",
+                    column.name
+                )));
+            }
+            source.schema.columns.push(Column {
+                kind: ColumnKind::Value,
+                ..column
+            });
+        }
+        self.planner
+            .register_source(&source.name, source.arrow_schema())?;
+        state.catalog.insert_source(source);
+        Ok(done(format!("{} altered", noun(alter.kind)), None))
     }
 
     async fn terminate(&self, target: &QueryTarget) -> Result<StatementResult, EngineError> {
@@ -1086,7 +1181,7 @@ fn unresolved_column(error: PlanError, query: &riffle_grammar::ast::Query) -> En
         return error.into();
     };
     let name = rest
-        .split(". ")
+        .split(['\n', ' '])
         .next()
         .unwrap_or(rest)
         .replace('"', "")

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+pub use riffle_server::log::Header;
 use serde_json::Value;
 
 /// One runnable case.
@@ -31,6 +32,8 @@ pub struct TestRecord {
     pub value: Value,
     pub timestamp: Option<i64>,
     pub window: Option<Value>,
+    /// `[{"KEY": k, "VALUE": base64 | null}]`; absent means none.
+    pub headers: Vec<Header>,
 }
 
 /// The corpus folder: `RIFFLE_CONFORMANCE_DIR`, else `../shared/conformance/ksqldb`.
@@ -179,6 +182,25 @@ fn records(value: &Value) -> Vec<TestRecord> {
             value: r.get("value").cloned().unwrap_or(Value::Null),
             timestamp: r["timestamp"].as_i64(),
             window: r.get("window").cloned(),
+            headers: headers(&r["headers"]),
+        })
+        .collect()
+}
+
+fn headers(value: &Value) -> Vec<Header> {
+    use base64::Engine;
+    value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| Header {
+            key: h["KEY"].as_str().unwrap_or("").to_string(),
+            value: h["VALUE"].as_str().map(|v| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(v)
+                    .map(bytes::Bytes::from)
+                    .unwrap_or_else(|_| bytes::Bytes::copy_from_slice(v.as_bytes()))
+            }),
         })
         .collect()
 }

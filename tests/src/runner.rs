@@ -97,7 +97,7 @@ async fn drive(case: &Case, log: &EmbeddedLog, engine: &Engine) -> Result<(), St
                     .map(|s| (&s.value_format, s.value_columns())),
             )
             .map(Bytes::from),
-            headers: Vec::new(),
+            headers: input.headers.clone(),
         };
         log.produce(&input.topic, vec![record], Acks::Leader)
             .await
@@ -297,6 +297,12 @@ async fn compare_outputs(case: &Case, log: &EmbeddedLog, engine: &Engine) -> Res
                 return Err(format!(
                     "topic {topic} record {i}: value {value} != expected {}",
                     want.value
+                ));
+            }
+            if want.headers != got.headers {
+                return Err(format!(
+                    "topic {topic} record {i}: headers {:?} != expected {:?}",
+                    got.headers, want.headers
                 ));
             }
             if let Some(timestamp) = want.timestamp

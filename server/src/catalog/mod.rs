@@ -13,7 +13,7 @@ use arrow::datatypes::{Field, Schema, SchemaRef};
 use riffle_grammar::ast::{ColumnConstraint, CreateSource, SourceKind};
 
 use crate::format::{Format, FormatSpec};
-use crate::types::{Column, LogicalSchema, SqlType};
+use crate::types::{Column, ColumnKind, LogicalSchema, SqlType, StructField};
 use properties::SourceProperties;
 
 /// Pseudo columns every source offers to queries, after its own columns.
@@ -46,6 +46,8 @@ pub struct Source {
     pub timestamp_format: Option<String>,
     /// `CREATE SOURCE …`: read-only.
     pub is_source: bool,
+    /// Made by `CREATE … AS SELECT`: its schema is the query's, so it cannot be altered.
+    pub created_by_query: bool,
     /// Partitions to create the topic with, when the statement asked for its creation.
     pub partitions: Option<i32>,
 }
@@ -65,12 +67,25 @@ impl Source {
             .collect()
     }
 
-    /// The Arrow schema queries read: keys, values, then the pseudo columns.
+    /// The header columns: `HEADERS` (key `None`) or `HEADER('key')`.
+    pub fn header_columns(&self) -> Vec<(String, Option<String>)> {
+        self.schema
+            .columns
+            .iter()
+            .filter_map(|c| match &c.kind {
+                ColumnKind::Header(key) => Some((c.name.clone(), key.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The Arrow schema queries read: keys, values, headers, then the pseudo columns.
     pub fn arrow_schema(&self) -> SchemaRef {
         let fields: Vec<Field> = self
             .schema
             .keys()
             .chain(self.schema.values())
+            .chain(self.schema.headers())
             .map(|c| Field::new(&c.name, c.ty.to_arrow(), true))
             .chain(
                 PSEUDO_COLUMNS
@@ -155,6 +170,7 @@ impl Catalog {
         if let Some(name) = properties.value_format_name() {
             Format::parse(name)?;
         }
+        check_format_properties(&properties, defaults)?;
         if create.columns.is_empty() {
             return Err(
                 "The statement does not define any columns. Riffle cannot infer columns: it \
@@ -205,6 +221,24 @@ impl Catalog {
         if let Some(key) = schema.keys().find(|c| contains_map(&c.ty)) {
             return Err(map_key_error(key));
         }
+        for column in &schema.columns {
+            match &column.kind {
+                ColumnKind::Header(None) if column.ty != headers_type() => {
+                    return Err(format!(
+                        "Invalid type for HEADERS column: expected {}, got {}",
+                        headers_type(),
+                        column.ty
+                    ));
+                }
+                ColumnKind::Header(Some(key)) if column.ty != SqlType::Bytes => {
+                    return Err(format!(
+                        "Invalid type for HEADER('{key}') column: expected BYTES, got {}",
+                        column.ty
+                    ));
+                }
+                _ => {}
+            }
+        }
         let topic = properties.kafka_topic.clone().ok_or_else(|| {
             "Missing required property \"KAFKA_TOPIC\" which has no default value.".to_string()
         })?;
@@ -229,9 +263,24 @@ impl Catalog {
             timestamp: properties.timestamp.map(|t| t.to_uppercase()),
             timestamp_format: properties.timestamp_format,
             is_source: create.is_source,
+            created_by_query: false,
             partitions: properties.partitions,
         })
     }
+}
+
+/// The type of a `HEADERS` column: `ARRAY<STRUCT<KEY STRING, VALUE BYTES>>`.
+pub fn headers_type() -> SqlType {
+    SqlType::Array(Box::new(SqlType::Struct(vec![
+        StructField {
+            name: "KEY".into(),
+            ty: SqlType::String,
+        },
+        StructField {
+            name: "VALUE".into(),
+            ty: SqlType::Bytes,
+        },
+    ])))
 }
 
 fn contains_map(ty: &SqlType) -> bool {
@@ -316,6 +365,36 @@ fn value_format_spec(
         spec = spec.with_delimiter(delimiter_of(delimiter, "VALUE_DELIMITER")?);
     }
     Ok(spec)
+}
+
+/// Properties a format does not take (a delimiter for JSON, wrapping for DELIMITED) and
+/// malformed delimiters, refused before anything else is looked at.
+pub fn check_format_properties(
+    properties: &SourceProperties,
+    defaults: &FormatDefaults,
+) -> Result<(), String> {
+    let value_format = properties
+        .value_format_name()
+        .or(defaults.value_format.as_deref())
+        .map(Format::parse)
+        .transpose()?;
+    if let Some(delimiter) = &properties.value_delimiter {
+        if let Some(format) = value_format.filter(|f| *f != Format::Delimited) {
+            return Err(format!(
+                "{format} does not support the following configs: [delimiter]"
+            ));
+        }
+        delimiter_of(delimiter, "VALUE_DELIMITER")?;
+    }
+    if let Some(delimiter) = &properties.key_delimiter {
+        delimiter_of(delimiter, "KEY_DELIMITER")?;
+    }
+    if let (Some(Format::Delimited), Some(true)) = (value_format, properties.wrap_single_value) {
+        return Err(
+            "Format 'DELIMITED' does not support 'WRAP_SINGLE_VALUE' set to 'true'.".into(),
+        );
+    }
+    Ok(())
 }
 
 /// ksqlDB's error when a format cannot carry a side's columns.

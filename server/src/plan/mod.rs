@@ -91,13 +91,23 @@ impl Planner {
         Self { context }
     }
 
-    /// Makes a source known to the planner under its (already normalised) name.
+    /// Makes a source known to the planner under its (already normalised) name, replacing
+    /// an earlier one of that name.
     pub fn register_source(&self, name: &str, schema: SchemaRef) -> Result<(), PlanError> {
+        self.deregister_source(name)?;
         self.context
             .register_table(
                 datafusion::common::TableReference::bare(name),
                 Arc::new(EmptyTable::new(schema)),
             )
+            .map(|_| ())
+            .map_err(PlanError::from)
+    }
+
+    /// Forgets a dropped source.
+    pub fn deregister_source(&self, name: &str) -> Result<(), PlanError> {
+        self.context
+            .deregister_table(datafusion::common::TableReference::bare(name))
             .map(|_| ())
             .map_err(PlanError::from)
     }

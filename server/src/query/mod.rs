@@ -277,6 +277,22 @@ struct PartitionTask {
     processing_log: ProcessingLog,
 }
 
+/// Gives each output record the headers of the input record it came from (found by
+/// `ROWOFFSET` in `run`, whose offsets ascend), as Kafka Streams carries headers through.
+fn copy_headers(out: &mut [ProducerRecord], input: &RecordBatch, run: &[Record]) {
+    let Some(offsets) = input
+        .column_by_name("ROWOFFSET")
+        .and_then(|c| c.as_primitive_opt::<Int64Type>())
+    else {
+        return;
+    };
+    for (record, offset) in out.iter_mut().zip(offsets.values()) {
+        if let Ok(index) = run.binary_search_by_key(offset, |r| r.offset) {
+            record.headers = run[index].headers.clone();
+        }
+    }
+}
+
 impl PartitionTask {
     /// The sink records for fetched records, in their order. On a stream, a record without a
     /// value passes through as a record without a value (as ksqlDB's does) when the query
@@ -291,7 +307,7 @@ impl PartitionTask {
                         timestamp: Some(record.timestamp),
                         key: record.key.clone(),
                         value: None,
-                        headers: Vec::new(),
+                        headers: record.headers.clone(),
                     }));
                 }
                 continue;
@@ -303,9 +319,14 @@ impl PartitionTask {
             if batch.num_rows() == 0 {
                 continue;
             }
+            let carry_headers = run.iter().any(|record| !record.headers.is_empty());
             for (input, output) in self.evaluate(&batch) {
                 if let Some(rowtime) = input.column_by_name("ROWTIME") {
+                    let start = out.len();
                     out.extend(self.spec.encoder.encode(&output, rowtime));
+                    if carry_headers {
+                        copy_headers(&mut out[start..], &input, run);
+                    }
                 }
             }
         }

@@ -4,13 +4,16 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array};
-use arrow::datatypes::{Int64Type, TimestampMillisecondType};
+use arrow::array::{
+    Array, ArrayBuilder, ArrayRef, AsArray, BinaryArray, BinaryBuilder, BooleanArray, Int32Array,
+    Int64Array, ListBuilder, StringBuilder, StructBuilder,
+};
+use arrow::datatypes::{DataType, Int64Type, TimestampMillisecondType};
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use riffle_grammar::ast::SourceKind;
 
-use crate::catalog::Source;
+use crate::catalog::{Source, headers_type};
 use crate::format::{self, FormatSpec, RowDecoder};
 use crate::log::{ProducerRecord, Record};
 use crate::types::SqlType;
@@ -30,11 +33,13 @@ pub struct SourceDecoder {
     source: Source,
     key_columns: Vec<(String, SqlType)>,
     value_columns: Vec<(String, SqlType)>,
+    header_columns: Vec<(String, Option<String>)>,
 }
 
 impl SourceDecoder {
     pub fn new(source: Source) -> Self {
         Self {
+            header_columns: source.header_columns(),
             key_columns: source.key_columns(),
             value_columns: source.value_columns(),
             source,
@@ -81,6 +86,12 @@ impl SourceDecoder {
         }
         let mut columns: Vec<ArrayRef> = keys.finish();
         columns.extend(values.finish());
+        for (_, key) in &self.header_columns {
+            columns.push(match key {
+                Some(key) => header_values(records, key),
+                None => all_headers(records),
+            });
+        }
         let rowtime = self.rowtime(records, &columns);
         columns.push(rowtime);
         columns.push(Arc::new(Int32Array::from(vec![partition; count])));
@@ -124,6 +135,52 @@ impl SourceDecoder {
         }
         from_records()
     }
+}
+
+/// A `HEADER('key')` column: the value of the last header with that key.
+fn header_values(records: &[Record], key: &str) -> ArrayRef {
+    Arc::new(BinaryArray::from_iter(records.iter().map(|record| {
+        record
+            .headers
+            .iter()
+            .rev()
+            .find(|header| header.key == key)
+            .and_then(|header| header.value.as_deref())
+    })))
+}
+
+/// A `HEADERS` column: every header of the record, in order, as `{KEY, VALUE}` structs.
+fn all_headers(records: &[Record]) -> ArrayRef {
+    let DataType::List(item) = headers_type().to_arrow() else {
+        unreachable!("HEADERS is an array type");
+    };
+    let DataType::Struct(fields) = item.data_type().clone() else {
+        unreachable!("HEADERS holds structs");
+    };
+    let entries = StructBuilder::new(
+        fields,
+        vec![
+            Box::new(StringBuilder::new()) as Box<dyn ArrayBuilder>,
+            Box::new(BinaryBuilder::new()),
+        ],
+    );
+    let mut list = ListBuilder::new(entries).with_field(item);
+    for record in records {
+        let entries = list.values();
+        for header in &record.headers {
+            entries
+                .field_builder::<StringBuilder>(0)
+                .expect("field 0 is the key")
+                .append_value(&header.key);
+            entries
+                .field_builder::<BinaryBuilder>(1)
+                .expect("field 1 is the value")
+                .append_option(header.value.as_deref());
+            entries.append(true);
+        }
+        list.append(true);
+    }
+    Arc::new(list.finish())
 }
 
 /// Encodes rows of a query's output into records for a sink.

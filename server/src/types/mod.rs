@@ -301,6 +301,12 @@ impl LogicalSchema {
         self.columns.iter().filter(|c| c.kind == ColumnKind::Value)
     }
 
+    pub fn headers(&self) -> impl Iterator<Item = &Column> {
+        self.columns
+            .iter()
+            .filter(|c| matches!(c.kind, ColumnKind::Header(_)))
+    }
+
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
     }
