@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use riffle_server::catalog::Source;
-use riffle_server::engine::{Engine, Properties};
+use riffle_server::engine::{Engine, PROCESSING_LOG_TOPIC, Properties};
 use riffle_server::format::{Format, FormatSpec};
 use riffle_server::log::embedded::{EmbeddedLog, EmbeddedOptions};
-use riffle_server::log::{Acks, FetchRequest, Log, ProducerRecord, TopicConfig};
+use riffle_server::log::{Acks, FetchRequest, Log, ProducerRecord, Record, TopicConfig};
 use riffle_server::types::{LogicalSchema, SqlType};
 use serde_json::Value;
 
@@ -253,21 +253,24 @@ async fn compare_outputs(case: &Case, log: &EmbeddedLog, engine: &Engine) -> Res
             .describe_topic(topic)
             .await
             .map_err(|_| format!("expected output topic {topic} does not exist"))?;
-        let mut actual = Vec::new();
-        for partition in description.partitions {
-            let mut offset = partition.start_offset;
-            while offset < partition.end_offset {
-                let response = log
-                    .fetch(&FetchRequest::new(topic, partition.partition, offset))
-                    .await
-                    .map_err(|e| format!("reading {topic}: {e}"))?;
-                actual.extend(response.records);
-                offset = response.next_offset;
-            }
-        }
+        let actual = read_topic(log, topic, description).await?;
         if actual.len() != expected.len() {
+            // The processing log usually says why records went missing.
+            let mut why = String::new();
+            if let Ok(description) = log.describe_topic(PROCESSING_LOG_TOPIC).await {
+                for record in read_topic(log, PROCESSING_LOG_TOPIC, description)
+                    .await?
+                    .iter()
+                    .take(2)
+                {
+                    if let Some(value) = &record.value {
+                        why.push_str("; processing log: ");
+                        why.push_str(&String::from_utf8_lossy(value));
+                    }
+                }
+            }
             return Err(format!(
-                "topic {topic}: expected {} records, got {}",
+                "topic {topic}: expected {} records, got {}{why}",
                 expected.len(),
                 actual.len()
             ));
@@ -350,4 +353,25 @@ pub fn same(expected: &Value, actual: &Value) -> bool {
         }
         (a, b) => a == b,
     }
+}
+
+/// Every record of a topic, partition by partition.
+async fn read_topic(
+    log: &EmbeddedLog,
+    topic: &str,
+    description: riffle_server::log::TopicDescription,
+) -> Result<Vec<Record>, String> {
+    let mut records = Vec::new();
+    for partition in description.partitions {
+        let mut offset = partition.start_offset;
+        while offset < partition.end_offset {
+            let response = log
+                .fetch(&FetchRequest::new(topic, partition.partition, offset))
+                .await
+                .map_err(|e| format!("reading {topic}: {e}"))?;
+            records.extend(response.records);
+            offset = response.next_offset;
+        }
+    }
+    Ok(records)
 }

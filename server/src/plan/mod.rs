@@ -14,7 +14,9 @@ use datafusion::catalog::empty::EmptyTable;
 use datafusion::common::{DFSchema, DataFusionError};
 use datafusion::execution::context::SessionContext;
 use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::logical_expr::{Expr as LogicalExpr, LogicalPlan};
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::Statement as DfStatement;
@@ -134,13 +136,34 @@ impl Planner {
             .statement_to_plan(DfStatement::Statement(Box::new(statement)))
             .await?;
         let (exprs, filter, input_schema) = split_projection(&plan)?;
+        // Some functions (COALESCE, NVL) exist only as rewrites the simplifier makes; it
+        // also folds constants once instead of per batch.
+        let simplifier = ExprSimplifier::new(
+            SimplifyContext::builder()
+                .with_schema(Arc::new(input_schema.clone()))
+                .build(),
+        );
+        // Folding a constant runs a function at planning time; one that panics on its
+        // input (LPAD to an absurd length) leaves the expression to fail per record.
+        let simplify = |expr: LogicalExpr| -> Result<LogicalExpr, PlanError> {
+            let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                simplifier.simplify(expr.clone())
+            }));
+            // A rewrite the simplifier cannot make (it fails or panics) is skipped.
+            match attempt {
+                Ok(Ok(simplified)) => Ok(simplified),
+                Ok(Err(_)) | Err(_) => Ok(expr),
+            }
+        };
         let filter = filter
+            .map(simplify)
+            .transpose()?
             .map(|predicate| state.create_physical_expr(predicate, input_schema))
             .transpose()?;
         let mut projection = Vec::with_capacity(exprs.len());
         let mut fields = Vec::with_capacity(exprs.len());
         for (expr, field) in exprs.iter().zip(plan.schema().fields()) {
-            let physical = state.create_physical_expr(expr.clone(), input_schema)?;
+            let physical = state.create_physical_expr(simplify(expr.clone())?, input_schema)?;
             fields.push(field.as_ref().clone());
             let source_column = match expr.clone().unalias() {
                 LogicalExpr::Column(column) => Some(column.name),
@@ -233,6 +256,7 @@ impl Planner {
         };
         select.projection = query.projection.clone();
         select.selection = query.selection.clone();
+        rewrite::null_safe_comparisons(&mut select.projection, select.selection.as_mut());
         if let TableFactor::Table { name, alias, .. } = &mut select.from[0].relation {
             *name = sqlparser::ast::ObjectName::from(vec![query.from.source.name.clone()]);
             *alias = query

@@ -2,18 +2,177 @@
 //!
 //! `s -> f` (ksqlDB's struct dereference, kept as a binary `->` so it prints back as
 //! written) becomes the field access `s.f`; `STRUCT(a := x)` becomes `named_struct('A', x)`
-//! and `MAP(k := v)` becomes `make_map(k, v)`.
+//! and `MAP(k := v)` becomes `make_map(k, v)`; `IFNULL` becomes `COALESCE`.
+//!
+//! Two of ksqlDB's semantics are rewrites too: a comparison is never NULL (`a = b` is false
+//! when either side is NULL), and a string compared with `ROWTIME` is a point in time
+//! (`ROWTIME > '2020-01-01T00:00'`).
 
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
     AccessExpr, BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArgOperator,
-    FunctionArguments, Ident, ObjectName, Statement, Value, VisitMut, VisitorMut,
+    FunctionArguments, Ident, ObjectName, SelectItem, Statement, Value, VisitMut, VisitorMut,
 };
 
 /// Rewrites every expression of `statement` in place.
 pub fn for_datafusion(statement: &mut Statement) {
     let _ = statement.visit(&mut DereferenceRewriter);
+}
+
+/// Makes comparisons false instead of NULL when a side is NULL, as ksqlDB's are. In a
+/// filter, comparisons reached through `AND`/`OR` only are left alone: there NULL and false
+/// both drop the row, and the plain comparison is cheaper.
+pub fn null_safe_comparisons(projection: &mut [SelectItem], selection: Option<&mut Expr>) {
+    for item in projection {
+        if let SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } = item {
+            let _ = expr.visit(&mut ComparisonGuard);
+        }
+    }
+    if let Some(predicate) = selection {
+        guard_below_connectives(predicate);
+    }
+}
+
+fn guard_below_connectives(expr: &mut Expr) {
+    match expr {
+        Expr::BinaryOp {
+            op: BinaryOperator::And | BinaryOperator::Or,
+            left,
+            right,
+        } => {
+            guard_below_connectives(left);
+            guard_below_connectives(right);
+        }
+        Expr::Nested(inner) => guard_below_connectives(inner),
+        Expr::BinaryOp { op, left, right } if is_comparison(op) => {
+            let _ = left.visit(&mut ComparisonGuard);
+            let _ = right.visit(&mut ComparisonGuard);
+        }
+        other => {
+            let _ = other.visit(&mut ComparisonGuard);
+        }
+    }
+}
+
+fn is_comparison(op: &BinaryOperator) -> bool {
+    matches!(
+        op,
+        BinaryOperator::Eq
+            | BinaryOperator::NotEq
+            | BinaryOperator::Lt
+            | BinaryOperator::LtEq
+            | BinaryOperator::Gt
+            | BinaryOperator::GtEq
+    )
+}
+
+/// Wraps every comparison `c` as `(c) IS TRUE`.
+struct ComparisonGuard;
+
+impl VisitorMut for ComparisonGuard {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Self::Break> {
+        if matches!(expr, Expr::BinaryOp { op, .. } if is_comparison(op)) {
+            let comparison = std::mem::replace(expr, Expr::value(Value::Null));
+            *expr = Expr::IsTrue(Box::new(Expr::Nested(Box::new(comparison))));
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Whether `expr` is the `ROWTIME` pseudo column, bare or qualified.
+fn is_rowtime(expr: &Expr) -> bool {
+    match expr {
+        Expr::Identifier(ident) => ident.value == "ROWTIME",
+        Expr::CompoundIdentifier(parts) => parts.last().is_some_and(|p| p.value == "ROWTIME"),
+        _ => false,
+    }
+}
+
+/// A string literal next to `ROWTIME` as the epoch milliseconds it names.
+fn rowtime_literal(expr: &mut Expr) {
+    if let Expr::Value(value) = expr
+        && let Value::SingleQuotedString(text) = &value.value
+        && let Some(millis) = parse_timestamp(text)
+    {
+        *expr = Expr::value(Value::Number(millis.to_string(), false));
+    }
+}
+
+/// Parses ksqlDB's timestamp literals: `yyyy[-MM[-dd[THH[:mm[:ss[.SSS]]]]]]` with an
+/// optional zone `Z`, `±HH`, `±HHMM` or `±HH:MM` (UTC when absent).
+pub fn parse_timestamp(text: &str) -> Option<i64> {
+    let (local, offset_minutes) = split_zone(text)?;
+    let (date, time) = match local.split_once('T') {
+        Some((date, time)) => (date, Some(time)),
+        None => (local, None),
+    };
+    let mut date_parts = date.split('-');
+    let year: i64 = date_parts.next()?.parse().ok()?;
+    let month: i64 = date_parts.next().map_or(Some(1), |m| m.parse().ok())?;
+    let day: i64 = date_parts.next().map_or(Some(1), |d| d.parse().ok())?;
+    if date_parts.next().is_some() || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    let (mut hour, mut minute, mut second, mut millis) = (0i64, 0i64, 0i64, 0i64);
+    if let Some(time) = time {
+        let (hms, fraction) = match time.split_once('.') {
+            Some((hms, fraction)) => (hms, Some(fraction)),
+            None => (time, None),
+        };
+        let mut parts = hms.split(':');
+        hour = parts.next()?.parse().ok()?;
+        minute = parts.next().map_or(Some(0), |m| m.parse().ok())?;
+        second = parts.next().map_or(Some(0), |s| s.parse().ok())?;
+        if parts.next().is_some() || hour > 23 || minute > 59 || second > 59 {
+            return None;
+        }
+        if let Some(fraction) = fraction {
+            let digits: String = fraction.chars().chain("000".chars()).take(3).collect();
+            millis = digits.parse().ok()?;
+        }
+    }
+    let days = days_from_civil(year, month, day);
+    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second - offset_minutes * 60;
+    Some(seconds * 1_000 + millis)
+}
+
+/// The text without its zone, and the zone's offset from UTC in minutes.
+fn split_zone(text: &str) -> Option<(&str, i64)> {
+    if let Some(local) = text.strip_suffix('Z') {
+        return Some((local, 0));
+    }
+    // A zone sign comes after the time (`T…+0445`), never in the date's dashes.
+    let Some(t) = text.find('T') else {
+        return Some((text, 0));
+    };
+    let Some(at) = text[t..].find(['+', '-']).map(|i| i + t) else {
+        return Some((text, 0));
+    };
+    let sign = if text.as_bytes()[at] == b'-' { -1 } else { 1 };
+    let zone = text[at + 1..].replace(':', "");
+    let (hours, minutes) = match zone.len() {
+        2 => (zone.parse::<i64>().ok()?, 0),
+        4 => (
+            zone[..2].parse::<i64>().ok()?,
+            zone[2..].parse::<i64>().ok()?,
+        ),
+        _ => return None,
+    };
+    Some((&text[..at], sign * (hours * 60 + minutes)))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let shifted_month = (month + 9) % 12;
+    let day_of_year = (153 * shifted_month + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
 }
 
 struct DereferenceRewriter;
@@ -23,6 +182,22 @@ impl VisitorMut for DereferenceRewriter {
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Self::Break> {
         rewrite_constructor(expr);
+        match expr {
+            Expr::BinaryOp { op, left, right } if is_comparison(op) => {
+                if is_rowtime(left) {
+                    rowtime_literal(right);
+                } else if is_rowtime(right) {
+                    rowtime_literal(left);
+                }
+            }
+            Expr::Between {
+                expr, low, high, ..
+            } if is_rowtime(expr) => {
+                rowtime_literal(low);
+                rowtime_literal(high);
+            }
+            _ => {}
+        }
         if let Expr::BinaryOp {
             op: BinaryOperator::Arrow,
             left,
@@ -64,6 +239,12 @@ fn rewrite_constructor(expr: &mut Expr) {
         return;
     };
     let name = function.name.to_string().to_uppercase();
+    if name == "IFNULL" {
+        // DataFusion's `nvl` coerces mismatched arguments to strings; ksqlDB's IFNULL is
+        // COALESCE of two.
+        function.name = ObjectName::from(vec![Ident::new("coalesce")]);
+        return;
+    }
     let target = match name.as_str() {
         "STRUCT" => "named_struct",
         "MAP" => "make_map",
@@ -94,4 +275,33 @@ fn rewrite_constructor(expr: &mut Expr) {
     }
     list.args = args;
     function.name = ObjectName::from(vec![Ident::new(target)]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_timestamp;
+
+    #[test]
+    fn timestamp_literals_parse_with_partial_fields_and_zones() {
+        assert_eq!(
+            parse_timestamp("2018-01-01T00:00:00.001"),
+            Some(1_514_764_800_001)
+        );
+        assert_eq!(
+            parse_timestamp("2018-01-01T00:00:01"),
+            Some(1_514_764_801_000)
+        );
+        assert_eq!(parse_timestamp("2018"), Some(1_514_764_800_000));
+        assert_eq!(
+            parse_timestamp("2019-01-01T00:00:00+0445"),
+            Some(1_546_283_700_000)
+        );
+        assert_eq!(
+            parse_timestamp("2020-02-10T08:31:44.001+0000"),
+            Some(1_581_323_504_001)
+        );
+        assert_eq!(parse_timestamp("1969-12-31T23:59:59Z"), Some(-1_000));
+        assert_eq!(parse_timestamp("2019-13-01"), None);
+        assert_eq!(parse_timestamp("not a time"), None);
+    }
 }
