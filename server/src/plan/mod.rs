@@ -4,6 +4,7 @@
 //! coercion); our runtime evaluates the resulting `PhysicalExpr`s on each Arrow batch it
 //! decodes. Entry point: [`Planner::plan_stateless`].
 
+mod check;
 mod rewrite;
 
 use std::sync::Arc;
@@ -134,8 +135,15 @@ impl Planner {
         let state = self.context.state();
         let plan = state
             .statement_to_plan(DfStatement::Statement(Box::new(statement)))
-            .await?;
+            .await
+            .map_err(|error| non_boolean_filter(error, &query))?;
         let (exprs, filter, input_schema) = split_projection(&plan)?;
+        if let Some(predicate) = &filter {
+            check::check_comparisons(predicate, input_schema, check::Clause::Where)?;
+        }
+        for expr in &exprs {
+            check::check_comparisons(expr, input_schema, check::Clause::Select)?;
+        }
         // Some functions (COALESCE, NVL) exist only as rewrites the simplifier makes; it
         // also folds constants once instead of per batch.
         let simplifier = ExprSimplifier::new(
@@ -275,6 +283,31 @@ impl Planner {
         rewrite::for_datafusion(&mut statement);
         Ok(statement)
     }
+}
+
+/// DataFusion's refusal of a non-boolean `WHERE` in ksqlDB's words.
+fn non_boolean_filter(error: DataFusionError, query: &Query) -> PlanError {
+    let message = error.to_string();
+    let (Some(_), Some(predicate)) = (
+        message.find("Cannot create filter with non-boolean predicate"),
+        &query.selection,
+    ) else {
+        return error.into();
+    };
+    let type_name = message
+        .rsplit("returning ")
+        .next()
+        .and_then(|name| name.trim().parse::<arrow::datatypes::DataType>().ok())
+        .and_then(|t| crate::types::SqlType::from_arrow(&t))
+        .map_or_else(|| "UNKNOWN".to_string(), |t| t.to_string());
+    let text = match predicate {
+        SqlExpr::BinaryOp { .. } => format!("({predicate})"),
+        other => other.to_string(),
+    };
+    PlanError::Plan(format!(
+        "Type error in WHERE expression: Should evaluate to boolean but is {text} ({type_name}) \
+         instead."
+    ))
 }
 
 /// Names every select item as ksqlDB does: a column keeps its name, `a->b` is named `B`,

@@ -1,0 +1,137 @@
+//! ksqlDB's type rules for comparisons, checked on the planned expressions before they run.
+//!
+//! DataFusion coerces freely (`ID >= 'not an int'` casts the string); ksqlDB refuses to
+//! compare a number with a string, orders no ARRAY, MAP or STRUCT, and rejects a comparison
+//! with a bare `NULL`. Entry point: [`check_comparisons`].
+
+use arrow::datatypes::DataType;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::{DFSchema, ScalarValue};
+use datafusion::logical_expr::{BinaryExpr, Expr, ExprSchemable, Operator};
+
+use super::PlanError;
+use crate::types::SqlType;
+
+/// Where an expression sits, for the error's prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clause {
+    Select,
+    Where,
+}
+
+/// Fails with ksqlDB's message at the first comparison it would refuse.
+pub fn check_comparisons(expr: &Expr, schema: &DFSchema, clause: Clause) -> Result<(), PlanError> {
+    let mut problem = None;
+    let _ = expr.apply(|node| {
+        if let Expr::BinaryExpr(binary) = node
+            && let Some(name) = operator_name(binary.op)
+        {
+            problem = refuse(binary, name, schema);
+            if problem.is_some() {
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    match problem {
+        None => Ok(()),
+        Some(message) => Err(PlanError::Plan(match clause {
+            Clause::Select => message,
+            Clause::Where => format!("Error in WHERE expression: {message}"),
+        })),
+    }
+}
+
+fn refuse(binary: &BinaryExpr, name: &str, schema: &DFSchema) -> Option<String> {
+    let left = binary.left.get_type(schema).ok()?;
+    let right = binary.right.get_type(schema).ok()?;
+    if left == DataType::Null || right == DataType::Null {
+        return Some(format!(
+            "Comparison with NULL not supported: {} {} {}\nUse 'IS NULL' or 'IS NOT NULL' \
+             instead.\nStatement: ({} {} {})",
+            type_name(&left),
+            symbol(binary.op),
+            type_name(&right),
+            text(&binary.left),
+            symbol(binary.op),
+            text(&binary.right),
+        ));
+    }
+    if comparable(&left, &right, binary.op) {
+        return None;
+    }
+    Some(format!(
+        "Cannot compare {} ({}) to {} ({}) with {name}.",
+        text(&binary.left),
+        type_name(&left),
+        text(&binary.right),
+        type_name(&right),
+    ))
+}
+
+fn comparable(left: &DataType, right: &DataType, op: Operator) -> bool {
+    let equality = matches!(op, Operator::Eq | Operator::NotEq);
+    let (Some(l), Some(r)) = (SqlType::from_arrow(left), SqlType::from_arrow(right)) else {
+        // Types with no ksqlDB name are DataFusion's business.
+        return true;
+    };
+    let numeric = |t: &SqlType| {
+        matches!(
+            t,
+            SqlType::Integer | SqlType::BigInt | SqlType::Double | SqlType::Decimal { .. }
+        )
+    };
+    let temporal = |t: &SqlType| matches!(t, SqlType::Timestamp | SqlType::Date | SqlType::Time);
+    match (&l, &r) {
+        _ if numeric(&l) && numeric(&r) => true,
+        (SqlType::String, SqlType::String) | (SqlType::Bytes, SqlType::Bytes) => true,
+        (SqlType::Boolean, SqlType::Boolean) => true,
+        _ if temporal(&l) && (temporal(&r) || r == SqlType::String) => true,
+        _ if temporal(&r) && l == SqlType::String => true,
+        (SqlType::Array(_), SqlType::Array(_))
+        | (SqlType::Map(..), SqlType::Map(..))
+        | (SqlType::Struct(_), SqlType::Struct(_)) => equality,
+        _ => false,
+    }
+}
+
+fn operator_name(op: Operator) -> Option<&'static str> {
+    Some(match op {
+        Operator::Eq => "EQUAL",
+        Operator::NotEq => "NOT_EQUAL",
+        Operator::Lt => "LESS_THAN",
+        Operator::LtEq => "LESS_THAN_OR_EQUAL",
+        Operator::Gt => "GREATER_THAN",
+        Operator::GtEq => "GREATER_THAN_OR_EQUAL",
+        _ => return None,
+    })
+}
+
+fn symbol(op: Operator) -> String {
+    match op {
+        Operator::NotEq => "<>".into(),
+        other => other.to_string(),
+    }
+}
+
+fn type_name(data_type: &DataType) -> String {
+    match data_type {
+        DataType::Null => "NULL".into(),
+        other => SqlType::from_arrow(other).map_or_else(|| other.to_string(), |t| t.to_string()),
+    }
+}
+
+/// An operand as ksqlDB prints it: columns by name, strings quoted.
+fn text(expr: &Expr) -> String {
+    match expr {
+        Expr::Column(column) => column.name.clone(),
+        Expr::Literal(ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)), _) => {
+            format!("'{s}'")
+        }
+        Expr::Literal(value, _) if value.is_null() => "null".into(),
+        Expr::Literal(value, _) => value.to_string(),
+        Expr::Cast(cast) => text(&cast.expr),
+        Expr::TryCast(cast) => text(&cast.expr),
+        other => other.to_string(),
+    }
+}
