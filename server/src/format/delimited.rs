@@ -167,10 +167,7 @@ pub fn join_fields(fields: &[Option<String>], delimiter: char) -> String {
             line.push(delimiter);
         }
         let Some(text) = field else { continue };
-        let needs_quotes = text.contains([delimiter, '"', '\r', '\n'])
-            || text.starts_with(char::is_whitespace)
-            || text.ends_with(char::is_whitespace)
-            || (text.is_empty() && fields.len() == 1);
+        let needs_quotes = needs_quotes(text, delimiter, i == 0);
         if needs_quotes {
             line.push('"');
             line.push_str(&text.replace('"', "\"\""));
@@ -180,6 +177,20 @@ pub fn join_fields(fields: &[Option<String>], delimiter: char) -> String {
         }
     }
     line
+}
+
+/// Apache commons-csv's minimal quoting, which ksqlDB's DELIMITED writer uses: an empty
+/// first field; a first field not starting with a letter or digit; any field starting with
+/// a character up to `#` or ending with one up to a space; any field holding the
+/// delimiter, a quote or a line break.
+fn needs_quotes(text: &str, delimiter: char, first: bool) -> bool {
+    let (Some(head), Some(tail)) = (text.chars().next(), text.chars().last()) else {
+        return first;
+    };
+    (first && !head.is_ascii_alphanumeric())
+        || head <= '#'
+        || tail <= ' '
+        || text.contains([delimiter, '"', '\r', '\n'])
 }
 
 #[cfg(test)]

@@ -4,6 +4,10 @@
 //! ksqlDB name; the rest are our own implementations (issue 9 completes the library).
 //! DataFusion looks functions up by lower-case name. Entry point: [`register`].
 
+mod bytes;
+mod misc;
+pub mod udf;
+
 use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::ScalarUDF;
 
@@ -11,6 +15,9 @@ use datafusion::logical_expr::ScalarUDF;
 pub fn register(context: &SessionContext) {
     for (udf, aliases) in builtin_aliases() {
         context.register_udf(ScalarUDF::clone(&udf).with_aliases(aliases));
+    }
+    for udf in bytes::functions().into_iter().chain(misc::functions()) {
+        context.register_udf(udf);
     }
 }
 

@@ -1,0 +1,357 @@
+//! `GEO_DISTANCE`, `EXTRACTJSONFIELD`, `AS_VALUE`, and the collection functions
+//! `GENERATE_SERIES`, `ENTRIES` and `MAP_UNION`.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int32Array, Int64Array, ListArray,
+    MapArray, StringArray, StructArray,
+};
+use arrow::buffer::OffsetBuffer;
+use arrow::datatypes::{DataType, Field, Fields};
+use datafusion::common::DataFusionError;
+use datafusion::logical_expr::ScalarUDF;
+
+use super::udf::{KsqlFunction, any_null, constant_string, failure, is_number, is_string, strings};
+
+pub fn functions() -> Vec<ScalarUDF> {
+    vec![
+        KsqlFunction::udf("geo_distance", geo_distance_type, geo_distance),
+        KsqlFunction::udf("extractjsonfield", extract_json_type, extract_json_field),
+        KsqlFunction::udf(
+            "as_value",
+            |args| match args {
+                [t] => Some(t.clone()),
+                _ => None,
+            },
+            |args, _| Ok(args[0].clone()),
+        ),
+        KsqlFunction::udf("generate_series", generate_series_type, generate_series),
+        KsqlFunction::udf("entries", entries_type, entries),
+        KsqlFunction::udf("map_union", map_union_type, map_union),
+    ]
+}
+
+fn geo_distance_type(args: &[DataType]) -> Option<DataType> {
+    let coordinates = args.get(..4)?.iter().all(is_number);
+    let unit = args.get(4).is_none_or(is_string);
+    (coordinates && unit && args.len() <= 5).then_some(DataType::Float64)
+}
+
+/// `GEO_DISTANCE(lat1, lon1, lat2, lon2 [, 'KM' | 'MILES'])`: the great-circle distance by
+/// the haversine formula, on a sphere of radius 6371 km (3959 miles).
+fn geo_distance(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef, DataFusionError> {
+    let radius = match args.get(4) {
+        None => 6371.0,
+        Some(unit) => match constant_string(unit)?.map(|u| u.to_ascii_lowercase()) {
+            None => 6371.0,
+            Some(u) if u == "km" || u == "kilometers" || u == "kilometres" => 6371.0,
+            Some(u) if u == "mi" || u == "miles" => 3959.0,
+            Some(u) => {
+                return Err(failure(format!(
+                    "GeoDistance function units parameter must be one of miles, mi, km or \
+                     kilometers. Values entered: {u}"
+                )));
+            }
+        },
+    };
+    let coordinates = args[..4]
+        .iter()
+        .map(|a| Ok(arrow::compute::cast(a, &DataType::Float64)?))
+        .collect::<Result<Vec<ArrayRef>, DataFusionError>>()?;
+    let values: Vec<&Float64Array> = coordinates
+        .iter()
+        .map(|a| a.as_primitive::<arrow::datatypes::Float64Type>())
+        .collect();
+    let rows = args[0].len();
+    let mut out = Vec::with_capacity(rows);
+    for row in 0..rows {
+        if any_null(&coordinates, row) {
+            out.push(None);
+            continue;
+        }
+        let [lat1, lon1, lat2, lon2] = [0, 1, 2, 3].map(|i| values[i].value(row));
+        for lat in [lat1, lat2] {
+            if !(-90.0..=90.0).contains(&lat) {
+                return Err(failure(format!(
+                    "valid latitude values for GeoDistance function are in the range of -90 \
+                     to 90 decimal degrees. Value entered: {lat}"
+                )));
+            }
+        }
+        for lon in [lon1, lon2] {
+            if !(-180.0..=180.0).contains(&lon) {
+                return Err(failure(format!(
+                    "valid longitude values for GeoDistance function are in the range of -180 \
+                     to +180 decimal degrees. Value entered: {lon}"
+                )));
+            }
+        }
+        let (phi1, phi2) = (lat1.to_radians(), lat2.to_radians());
+        let half_dphi = (phi2 - phi1) / 2.0;
+        let half_dlambda = (lon2 - lon1).to_radians() / 2.0;
+        let a = half_dphi.sin().powi(2) + half_dlambda.sin().powi(2) * phi1.cos() * phi2.cos();
+        out.push(Some(2.0 * radius * a.sqrt().asin()));
+    }
+    Ok(Arc::new(Float64Array::from(out)))
+}
+
+fn extract_json_type(args: &[DataType]) -> Option<DataType> {
+    match args {
+        [json, path] if is_string(json) && is_string(path) => Some(DataType::Utf8),
+        _ => None,
+    }
+}
+
+/// `EXTRACTJSONFIELD(json, '$.path')`: the value at a JSON path (`$.a.b`, `$.a[0]`,
+/// `$['a']`); strings come back unquoted, other values as JSON text; NULL when the text is
+/// not JSON or the path leads nowhere.
+fn extract_json_field(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef, DataFusionError> {
+    let documents = strings(&args[0])?;
+    let paths = strings(&args[1])?;
+    let out: StringArray = documents
+        .iter()
+        .zip(paths.iter())
+        .map(|(document, path)| {
+            let value: serde_json::Value = serde_json::from_str(document?).ok()?;
+            let found = json_path(&value, path?)?;
+            match found {
+                serde_json::Value::Null => None,
+                serde_json::Value::String(s) => Some(s.clone()),
+                other => Some(other.to_string()),
+            }
+        })
+        .collect();
+    Ok(Arc::new(out))
+}
+
+fn json_path<'v>(mut value: &'v serde_json::Value, path: &str) -> Option<&'v serde_json::Value> {
+    let mut rest = path.trim().strip_prefix('$')?;
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix('.') {
+            let end = after.find(['.', '[']).unwrap_or(after.len());
+            value = value.get(&after[..end])?;
+            rest = &after[end..];
+        } else if let Some(after) = rest.strip_prefix('[') {
+            let end = after.find(']')?;
+            let index = after[..end].trim();
+            value = match index.strip_prefix(['\'', '"']) {
+                Some(quoted) => value.get(quoted.trim_end_matches(['\'', '"']))?,
+                None => value.get(index.parse::<usize>().ok()?)?,
+            };
+            rest = &after[end + 1..];
+        } else {
+            return None;
+        }
+    }
+    Some(value)
+}
+
+fn generate_series_type(args: &[DataType]) -> Option<DataType> {
+    if !(2..=3).contains(&args.len()) || !args.iter().all(|t| t.is_integer() || t.is_null()) {
+        return None;
+    }
+    let element = if args.iter().any(|t| *t == DataType::Int64) {
+        DataType::Int64
+    } else {
+        DataType::Int32
+    };
+    Some(DataType::List(Arc::new(Field::new("item", element, true))))
+}
+
+/// `GENERATE_SERIES(start, end [, step])`: the numbers from `start` to `end` inclusive;
+/// the step defaults to 1, or -1 when `end` is below `start`.
+fn generate_series(args: &[ArrayRef], result: &DataType) -> Result<ArrayRef, DataFusionError> {
+    let bounds = args
+        .iter()
+        .map(|a| Ok(arrow::compute::cast(a, &DataType::Int64)?))
+        .collect::<Result<Vec<ArrayRef>, DataFusionError>>()?;
+    let value = |i: usize, row: usize| {
+        bounds[i]
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .value(row)
+    };
+    let mut offsets = vec![0i32];
+    let mut items: Vec<i64> = Vec::new();
+    let mut valid = Vec::with_capacity(args[0].len());
+    for row in 0..args[0].len() {
+        if any_null(&bounds, row) {
+            valid.push(false);
+            offsets.push(items.len() as i32);
+            continue;
+        }
+        let (start, end) = (value(0, row), value(1, row));
+        let step = match bounds.get(2) {
+            Some(_) => value(2, row),
+            None if end < start => -1,
+            None => 1,
+        };
+        if step == 0 {
+            return Err(failure("GENERATE_SERIES step cannot be zero"));
+        }
+        if (end - start).signum() * step.signum() < 0 {
+            return Err(failure(format!(
+                "GENERATE_SERIES step has wrong sign: {step} does not lead from {start} to {end}"
+            )));
+        }
+        let mut at = start;
+        while (step > 0 && at <= end) || (step < 0 && at >= end) {
+            items.push(at);
+            at += step;
+        }
+        valid.push(true);
+        offsets.push(items.len() as i32);
+    }
+    let DataType::List(field) = result else {
+        return Err(failure("GENERATE_SERIES returns a list"));
+    };
+    let values: ArrayRef = match field.data_type() {
+        DataType::Int32 => Arc::new(Int32Array::from_iter_values(
+            items.iter().map(|v| *v as i32),
+        )),
+        _ => Arc::new(Int64Array::from(items)),
+    };
+    Ok(Arc::new(ListArray::try_new(
+        field.clone(),
+        OffsetBuffer::new(offsets.into()),
+        values,
+        Some(valid.into()),
+    )?))
+}
+
+/// The entry struct of a map type and its value type.
+fn map_value_type(map: &DataType) -> Option<DataType> {
+    let DataType::Map(entries, _) = map else {
+        return None;
+    };
+    let DataType::Struct(fields) = entries.data_type() else {
+        return None;
+    };
+    Some(fields.get(1)?.data_type().clone())
+}
+
+fn entries_type(args: &[DataType]) -> Option<DataType> {
+    let [map, sorted] = args else { return None };
+    if *sorted != DataType::Boolean && !sorted.is_null() {
+        return None;
+    }
+    let value = map_value_type(map)?;
+    Some(DataType::List(Arc::new(Field::new(
+        "item",
+        DataType::Struct(entry_fields(value)),
+        true,
+    ))))
+}
+
+fn entry_fields(value: DataType) -> Fields {
+    Fields::from(vec![
+        Field::new("K", DataType::Utf8, true),
+        Field::new("V", value, true),
+    ])
+}
+
+/// `ENTRIES(map, sorted)`: the map as an array of `STRUCT<K, V>`, by key when `sorted`.
+fn entries(args: &[ArrayRef], result: &DataType) -> Result<ArrayRef, DataFusionError> {
+    let map = args[0].as_map();
+    let sorted: BooleanArray = arrow::compute::cast(&args[1], &DataType::Boolean)?
+        .as_boolean()
+        .clone();
+    let keys = strings(map.keys())?;
+    let mut order: Vec<u32> = Vec::with_capacity(keys.len());
+    let mut offsets = vec![0i32];
+    for row in 0..map.len() {
+        let range = map.value_offsets()[row] as usize..map.value_offsets()[row + 1] as usize;
+        let mut indices: Vec<u32> = if map.is_null(row) {
+            Vec::new()
+        } else {
+            range.map(|i| i as u32).collect()
+        };
+        if sorted.is_valid(row) && sorted.value(row) {
+            indices.sort_by(|a, b| keys.value(*a as usize).cmp(keys.value(*b as usize)));
+        }
+        order.extend(indices);
+        offsets.push(order.len() as i32);
+    }
+    let take = arrow::array::UInt32Array::from(order);
+    let entry_keys = arrow::compute::take(&keys, &take, None)?;
+    let entry_values = arrow::compute::take(map.values(), &take, None)?;
+    let DataType::List(field) = result else {
+        return Err(failure("ENTRIES returns a list"));
+    };
+    let DataType::Struct(fields) = field.data_type() else {
+        return Err(failure("ENTRIES returns structs"));
+    };
+    let structs = StructArray::try_new(fields.clone(), vec![entry_keys, entry_values], None)?;
+    Ok(Arc::new(ListArray::try_new(
+        field.clone(),
+        OffsetBuffer::new(offsets.into()),
+        Arc::new(structs),
+        map.nulls().cloned(),
+    )?))
+}
+
+fn map_union_type(args: &[DataType]) -> Option<DataType> {
+    let [first, second] = args else { return None };
+    map_value_type(first)?;
+    if second.is_null() {
+        return Some(first.clone());
+    }
+    (map_value_type(second)? == map_value_type(first)?).then(|| first.clone())
+}
+
+/// `MAP_UNION(a, b)`: every entry of both maps; `b` wins where both have a key. NULL only
+/// when both maps are.
+fn map_union(args: &[ArrayRef], result: &DataType) -> Result<ArrayRef, DataFusionError> {
+    let first = args[0].as_map();
+    let second = if args[1].data_type().is_null() {
+        arrow::array::new_null_array(result, args[1].len())
+    } else {
+        args[1].clone()
+    };
+    let second = second.as_map();
+    let (first_keys, second_keys) = (strings(first.keys())?, strings(second.keys())?);
+    // Picks are (map, index) pairs fed to `interleave`.
+    let mut picks: Vec<(usize, usize)> = Vec::new();
+    let mut offsets = vec![0i32];
+    let mut valid = Vec::with_capacity(first.len());
+    for row in 0..first.len() {
+        let mut row_picks: Vec<(usize, usize)> = Vec::new();
+        for (which, map, keys) in [(0, first, &first_keys), (1, second, &second_keys)] {
+            if map.is_null(row) {
+                continue;
+            }
+            let range = map.value_offsets()[row] as usize..map.value_offsets()[row + 1] as usize;
+            for i in range {
+                let key = keys.value(i);
+                let existing = row_picks.iter().position(|(w, j)| {
+                    let other = if *w == 0 { &first_keys } else { &second_keys };
+                    other.value(*j) == key
+                });
+                match existing {
+                    Some(at) => row_picks[at] = (which, i),
+                    None => row_picks.push((which, i)),
+                }
+            }
+        }
+        valid.push(!(first.is_null(row) && second.is_null(row)));
+        picks.extend(row_picks);
+        offsets.push(picks.len() as i32);
+    }
+    let keys = arrow::compute::interleave(&[first.keys().as_ref(), second.keys().as_ref()], &picks)?;
+    let values =
+        arrow::compute::interleave(&[first.values().as_ref(), second.values().as_ref()], &picks)?;
+    let DataType::Map(entries, ordered) = result else {
+        return Err(failure("MAP_UNION returns a map"));
+    };
+    let DataType::Struct(fields) = entries.data_type() else {
+        return Err(failure("a map holds structs"));
+    };
+    let structs = StructArray::try_new(fields.clone(), vec![keys, values], None)?;
+    Ok(Arc::new(MapArray::try_new(
+        entries.clone(),
+        OffsetBuffer::new(offsets.into()),
+        structs,
+        Some(valid.into()),
+        *ordered,
+    )?))
+}

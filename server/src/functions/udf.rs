@@ -1,0 +1,139 @@
+//! [`KsqlFunction`]: one ksqlDB scalar function as a DataFusion UDF, from two plain
+//! functions — its return type (which also refuses argument types ksqlDB does not accept)
+//! and its evaluation over whole argument arrays.
+
+use std::hash::{Hash, Hasher};
+
+use arrow::array::{Array, ArrayRef, AsArray, StringArray};
+use arrow::datatypes::DataType;
+use datafusion::common::{DataFusionError, ScalarValue};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+
+use crate::types::SqlType;
+
+pub type ReturnType = fn(&[DataType]) -> Option<DataType>;
+pub type Invoke = fn(&[ArrayRef], &DataType) -> Result<ArrayRef, DataFusionError>;
+
+#[derive(Debug)]
+pub struct KsqlFunction {
+    name: &'static str,
+    signature: Signature,
+    return_type: ReturnType,
+    invoke: Invoke,
+}
+
+impl KsqlFunction {
+    /// `return_type` answers `None` for argument types the function does not take.
+    pub fn udf(name: &'static str, return_type: ReturnType, invoke: Invoke) -> ScalarUDF {
+        ScalarUDF::new_from_impl(KsqlFunction {
+            name,
+            signature: Signature::variadic_any(Volatility::Immutable),
+            return_type,
+            invoke,
+        })
+    }
+}
+
+impl PartialEq for KsqlFunction {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for KsqlFunction {}
+
+impl Hash for KsqlFunction {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
+}
+
+impl ScalarUDFImpl for KsqlFunction {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> datafusion::error::Result<DataType> {
+        (self.return_type)(arg_types).ok_or_else(|| {
+            let names: Vec<String> = arg_types
+                .iter()
+                .map(|t| SqlType::from_arrow(t).map_or_else(|| "NULL".into(), |t| t.to_string()))
+                .collect();
+            DataFusionError::Plan(format!(
+                "Function '{}' does not accept parameters ({}).",
+                self.name,
+                names.join(", ")
+            ))
+        })
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::error::Result<ColumnarValue> {
+        let all_scalars = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let rows = if all_scalars { 1 } else { args.number_rows };
+        let arrays = args
+            .args
+            .iter()
+            .map(|a| a.to_array(rows))
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = (self.invoke)(&arrays, args.return_type())?;
+        if all_scalars {
+            Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?))
+        } else {
+            Ok(ColumnarValue::Array(out))
+        }
+    }
+}
+
+/// Whether a type is one of Arrow's string types.
+pub fn is_string(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
+    )
+}
+
+/// Whether a type is one of Arrow's binary types.
+pub fn is_binary(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::Null
+    )
+}
+
+/// Whether a type is a ksqlDB number (INT, BIGINT, DOUBLE, DECIMAL).
+pub fn is_number(data_type: &DataType) -> bool {
+    data_type.is_numeric() || *data_type == DataType::Null
+}
+
+/// An argument as plain UTF-8 strings.
+pub fn strings(array: &ArrayRef) -> Result<StringArray, DataFusionError> {
+    Ok(arrow::compute::cast(array, &DataType::Utf8)?
+        .as_string::<i32>()
+        .clone())
+}
+
+/// A constant argument (an encoding name, a flag): its first non-null value.
+pub fn constant_string(array: &ArrayRef) -> Result<Option<String>, DataFusionError> {
+    let strings = strings(array)?;
+    Ok(strings.iter().flatten().next().map(str::to_string))
+}
+
+/// An error in evaluating a function on a record: the record's value becomes NULL and the
+/// processing log says why.
+pub fn failure(message: impl Into<String>) -> DataFusionError {
+    DataFusionError::Execution(message.into())
+}
+
+/// Null for a row where any argument is null.
+pub fn any_null(arrays: &[ArrayRef], row: usize) -> bool {
+    arrays.iter().any(|a| a.is_null(row))
+}
