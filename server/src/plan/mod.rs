@@ -129,8 +129,29 @@ impl Planner {
         if query.window.is_some() || !query.group_by.is_empty() {
             return Err(PlanError::Unsupported("aggregation".into()));
         }
+        for item in &query.projection {
+            if let SelectItem::QualifiedWildcard(
+                SelectItemQualifiedWildcardKind::ObjectName(qualifier),
+                _,
+            ) = item
+            {
+                let name = qualifier.to_string();
+                let source = &query.from.source;
+                let known = name == source.name.value
+                    || source.alias.as_ref().is_some_and(|a| a.value == name);
+                if !known {
+                    return Err(PlanError::Plan(format!(
+                        "'{name}' is not a valid stream/table name or alias."
+                    )));
+                }
+            }
+        }
         let mut query = query.clone();
-        query.projection = name_columns(expand_stars(&query.projection, star_columns));
+        query.projection = self.expand_struct_stars(&query).await?;
+        query.projection = name_columns(
+            expand_stars(&query.projection, star_columns),
+            star_columns,
+        );
         let statement = self.to_datafusion(&query)?;
         let state = self.context.state();
         let plan = state
@@ -188,6 +209,54 @@ impl Planner {
             projection,
             output_schema: Arc::new(Schema::new(fields)),
         })
+    }
+
+    /// Replaces `s->*` with `s->f` for every field `f` of the struct `s`.
+    async fn expand_struct_stars(&self, query: &Query) -> Result<Vec<SelectItem>, PlanError> {
+        let mut expanded = Vec::with_capacity(query.projection.len());
+        for item in &query.projection {
+            let SelectItem::UnnamedExpr(SqlExpr::BinaryOp {
+                left,
+                op: sqlparser::ast::BinaryOperator::Arrow,
+                right,
+            }) = item
+            else {
+                expanded.push(item.clone());
+                continue;
+            };
+            if !matches!(right.as_ref(), SqlExpr::Wildcard(_)) {
+                expanded.push(item.clone());
+                continue;
+            }
+            let probe = Query {
+                projection: vec![SelectItem::ExprWithAlias {
+                    expr: left.as_ref().clone(),
+                    alias: Ident::new("STRUCT_ALL"),
+                }],
+                selection: None,
+                ..query.clone()
+            };
+            let statement = self.to_datafusion(&probe)?;
+            let plan = self
+                .context
+                .state()
+                .statement_to_plan(DfStatement::Statement(Box::new(statement)))
+                .await?;
+            let arrow::datatypes::DataType::Struct(fields) = plan.schema().field(0).data_type()
+            else {
+                return Err(PlanError::Plan(format!(
+                    "'{left}' is not a STRUCT: only a STRUCT's fields can be selected with '->*'"
+                )));
+            };
+            expanded.extend(fields.iter().map(|field| {
+                SelectItem::UnnamedExpr(SqlExpr::BinaryOp {
+                    left: left.clone(),
+                    op: sqlparser::ast::BinaryOperator::Arrow,
+                    right: Box::new(SqlExpr::Identifier(Ident::with_quote('`', field.name()))),
+                })
+            }));
+        }
+        Ok(expanded)
     }
 
     /// The names of every function queries can call, upper case.
@@ -310,16 +379,18 @@ fn non_boolean_filter(error: DataFusionError, query: &Query) -> PlanError {
     ))
 }
 
-/// Names every select item as ksqlDB does: a column keeps its name, `a->b` is named `B`,
-/// any other unaliased expression gets the next free `KSQL_COL_n`.
-fn name_columns(projection: Vec<SelectItem>) -> Vec<SelectItem> {
-    let taken: Vec<String> = projection
+/// Names every select item as ksqlDB does: a column keeps its name, `a->b` is named `B`
+/// (`B_1`, `B_2`… when a source column or another item has that name), any other unaliased
+/// expression gets the next `KSQL_COL_n` no source column or item has.
+fn name_columns(projection: Vec<SelectItem>, source_columns: &[String]) -> Vec<SelectItem> {
+    let mut taken: std::collections::HashSet<String> = projection
         .iter()
         .filter_map(|item| match item {
             SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.clone()),
             SelectItem::UnnamedExpr(SqlExpr::Identifier(ident)) => Some(ident.value.clone()),
             _ => None,
         })
+        .chain(source_columns.iter().cloned())
         .collect();
     let mut next = 0;
     projection
@@ -337,13 +408,21 @@ fn name_columns(projection: Vec<SelectItem>) -> Vec<SelectItem> {
                     right,
                     ..
                 } => match right.as_ref() {
-                    SqlExpr::Identifier(field) => field.clone(),
+                    SqlExpr::Identifier(field) if !taken.contains(&field.value) => {
+                        taken.insert(field.value.clone());
+                        field.clone()
+                    }
+                    SqlExpr::Identifier(field) => (1..)
+                        .map(|n| format!("{}_{n}", field.value))
+                        .find(|candidate| taken.insert(candidate.clone()))
+                        .map(Ident::new)
+                        .unwrap_or_else(|| field.clone()),
                     _ => return SelectItem::UnnamedExpr(expr),
                 },
                 _ => loop {
                     let candidate = format!("KSQL_COL_{next}");
                     next += 1;
-                    if !taken.contains(&candidate) {
+                    if taken.insert(candidate.clone()) {
                         break Ident::new(candidate);
                     }
                 },
