@@ -580,6 +580,18 @@ impl Engine {
             // A sink in the source's format keeps its delimiter, as ksqlDB does.
             value_format = value_format.with_delimiter(input.value_format.delimiter);
         }
+        let timestamp_column = sink_properties.timestamp.as_ref().map(|c| c.to_uppercase());
+        if let Some(column) = &timestamp_column
+            && !key_columns
+                .iter()
+                .chain(&value_columns)
+                .any(|(n, _)| n == column)
+        {
+            return Err(EngineError::Statement(format!(
+                "The TIMESTAMP column set in the WITH clause does not exist in the schema: \
+                 '{column}'"
+            )));
+        }
         let topic = sink_properties
             .kafka_topic
             .clone()
@@ -620,7 +632,7 @@ impl Engine {
             topic: topic.clone(),
             key_format: key_format.clone(),
             value_format: value_format.clone(),
-            timestamp: None,
+            timestamp: timestamp_column.clone(),
             timestamp_format: None,
             is_source: false,
             created_by_query: true,
@@ -638,6 +650,7 @@ impl Engine {
                 value_columns,
                 key_format,
                 value_format,
+                timestamp_column,
             },
             start: start_position(properties),
         };
@@ -703,6 +716,7 @@ impl Engine {
                 value_columns,
                 key_format: target.key_format.clone(),
                 value_format: target.value_format.clone(),
+                timestamp_column: target.timestamp.clone(),
             },
             start: start_position(properties),
         };

@@ -11,7 +11,9 @@ use base64::Engine;
 use datafusion::common::DataFusionError;
 use datafusion::logical_expr::ScalarUDF;
 
-use super::udf::{KsqlFunction, constant_string, failure, is_binary, is_string, strings};
+use super::udf::{
+    KsqlFunction, constant_string, failure, is_binary, is_string, row_failure, strings,
+};
 
 pub fn functions() -> Vec<ScalarUDF> {
     vec![
@@ -102,20 +104,22 @@ fn from_bytes(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef, DataFusionErr
         return Ok(arrow::array::new_null_array(&DataType::Utf8, args[0].len()));
     };
     let bytes = arrow::compute::cast(&args[0], &DataType::Binary)?;
-    let out = bytes
+    let out: StringArray = bytes
         .as_binary::<i32>()
         .iter()
-        .map(|value| {
-            value
-                .map(|bytes| match encoding {
-                    Encoding::Hex => Ok(bytes.iter().map(|b| format!("{b:02X}")).collect()),
-                    Encoding::Utf8 | Encoding::Ascii => String::from_utf8(bytes.to_vec())
-                        .map_err(|_| failure("the bytes are not valid text in this encoding")),
-                    Encoding::Base64 => Ok(base64::engine::general_purpose::STANDARD.encode(bytes)),
-                })
-                .transpose()
+        .enumerate()
+        .map(|(row, bytes)| {
+            let bytes = bytes?;
+            match encoding {
+                Encoding::Hex => Some(bytes.iter().map(|b| format!("{b:02X}")).collect()),
+                Encoding::Utf8 | Encoding::Ascii => match String::from_utf8(bytes.to_vec()) {
+                    Ok(text) => Some(text),
+                    Err(_) => row_failure(row, "the bytes are not valid text in this encoding"),
+                },
+                Encoding::Base64 => Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+            }
         })
-        .collect::<Result<StringArray, DataFusionError>>()?;
+        .collect();
     Ok(Arc::new(out))
 }
 
@@ -130,26 +134,32 @@ fn to_bytes_type(args: &[DataType]) -> Option<DataType> {
 /// stands for.
 fn to_bytes(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef, DataFusionError> {
     let Some(encoding) = encoding(args)? else {
-        return Ok(arrow::array::new_null_array(&DataType::Binary, args[0].len()));
+        return Ok(arrow::array::new_null_array(
+            &DataType::Binary,
+            args[0].len(),
+        ));
     };
-    let out = strings(&args[0])?
+    let out: Vec<Option<Vec<u8>>> = strings(&args[0])?
         .iter()
-        .map(|value| {
-            value
-                .map(|text| match encoding {
-                    Encoding::Hex => decode_hex(text),
-                    Encoding::Utf8 | Encoding::Ascii => Ok(text.as_bytes().to_vec()),
-                    Encoding::Base64 => base64::engine::general_purpose::STANDARD
-                        .decode(text)
-                        .map_err(|e| failure(format!("'{text}' is not base64: {e}"))),
-                })
-                .transpose()
+        .enumerate()
+        .map(|(row, text)| {
+            let text = text?;
+            let bytes = match encoding {
+                Encoding::Hex => decode_hex(text),
+                Encoding::Utf8 | Encoding::Ascii => Ok(text.as_bytes().to_vec()),
+                Encoding::Base64 => base64::engine::general_purpose::STANDARD
+                    .decode(text)
+                    .map_err(|e| format!("'{text}' is not base64: {e}")),
+            };
+            bytes
+                .or_else(|message| row_failure(row, message).ok_or(()))
+                .ok()
         })
-        .collect::<Result<Vec<_>, DataFusionError>>()?;
+        .collect();
     Ok(Arc::new(BinaryArray::from_iter(out)))
 }
 
-fn decode_hex(text: &str) -> Result<Vec<u8>, DataFusionError> {
+fn decode_hex(text: &str) -> Result<Vec<u8>, String> {
     // An odd number of digits reads as if a leading zero were written.
     let padded = if text.len() % 2 == 1 {
         format!("0{text}")
@@ -162,7 +172,7 @@ fn decode_hex(text: &str) -> Result<Vec<u8>, DataFusionError> {
             padded
                 .get(i..i + 2)
                 .and_then(|pair| u8::from_str_radix(pair, 16).ok())
-                .ok_or_else(|| failure(format!("'{text}' is not a hex string")))
+                .ok_or_else(|| format!("'{text}' is not a hex string"))
         })
         .collect()
 }
@@ -195,15 +205,16 @@ fn number_from_bytes(args: &[ArrayRef], result: &DataType) -> Result<ArrayRef, D
     };
     let bytes = arrow::compute::cast(&args[0], &DataType::Binary)?;
     let mut words = Vec::with_capacity(bytes.len());
-    for value in bytes.as_binary::<i32>().iter() {
+    for (row, value) in bytes.as_binary::<i32>().iter().enumerate() {
         words.push(match value {
             None => None,
-            Some(b) if b.len() != width => {
-                return Err(failure(format!(
+            Some(b) if b.len() != width => row_failure(
+                row,
+                format!(
                     "Number of bytes must be equal to {width}, but found {}",
                     b.len()
-                )));
-            }
+                ),
+            ),
             Some(b) => {
                 let mut word = [0u8; 8];
                 word[..width].copy_from_slice(b);

@@ -12,7 +12,9 @@ use arrow::datatypes::{DataType, Field, Fields};
 use datafusion::common::DataFusionError;
 use datafusion::logical_expr::ScalarUDF;
 
-use super::udf::{KsqlFunction, any_null, constant_string, failure, is_number, is_string, strings};
+use super::udf::{
+    KsqlFunction, any_null, constant_string, failure, is_number, is_string, row_failure, strings,
+};
 
 pub fn functions() -> Vec<ScalarUDF> {
     vec![
@@ -71,21 +73,31 @@ fn geo_distance(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef, DataFusionE
             continue;
         }
         let [lat1, lon1, lat2, lon2] = [0, 1, 2, 3].map(|i| values[i].value(row));
-        for lat in [lat1, lat2] {
-            if !(-90.0..=90.0).contains(&lat) {
-                return Err(failure(format!(
-                    "valid latitude values for GeoDistance function are in the range of -90 \
-                     to 90 decimal degrees. Value entered: {lat}"
-                )));
-            }
+        if let Some(lat) = [lat1, lat2]
+            .into_iter()
+            .find(|lat| !(-90.0..=90.0).contains(lat))
+        {
+            out.push(row_failure(
+                row,
+                format!(
+                    "valid latitude values for GeoDistance function are in the range of -90 to \
+                     90 decimal degrees. Value entered: {lat}"
+                ),
+            ));
+            continue;
         }
-        for lon in [lon1, lon2] {
-            if !(-180.0..=180.0).contains(&lon) {
-                return Err(failure(format!(
+        if let Some(lon) = [lon1, lon2]
+            .into_iter()
+            .find(|lon| !(-180.0..=180.0).contains(lon))
+        {
+            out.push(row_failure(
+                row,
+                format!(
                     "valid longitude values for GeoDistance function are in the range of -180 \
                      to +180 decimal degrees. Value entered: {lon}"
-                )));
-            }
+                ),
+            ));
+            continue;
         }
         let (phi1, phi2) = (lat1.to_radians(), lat2.to_radians());
         let half_dphi = (phi2 - phi1) / 2.0;
@@ -151,7 +163,7 @@ fn generate_series_type(args: &[DataType]) -> Option<DataType> {
     if !(2..=3).contains(&args.len()) || !args.iter().all(|t| t.is_integer() || t.is_null()) {
         return None;
     }
-    let element = if args.iter().any(|t| *t == DataType::Int64) {
+    let element = if args.contains(&DataType::Int64) {
         DataType::Int64
     } else {
         DataType::Int32
@@ -186,13 +198,20 @@ fn generate_series(args: &[ArrayRef], result: &DataType) -> Result<ArrayRef, Dat
             None if end < start => -1,
             None => 1,
         };
-        if step == 0 {
-            return Err(failure("GENERATE_SERIES step cannot be zero"));
-        }
-        if (end - start).signum() * step.signum() < 0 {
-            return Err(failure(format!(
+        let problem = if step == 0 {
+            Some("GENERATE_SERIES step cannot be zero".to_string())
+        } else if (end - start).signum() * step.signum() < 0 {
+            Some(format!(
                 "GENERATE_SERIES step has wrong sign: {step} does not lead from {start} to {end}"
-            )));
+            ))
+        } else {
+            None
+        };
+        if let Some(message) = problem {
+            row_failure::<()>(row, message);
+            valid.push(false);
+            offsets.push(items.len() as i32);
+            continue;
         }
         let mut at = start;
         while (step > 0 && at <= end) || (step < 0 && at >= end) {
@@ -337,7 +356,8 @@ fn map_union(args: &[ArrayRef], result: &DataType) -> Result<ArrayRef, DataFusio
         picks.extend(row_picks);
         offsets.push(picks.len() as i32);
     }
-    let keys = arrow::compute::interleave(&[first.keys().as_ref(), second.keys().as_ref()], &picks)?;
+    let keys =
+        arrow::compute::interleave(&[first.keys().as_ref(), second.keys().as_ref()], &picks)?;
     let values =
         arrow::compute::interleave(&[first.values().as_ref(), second.values().as_ref()], &picks)?;
     let DataType::Map(entries, ordered) = result else {

@@ -5,7 +5,9 @@
 //! DataFusion looks functions up by lower-case name. Entry point: [`register`].
 
 mod bytes;
+mod dates;
 mod misc;
+pub mod time_format;
 pub mod udf;
 
 use datafusion::execution::context::SessionContext;
@@ -16,7 +18,11 @@ pub fn register(context: &SessionContext) {
     for (udf, aliases) in builtin_aliases() {
         context.register_udf(ScalarUDF::clone(&udf).with_aliases(aliases));
     }
-    for udf in bytes::functions().into_iter().chain(misc::functions()) {
+    for udf in bytes::functions()
+        .into_iter()
+        .chain(misc::functions())
+        .chain(dates::functions())
+    {
         context.register_udf(udf);
     }
 }

@@ -73,7 +73,10 @@ impl ScalarUDFImpl for KsqlFunction {
         })
     }
 
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::error::Result<ColumnarValue> {
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
         let all_scalars = args
             .args
             .iter()
@@ -127,10 +130,30 @@ pub fn constant_string(array: &ArrayRef) -> Result<Option<String>, DataFusionErr
     Ok(strings.iter().flatten().next().map(str::to_string))
 }
 
-/// An error in evaluating a function on a record: the record's value becomes NULL and the
-/// processing log says why.
+/// An error that fails a whole call (a bad constant argument): every row of the batch
+/// is then evaluated alone, and the failing column is NULL with a processing-log entry.
 pub fn failure(message: impl Into<String>) -> DataFusionError {
     DataFusionError::Execution(message.into())
+}
+
+thread_local! {
+    /// Failures on single rows, waiting for the query that evaluates the expression to
+    /// write them to the processing log. Evaluation runs on one thread from start to end.
+    static ROW_FAILURES: std::cell::RefCell<Vec<(usize, String)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A function failed on one row: its value there is NULL (the caller returns `None`) and
+/// the processing log will say why.
+pub fn row_failure<T>(row: usize, message: impl Into<String>) -> Option<T> {
+    let message = message.into();
+    ROW_FAILURES.with(|failures| failures.borrow_mut().push((row, message)));
+    None
+}
+
+/// Takes the row failures recorded on this thread since the last call.
+pub fn take_row_failures() -> Vec<(usize, String)> {
+    ROW_FAILURES.with(|failures| std::mem::take(&mut *failures.borrow_mut()))
 }
 
 /// Null for a row where any argument is null.

@@ -148,10 +148,8 @@ impl Planner {
         }
         let mut query = query.clone();
         query.projection = self.expand_struct_stars(&query).await?;
-        query.projection = name_columns(
-            expand_stars(&query.projection, star_columns),
-            star_columns,
-        );
+        query.projection =
+            name_columns(expand_stars(&query.projection, star_columns), star_columns);
         let statement = self.to_datafusion(&query)?;
         let state = self.context.state();
         let plan = state
@@ -504,6 +502,60 @@ impl StatelessPlan {
         let output = RecordBatch::try_new(self.output_schema.clone(), columns)
             .map_err(|e| PlanError::Plan(e.to_string()))?;
         Ok((batch, output))
+    }
+
+    /// [`Self::apply`] for one row on which something failed, as ksqlDB treats it: a
+    /// `WHERE` that fails drops the row; a column that fails is NULL. Each failure (error
+    /// or panic) is reported.
+    pub fn apply_row(
+        &self,
+        row: &RecordBatch,
+        report: &mut dyn FnMut(String),
+    ) -> Option<(RecordBatch, RecordBatch)> {
+        let guarded = |expr: &Arc<dyn PhysicalExpr>| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                expr.evaluate(row)?.into_array(row.num_rows())
+            }))
+            .unwrap_or_else(|_| {
+                Err(DataFusionError::Execution(
+                    "a function failed unexpectedly".into(),
+                ))
+            })
+        };
+        if let Some(predicate) = &self.filter {
+            match guarded(predicate) {
+                Ok(mask) => {
+                    let passes = arrow::array::AsArray::as_boolean_opt(&mask)
+                        .is_some_and(|m| arrow::array::Array::is_valid(m, 0) && m.value(0));
+                    if !passes {
+                        return None;
+                    }
+                }
+                Err(error) => {
+                    report(error.to_string());
+                    return None;
+                }
+            }
+        }
+        let columns = self
+            .projection
+            .iter()
+            .zip(self.output_schema.fields())
+            .map(|(column, field)| match guarded(&column.expr) {
+                Ok(array) => array,
+                Err(error) => {
+                    report(error.to_string());
+                    arrow::array::new_null_array(field.data_type(), row.num_rows())
+                }
+            })
+            .collect();
+        match RecordBatch::try_new(self.output_schema.clone(), columns) {
+            Ok(output) => Some((row.clone(), output)),
+            Err(error) => {
+                report(error.to_string());
+                None
+            }
+        }
     }
 }
 

@@ -134,7 +134,7 @@ pub fn parse_timestamp(text: &str) -> Option<i64> {
             millis = digits.parse().ok()?;
         }
     }
-    let days = days_from_civil(year, month, day);
+    let days = crate::functions::time_format::days_from_civil(year, month, day);
     let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second - offset_minutes * 60;
     Some(seconds * 1_000 + millis)
 }
@@ -162,17 +162,6 @@ fn split_zone(text: &str) -> Option<(&str, i64)> {
         _ => return None,
     };
     Some((&text[..at], sign * (hours * 60 + minutes)))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let shifted_month = (month + 9) % 12;
-    let day_of_year = (153 * shifted_month + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
 }
 
 struct DereferenceRewriter;

@@ -238,7 +238,8 @@ impl PersistentQuery {
 }
 
 /// Runs the plan on a batch. A failure (or a panic inside a function) makes it run row by
-/// row, so that only the failing rows are left out, each with a processing-log entry.
+/// row: a row whose `WHERE` fails is left out, a column that fails is NULL, and each
+/// failure gets a processing-log entry.
 pub(crate) fn evaluate_rows(
     plan: &crate::plan::StatelessPlan,
     batch: &RecordBatch,
@@ -253,15 +254,35 @@ pub(crate) fn evaluate_rows(
             },
         )
     };
+    crate::functions::udf::take_row_failures();
     if let Ok(result) = attempt(batch) {
+        // Functions count rows of the filtered batch; `report` wants rows of `batch`.
+        let offset_of = |b: &RecordBatch| {
+            b.column_by_name("ROWOFFSET")
+                .and_then(|c| c.as_primitive_opt::<Int64Type>().cloned())
+        };
+        let (all, passed) = (offset_of(batch), offset_of(&result.0));
+        for (row, message) in crate::functions::udf::take_row_failures() {
+            let original = match (&all, &passed) {
+                (Some(all), Some(passed)) if row < passed.len() => all
+                    .values()
+                    .binary_search(&passed.value(row))
+                    .unwrap_or(row),
+                _ => row,
+            };
+            report(original, message);
+        }
         return vec![result];
     }
+    crate::functions::udf::take_row_failures();
     let mut results = Vec::new();
     for row in 0..batch.num_rows() {
-        match attempt(&batch.slice(row, 1)) {
-            Ok(result) => results.push(result),
-            Err(error) => report(row, error.to_string()),
+        let mut failures = |message: String| report(row, message);
+        let result = plan.apply_row(&batch.slice(row, 1), &mut failures);
+        for (_, message) in crate::functions::udf::take_row_failures() {
+            failures(message);
         }
+        results.extend(result);
     }
     results
 }
@@ -330,6 +351,8 @@ impl PartitionTask {
                 }
             }
         }
+        // A sink `TIMESTAMP` column that is NULL or negative drops its record.
+        out.retain(|record| record.timestamp.is_none_or(|t| t >= 0));
         out
     }
 

@@ -15,6 +15,7 @@ use riffle_grammar::ast::SourceKind;
 
 use crate::catalog::{Source, headers_type};
 use crate::format::{self, FormatSpec, RowDecoder};
+use crate::functions::time_format::TimePattern;
 use crate::log::{ProducerRecord, Record};
 use crate::types::SqlType;
 
@@ -34,12 +35,18 @@ pub struct SourceDecoder {
     key_columns: Vec<(String, SqlType)>,
     value_columns: Vec<(String, SqlType)>,
     header_columns: Vec<(String, Option<String>)>,
+    /// `TIMESTAMP_FORMAT`, for a string `TIMESTAMP` column.
+    timestamp_pattern: Option<TimePattern>,
 }
 
 impl SourceDecoder {
     pub fn new(source: Source) -> Self {
         Self {
             header_columns: source.header_columns(),
+            timestamp_pattern: source
+                .timestamp_format
+                .as_deref()
+                .and_then(|p| TimePattern::compile(p).ok()),
             key_columns: source.key_columns(),
             value_columns: source.value_columns(),
             source,
@@ -93,6 +100,24 @@ impl SourceDecoder {
             });
         }
         let rowtime = self.rowtime(records, &columns);
+        // A record without a valid time (negative, or text the format does not read) is
+        // skipped, as ksqlDB's timestamp extractor skips it.
+        if let Some(times) = rowtime.as_primitive_opt::<Int64Type>() {
+            for (row, record) in records.iter().enumerate() {
+                let valid = times.is_valid(row) && times.value(row) >= 0;
+                if !valid && keep[row] {
+                    keep[row] = false;
+                    errors.push(RecordError {
+                        topic: self.source.topic.clone(),
+                        partition,
+                        offset: record.offset,
+                        message: "Invalid timestamp: the record has no valid time (it is \
+                                  negative, NULL or not in TIMESTAMP_FORMAT); it is skipped"
+                            .into(),
+                    });
+                }
+            }
+        }
         columns.push(rowtime);
         columns.push(Arc::new(Int32Array::from(vec![partition; count])));
         columns.push(Arc::new(Int64Array::from_iter_values(
@@ -131,7 +156,19 @@ impl SourceDecoder {
             return Arc::new(values.clone());
         }
         if let Some(values) = column.as_primitive_opt::<TimestampMillisecondType>() {
-            return Arc::new(Int64Array::from(values.values().to_vec()));
+            return Arc::new(Int64Array::new(
+                values.values().clone(),
+                values.nulls().cloned(),
+            ));
+        }
+        if let (Some(pattern), Some(texts)) =
+            (&self.timestamp_pattern, column.as_string_opt::<i32>())
+        {
+            return Arc::new(Int64Array::from_iter(
+                texts
+                    .iter()
+                    .map(|t| t.and_then(|t| pattern.parse_millis(t, 0).ok())),
+            ));
         }
         from_records()
     }
@@ -190,6 +227,9 @@ pub struct SinkEncoder {
     pub value_columns: Vec<(String, SqlType)>,
     pub key_format: FormatSpec,
     pub value_format: FormatSpec,
+    /// The sink's `TIMESTAMP` column: records take their time from it, and rows where it
+    /// is NULL or negative get the time -1, which the query drops.
+    pub timestamp_column: Option<String>,
 }
 
 impl SinkEncoder {
@@ -214,7 +254,25 @@ impl SinkEncoder {
         };
         let keys = pick(&self.key_columns);
         let values = pick(&self.value_columns);
-        let times = rowtime.as_primitive_opt::<Int64Type>();
+        let sink_times = self
+            .timestamp_column
+            .as_ref()
+            .and_then(|name| output.column_by_name(name))
+            .and_then(|column| arrow::compute::cast(column, &DataType::Int64).ok())
+            .map(|column| {
+                let times = column.as_primitive::<Int64Type>();
+                Int64Array::from_iter_values((0..times.len()).map(|row| {
+                    if times.is_valid(row) {
+                        times.value(row).max(-1)
+                    } else {
+                        -1
+                    }
+                }))
+            });
+        let times = match &sink_times {
+            Some(times) => Some(times),
+            None => rowtime.as_primitive_opt::<Int64Type>(),
+        };
         let rows = output.num_rows();
         // One buffer for all keys and one for all values: records slice them, so a batch
         // costs two allocations, not two per row.
