@@ -915,13 +915,8 @@ impl Engine {
                     column.name
                 )));
             }
-            let ty = SqlType::from_arrow(field.data_type()).ok_or_else(|| {
-                EngineError::Statement(format!(
-                    "The type of column `{}` ({}) has no ksqlDB equivalent",
-                    column.name,
-                    field.data_type()
-                ))
-            })?;
+            let ty = SqlType::from_arrow(field.data_type())
+                .ok_or_else(|| untyped_column(&column.name, field.data_type(), query))?;
             let is_key = column
                 .source_column
                 .as_ref()
@@ -1208,6 +1203,42 @@ fn unresolved_column(error: PlanError, query: &riffle_grammar::ast::Query) -> En
         .is_some_and(|w| w.to_string().contains(bare));
     let clause = if in_where { "WHERE" } else { "SELECT" };
     EngineError::Statement(format!("{clause} column '{name}' cannot be resolved."))
+}
+
+/// The error for a projected column whose type is not a ksqlDB type, most often one that
+/// only NULLs decide (`NULL AS X`, `ARRAY[]`, a CASE of NULLs).
+fn untyped_column(
+    name: &str,
+    data_type: &arrow::datatypes::DataType,
+    query: &riffle_grammar::ast::Query,
+) -> EngineError {
+    use sqlparser::ast::{Expr, SelectItem, Value};
+    let expr = query.projection.iter().find_map(|item| match item {
+        SelectItem::ExprWithAlias { expr, alias } if alias.value == name => Some(expr),
+        _ => None,
+    });
+    let is_null = |e: &Expr| matches!(e, Expr::Value(v) if v.value == Value::Null);
+    let message = match expr {
+        Some(Expr::Case { .. }) => "Invalid Case expression. All case branches have NULL type".into(),
+        Some(Expr::Array(array)) if array.elem.is_empty() => {
+            "Array constructor cannot be empty. Please supply at least one element (see \
+             https://github.com/confluentinc/ksql/issues/4239)."
+                .into()
+        }
+        Some(Expr::Array(array)) if array.elem.iter().all(is_null) => {
+            "Cannot construct an array with all NULL elements (see \
+             https://github.com/confluentinc/ksql/issues/4239). As a workaround, you may cast a \
+             NULL value to the desired type."
+                .into()
+        }
+        _ if *data_type == arrow::datatypes::DataType::Null => {
+            "Can't infer a type of null. Please explicitly cast it to a required type, e.g. \
+             CAST(null AS VARCHAR)."
+                .into()
+        }
+        _ => format!("The type of column `{name}` ({data_type}) has no ksqlDB equivalent"),
+    };
+    EngineError::Statement(message)
 }
 
 fn done(message: String, query_id: Option<String>) -> StatementResult {

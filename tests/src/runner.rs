@@ -349,7 +349,18 @@ pub fn same(expected: &Value, actual: &Value) -> bool {
             a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same(x, y))
         }
         (Value::Object(a), Value::Object(b)) => {
-            a.len() == b.len() && a.iter().all(|(k, v)| b.get(k).is_some_and(|w| same(v, w)))
+            // Field names match exactly or, as ksqlDB's test runner matches them, ignoring
+            // case.
+            a.len() == b.len()
+                && a.iter().all(|(k, v)| {
+                    b.get(k)
+                        .or_else(|| {
+                            b.iter()
+                                .find(|(name, _)| name.eq_ignore_ascii_case(k))
+                                .map(|(_, w)| w)
+                        })
+                        .is_some_and(|w| same(v, w))
+                })
         }
         (a, b) => a == b,
     }

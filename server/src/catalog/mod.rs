@@ -339,7 +339,7 @@ fn value_format_spec(
         .or(defaults.value_format.as_deref())
         .ok_or_else(|| {
             "Statement is missing the 'VALUE_FORMAT' property from the WITH clause. Either \
-             provide one or set a default via the ksql.persistence.default.format.value config."
+             provide one or set a default via the 'ksql.persistence.default.format.value' config."
                 .to_string()
         })?;
     let format = Format::parse(name)?;
