@@ -518,6 +518,20 @@ impl Engine {
         };
         let key_format = if key_columns.is_empty() {
             FormatSpec::new(Format::None).with_wrap_single(false)
+        } else if key_format.format == Format::None {
+            // A source without key columns gains some (PARTITION BY): they take the
+            // source's value format, or the default key format when that cannot hold them.
+            let default = format_defaults(properties)
+                .key_format
+                .and_then(|f| Format::parse(&f).ok())
+                .unwrap_or(Format::Kafka);
+            let format = match input.value_format.format {
+                Format::Kafka | Format::None => default,
+                other => other,
+            };
+            FormatSpec::new(format)
+                .with_wrap_single(false)
+                .with_delimiter(input.value_format.delimiter)
         } else {
             key_format
         };
@@ -875,21 +889,32 @@ impl Engine {
                 "Exception while preparing statement: {source_name} does not exist."
             ))
         })?;
-        if !query.partition_by.is_empty() {
-            return Err(EngineError::Unsupported("PARTITION BY".into()));
-        }
-        let star_columns: Vec<String> = input
+        let partitioned = !query.partition_by.is_empty();
+        let non_keys = input
             .schema
-            .keys()
-            .chain(
-                input
-                    .schema
-                    .columns
-                    .iter()
-                    .filter(|c| c.kind != ColumnKind::Key),
-            )
-            .map(|c| c.name.clone())
-            .collect();
+            .columns
+            .iter()
+            .filter(|c| c.kind != ColumnKind::Key);
+        // With PARTITION BY, `*` lists the old keys after the values, as ksqlDB does.
+        let star_columns: Vec<String> = if partitioned {
+            non_keys
+                .chain(input.schema.keys())
+                .map(|c| c.name.clone())
+                .collect()
+        } else {
+            input
+                .schema
+                .keys()
+                .chain(non_keys)
+                .map(|c| c.name.clone())
+                .collect()
+        };
+        let (query, partition_keys) = if partitioned {
+            partition_by_keys(query, &star_columns)
+        } else {
+            (query.clone(), Vec::new())
+        };
+        let query = &query;
         for item in &query.projection {
             if let sqlparser::ast::SelectItem::ExprWithAlias { alias, .. } = item
                 && RESERVED_COLUMNS.contains(&alias.value.as_str())
@@ -908,7 +933,13 @@ impl Engine {
         let key_names: Vec<String> = input.schema.keys().map(|c| c.name.clone()).collect();
         let mut keys = Vec::new();
         let mut values = Vec::new();
-        for (column, field) in plan.projection.iter().zip(plan.output_schema.fields()) {
+        let mut partition_key_columns = vec![None; partition_keys.len()];
+        for (index, (column, field)) in plan
+            .projection
+            .iter()
+            .zip(plan.output_schema.fields())
+            .enumerate()
+        {
             if RESERVED_COLUMNS.contains(&column.name.as_str()) {
                 return Err(EngineError::Statement(format!(
                     "Reserved column name in select: `{}`. Please remove or alias the column.",
@@ -917,6 +948,15 @@ impl Engine {
             }
             let ty = SqlType::from_arrow(field.data_type())
                 .ok_or_else(|| untyped_column(&column.name, field.data_type(), query))?;
+            if partitioned {
+                match partition_keys.iter().position(|k| *k == index) {
+                    Some(position) => {
+                        partition_key_columns[position] = Some((column.name.clone(), ty))
+                    }
+                    None => values.push((column.name.clone(), ty)),
+                }
+                continue;
+            }
             let is_key = column
                 .source_column
                 .as_ref()
@@ -927,8 +967,10 @@ impl Engine {
                 values.push((column.name.clone(), ty));
             }
         }
+        keys.extend(partition_key_columns.into_iter().flatten());
         let missing: Vec<&String> = key_names
             .iter()
+            .filter(|_| !partitioned)
             .filter(|key| {
                 !plan
                     .projection
@@ -1205,6 +1247,56 @@ fn unresolved_column(error: PlanError, query: &riffle_grammar::ast::Query) -> En
     EngineError::Statement(format!("{clause} column '{name}' cannot be resolved."))
 }
 
+/// Rewrites a `PARTITION BY` query so that each partitioning expression is a projected
+/// column, and says which: an expression already selected (by its text) is that column,
+/// any other is added. `*` is expanded first so that `PARTITION BY NAME` finds `NAME` in
+/// it. `PARTITION BY NULL` has no key columns.
+fn partition_by_keys(
+    query: &riffle_grammar::ast::Query,
+    star_columns: &[String],
+) -> (riffle_grammar::ast::Query, Vec<usize>) {
+    use sqlparser::ast::{Expr, Ident, SelectItem, Value};
+    let mut query = query.clone();
+    let mut projection = Vec::with_capacity(query.projection.len());
+    for item in query.projection.drain(..) {
+        match item {
+            SelectItem::Wildcard(_) => projection.extend(
+                star_columns
+                    .iter()
+                    .map(|name| SelectItem::UnnamedExpr(Expr::Identifier(Ident::new(name)))),
+            ),
+            other => projection.push(other),
+        }
+    }
+    fn bare(expr: &Expr) -> &Expr {
+        match expr {
+            Expr::Nested(inner) => bare(inner),
+            other => other,
+        }
+    }
+    let mut keys = Vec::new();
+    for expr in &query.partition_by {
+        let expr = bare(expr);
+        if matches!(expr, Expr::Value(v) if v.value == Value::Null) {
+            continue;
+        }
+        let text = expr.to_string();
+        let found = projection.iter().position(|item| match item {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                bare(e).to_string() == text
+            }
+            _ => false,
+        });
+        keys.push(found.unwrap_or_else(|| {
+            projection.push(SelectItem::UnnamedExpr(expr.clone()));
+            projection.len() - 1
+        }));
+    }
+    query.projection = projection;
+    query.partition_by.clear();
+    (query, keys)
+}
+
 /// The error for a projected column whose type is not a ksqlDB type, most often one that
 /// only NULLs decide (`NULL AS X`, `ARRAY[]`, a CASE of NULLs).
 fn untyped_column(
@@ -1219,7 +1311,9 @@ fn untyped_column(
     });
     let is_null = |e: &Expr| matches!(e, Expr::Value(v) if v.value == Value::Null);
     let message = match expr {
-        Some(Expr::Case { .. }) => "Invalid Case expression. All case branches have NULL type".into(),
+        Some(Expr::Case { .. }) => {
+            "Invalid Case expression. All case branches have NULL type".into()
+        }
         Some(Expr::Array(array)) if array.elem.is_empty() => {
             "Array constructor cannot be empty. Please supply at least one element (see \
              https://github.com/confluentinc/ksql/issues/4239)."

@@ -322,11 +322,16 @@ impl PartitionTask {
         let mut out = Vec::new();
         for run in records.chunk_by(|a, b| a.value.is_none() == b.value.is_none()) {
             if run[0].value.is_none() && self.spec.source.kind == SourceKind::Stream {
-                if self.passes_null_values() {
+                let same_key = self.passes_null_values();
+                // Repartitioned (new key columns): the key cannot be computed from a record
+                // without a value, so it passes with no key, as ksqlDB's does.
+                let new_key = self.spec.plan.filter.is_none()
+                    && self.spec.encoder.key_columns != self.spec.source.key_columns();
+                if same_key || new_key {
                     out.extend(run.iter().map(|record| ProducerRecord {
                         partition: None,
                         timestamp: Some(record.timestamp),
-                        key: record.key.clone(),
+                        key: if same_key { record.key.clone() } else { None },
                         value: None,
                         headers: record.headers.clone(),
                     }));
