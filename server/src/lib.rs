@@ -2,8 +2,9 @@
 //!
 //! [`engine::Engine`] runs statements: the [`catalog`] keeps sources, [`plan`] turns queries
 //! into expressions, [`query`] runs persistent queries over the [`log`] with the
-//! operators of [`runtime`] and the serdes of [`format`].
+//! operators of [`runtime`] and the serdes of [`format`]; [`api`] serves it over HTTP.
 
+pub mod api;
 pub mod catalog;
 pub mod engine;
 pub mod format;

@@ -1,0 +1,379 @@
+//! The REST API, with ksqlDB's request and response shapes: `POST /ksql` (statements),
+//! `POST /query` and `POST /query-stream` (push and pull queries, streamed as rows arrive),
+//! `GET /info` and `GET /healthcheck`. Bodies are read as bytes and checked here, so that a
+//! bad request gets ksqlDB's error entity rather than the framework's. Entry point:
+//! [`router`].
+
+pub mod entities;
+
+use std::sync::Arc;
+
+use arrow::array::ArrayRef;
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use crate::engine::{Engine, EngineError, Properties};
+use crate::query::transient::TransientQuery;
+use crate::types::SqlType;
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct ApiState {
+    pub engine: Arc<Engine>,
+    pub service_id: String,
+}
+
+/// The server's routes.
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/ksql", post(ksql))
+        .route("/query", post(query))
+        .route("/query-stream", post(query_stream))
+        .route("/info", get(info))
+        .route("/healthcheck", get(healthcheck))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+const KSQL_JSON: &str = "application/vnd.ksql.v1+json";
+const DELIMITED: &str = "application/vnd.ksqlapi.delimited.v1";
+
+fn reply(status: StatusCode, content_type: &str, body: Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, content_type.to_string())],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// A request that failed: its status and ksqlDB's error entity.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    entity: Value,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        reply(self.status, KSQL_JSON, self.entity)
+    }
+}
+
+fn bad_request(message: &str) -> ApiError {
+    ApiError {
+        status: StatusCode::BAD_REQUEST,
+        entity: entities::error("generic_error", 40000, message, None),
+    }
+}
+
+/// An engine error as ksqlDB reports it: the user's statement, or our failure.
+fn engine_error(error: &EngineError, statement: &str) -> ApiError {
+    match error {
+        EngineError::Log(_) => {
+            tracing::error!(%error, statement, "a statement failed on the server's side");
+            ApiError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                entity: entities::error("server_error", 50000, &error.to_string(), Some(statement)),
+            }
+        }
+        _ => ApiError {
+            status: StatusCode::BAD_REQUEST,
+            entity: entities::error(
+                "statement_error",
+                40001,
+                &error.to_string(),
+                Some(statement),
+            ),
+        },
+    }
+}
+
+/// A JSON request body: an object, or ksqlDB's 400 saying why not.
+fn request_object(body: &Bytes) -> Result<serde_json::Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(object)) => Ok(object),
+        Ok(_) => Err(bad_request("The request body must be a JSON object")),
+        Err(error) => Err(bad_request(&format!("Invalid JSON in request: {error}"))),
+    }
+}
+
+/// A map of string settings (`streamsProperties`, `sessionVariables`); values of other
+/// JSON types are taken as their text.
+fn string_map(value: Option<&Value>) -> Properties {
+    value
+        .and_then(Value::as_object)
+        .map(|object| {
+            object
+                .iter()
+                .map(|(k, v)| {
+                    let text = match v {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    (k.clone(), text)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn required_text(object: &serde_json::Map<String, Value>, field: &str) -> Result<String, ApiError> {
+    object
+        .get(field)
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| bad_request(&format!("The request must have a string field \"{field}\"")))
+}
+
+/// `POST /ksql`: runs statements (not queries) and answers one entity per statement.
+async fn ksql(State(state): State<Arc<ApiState>>, body: Bytes) -> Result<Response, ApiError> {
+    let object = request_object(&body)?;
+    let sql = required_text(&object, "ksql")?;
+    let properties = string_map(object.get("streamsProperties"));
+    let variables = string_map(object.get("sessionVariables"));
+    let texts = riffle_grammar::split_script(&sql)
+        .map_err(|error| engine_error(&EngineError::Parse(error), &sql))?;
+    let statements: Vec<Option<riffle_grammar::Statement>> = texts
+        .iter()
+        .map(|text| riffle_grammar::parse_statement(&text.text).ok())
+        .collect();
+    if let Some(text) = statements.iter().zip(&texts).find_map(|(statement, text)| {
+        matches!(
+            statement,
+            Some(riffle_grammar::Statement::Query(_) | riffle_grammar::Statement::Print(_))
+        )
+        .then_some(text)
+    }) {
+        return Err(ApiError {
+            status: StatusCode::BAD_REQUEST,
+            entity: entities::error(
+                "statement_error",
+                40002,
+                "The following statement types should be issued to the websocket endpoint \
+                 '/query':\n\t* PRINT\n\t* SELECT",
+                Some(&text.text),
+            ),
+        });
+    }
+    let results = state
+        .engine
+        .execute_with_variables(&sql, &properties, &variables)
+        .await
+        .map_err(|error| engine_error(&error, &sql))?;
+    // `INSERT INTO … VALUES` answers with no entity, as in ksqlDB.
+    let body: Vec<Value> = results
+        .iter()
+        .zip(texts.iter().zip(&statements))
+        .enumerate()
+        .filter(|(_, (_, (_, statement)))| {
+            !matches!(statement, Some(riffle_grammar::Statement::InsertValues(_)))
+        })
+        .map(|(i, (result, (text, _)))| entities::entity(result, &text.text, i as i64))
+        .collect();
+    Ok(reply(StatusCode::OK, KSQL_JSON, Value::Array(body)))
+}
+
+/// Starts the query a `/query` or `/query-stream` body names.
+async fn start_query(
+    state: &ApiState,
+    body: &Bytes,
+    sql_field: &str,
+    properties_field: &str,
+) -> Result<(TransientQuery, String), ApiError> {
+    let object = request_object(body)?;
+    let sql = required_text(&object, sql_field)?;
+    let properties = string_map(object.get(properties_field));
+    match state.engine.query(&sql, &properties).await {
+        Ok(query) => Ok((query, sql)),
+        Err(error) => Err(engine_error(&error, &sql)),
+    }
+}
+
+/// A running query's rows as the chunks of a response body; dropping the body (the client
+/// went away) closes the query.
+fn row_stream(
+    query: TransientQuery,
+    first: String,
+    render_row: fn(&[ArrayRef], &[SqlType], usize) -> String,
+    last: &'static str,
+) -> Body {
+    struct Closing(TransientQuery);
+    impl Drop for Closing {
+        fn drop(&mut self) {
+            self.0.close();
+        }
+    }
+    let types = column_types(&query.schema);
+    let state = (Some(Closing(query)), Some(first), types);
+    let stream = futures_util::stream::unfold(state, move |(mut query, first, types)| async move {
+        if let Some(first) = first {
+            return Some((
+                Ok::<_, std::io::Error>(Bytes::from(first)),
+                (query, None, types),
+            ));
+        }
+        let running = query.as_mut()?;
+        match running.0.next_batch().await {
+            Some(batch) => {
+                let chunk = render_batch(&batch, &types, render_row);
+                Some((Ok(Bytes::from(chunk)), (query, None, types)))
+            }
+            None => {
+                drop(query.take());
+                Some((Ok(Bytes::from_static(last.as_bytes())), (None, None, types)))
+            }
+        }
+    });
+    Body::from_stream(stream)
+}
+
+fn column_types(schema: &SchemaRef) -> Vec<SqlType> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| SqlType::from_arrow(f.data_type()).unwrap_or(SqlType::String))
+        .collect()
+}
+
+fn render_batch(
+    batch: &RecordBatch,
+    types: &[SqlType],
+    render_row: fn(&[ArrayRef], &[SqlType], usize) -> String,
+) -> String {
+    let mut out = String::new();
+    for row in 0..batch.num_rows() {
+        out.push_str(&render_row(batch.columns(), types, row));
+    }
+    out
+}
+
+/// One row as a JSON array of its values.
+fn json_row(columns: &[ArrayRef], types: &[SqlType], row: usize) -> String {
+    let mut out = String::from("[");
+    for (i, (array, ty)) in columns.iter().zip(types).enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        crate::format::json::write_json(&mut out, array, ty, row);
+    }
+    out.push(']');
+    out
+}
+
+/// `/query` row: `,\n{"row":{"columns":[…]}}`.
+fn streamed_row(columns: &[ArrayRef], types: &[SqlType], row: usize) -> String {
+    format!(
+        ",\n{{\"row\":{{\"columns\":{}}}}}",
+        json_row(columns, types, row)
+    )
+}
+
+/// `/query-stream` delimited row: one JSON array per line.
+fn delimited_row(columns: &[ArrayRef], types: &[SqlType], row: usize) -> String {
+    let mut line = json_row(columns, types, row);
+    line.push('\n');
+    line
+}
+
+/// `/query-stream` row in the `application/json` variant: `,[…]`.
+fn json_array_row(columns: &[ArrayRef], types: &[SqlType], row: usize) -> String {
+    format!(",{}", json_row(columns, types, row))
+}
+
+fn schema_text(schema: &SchemaRef) -> String {
+    schema
+        .fields()
+        .iter()
+        .zip(column_types(schema))
+        .map(|(f, ty)| format!("`{}` {ty}", f.name()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `POST /query`: a chunked JSON array — a header, then rows as they arrive.
+async fn query(State(state): State<Arc<ApiState>>, body: Bytes) -> Result<Response, ApiError> {
+    let (query, sql) = start_query(&state, &body, "ksql", "streamsProperties").await?;
+    let header = json!({"header": {"queryId": query.id, "schema": schema_text(&query.schema)}});
+    let first = format!("[{header}");
+    // A push query ends only at its LIMIT; a pull query when it has read everything.
+    let push = matches!(
+        riffle_grammar::parse_statement(&sql),
+        Ok(riffle_grammar::Statement::Query(q)) if q.emit.is_some()
+    );
+    let last = if push {
+        ",\n{\"finalMessage\":\"Limit Reached\"}]\n"
+    } else {
+        ",\n{\"finalMessage\":\"Query Completed\"}]\n"
+    };
+    let body = row_stream(query, first, streamed_row, last);
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// `POST /query-stream`: a header line, then one JSON array per row (or, when the client
+/// accepts `application/json`, one JSON array of all of them).
+async fn query_stream(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (query, _) = start_query(&state, &body, "sql", "properties").await?;
+    let types = column_types(&query.schema);
+    let header = json!({
+        "queryId": query.id,
+        "columnNames": query.schema.fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>(),
+        "columnTypes": types.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+    });
+    let wants_json = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/json"));
+    Ok(if wants_json {
+        let body = row_stream(query, format!("[{header}"), json_array_row, "]");
+        ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+    } else {
+        let body = row_stream(query, format!("{header}\n"), delimited_row, "");
+        ([(header::CONTENT_TYPE, DELIMITED)], body).into_response()
+    })
+}
+
+/// `GET /info`.
+async fn info(State(state): State<Arc<ApiState>>) -> Response {
+    reply(
+        StatusCode::OK,
+        "application/json",
+        json!({"KsqlServerInfo": {
+            "version": env!("CARGO_PKG_VERSION"),
+            "kafkaClusterId": "riffle-embedded",
+            "ksqlServiceId": state.service_id,
+            "serverStatus": "RUNNING",
+        }}),
+    )
+}
+
+/// `GET /healthcheck`.
+async fn healthcheck() -> Response {
+    let healthy = json!({"isHealthy": true});
+    reply(
+        StatusCode::OK,
+        "application/json",
+        json!({"isHealthy": true, "details": {
+            "metastore": healthy, "kafka": healthy, "commandRunner": healthy,
+        }}),
+    )
+}
+
+async fn not_found() -> Response {
+    reply(
+        StatusCode::NOT_FOUND,
+        KSQL_JSON,
+        entities::error("generic_error", 40400, "HTTP 404 Not Found", None),
+    )
+}

@@ -1,0 +1,174 @@
+//! The REST API over real HTTP, as a ksqlDB client sees it: statements on `/ksql`, pull and
+//! push queries on `/query-stream` and `/query`, error entities, `/info`.
+
+use std::sync::Arc;
+
+use riffle_server::api::{ApiState, router};
+use riffle_server::engine::Engine;
+use riffle_server::log::embedded::{EmbeddedLog, EmbeddedOptions};
+use serde_json::{Value, json};
+
+struct Server {
+    url: String,
+    client: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Server {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("log opens");
+    let engine = Arc::new(Engine::start(Arc::new(log)).await.expect("engine starts"));
+    let state = Arc::new(ApiState {
+        engine,
+        service_id: "test_".into(),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    Server {
+        url,
+        client: reqwest::Client::new(),
+        _dir: dir,
+    }
+}
+
+impl Server {
+    async fn post(&self, path: &str, body: Value) -> (u16, String) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.url))
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("body"))
+    }
+
+    async fn ksql(&self, sql: &str) -> (u16, Value) {
+        let (status, body) = self.post("/ksql", json!({"ksql": sql})).await;
+        (status, serde_json::from_str(&body).expect("a JSON body"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_and_queries_work_as_in_ksqldb() {
+    let server = start().await;
+    let (status, entities) = server
+        .ksql(
+            "CREATE STREAM clicks (id STRING KEY, page STRING, ms BIGINT) \
+             WITH (kafka_topic='clicks', partitions=2, value_format='JSON');
+             INSERT INTO clicks (id, page, ms) VALUES ('a', '/home', 1);
+             INSERT INTO clicks (id, page, ms) VALUES ('b', '/cart', 2);
+             SHOW STREAMS;",
+        )
+        .await;
+    assert_eq!(status, 200, "{entities}");
+    // INSERT … VALUES answers with no entity.
+    assert_eq!(entities.as_array().map(Vec::len), Some(2));
+    assert_eq!(entities[0]["@type"], "currentStatus");
+    assert_eq!(entities[0]["commandStatus"]["message"], "Stream created");
+    assert_eq!(entities[0]["commandId"], "stream/`CLICKS`/create");
+    assert_eq!(entities[1]["@type"], "streams");
+    let names: Vec<&str> = entities[1]["streams"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert!(names.contains(&"CLICKS"), "{names:?}");
+
+    // Pull query over a stream: a header line, then one JSON array per row.
+    let (status, body) = server
+        .post(
+            "/query-stream",
+            json!({"sql": "SELECT id, ms FROM clicks;", "properties": {}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mut lines = body.lines();
+    let header: Value = serde_json::from_str(lines.next().expect("a header")).expect("JSON");
+    assert_eq!(header["columnNames"], json!(["ID", "MS"]));
+    assert_eq!(header["columnTypes"], json!(["STRING", "BIGINT"]));
+    let mut rows: Vec<Value> = lines
+        .map(|l| serde_json::from_str(l).expect("a JSON row"))
+        .collect();
+    rows.sort_by_key(|r| r[1].as_i64());
+    assert_eq!(rows, vec![json!(["a", 1]), json!(["b", 2])]);
+
+    // Push query from the earliest offset with a LIMIT: the legacy /query shape.
+    let (status, body) = server
+        .post(
+            "/query",
+            json!({
+                "ksql": "SELECT page FROM clicks WHERE ms > 1 EMIT CHANGES LIMIT 1;",
+                "streamsProperties": {"auto.offset.reset": "earliest"},
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let streamed: Value = serde_json::from_str(&body).expect("one JSON array");
+    assert_eq!(streamed[0]["header"]["schema"], "`PAGE` STRING");
+    assert_eq!(streamed[1]["row"]["columns"], json!(["/cart"]));
+    assert_eq!(streamed[2]["finalMessage"], "Limit Reached");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_ksqldb_error_entities() {
+    let server = start().await;
+    let (status, error) = server.ksql("CREATE STREAM s (id INT) WITH (;").await;
+    assert_eq!(status, 400);
+    assert_eq!(error["@type"], "statement_error");
+    assert_eq!(error["error_code"], 40001);
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("line 1:")),
+        "{error}"
+    );
+
+    let (status, error) = server.ksql("SELECT * FROM s;").await;
+    assert_eq!(status, 400);
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("'/query'")),
+        "{error}"
+    );
+
+    let (status, body) = server.post("/ksql", json!({"sql": "SHOW STREAMS;"})).await;
+    assert_eq!(status, 400, "{body}");
+    let error: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(error["@type"], "generic_error");
+
+    let (status, body) = server
+        .post(
+            "/query-stream",
+            json!({"sql": "SELECT * FROM missing;", "properties": {}}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("MISSING does not exist"), "{body}");
+
+    let response = server
+        .client
+        .get(format!("{}/nowhere", server.url))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status().as_u16(), 404);
+
+    let info: Value = server
+        .client
+        .get(format!("{}/info", server.url))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(info["KsqlServerInfo"]["ksqlServiceId"], "test_");
+    assert_eq!(info["KsqlServerInfo"]["serverStatus"], "RUNNING");
+}
