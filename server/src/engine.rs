@@ -940,7 +940,9 @@ impl Engine {
             .zip(plan.output_schema.fields())
             .enumerate()
         {
-            if RESERVED_COLUMNS.contains(&column.name.as_str()) {
+            // A PARTITION BY key may be named after a pseudo column (`PARTITION BY ROWTIME`).
+            let partition_key = partition_keys.contains(&index);
+            if RESERVED_COLUMNS.contains(&column.name.as_str()) && !partition_key {
                 return Err(EngineError::Statement(format!(
                     "Reserved column name in select: `{}`. Please remove or alias the column.",
                     column.name

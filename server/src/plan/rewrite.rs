@@ -20,6 +20,26 @@ pub fn for_datafusion(statement: &mut Statement) {
     let _ = statement.visit(&mut DereferenceRewriter);
 }
 
+/// An integer literal that fits 32 bits is an INT in ksqlDB (DataFusion reads every
+/// integer literal as BIGINT): `1 AS K` is an INT column, `ROWPARTITION + 3` an INT sum.
+fn int_literal(expr: &mut Expr) {
+    let Expr::Value(value) = expr else { return };
+    let Value::Number(text, _) = &value.value else {
+        return;
+    };
+    if text.parse::<i32>().is_err() {
+        return;
+    }
+    let literal = std::mem::replace(expr, Expr::value(Value::Null));
+    *expr = Expr::Cast {
+        kind: sqlparser::ast::CastKind::Cast,
+        expr: Box::new(literal),
+        data_type: sqlparser::ast::DataType::Int(None),
+        array: false,
+        format: None,
+    };
+}
+
 /// Makes comparisons false instead of NULL when a side is NULL, as ksqlDB's are. In a
 /// filter, comparisons reached through `AND`/`OR` only are left alone: there NULL and false
 /// both drop the row, and the plain comparison is cheaper.
@@ -171,6 +191,7 @@ impl VisitorMut for DereferenceRewriter {
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Self::Break> {
         rewrite_constructor(expr);
+        int_literal(expr);
         match expr {
             Expr::BinaryOp { op, left, right } if is_comparison(op) => {
                 if is_rowtime(left) {
