@@ -80,10 +80,7 @@ async fn run(options: Options) -> Result<(), String> {
             .await
             .map_err(|e| format!("the engine did not start: {e}"))?,
     );
-    let state = Arc::new(ApiState {
-        engine: engine.clone(),
-        service_id: options.service_id,
-    });
+    let state = Arc::new(ApiState::new(engine.clone(), options.service_id));
     tracing::info!(
         listen = %options.listen,
         data_dir = %options.data_dir.display(),

@@ -18,10 +18,7 @@ async fn start() -> Server {
     let dir = tempfile::tempdir().expect("temp dir");
     let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("log opens");
     let engine = Arc::new(Engine::start(Arc::new(log)).await.expect("engine starts"));
-    let state = Arc::new(ApiState {
-        engine,
-        service_id: "test_".into(),
-    });
+    let state = Arc::new(ApiState::new(engine, "test_".into()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("binds");
@@ -171,4 +168,46 @@ async fn bad_requests_get_ksqldb_error_entities() {
         .expect("JSON");
     assert_eq!(info["KsqlServerInfo"]["ksqlServiceId"], "test_");
     assert_eq!(info["KsqlServerInfo"]["serverStatus"], "RUNNING");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_query_ends_an_endless_push_query() {
+    let server = start().await;
+    let (status, body) = server
+        .ksql(
+            "CREATE STREAM ticks (n INT) WITH (kafka_topic='ticks', partitions=1, \
+             value_format='JSON');",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mut response = server
+        .client
+        .post(format!("{}/query-stream", server.url))
+        .json(&json!({"sql": "SELECT n FROM ticks EMIT CHANGES;", "properties": {}}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status().as_u16(), 200);
+    let header_line = response
+        .chunk()
+        .await
+        .expect("a chunk")
+        .expect("the header");
+    let header: Value = serde_json::from_slice(&header_line).expect("JSON header");
+    let id = header["queryId"].as_str().expect("a query id").to_string();
+
+    // Rows inserted while the query runs reach it.
+    let (status, _) = server.ksql("INSERT INTO ticks (n) VALUES (7);").await;
+    assert_eq!(status, 200);
+    let row = response.chunk().await.expect("a chunk").expect("a row");
+    assert_eq!(String::from_utf8_lossy(&row).trim(), "[7]");
+
+    let (status, body) = server.post("/close-query", json!({"queryId": id})).await;
+    assert_eq!(status, 200, "{body}");
+    // The response ends once the query is closed.
+    while let Some(chunk) = response.chunk().await.expect("reads") {
+        assert!(chunk.iter().all(u8::is_ascii_whitespace), "{chunk:?}");
+    }
+    let (status, _) = server.post("/close-query", json!({"queryId": id})).await;
+    assert_eq!(status, 400, "a closed query is gone");
 }

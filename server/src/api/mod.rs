@@ -6,6 +6,7 @@
 
 pub mod entities;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::ArrayRef;
@@ -13,14 +14,14 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use crate::engine::{Engine, EngineError, Properties};
-use crate::query::transient::TransientQuery;
+use crate::query::transient::{QueryCloser, TransientQuery};
 use crate::types::SqlType;
 
 /// What every handler shares.
@@ -28,6 +29,18 @@ use crate::types::SqlType;
 pub struct ApiState {
     pub engine: Arc<Engine>,
     pub service_id: String,
+    /// Running transient queries by id, for `/close-query`.
+    pub queries: parking_lot::Mutex<HashMap<String, QueryCloser>>,
+}
+
+impl ApiState {
+    pub fn new(engine: Arc<Engine>, service_id: String) -> ApiState {
+        ApiState {
+            engine,
+            service_id,
+            queries: parking_lot::Mutex::new(HashMap::new()),
+        }
+    }
 }
 
 /// The server's routes.
@@ -36,8 +49,12 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/ksql", post(ksql))
         .route("/query", post(query))
         .route("/query-stream", post(query_stream))
+        .route("/close-query", post(close_query))
         .route("/info", get(info))
         .route("/healthcheck", get(healthcheck))
+        .route("/chc/live", get(empty_object))
+        .route("/chc/ready", get(empty_object))
+        .route("/is_valid_property/{name}", get(is_valid_property))
         .fallback(not_found)
         .with_state(state)
 }
@@ -192,7 +209,13 @@ async fn start_query(
     let sql = required_text(&object, sql_field)?;
     let properties = string_map(object.get(properties_field));
     match state.engine.query(&sql, &properties).await {
-        Ok(query) => Ok((query, sql)),
+        Ok(query) => {
+            state
+                .queries
+                .lock()
+                .insert(query.id.clone(), query.closer());
+            Ok((query, sql))
+        }
         Err(error) => Err(engine_error(&error, &sql)),
     }
 }
@@ -200,19 +223,29 @@ async fn start_query(
 /// A running query's rows as the chunks of a response body; dropping the body (the client
 /// went away) closes the query.
 fn row_stream(
+    state: &Arc<ApiState>,
     query: TransientQuery,
     first: String,
     render_row: fn(&[ArrayRef], &[SqlType], usize) -> String,
     last: &'static str,
 ) -> Body {
-    struct Closing(TransientQuery);
-    impl Drop for Closing {
+    /// The running query; dropping it (the body ended or the client left) closes the
+    /// query and forgets its id.
+    struct Running {
+        query: TransientQuery,
+        api: Arc<ApiState>,
+    }
+    impl Drop for Running {
         fn drop(&mut self) {
-            self.0.close();
+            self.api.queries.lock().remove(&self.query.id);
         }
     }
     let types = column_types(&query.schema);
-    let state = (Some(Closing(query)), Some(first), types);
+    let running = Running {
+        query,
+        api: state.clone(),
+    };
+    let state = (Some(running), Some(first), types);
     let stream = futures_util::stream::unfold(state, move |(mut query, first, types)| async move {
         if let Some(first) = first {
             return Some((
@@ -221,7 +254,7 @@ fn row_stream(
             ));
         }
         let running = query.as_mut()?;
-        match running.0.next_batch().await {
+        match running.query.next_batch().await {
             Some(batch) => {
                 let chunk = render_batch(&batch, &types, render_row);
                 Some((Ok(Bytes::from(chunk)), (query, None, types)))
@@ -313,7 +346,7 @@ async fn query(State(state): State<Arc<ApiState>>, body: Bytes) -> Result<Respon
     } else {
         ",\n{\"finalMessage\":\"Query Completed\"}]\n"
     };
-    let body = row_stream(query, first, streamed_row, last);
+    let body = row_stream(&state, query, first, streamed_row, last);
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
@@ -336,12 +369,47 @@ async fn query_stream(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|accept| accept.contains("application/json"));
     Ok(if wants_json {
-        let body = row_stream(query, format!("[{header}"), json_array_row, "]");
+        let body = row_stream(&state, query, format!("[{header}"), json_array_row, "]");
         ([(header::CONTENT_TYPE, "application/json")], body).into_response()
     } else {
-        let body = row_stream(query, format!("{header}\n"), delimited_row, "");
+        let body = row_stream(&state, query, format!("{header}\n"), delimited_row, "");
         ([(header::CONTENT_TYPE, DELIMITED)], body).into_response()
     })
+}
+
+/// `POST /close-query`: `{"queryId": "…"}` ends a running push query.
+async fn close_query(
+    State(state): State<Arc<ApiState>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let object = request_object(&body)?;
+    let id = required_text(&object, "queryId")?;
+    let closer = state.queries.lock().get(&id).cloned();
+    match closer {
+        Some(closer) => {
+            closer.close();
+            Ok(StatusCode::OK.into_response())
+        }
+        None => Err(ApiError {
+            status: StatusCode::BAD_REQUEST,
+            entity: entities::error(
+                "generic_error",
+                40000,
+                &format!("No query with id {id}"),
+                None,
+            ),
+        }),
+    }
+}
+
+/// `GET /chc/live` and `GET /chc/ready`: `{}` while the server runs.
+async fn empty_object() -> Response {
+    reply(StatusCode::OK, "application/json", json!({}))
+}
+
+/// `GET /is_valid_property/{name}`: every property may be set per request here.
+async fn is_valid_property(Path(_name): Path<String>) -> Response {
+    reply(StatusCode::OK, "application/json", json!(true))
 }
 
 /// `GET /info`.

@@ -31,7 +31,17 @@ pub struct TransientQuery {
     pub id: String,
     pub schema: SchemaRef,
     rows: mpsc::Receiver<RecordBatch>,
-    stop: watch::Sender<bool>,
+    stop: Arc<watch::Sender<bool>>,
+}
+
+/// Closes a transient query from elsewhere (`/close-query`).
+#[derive(Debug, Clone)]
+pub struct QueryCloser(Arc<watch::Sender<bool>>);
+
+impl QueryCloser {
+    pub fn close(&self) {
+        let _ = self.0.send(true);
+    }
 }
 
 impl TransientQuery {
@@ -86,7 +96,7 @@ impl TransientQuery {
             id,
             schema,
             rows,
-            stop,
+            stop: Arc::new(stop),
         })
     }
 
@@ -98,6 +108,11 @@ impl TransientQuery {
     /// Stops the query (the subscriber went away).
     pub fn close(&self) {
         let _ = self.stop.send(true);
+    }
+
+    /// A handle that stops this query, for whoever else may end it.
+    pub fn closer(&self) -> QueryCloser {
+        QueryCloser(self.stop.clone())
     }
 }
 
