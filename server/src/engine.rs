@@ -31,6 +31,9 @@ pub enum EngineError {
     Unsupported(String),
     #[error("{0}")]
     Log(#[from] LogError),
+    /// An `ASSERT` that does not hold.
+    #[error("{0}")]
+    Assertion(String),
 }
 
 impl From<PlanError> for EngineError {
@@ -57,6 +60,11 @@ pub enum StatementResult {
     Variables(Properties),
     Types(BTreeMap<String, SqlType>),
     Functions(Vec<String>),
+    /// `ASSERT [NOT EXISTS] TOPIC` held.
+    AssertTopic {
+        topic: String,
+        exists: bool,
+    },
     /// `DESCRIBE`: the source, and the queries reading and writing it.
     Description {
         source: Box<Source>,
@@ -336,6 +344,7 @@ impl Engine {
             }
             Statement::DropSource(drop) => self.drop_source(drop).await,
             Statement::AlterSource(alter) => self.alter_source(alter).await,
+            Statement::AssertTopic(assert) => self.assert_topic(assert, properties).await,
             Statement::Terminate(target) => self.terminate(target).await,
             Statement::Show(Show::Streams { .. }) => self.list(SourceKind::Stream).await,
             Statement::Show(Show::Tables { .. }) => self.list(SourceKind::Table).await,
@@ -1050,6 +1059,70 @@ impl Engine {
             format!("Source `{name}` (topic: {}) was dropped.", source.topic),
             None,
         ))
+    }
+
+    /// `ASSERT [NOT EXISTS] TOPIC name [WITH (PARTITIONS=n)] [TIMEOUT t]`: waits up to the
+    /// timeout (`ksql.assert.topic.default.timeout.ms`, 1 s by default) for the topic to
+    /// exist (or not), checking its partition count when one is given.
+    async fn assert_topic(
+        &self,
+        assert: &riffle_grammar::ast::AssertTopic,
+        properties: &Properties,
+    ) -> Result<StatementResult, EngineError> {
+        let topic = assert.topic.value.clone();
+        let timeout_ms = assert.timeout.as_ref().map_or_else(
+            || {
+                properties
+                    .get("ksql.assert.topic.default.timeout.ms")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1_000)
+            },
+            |t| t.as_millis(),
+        );
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(timeout_ms);
+        let wanted = crate::catalog::properties::SourceProperties::from_ast(&assert.properties)
+            .map_err(EngineError::Statement)?
+            .partitions;
+        loop {
+            // An unquoted name is upper-cased by the parser; topics are usually lower case,
+            // so a topic matching it but for case is the one meant.
+            let topics = self.log.list_topics().await?;
+            let topic = topics
+                .iter()
+                .find(|t| **t == topic)
+                .or_else(|| topics.iter().find(|t| t.eq_ignore_ascii_case(&topic)))
+                .cloned()
+                .unwrap_or_else(|| topic.clone());
+            let partitions = match self.log.describe_topic(&topic).await {
+                Ok(description) => Some(description.partitions.len()),
+                Err(LogError::UnknownTopic(_)) => None,
+                Err(other) => return Err(other.into()),
+            };
+            let held = partitions.is_some() != assert.not_exists;
+            if held {
+                if let (Some(found), Some(wanted), false) = (partitions, wanted, assert.not_exists)
+                    && found != wanted as usize
+                {
+                    return Err(EngineError::Assertion(format!(
+                        "Mismatched configuration for topic {topic}: For config partitions, \
+                         expected {wanted} got {found}"
+                    )));
+                }
+                return Ok(StatementResult::AssertTopic {
+                    topic,
+                    exists: !assert.not_exists,
+                });
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(EngineError::Assertion(if assert.not_exists {
+                    format!("Topic {topic} exists")
+                } else {
+                    format!("Topic {topic} does not exist")
+                }));
+            }
+            // The log announces no topic creations: look again shortly.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     /// `ALTER STREAM|TABLE … ADD COLUMN …`: new value columns on a declared source.

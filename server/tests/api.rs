@@ -211,3 +211,40 @@ async fn close_query_ends_an_endless_push_query() {
     let (status, _) = server.post("/close-query", json!({"queryId": id})).await;
     assert_eq!(status, 400, "a closed query is gone");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assert_topic_answers_with_the_topic_or_a_417() {
+    let server = start().await;
+    let (status, body) = server
+        .ksql(
+            "CREATE STREAM s (n INT) WITH (kafka_topic='present', partitions=3, \
+             value_format='JSON');
+             ASSERT TOPIC present WITH (PARTITIONS=3);
+             ASSERT NOT EXISTS TOPIC absent TIMEOUT 10 MILLISECONDS;",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body[1]["@type"], "assert_topic");
+    // An unquoted name finds the topic whatever its case.
+    assert_eq!(body[1]["topicName"], "present");
+    assert_eq!(body[1]["exists"], true);
+    assert_eq!(body[2]["exists"], false);
+
+    let (status, error) = server
+        .ksql("ASSERT TOPIC absent TIMEOUT 10 MILLISECONDS;")
+        .await;
+    assert_eq!(status, 417, "{error}");
+    assert_eq!(error["error_code"], 41700);
+    assert_eq!(error["message"], "Topic ABSENT does not exist");
+
+    let (status, error) = server
+        .ksql("ASSERT TOPIC present WITH (PARTITIONS=1) TIMEOUT 10 MILLISECONDS;")
+        .await;
+    assert_eq!(status, 417, "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("expected 1 got 3")),
+        "{error}"
+    );
+}

@@ -113,6 +113,13 @@ pub fn entity(result: &StatementResult, text: &str, sequence: i64) -> Value {
                 .collect::<Vec<_>>(),
             "warnings": [],
         }),
+        StatementResult::AssertTopic { topic, exists } => json!({
+            "@type": "assert_topic",
+            "statementText": text,
+            "topicName": topic,
+            "exists": exists,
+            "warnings": [],
+        }),
         StatementResult::Description {
             source,
             read_by,

@@ -101,6 +101,10 @@ fn engine_error(error: &EngineError, statement: &str) -> ApiError {
                 entity: entities::error("server_error", 50000, &error.to_string(), Some(statement)),
             }
         }
+        EngineError::Assertion(message) => ApiError {
+            status: StatusCode::EXPECTATION_FAILED,
+            entity: entities::error("generic_error", 41700, message, Some(statement)),
+        },
         _ => ApiError {
             status: StatusCode::BAD_REQUEST,
             entity: entities::error(
