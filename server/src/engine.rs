@@ -848,6 +848,82 @@ impl Engine {
                 })?;
             by_name.insert(column.clone(), cast);
         }
+        self.produce_row(&target, &by_name, timestamp).await?;
+        Ok(done(String::new(), None))
+    }
+
+    /// `/inserts-stream`: writes one row, given as a JSON object of column values (names
+    /// matched ignoring case; `ROWTIME` sets the record time), to a stream.
+    pub async fn insert_json(
+        &self,
+        target_name: &str,
+        row: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), EngineError> {
+        let target = self
+            .state
+            .lock()
+            .await
+            .catalog
+            .source(target_name)
+            .cloned()
+            .ok_or_else(|| {
+                EngineError::Statement(format!(
+                    "Cannot insert values into an unknown stream/table: `{target_name}`"
+                ))
+            })?;
+        if target.kind != SourceKind::Stream {
+            return Err(EngineError::Statement(format!(
+                "Cannot insert into {target_name}: inserts are only supported into streams"
+            )));
+        }
+        if target.is_source {
+            return Err(EngineError::Statement(format!(
+                "Cannot insert values into read-only stream: {target_name}"
+            )));
+        }
+        let mut timestamp = None;
+        let mut by_name = std::collections::HashMap::new();
+        for (field, value) in row {
+            if field.eq_ignore_ascii_case("ROWTIME") {
+                timestamp = Some(value.as_i64().ok_or_else(|| {
+                    EngineError::Statement(format!("ROWTIME must be a BIGINT, got {value}"))
+                })?);
+                continue;
+            }
+            let column = target
+                .schema
+                .columns
+                .iter()
+                .filter(|c| matches!(c.kind, ColumnKind::Key | ColumnKind::Value))
+                .find(|c| c.name == *field)
+                .or_else(|| {
+                    target
+                        .schema
+                        .columns
+                        .iter()
+                        .filter(|c| matches!(c.kind, ColumnKind::Key | ColumnKind::Value))
+                        .find(|c| c.name.eq_ignore_ascii_case(field))
+                })
+                .ok_or_else(|| {
+                    EngineError::Statement(format!("Column name {field} does not exist."))
+                })?;
+            let mut appender = crate::format::appender::Appender::new(&column.ty, 1);
+            crate::format::json::append_json(&mut appender, &column.ty, value).map_err(|e| {
+                EngineError::Statement(format!("Invalid value for column {}: {e}", column.name))
+            })?;
+            by_name.insert(column.name.clone(), appender.finish());
+        }
+        self.produce_row(&target, &by_name, timestamp).await
+    }
+
+    /// Encodes one row (columns by name; missing ones are NULL) with the target's formats
+    /// and writes it, acknowledged by every replica (`acks=all`).
+    async fn produce_row(
+        &self,
+        target: &Source,
+        by_name: &std::collections::HashMap<String, arrow::array::ArrayRef>,
+        timestamp: Option<i64>,
+    ) -> Result<(), EngineError> {
         let array_for = |column: &Column| {
             by_name
                 .get(&column.name)
@@ -874,7 +950,7 @@ impl Engine {
         self.log
             .produce(&target.topic, vec![record], Acks::All)
             .await?;
-        Ok(done(String::new(), None))
+        Ok(())
     }
 
     /// Plans a query over one source and splits its output into key and value columns.

@@ -248,3 +248,56 @@ async fn assert_topic_answers_with_the_topic_or_a_417() {
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inserts_stream_acknowledges_each_row() {
+    let server = start().await;
+    let (status, body) = server
+        .ksql(
+            "CREATE STREAM readings (sensor STRING KEY, celsius DOUBLE) \
+             WITH (kafka_topic='readings', partitions=1, value_format='JSON');",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let request = concat!(
+        "{\"target\": \"readings\"}\n",
+        "{\"SENSOR\": \"a\", \"CELSIUS\": 21.5}\n",
+        "{\"sensor\": \"b\", \"celsius\": \"warm\"}\n",
+        "not json\n",
+        "{\"sensor\": \"c\", \"celsius\": -3, \"ROWTIME\": 1000}\n",
+    );
+    let response = server
+        .client
+        .post(format!("{}/inserts-stream", server.url))
+        .body(request)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status().as_u16(), 200);
+    let text = response.text().await.expect("acks");
+    let acks: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON ack"))
+        .collect();
+    assert_eq!(acks.len(), 4, "{text}");
+    assert_eq!(acks[0], json!({"status": "ok", "seq": 0}));
+    assert_eq!(acks[1]["status"], "error");
+    assert_eq!(acks[1]["seq"], 1);
+    assert_eq!(acks[2]["status"], "error");
+    assert_eq!(acks[3], json!({"status": "ok", "seq": 3}));
+
+    // The accepted rows are in the stream, nothing else.
+    let (status, body) = server
+        .post(
+            "/query-stream",
+            json!({"sql": "SELECT sensor, celsius FROM readings;", "properties": {}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let rows: Vec<Value> = body
+        .lines()
+        .skip(1)
+        .map(|l| serde_json::from_str(l).expect("a row"))
+        .collect();
+    assert_eq!(rows, vec![json!(["a", 21.5]), json!(["c", -3.0])]);
+}

@@ -50,6 +50,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/query", post(query))
         .route("/query-stream", post(query_stream))
         .route("/close-query", post(close_query))
+        .route("/inserts-stream", post(inserts_stream))
         .route("/info", get(info))
         .route("/healthcheck", get(healthcheck))
         .route("/chc/live", get(empty_object))
@@ -379,6 +380,103 @@ async fn query_stream(
         let body = row_stream(&state, query, format!("{header}\n"), delimited_row, "");
         ([(header::CONTENT_TYPE, DELIMITED)], body).into_response()
     })
+}
+
+/// `POST /inserts-stream`: a first line `{"target": "S"}`, then one JSON object per line,
+/// each written to stream `S` and acknowledged on its own line as it lands
+/// (`{"status":"ok","seq":n}`) or refused (`{"status":"error","seq":n,…}`). The request may
+/// stay open; rows are handled as their lines arrive.
+async fn inserts_stream(
+    State(state): State<Arc<ApiState>>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    use futures_util::StreamExt;
+    let mut chunks = body.into_data_stream();
+    let mut pending: Vec<u8> = Vec::new();
+    // The first line names the target.
+    let first = loop {
+        if let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            break line;
+        }
+        match chunks.next().await {
+            Some(Ok(chunk)) => pending.extend_from_slice(&chunk),
+            Some(Err(error)) => return Err(bad_request(&format!("Reading the request: {error}"))),
+            None => break std::mem::take(&mut pending),
+        }
+    };
+    let header = request_object(&Bytes::from(first))?;
+    let target = required_text(&header, "target")?;
+    let target = match state.engine.source(&target).await {
+        Some(source) => source.name,
+        None => match state.engine.source(&target.to_uppercase()).await {
+            Some(source) => source.name,
+            None => {
+                return Err(ApiError {
+                    status: StatusCode::BAD_REQUEST,
+                    entity: entities::error(
+                        "generic_error",
+                        40000,
+                        &format!("Cannot insert into an unknown stream: {target}"),
+                        None,
+                    ),
+                });
+            }
+        },
+    };
+    let engine = state.engine.clone();
+    let acks = futures_util::stream::unfold(
+        (chunks, pending, 0u64, false),
+        move |(mut chunks, mut pending, mut seq, mut ended)| {
+            let engine = engine.clone();
+            let target = target.clone();
+            async move {
+                loop {
+                    let line = match pending.iter().position(|b| *b == b'\n') {
+                        Some(end) => Some(pending.drain(..=end).collect::<Vec<u8>>()),
+                        None if ended && !pending.is_empty() => Some(std::mem::take(&mut pending)),
+                        None if ended => return None,
+                        None => None,
+                    };
+                    let Some(line) = line else {
+                        match chunks.next().await {
+                            Some(Ok(chunk)) => pending.extend_from_slice(&chunk),
+                            Some(Err(_)) | None => ended = true,
+                        }
+                        continue;
+                    };
+                    if line.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
+                    let result = match serde_json::from_slice::<Value>(&line) {
+                        Ok(Value::Object(row)) => engine
+                            .insert_json(&target, &row)
+                            .await
+                            .map_err(|e| e.to_string()),
+                        Ok(_) => Err("Each row must be a JSON object".to_string()),
+                        Err(e) => Err(format!("Invalid JSON in row: {e}")),
+                    };
+                    let ack = match result {
+                        Ok(()) => json!({"status": "ok", "seq": seq}),
+                        Err(message) => json!({
+                            "@type": "generic_error",
+                            "status": "error",
+                            "seq": seq,
+                            "error_code": 40000,
+                            "message": message,
+                        }),
+                    };
+                    seq += 1;
+                    let chunk = Bytes::from(format!("{ack}\n"));
+                    return Some((
+                        Ok::<_, std::io::Error>(chunk),
+                        (chunks, pending, seq, ended),
+                    ));
+                }
+            }
+        },
+    );
+    Ok(([(header::CONTENT_TYPE, DELIMITED)], Body::from_stream(acks)).into_response())
 }
 
 /// `POST /close-query`: `{"queryId": "…"}` ends a running push query.
