@@ -1,6 +1,7 @@
-//! The README's quick start, run as written against the real `riffle-server` binary: the
-//! `curl` commands of its "Run the server" section, with only the port changed so that the
-//! test never collides with a server already running on 8088.
+//! The real `riffle-server` binary, as users and their clients meet it: the README's quick
+//! start run as written (the `curl` commands of its "Run the server" section, with only the
+//! port changed so that the test never collides with a server on 8088), and the Python
+//! clients written for ksqlDB (`tests/clients/python_clients.py`).
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -47,13 +48,11 @@ fn curl(command: &str, port: u16) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-#[test]
-fn the_readme_quick_start_works_as_written() {
-    let commands = quick_start_commands();
-    assert_eq!(commands.len(), 4, "the quick start has four curl commands");
+/// Starts the binary on a free port with a fresh data directory; returns once it listens.
+fn start_server() -> (Running, u16, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let port = free_port();
-    let _server = Running(
+    let server = Running(
         Command::new(env!("CARGO_BIN_EXE_riffle-server"))
             .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
             .arg(dir.path())
@@ -71,6 +70,14 @@ fn the_readme_quick_start_works_as_written() {
         up
     });
     assert!(ready, "the server did not start listening");
+    (server, port, dir)
+}
+
+#[test]
+fn the_readme_quick_start_works_as_written() {
+    let commands = quick_start_commands();
+    assert_eq!(commands.len(), 4, "the quick start has four curl commands");
+    let (_server, port, _dir) = start_server();
 
     let created = curl(&commands[0], port);
     assert!(created.contains("Stream created"), "{created}");
@@ -85,4 +92,39 @@ fn the_readme_quick_start_works_as_written() {
     let pushed = curl(&commands[3], port);
     assert!(pushed.contains("\"columns\":[\"a\",\"/home\"]"), "{pushed}");
     assert!(pushed.contains("Limit Reached"), "{pushed}");
+}
+
+/// Runs one client of `tests/clients/python_clients.py` with the interpreter named by
+/// `variable` (CI installs the clients and sets it; without it the check is skipped, with a
+/// notice, as the Python packages are not part of a Rust build).
+fn python_client(client: &str, variable: &str) {
+    let Ok(python) = std::env::var(variable) else {
+        eprintln!("{variable} is not set: skipping the `{client}` Python client check");
+        return;
+    };
+    let (_server, port, _dir) = start_server();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/clients/python_clients.py"
+    );
+    let output = Command::new(python)
+        .args([script, client, &format!("http://127.0.0.1:{port}")])
+        .output()
+        .expect("python runs");
+    assert!(
+        output.status.success(),
+        "the {client} client failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn the_ksqldb_python_client_works_unchanged() {
+    python_client("ksqldb", "RIFFLE_PYTHON_KSQLDB");
+}
+
+#[test]
+fn the_ksql_python_client_works_unchanged() {
+    python_client("ksql", "RIFFLE_PYTHON_KSQL");
 }
