@@ -6,20 +6,76 @@
 
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{AccessExpr, Expr, Spanned, Subscript, Value, Visit, visit_expressions};
+use sqlparser::ast::{
+    AccessExpr, Expr, Spanned, Subscript, UnaryOperator, Value, Visit, visit_expressions,
+};
 
 use crate::error::{ParseError, Position};
 
 /// Checks every expression inside `node` (an `Expr`, a `SelectItem`, …).
 pub fn check_expr<V: Visit>(node: &V) -> Result<(), ParseError> {
-    let outcome = visit_expressions(node, |expr| match unsupported(expr) {
-        Some(error) => ControlFlow::Break(error),
-        None => ControlFlow::Continue(()),
+    // Number literals written after a unary minus, checked with their sign (the minus is
+    // visited before the number it negates).
+    let mut negated = Vec::new();
+    let outcome = visit_expressions(node, |expr| {
+        if let Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr: operand,
+        } = expr
+            && let Expr::Value(value) = operand.as_ref()
+            && matches!(value.value, Value::Number(..))
+        {
+            negated.push(operand.span().start);
+        }
+        let error = match expr {
+            Expr::Value(value) => match &value.value {
+                Value::Number(text, _) => {
+                    let start = expr.span().start;
+                    number_out_of_range(text, negated.contains(&start), start)
+                }
+                _ => unsupported(expr),
+            },
+            _ => unsupported(expr),
+        };
+        match error {
+            Some(error) => ControlFlow::Break(error),
+            None => ControlFlow::Continue(()),
+        }
     });
     match outcome {
         ControlFlow::Break(error) => Err(error),
         ControlFlow::Continue(()) => Ok(()),
     }
+}
+
+/// ksqlDB's range checks on number literals: an integer must fit a BIGINT, a number with an
+/// exponent (a DOUBLE) must be finite.
+fn number_out_of_range(
+    text: &str,
+    negative: bool,
+    start: sqlparser::tokenizer::Location,
+) -> Option<ParseError> {
+    let signed = if negative {
+        format!("-{text}")
+    } else {
+        text.to_string()
+    };
+    let message = if text.contains(['e', 'E']) {
+        let infinite = signed.parse::<f64>().is_ok_and(|v| v.is_infinite());
+        infinite.then(|| format!("Number overflows DOUBLE: {signed}"))
+    } else if text.bytes().all(|b| b.is_ascii_digit()) {
+        let digits = signed.trim_start_matches('-').trim_start_matches('0');
+        let canonical = if negative {
+            format!("-{digits}")
+        } else {
+            digits.to_string()
+        };
+        (!digits.is_empty() && canonical.parse::<i64>().is_err())
+            .then(|| format!("Invalid numeric literal: {signed}"))
+    } else {
+        None
+    };
+    message.map(|m| ParseError::new(m, Position::from(start)))
 }
 
 fn unsupported(expr: &Expr) -> Option<ParseError> {

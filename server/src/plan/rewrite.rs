@@ -20,13 +20,27 @@ pub fn for_datafusion(statement: &mut Statement) {
     let _ = statement.visit(&mut DereferenceRewriter);
 }
 
-/// An integer literal that fits 32 bits is an INT in ksqlDB (DataFusion reads every
-/// integer literal as BIGINT): `1 AS K` is an INT column, `ROWPARTITION + 3` an INT sum.
+/// Number literals typed as ksqlDB types them: an integer that fits 32 bits is an INT
+/// (DataFusion reads every integer literal as BIGINT), so `1 AS K` is an INT column and
+/// `ROWPARTITION + 3` an INT sum; a number with an exponent is a DOUBLE.
 fn int_literal(expr: &mut Expr) {
     let Expr::Value(value) = expr else { return };
     let Value::Number(text, _) = &value.value else {
         return;
     };
+    if text.contains(['e', 'E']) {
+        // A number with an exponent is a DOUBLE (DataFusion would read it as a DECIMAL,
+        // which cannot hold 4.9E-324).
+        let text = text.clone();
+        *expr = Expr::Cast {
+            kind: sqlparser::ast::CastKind::Cast,
+            expr: Box::new(Expr::value(Value::SingleQuotedString(text))),
+            data_type: sqlparser::ast::DataType::Double(sqlparser::ast::ExactNumberInfo::None),
+            array: false,
+            format: None,
+        };
+        return;
+    }
     if text.parse::<i32>().is_err() {
         return;
     }
