@@ -228,6 +228,21 @@ impl Engine {
         properties: &Properties,
         variables: &Properties,
     ) -> Result<Vec<StatementResult>, EngineError> {
+        let mut results = Vec::new();
+        self.execute_script(sql, properties, variables, &mut results)
+            .await?;
+        Ok(results)
+    }
+
+    /// [`Self::execute_with_variables`], pushing each statement's result into `results` as
+    /// it completes: after an error, `results` holds those of the statements before it.
+    pub async fn execute_script(
+        &self,
+        sql: &str,
+        properties: &Properties,
+        variables: &Properties,
+        results: &mut Vec<StatementResult>,
+    ) -> Result<(), EngineError> {
         let mut session = Session {
             properties: properties.clone(),
             variables: variables
@@ -235,7 +250,6 @@ impl Engine {
                 .map(|(k, v)| (k.to_uppercase(), v.clone()))
                 .collect(),
         };
-        let mut results = Vec::new();
         for text in riffle_grammar::split_script(sql)? {
             let substituting = session
                 .properties
@@ -292,7 +306,7 @@ impl Engine {
             };
             results.push(result);
         }
-        Ok(results)
+        Ok(())
     }
 
     async fn execute_statement(

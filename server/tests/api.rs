@@ -126,6 +126,20 @@ async fn bad_requests_get_ksqldb_error_entities() {
         "{error}"
     );
 
+    // A failing statement is named, with the entities of those that ran before it.
+    let (status, error) = server
+        .ksql(
+            "CREATE STREAM ok (n INT) WITH (kafka_topic='ok', partitions=1, value_format='JSON');
+             DROP STREAM missing;",
+        )
+        .await;
+    assert_eq!(status, 400, "{error}");
+    assert_eq!(error["statementText"], "DROP STREAM missing;");
+    assert_eq!(
+        error["entities"][0]["commandStatus"]["message"],
+        "Stream created"
+    );
+
     let (status, error) = server.ksql("SELECT * FROM s;").await;
     assert_eq!(status, 400);
     assert!(

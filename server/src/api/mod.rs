@@ -185,13 +185,13 @@ async fn ksql(State(state): State<Arc<ApiState>>, body: Bytes) -> Result<Respons
             ),
         });
     }
-    let results = state
+    let mut results = Vec::new();
+    let outcome = state
         .engine
-        .execute_with_variables(&sql, &properties, &variables)
-        .await
-        .map_err(|error| engine_error(&error, &sql))?;
+        .execute_script(&sql, &properties, &variables, &mut results)
+        .await;
     // `INSERT INTO … VALUES` answers with no entity, as in ksqlDB.
-    let body: Vec<Value> = results
+    let done: Vec<Value> = results
         .iter()
         .zip(texts.iter().zip(&statements))
         .enumerate()
@@ -200,7 +200,19 @@ async fn ksql(State(state): State<Arc<ApiState>>, body: Bytes) -> Result<Respons
         })
         .map(|(i, (result, (text, _)))| entities::entity(result, &text.text, i as i64))
         .collect();
-    Ok(reply(StatusCode::OK, KSQL_JSON, Value::Array(body)))
+    match outcome {
+        Ok(()) => Ok(reply(StatusCode::OK, KSQL_JSON, Value::Array(done))),
+        Err(error) => {
+            // The error names the statement that failed and carries the entities of the
+            // statements that ran before it.
+            let failed = texts.get(results.len()).map_or(sql.as_str(), |t| &t.text);
+            let mut error = engine_error(&error, failed);
+            if error.entity.get("entities").is_some() {
+                error.entity["entities"] = Value::Array(done);
+            }
+            Err(error)
+        }
+    }
 }
 
 /// Starts the query a `/query` or `/query-stream` body names.
