@@ -904,20 +904,16 @@ impl Engine {
                 })?);
                 continue;
             }
-            let column = target
-                .schema
-                .columns
-                .iter()
-                .filter(|c| matches!(c.kind, ColumnKind::Key | ColumnKind::Value))
+            let writable = || {
+                target
+                    .schema
+                    .columns
+                    .iter()
+                    .filter(|c| matches!(c.kind, ColumnKind::Key | ColumnKind::Value))
+            };
+            let column = writable()
                 .find(|c| c.name == *field)
-                .or_else(|| {
-                    target
-                        .schema
-                        .columns
-                        .iter()
-                        .filter(|c| matches!(c.kind, ColumnKind::Key | ColumnKind::Value))
-                        .find(|c| c.name.eq_ignore_ascii_case(field))
-                })
+                .or_else(|| writable().find(|c| c.name.eq_ignore_ascii_case(field)))
                 .ok_or_else(|| {
                     EngineError::Statement(format!("Column name {field} does not exist."))
                 })?;

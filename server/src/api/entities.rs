@@ -217,10 +217,7 @@ fn kind_name(kind: SourceKind) -> &'static str {
 
 /// ksqlDB's command id: `stream/`NAME`/create`, `table/`T`/drop`, `terminate/Q/execute`.
 fn command_id(statement: Option<&Statement>) -> String {
-    let kind = |k: SourceKind| match k {
-        SourceKind::Stream => "stream",
-        SourceKind::Table => "table",
-    };
+    let kind = |k: SourceKind| kind_name(k).to_lowercase();
     match statement {
         Some(Statement::CreateSource(c)) => format!("{}/`{}`/create", kind(c.kind), c.name.value),
         Some(Statement::CreateAsSelect(c)) => {

@@ -151,9 +151,10 @@ fn to_bytes(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef, DataFusionError
                     .decode(text)
                     .map_err(|e| format!("'{text}' is not base64: {e}")),
             };
-            bytes
-                .or_else(|message| row_failure(row, message).ok_or(()))
-                .ok()
+            match bytes {
+                Ok(bytes) => Some(bytes),
+                Err(message) => row_failure(row, message),
+            }
         })
         .collect();
     Ok(Arc::new(BinaryArray::from_iter(out)))

@@ -8,7 +8,7 @@ use arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::DataFusionError;
 use datafusion::logical_expr::ScalarUDF;
 
-use super::time_format::TimePattern;
+use super::time_format::{TimePattern, zone_offset_minutes};
 use super::udf::{KsqlFunction, constant_string, failure, is_string, row_failure, strings};
 
 pub fn functions() -> Vec<ScalarUDF> {
@@ -109,31 +109,4 @@ fn parse_timestamps(args: &[ArrayRef], result: &DataType) -> Result<ArrayRef, Da
         DataType::Timestamp(..) => Arc::new(TimestampMillisecondArray::from(millis)),
         _ => Arc::new(Int64Array::from(millis)),
     })
-}
-
-/// Fixed zones only: `UTC`, `GMT`, `Z` and offsets such as `+05:30` or `UTC-3`.
-pub fn zone_offset_minutes(zone: &str) -> Option<i64> {
-    let upper = zone.trim().to_ascii_uppercase();
-    let offset = ["UTC", "GMT", "Z"]
-        .iter()
-        .find_map(|prefix| upper.strip_prefix(prefix))
-        .unwrap_or(&upper);
-    if offset.is_empty() {
-        return Some(0);
-    }
-    let sign = match offset.as_bytes().first()? {
-        b'+' => 1,
-        b'-' => -1,
-        _ => return None,
-    };
-    let body = offset[1..].replace(':', "");
-    let (hours, minutes) = match body.len() {
-        1 | 2 => (body.parse::<i64>().ok()?, 0),
-        4 => (
-            body[..2].parse::<i64>().ok()?,
-            body[2..].parse::<i64>().ok()?,
-        ),
-        _ => return None,
-    };
-    Some(sign * (hours * 60 + minutes))
 }

@@ -4,7 +4,8 @@
 //! Supported letters: `y`/`u` (year; `yy` is 2000–2099), `M` (month, numeric or `MMM`
 //! names), `d`, `D` (day of year), `H`, `h` with `a`, `m`, `s`, `S` (fraction), `X`/`x`/`Z`
 //! (zone offsets), `'quoted text'` and any other character as itself. Entry point:
-//! [`TimePattern::compile`].
+//! [`TimePattern::compile`]; fixed zone offsets (`+05:30`, `UTC-3`) read with
+//! [`zone_offset_minutes`].
 
 /// A compiled pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -263,6 +264,33 @@ fn read_field<'t>(
         }
         _ => None,
     }
+}
+
+/// Fixed zones only: `UTC`, `GMT`, `Z` and offsets such as `+05:30` or `UTC-3`.
+pub fn zone_offset_minutes(zone: &str) -> Option<i64> {
+    let upper = zone.trim().to_ascii_uppercase();
+    let offset = ["UTC", "GMT", "Z"]
+        .iter()
+        .find_map(|prefix| upper.strip_prefix(prefix))
+        .unwrap_or(&upper);
+    if offset.is_empty() {
+        return Some(0);
+    }
+    let sign = match offset.as_bytes().first()? {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let body = offset[1..].replace(':', "");
+    let (hours, minutes) = match body.len() {
+        1 | 2 => (body.parse::<i64>().ok()?, 0),
+        4 => (
+            body[..2].parse::<i64>().ok()?,
+            body[2..].parse::<i64>().ok()?,
+        ),
+        _ => return None,
+    };
+    Some(sign * (hours * 60 + minutes))
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).

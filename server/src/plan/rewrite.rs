@@ -185,17 +185,8 @@ fn split_zone(text: &str) -> Option<(&str, i64)> {
     let Some(at) = text[t..].find(['+', '-']).map(|i| i + t) else {
         return Some((text, 0));
     };
-    let sign = if text.as_bytes()[at] == b'-' { -1 } else { 1 };
-    let zone = text[at + 1..].replace(':', "");
-    let (hours, minutes) = match zone.len() {
-        2 => (zone.parse::<i64>().ok()?, 0),
-        4 => (
-            zone[..2].parse::<i64>().ok()?,
-            zone[2..].parse::<i64>().ok()?,
-        ),
-        _ => return None,
-    };
-    Some((&text[..at], sign * (hours * 60 + minutes)))
+    let offset = crate::functions::time_format::zone_offset_minutes(&text[at..])?;
+    Some((&text[..at], offset))
 }
 
 struct DereferenceRewriter;
