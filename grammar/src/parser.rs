@@ -746,6 +746,11 @@ impl KsqlParser<'_> {
             Describe::Streams {
                 extended: self.parse_word("EXTENDED"),
             }
+        } else if self.peek_word("TABLES") && next_is_end(self, 1) {
+            self.advance();
+            Describe::Tables {
+                extended: self.parse_word("EXTENDED"),
+            }
         } else if self.peek_word("FUNCTION") && !next_is_end(self, 1) {
             self.advance();
             Describe::Function(self.parse_ident("a function name")?)

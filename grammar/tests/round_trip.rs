@@ -406,6 +406,8 @@ fn describe_forms() {
     verified_stmt("DESCRIBE S EXTENDED");
     verified_stmt("DESCRIBE STREAMS");
     verified_stmt("DESCRIBE STREAMS EXTENDED");
+    verified_stmt("DESCRIBE TABLES");
+    verified_stmt("DESCRIBE TABLES EXTENDED");
     verified_stmt("DESCRIBE FUNCTION SUBSTRING");
     verified_stmt("DESCRIBE CONNECTOR MY_CONNECTOR");
     // A source may be called FUNCTION.

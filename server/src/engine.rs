@@ -15,8 +15,9 @@ use crate::catalog::{Catalog, FormatDefaults, RESERVED_COLUMNS, Source};
 use crate::format::{Format, FormatSpec};
 use crate::log::{Acks, FetchRequest, Log, LogError, ProducerRecord, TopicConfig};
 use crate::plan::{PlanError, Planner};
+use crate::query::print::{PrintOptions, TopicPrint};
 use crate::query::transient::{Mode, TransientQuery};
-use crate::query::{PersistentQuery, ProcessingLog, QuerySpec, StartPosition};
+use crate::query::{PersistentQuery, ProcessingLog, QuerySpec, QueryState, StartPosition};
 use crate::runtime::SinkEncoder;
 use crate::types::{Column, ColumnKind, LogicalSchema, SqlType};
 
@@ -54,7 +55,7 @@ pub enum StatementResult {
         query_id: Option<String>,
     },
     Sources(Vec<Source>),
-    Queries(Vec<(String, String)>),
+    Queries(Vec<QueryInfo>),
     Topics(Vec<(String, usize)>),
     Properties(Properties),
     Variables(Properties),
@@ -65,12 +66,55 @@ pub enum StatementResult {
         topic: String,
         exists: bool,
     },
-    /// `DESCRIBE`: the source, and the queries reading and writing it.
-    Description {
-        source: Box<Source>,
-        read_by: Vec<String>,
-        written_by: Vec<String>,
-    },
+    /// `DESCRIBE source [EXTENDED]`.
+    Description(Box<SourceDescription>),
+    /// `DESCRIBE STREAMS|TABLES [EXTENDED]`, `SHOW STREAMS|TABLES EXTENDED`.
+    Descriptions(Vec<SourceDescription>),
+    /// `EXPLAIN query_id` or `EXPLAIN statement`.
+    Explanation(Box<QueryDescription>),
+    /// `DESCRIBE FUNCTION name`.
+    Function(crate::plan::FunctionDescription),
+}
+
+/// A persistent query as `SHOW QUERIES` and `DESCRIBE` list it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryInfo {
+    pub id: String,
+    pub statement: String,
+    pub sink: String,
+    pub sink_topic: String,
+    pub state: QueryState,
+}
+
+/// A source, the queries reading and writing it, and (`EXTENDED`) its topic's figures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceDescription {
+    pub source: Source,
+    pub read_by: Vec<QueryInfo>,
+    pub written_by: Vec<QueryInfo>,
+    pub extended: Option<TopicFigures>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicFigures {
+    pub partitions: usize,
+    /// Records the topic holds now, over all partitions.
+    pub messages: i64,
+}
+
+/// What `EXPLAIN` tells about a query: what it reads, what it writes, its output columns and
+/// its plan. A statement that is only explained has an empty `id` and no `state`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryDescription {
+    pub id: String,
+    pub statement: String,
+    pub sources: Vec<String>,
+    pub sinks: Vec<String>,
+    pub sink_topics: Vec<String>,
+    pub fields: LogicalSchema,
+    pub execution_plan: String,
+    pub state: Option<QueryState>,
+    pub persistent: bool,
 }
 
 /// Per-request settings (`streamsProperties` in REST, `properties` in test cases).
@@ -99,6 +143,10 @@ impl std::fmt::Debug for Engine {
 struct EngineState {
     catalog: Catalog,
     queries: BTreeMap<String, PersistentQuery>,
+    /// While the command topic is replayed, queries start paused and resume at its end,
+    /// unless a replayed `PAUSE` left them in `paused`.
+    replaying: bool,
+    paused: std::collections::BTreeSet<String>,
     next_query: u64,
     next_transient: u64,
 }
@@ -131,7 +179,7 @@ impl Engine {
              `OFFSET` BIGINT>) WITH (KAFKA_TOPIC='{PROCESSING_LOG_TOPIC}', VALUE_FORMAT='JSON');"
         );
         let statement = riffle_grammar::parse_statement(&sql)?;
-        self.execute_statement(&statement, &Properties::new())
+        self.execute_statement(&statement, &sql, &Properties::new())
             .await?;
         Ok(())
     }
@@ -144,6 +192,19 @@ impl Engine {
             };
             self.log.create_topic(COMMAND_TOPIC, config).await?;
         }
+        self.state.lock().await.replaying = true;
+        let replayed = self.replay_command_topic().await;
+        let mut state = self.state.lock().await;
+        state.replaying = false;
+        for (id, query) in &state.queries {
+            if !state.paused.contains(id) {
+                query.set_state(QueryState::Running);
+            }
+        }
+        replayed
+    }
+
+    async fn replay_command_topic(&self) -> Result<(), EngineError> {
         let mut offset = 0;
         loop {
             let response = self
@@ -161,7 +222,7 @@ impl Engine {
                 };
                 let replayed = match riffle_grammar::parse_statement(&command.statement) {
                     Ok(statement) => self
-                        .execute_statement(&statement, &command.properties)
+                        .execute_statement(&statement, &command.statement, &command.properties)
                         .await
                         .map(|_| ()),
                     Err(error) => Err(error.into()),
@@ -295,7 +356,7 @@ impl Engine {
                 }
                 _ => {
                     let result = self
-                        .execute_statement(&statement, &session.properties)
+                        .execute_statement(&statement, &statement_text, &session.properties)
                         .await?;
                     if changes_catalog(&statement) {
                         self.record_command(&statement_text, &session.properties)
@@ -309,15 +370,19 @@ impl Engine {
         Ok(())
     }
 
+    /// Runs one statement; `text` is the statement as sent.
     async fn execute_statement(
         &self,
         statement: &Statement,
+        text: &str,
         properties: &Properties,
     ) -> Result<StatementResult, EngineError> {
         match statement {
-            Statement::CreateSource(create) => self.create_source(create, properties).await,
-            Statement::CreateAsSelect(create) => self.create_as_select(create, properties).await,
-            Statement::InsertInto(insert) => self.insert_into(insert, properties).await,
+            Statement::CreateSource(create) => self.create_source(create, text, properties).await,
+            Statement::CreateAsSelect(create) => {
+                self.create_as_select(create, text, properties).await
+            }
+            Statement::InsertInto(insert) => self.insert_into(insert, text, properties).await,
             Statement::InsertValues(insert) => self.insert_values(insert).await,
             Statement::CreateType(create) => {
                 let mut state = self.state.lock().await;
@@ -360,6 +425,31 @@ impl Engine {
             Statement::AlterSource(alter) => self.alter_source(alter).await,
             Statement::AssertTopic(assert) => self.assert_topic(assert, properties).await,
             Statement::Terminate(target) => self.terminate(target).await,
+            Statement::Pause(target) => self.pause_or_resume(target, QueryState::Paused).await,
+            Statement::Resume(target) => self.pause_or_resume(target, QueryState::Running).await,
+            Statement::Explain(explain) => self.explain(explain).await,
+            Statement::Describe(riffle_grammar::ast::Describe::Function(name)) => {
+                Ok(StatementResult::Function(
+                    self.planner.describe_function(&name.value).ok_or_else(|| {
+                        EngineError::Statement(format!(
+                            "Can't find any functions with the name '{}'",
+                            name.value
+                        ))
+                    })?,
+                ))
+            }
+            Statement::Describe(riffle_grammar::ast::Describe::Streams { extended }) => {
+                self.describe_all(SourceKind::Stream, *extended).await
+            }
+            Statement::Describe(riffle_grammar::ast::Describe::Tables { extended }) => {
+                self.describe_all(SourceKind::Table, *extended).await
+            }
+            Statement::Show(Show::Streams { extended: true }) => {
+                self.describe_all(SourceKind::Stream, true).await
+            }
+            Statement::Show(Show::Tables { extended: true }) => {
+                self.describe_all(SourceKind::Table, true).await
+            }
             Statement::Show(Show::Streams { .. }) => self.list(SourceKind::Stream).await,
             Statement::Show(Show::Tables { .. }) => self.list(SourceKind::Table).await,
             Statement::Show(Show::Topics { all, .. }) => {
@@ -382,7 +472,7 @@ impl Engine {
             Statement::Show(Show::Properties) => {
                 Ok(StatementResult::Properties(properties.clone()))
             }
-            Statement::Describe(riffle_grammar::ast::Describe::Source { name, .. }) => {
+            Statement::Describe(riffle_grammar::ast::Describe::Source { name, extended }) => {
                 let state = self.state.lock().await;
                 let source = state.catalog.source(&name.value).cloned().ok_or_else(|| {
                     EngineError::Statement(format!(
@@ -390,43 +480,199 @@ impl Engine {
                         name.value
                     ))
                 })?;
-                let read_by = state
-                    .queries
-                    .values()
-                    .filter(|q| q.spec.source.name == source.name)
-                    .map(|q| q.id().to_string())
-                    .collect();
-                let written_by = state
-                    .queries
-                    .values()
-                    .filter(|q| q.spec.sink_topic == source.topic)
-                    .map(|q| q.id().to_string())
-                    .collect();
-                Ok(StatementResult::Description {
-                    source: Box::new(source),
-                    read_by,
-                    written_by,
-                })
+                Ok(StatementResult::Description(Box::new(
+                    self.describe_source(&state, source, *extended).await?,
+                )))
             }
             Statement::Show(Show::Queries { .. }) => {
                 let state = self.state.lock().await;
-                let queries = state
-                    .queries
-                    .values()
-                    .map(|q| (q.id().to_string(), q.spec.sink_topic.clone()))
-                    .collect();
-                Ok(StatementResult::Queries(queries))
+                Ok(StatementResult::Queries(
+                    state.queries.values().map(query_info).collect(),
+                ))
             }
             other => Err(EngineError::Unsupported(format!(
                 "the statement '{}'",
-                other
-                    .to_string()
-                    .split_whitespace()
-                    .take(2)
-                    .collect::<Vec<_>>()
-                    .join(" ")
+                statement_kind(other)
             ))),
         }
+    }
+
+    async fn describe_source(
+        &self,
+        state: &EngineState,
+        source: Source,
+        extended: bool,
+    ) -> Result<SourceDescription, EngineError> {
+        let read_by = state
+            .queries
+            .values()
+            .filter(|q| q.spec.source.name == source.name)
+            .map(query_info)
+            .collect();
+        let written_by = state
+            .queries
+            .values()
+            .filter(|q| q.spec.sink_topic == source.topic)
+            .map(query_info)
+            .collect();
+        let extended = if extended {
+            let topic = self.log.describe_topic(&source.topic).await?;
+            Some(TopicFigures {
+                partitions: topic.partitions.len(),
+                messages: topic
+                    .partitions
+                    .iter()
+                    .map(|p| p.end_offset - p.start_offset)
+                    .sum(),
+            })
+        } else {
+            None
+        };
+        Ok(SourceDescription {
+            source,
+            read_by,
+            written_by,
+            extended,
+        })
+    }
+
+    async fn describe_all(
+        &self,
+        kind: SourceKind,
+        extended: bool,
+    ) -> Result<StatementResult, EngineError> {
+        let state = self.state.lock().await;
+        let mut descriptions = Vec::new();
+        for source in state.catalog.sources().filter(|s| s.kind == kind) {
+            descriptions.push(
+                self.describe_source(&state, source.clone(), extended)
+                    .await?,
+            );
+        }
+        Ok(StatementResult::Descriptions(descriptions))
+    }
+
+    /// `EXPLAIN query_id` describes a running query; `EXPLAIN statement` plans a query
+    /// without starting it.
+    async fn explain(
+        &self,
+        explain: &riffle_grammar::ast::Explain,
+    ) -> Result<StatementResult, EngineError> {
+        use riffle_grammar::ast::Explain;
+        let state = self.state.lock().await;
+        let (query, sink, statement) = match explain {
+            Explain::QueryId(id) => {
+                let running = state
+                    .queries
+                    .values()
+                    .find(|q| q.id().eq_ignore_ascii_case(&id.value))
+                    .ok_or_else(|| {
+                        EngineError::Statement(format!(
+                            "Query with id:{} does not exist, use SHOW QUERIES to view the full \
+                             set of queries.",
+                            id.value
+                        ))
+                    })?;
+                let spec = &running.spec;
+                let fields = spec.encoder.schema();
+                return Ok(StatementResult::Explanation(Box::new(QueryDescription {
+                    id: spec.id.clone(),
+                    statement: spec.statement.clone(),
+                    sources: vec![spec.source.name.clone()],
+                    sinks: vec![spec.sink_name.clone()],
+                    sink_topics: vec![spec.sink_topic.clone()],
+                    execution_plan: execution_plan(
+                        &spec.source,
+                        &spec.plan,
+                        &fields,
+                        Some(&spec.sink_name),
+                    ),
+                    fields,
+                    state: Some(running.state()),
+                    persistent: true,
+                })));
+            }
+            Explain::Statement(statement) => match statement.as_ref() {
+                Statement::Query(query) => (query.as_ref(), None, statement.to_string()),
+                Statement::CreateAsSelect(create) if create.kind == SourceKind::Stream => (
+                    &create.query,
+                    Some(create.name.value.clone()),
+                    statement.to_string(),
+                ),
+                Statement::InsertInto(insert) => (
+                    &insert.query,
+                    Some(insert.target.value.clone()),
+                    statement.to_string(),
+                ),
+                other => {
+                    return Err(EngineError::Unsupported(format!(
+                        "EXPLAIN of '{}'",
+                        statement_kind(other)
+                    )));
+                }
+            },
+        };
+        let (input, plan, key_columns, value_columns) = self
+            .plan_query(&state.catalog, query, sink.as_deref())
+            .await?;
+        let fields = LogicalSchema::from_key_and_value_columns(&key_columns, &value_columns);
+        let sink_topic = sink
+            .as_deref()
+            .and_then(|name| state.catalog.source(name))
+            .map(|s| s.topic.clone())
+            .or_else(|| sink.clone());
+        Ok(StatementResult::Explanation(Box::new(QueryDescription {
+            id: String::new(),
+            statement: statement.trim_end_matches(';').to_string() + ";",
+            sources: vec![input.name.clone()],
+            sinks: sink.iter().cloned().collect(),
+            sink_topics: sink_topic.into_iter().collect(),
+            execution_plan: execution_plan(&input, &plan, &fields, sink.as_deref()),
+            fields,
+            state: None,
+            persistent: sink.is_some(),
+        })))
+    }
+
+    /// `PAUSE` / `RESUME`: a paused query keeps its position and reads nothing until resumed.
+    async fn pause_or_resume(
+        &self,
+        target: &QueryTarget,
+        to: QueryState,
+    ) -> Result<StatementResult, EngineError> {
+        let mut state = self.state.lock().await;
+        let ids = find_queries(&state, target)?;
+        for id in ids {
+            match to {
+                QueryState::Paused => state.paused.insert(id.clone()),
+                _ => state.paused.remove(&id),
+            };
+            if let Some(query) = state.queries.get(&id).filter(|_| !state.replaying) {
+                query.set_state(to);
+            }
+        }
+        let message = match to {
+            QueryState::Paused => "Query paused.",
+            _ => "Query resumed.",
+        };
+        Ok(done(message.into(), None))
+    }
+
+    /// Starts a persistent query; while the command topic is replayed it starts paused.
+    async fn start_query(
+        &self,
+        state: &EngineState,
+        spec: QuerySpec,
+    ) -> Result<PersistentQuery, EngineError> {
+        let initial = if state.replaying {
+            QueryState::Paused
+        } else {
+            QueryState::Running
+        };
+        Ok(
+            PersistentQuery::start(self.log.clone(), spec, self.processing_log.clone(), initial)
+                .await?,
+        )
     }
 
     async fn list(&self, kind: SourceKind) -> Result<StatementResult, EngineError> {
@@ -444,13 +690,15 @@ impl Engine {
     async fn create_source(
         &self,
         create: &CreateSource,
+        text: &str,
         properties: &Properties,
     ) -> Result<StatementResult, EngineError> {
         let mut state = self.state.lock().await;
-        let source = state
+        let mut source = state
             .catalog
             .declare_source(create, &format_defaults(properties))
             .map_err(EngineError::Statement)?;
+        source.statement = text.trim().to_string();
         let existing = state.catalog.source(&source.name);
         if create.or_replace && (create.is_source || existing.is_some_and(|e| e.is_source)) {
             return Err(EngineError::Statement(format!(
@@ -510,6 +758,7 @@ impl Engine {
     async fn create_as_select(
         &self,
         create: &CreateAsSelect,
+        text: &str,
         properties: &Properties,
     ) -> Result<StatementResult, EngineError> {
         if create.kind == SourceKind::Table {
@@ -647,21 +896,7 @@ impl Engine {
                 .create_topic(&topic, TopicConfig::new(partitions))
                 .await?;
         }
-        let schema = LogicalSchema {
-            columns: key_columns
-                .iter()
-                .map(|(name, ty)| Column {
-                    name: name.clone(),
-                    ty: ty.clone(),
-                    kind: ColumnKind::Key,
-                })
-                .chain(value_columns.iter().map(|(name, ty)| Column {
-                    name: name.clone(),
-                    ty: ty.clone(),
-                    kind: ColumnKind::Value,
-                }))
-                .collect(),
-        };
+        let schema = LogicalSchema::from_key_and_value_columns(&key_columns, &value_columns);
         let sink = Source {
             name: name.clone(),
             kind: SourceKind::Stream,
@@ -674,11 +909,14 @@ impl Engine {
             is_source: false,
             created_by_query: true,
             partitions: Some(partitions),
+            statement: text.trim().to_string(),
         };
         state.next_query += 1;
         let query_id = format!("CSAS_{name}_{}", state.next_query - 1);
         let spec = QuerySpec {
             id: query_id.clone(),
+            statement: text.trim().to_string(),
+            sink_name: name.clone(),
             source: input,
             plan,
             sink_topic: topic,
@@ -691,8 +929,7 @@ impl Engine {
             },
             start: start_position(properties),
         };
-        let query =
-            PersistentQuery::start(self.log.clone(), spec, self.processing_log.clone()).await?;
+        let query = self.start_query(&state, spec).await?;
         self.planner
             .register_source(&sink.name, sink.arrow_schema())?;
         state.catalog.insert_source(sink);
@@ -706,6 +943,7 @@ impl Engine {
     async fn insert_into(
         &self,
         insert: &InsertInto,
+        text: &str,
         properties: &Properties,
     ) -> Result<StatementResult, EngineError> {
         let mut state = self.state.lock().await;
@@ -745,6 +983,8 @@ impl Engine {
         let query_id = format!("INSERTQUERY_{}", state.next_query - 1);
         let spec = QuerySpec {
             id: query_id.clone(),
+            statement: text.trim().to_string(),
+            sink_name: target_name.clone(),
             source: input,
             plan,
             sink_topic: target.topic.clone(),
@@ -757,8 +997,7 @@ impl Engine {
             },
             start: start_position(properties),
         };
-        let query =
-            PersistentQuery::start(self.log.clone(), spec, self.processing_log.clone()).await?;
+        let query = self.start_query(&state, spec).await?;
         state.queries.insert(query_id.clone(), query);
         Ok(done(
             format!("Created query with ID {query_id}"),
@@ -1265,21 +1504,8 @@ impl Engine {
 
     async fn terminate(&self, target: &QueryTarget) -> Result<StatementResult, EngineError> {
         let mut state = self.state.lock().await;
-        let ids: Vec<String> = match target {
-            QueryTarget::All => state.queries.keys().cloned().collect(),
-            QueryTarget::Query(id) => {
-                let id = state
-                    .queries
-                    .keys()
-                    .find(|q| q.eq_ignore_ascii_case(&id.value))
-                    .cloned()
-                    .ok_or_else(|| {
-                        EngineError::Statement(format!("Unknown queryId: {}", id.value))
-                    })?;
-                vec![id]
-            }
-        };
-        for id in ids {
+        for id in find_queries(&state, target)? {
+            state.paused.remove(&id);
             if let Some(query) = state.queries.remove(&id) {
                 query.stop().await;
             }
@@ -1328,10 +1554,51 @@ impl Engine {
         .await?)
     }
 
+    /// `PRINT topic`: the topic's records as text lines until the `LIMIT` or until dropped.
+    /// An unquoted topic name matches a topic whose name differs only in case.
+    pub async fn print(&self, sql: &str) -> Result<TopicPrint, EngineError> {
+        let statement = riffle_grammar::parse_statement(sql)?;
+        let Statement::Print(print) = statement else {
+            return Err(EngineError::Statement("Expected a PRINT statement".into()));
+        };
+        let topics = self.log.list_topics().await?;
+        let wanted = &print.topic.value;
+        let topic = topics
+            .iter()
+            .find(|t| *t == wanted)
+            .or_else(|| {
+                let mut similar = topics.iter().filter(|t| t.eq_ignore_ascii_case(wanted));
+                match (similar.next(), similar.next()) {
+                    (Some(only), None) if print.topic.quote_style.is_none() => Some(only),
+                    _ => None,
+                }
+            })
+            .ok_or_else(|| {
+                EngineError::Statement(format!(
+                    "Could not find topic '{wanted}', or the KSQL user does not have \
+                     permissions to list the topic. Topic names are case-sensitive.\nTo print \
+                     a case-sensitive topic apply quotations, for example: print 'topic';"
+                ))
+            })?;
+        let mut state = self.state.lock().await;
+        state.next_transient += 1;
+        let id = format!("print_{topic}_{}", state.next_transient);
+        drop(state);
+        let options = PrintOptions {
+            from_beginning: print.from_beginning,
+            interval: print.interval,
+            limit: print.limit,
+        };
+        Ok(TopicPrint::start(self.log.clone(), id, topic, options).await?)
+    }
+
     /// Waits until every running query has processed what its sources hold now.
     pub async fn wait_until_caught_up(&self) -> Result<(), EngineError> {
         let state = self.state.lock().await;
         for query in state.queries.values() {
+            if query.state() != QueryState::Running {
+                continue;
+            }
             let description = self.log.describe_topic(&query.spec.source.topic).await?;
             let ends = description
                 .partitions
@@ -1378,6 +1645,8 @@ fn changes_catalog(statement: &Statement) -> bool {
             | Statement::InsertInto(_)
             | Statement::DropSource(_)
             | Statement::Terminate(_)
+            | Statement::Pause(_)
+            | Statement::Resume(_)
             | Statement::CreateType(_)
             | Statement::DropType(_)
             | Statement::AlterSource(_)
@@ -1494,6 +1763,69 @@ fn untyped_column(
         _ => format!("The type of column `{name}` ({data_type}) has no ksqlDB equivalent"),
     };
     EngineError::Statement(message)
+}
+
+/// A statement's first two words (`CREATE TABLE`), to name what is not supported.
+fn statement_kind(statement: &Statement) -> String {
+    statement
+        .to_string()
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The ids a `TERMINATE`, `PAUSE` or `RESUME` names (ids match ignoring case).
+fn find_queries(state: &EngineState, target: &QueryTarget) -> Result<Vec<String>, EngineError> {
+    match target {
+        QueryTarget::All => Ok(state.queries.keys().cloned().collect()),
+        QueryTarget::Query(id) => state
+            .queries
+            .keys()
+            .find(|q| q.eq_ignore_ascii_case(&id.value))
+            .cloned()
+            .map(|id| vec![id])
+            .ok_or_else(|| EngineError::Statement(format!("Unknown queryId: {}", id.value))),
+    }
+}
+
+fn query_info(query: &PersistentQuery) -> QueryInfo {
+    QueryInfo {
+        id: query.spec.id.clone(),
+        statement: query.spec.statement.clone(),
+        sink: query.spec.sink_name.clone(),
+        sink_topic: query.spec.sink_topic.clone(),
+        state: query.state(),
+    }
+}
+
+/// ksqlDB's text rendering of a query's plan, sink first, each step indented under the
+/// one it feeds.
+fn execution_plan(
+    source: &Source,
+    plan: &crate::plan::StatelessPlan,
+    fields: &LogicalSchema,
+    sink: Option<&str>,
+) -> String {
+    let mut steps = Vec::new();
+    if let Some(sink) = sink {
+        steps.push(format!(
+            "[ SINK ] | Schema: {fields} | Logical Plan: {sink}"
+        ));
+    }
+    steps.push(format!("[ PROJECT ] | Schema: {fields}"));
+    if let Some(filter) = &plan.filter {
+        steps.push(format!("[ FILTER ] | Condition: {filter}"));
+    }
+    steps.push(format!(
+        "[ SOURCE ] | Schema: {} | Topic: {}",
+        source.schema, source.topic
+    ));
+    steps
+        .iter()
+        .enumerate()
+        .map(|(depth, step)| format!("{} > {step}\n", "\t\t".repeat(depth)))
+        .collect()
 }
 
 fn done(message: String, query_id: Option<String>) -> StatementResult {

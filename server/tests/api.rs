@@ -315,3 +315,87 @@ async fn inserts_stream_acknowledges_each_row() {
         .collect();
     assert_eq!(rows, vec![json!(["a", 21.5]), json!(["c", -3.0])]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn print_pause_explain_and_describe_answer_as_ksqldb_does() {
+    let server = start().await;
+    let (status, entities) = server
+        .ksql(
+            "CREATE STREAM clicks (id STRING KEY, page STRING) \
+             WITH (kafka_topic='clicks', partitions=1, value_format='JSON');
+             INSERT INTO clicks (ROWTIME, id, page) VALUES (1620209554000, 'a', '/home');
+             INSERT INTO clicks (ROWTIME, id, page) VALUES (1620209555000, 'b', '/cart');
+             INSERT INTO clicks (ROWTIME, id, page) VALUES (1620209556000, 'c', '/pay');
+             CREATE STREAM pages AS SELECT id, page FROM clicks;",
+        )
+        .await;
+    assert_eq!(status, 200, "{entities}");
+
+    // PRINT streams text lines: the guessed formats, then one line per record.
+    let (status, body) = server
+        .post(
+            "/query",
+            json!({"ksql": "PRINT clicks FROM BEGINNING INTERVAL 2 LIMIT 2;"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body.lines().collect::<Vec<_>>(),
+        [
+            "Key format: KAFKA_STRING",
+            "Value format: JSON",
+            r#"rowtime: 2021/05/05 10:12:34.000 Z, key: a, value: {"PAGE":"/home"}, partition: 0"#,
+            r#"rowtime: 2021/05/05 10:12:36.000 Z, key: c, value: {"PAGE":"/pay"}, partition: 0"#,
+        ]
+    );
+    let (status, body) = server
+        .post("/query-stream", json!({"sql": "PRINT 'nope' LIMIT 1;"}))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("Could not find topic 'nope'"), "{body}");
+
+    let (status, entities) = server
+        .ksql("PAUSE CSAS_PAGES_0; SHOW QUERIES; EXPLAIN CSAS_PAGES_0;")
+        .await;
+    assert_eq!(status, 200, "{entities}");
+    assert_eq!(entities[0]["commandId"], "pause/CSAS_PAGES_0/execute");
+    assert_eq!(entities[0]["commandStatus"]["message"], "Query paused.");
+    assert_eq!(entities[1]["queries"][0]["state"], "PAUSED");
+    assert_eq!(entities[1]["queries"][0]["sinks"], json!(["PAGES"]));
+    assert_eq!(entities[2]["@type"], "queryDescription");
+    let description = &entities[2]["queryDescription"];
+    assert_eq!(description["state"], "PAUSED");
+    assert_eq!(description["sources"], json!(["CLICKS"]));
+    assert_eq!(
+        description["fields"][0],
+        json!({"name": "ID", "schema": {"type": "STRING", "fields": null, "memberSchema": null}, "type": "KEY"})
+    );
+    assert!(
+        description["executionPlan"]
+            .as_str()
+            .is_some_and(|plan| plan.contains("[ SOURCE ]")),
+        "{description}"
+    );
+
+    let (status, entities) = server
+        .ksql("RESUME ALL; DESCRIBE clicks EXTENDED; DESCRIBE TABLES; DESCRIBE FUNCTION lcase;")
+        .await;
+    assert_eq!(status, 200, "{entities}");
+    assert_eq!(entities[0]["commandStatus"]["message"], "Query resumed.");
+    let clicks = &entities[1]["sourceDescription"];
+    assert_eq!(clicks["extended"], true);
+    assert_eq!(clicks["partitions"], 1);
+    assert_eq!(clicks["statistics"], "total-messages: 3");
+    assert_eq!(clicks["readQueries"][0]["state"], "RUNNING");
+    assert!(
+        clicks["statement"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("CREATE STREAM clicks")),
+        "{clicks}"
+    );
+    assert_eq!(entities[2]["@type"], "source_descriptions");
+    assert_eq!(entities[2]["sourceDescriptions"], json!([]));
+    assert_eq!(entities[3]["@type"], "describe_function");
+    assert_eq!(entities[3]["name"], "LCASE");
+    assert_eq!(entities[3]["type"], "SCALAR");
+}

@@ -40,6 +40,35 @@ fn json(key: &str, value: &str, timestamp: i64) -> ProducerRecord {
     }
 }
 
+/// Writes `{"n": i}` keyed `ki` at time `i` to `numbers`, for `i` in `from..to`.
+async fn produce_numbers(log: &EmbeddedLog, from: i64, to: i64) {
+    let records = (from..to)
+        .map(|i| json(&format!("k{i}"), &format!(r#"{{"n": {i}}}"#), i))
+        .collect();
+    log.produce("numbers", records, Acks::All)
+        .await
+        .expect("produced");
+}
+
+/// An engine over `dir` with the stream `numbers` and the query `evens` reading it from
+/// the earliest offset.
+async fn start_evens(dir: &std::path::Path, partitions: i32) -> (EmbeddedLog, Engine) {
+    let log = EmbeddedLog::open(dir, EmbeddedOptions::default()).expect("opens");
+    let engine = Engine::start(Arc::new(log.clone())).await.expect("starts");
+    engine
+        .execute(
+            &format!(
+                "CREATE STREAM numbers (k STRING KEY, n BIGINT) \
+                   WITH (kafka_topic='numbers', value_format='json', partitions={partitions});
+                 CREATE STREAM evens AS SELECT k, n FROM numbers WHERE n % 2 = 0;"
+            ),
+            &earliest(),
+        )
+        .await
+        .expect("statements run");
+    (log, engine)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_persistent_query_filters_and_projects_into_its_sink() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -218,27 +247,9 @@ async fn statement_errors_name_the_problem() {
 async fn a_restarted_engine_resumes_its_queries_without_losing_or_repeating_records() {
     let dir = tempfile::tempdir().expect("temp dir");
     let options = || EmbeddedOptions::default();
-    let produce = |log: EmbeddedLog, from: i64, to: i64| async move {
-        let records = (from..to)
-            .map(|i| json(&format!("k{i}"), &format!(r#"{{"n": {i}}}"#), i))
-            .collect();
-        log.produce("numbers", records, Acks::All)
-            .await
-            .expect("produced");
-    };
     {
-        let log = EmbeddedLog::open(dir.path(), options()).expect("opens");
-        let engine = Engine::start(Arc::new(log.clone())).await.expect("starts");
-        engine
-            .execute(
-                "CREATE STREAM numbers (k STRING KEY, n BIGINT) \
-                   WITH (kafka_topic='numbers', value_format='json', partitions=2);
-                 CREATE STREAM evens AS SELECT k, n FROM numbers WHERE n % 2 = 0;",
-                &earliest(),
-            )
-            .await
-            .expect("statements run");
-        produce(log.clone(), 0, 50).await;
+        let (log, engine) = start_evens(dir.path(), 2).await;
+        produce_numbers(&log, 0, 50).await;
         engine.wait_until_caught_up().await.expect("caught up");
         engine.shutdown().await;
     }
@@ -250,7 +261,7 @@ async fn a_restarted_engine_resumes_its_queries_without_losing_or_repeating_reco
         engine.source("EVENS").await.is_some(),
         "the sink stream is back"
     );
-    produce(log.clone(), 50, 100).await;
+    produce_numbers(&log, 50, 100).await;
     engine.wait_until_caught_up().await.expect("caught up");
     let mut seen = Vec::new();
     for partition in 0..2 {
@@ -438,20 +449,213 @@ async fn scripts_set_properties_define_variables_and_describe_sources() {
         topics.iter().all(|(name, _)| !name.starts_with('_')),
         "internal topics hidden"
     );
-    let StatementResult::Description {
-        source, read_by, ..
-    } = &results[7]
-    else {
+    let StatementResult::Description(description) = &results[7] else {
         panic!("{:?}", results[7])
     };
-    assert_eq!(source.topic, "orders");
-    assert_eq!(read_by, &["CSAS_BIG_0".to_string()]);
+    assert_eq!(description.source.topic, "orders");
+    let readers: Vec<&str> = description.read_by.iter().map(|q| q.id.as_str()).collect();
+    assert_eq!(readers, ["CSAS_BIG_0"]);
     let error = engine
         .execute("SELECT * FROM ${missing};", &Properties::new())
         .await
         .expect_err("undefined variable");
     assert!(
         error.to_string().contains("'${missing}' is not defined"),
+        "{error}"
+    );
+    engine.shutdown().await;
+}
+
+/// Records the query with `id` has committed, over all partitions of `topic`.
+async fn committed(log: &EmbeddedLog, id: &str, topic: &str) -> i64 {
+    log.committed_offsets(id, topic)
+        .await
+        .expect("offsets readable")
+        .values()
+        .sum()
+}
+
+fn query_states(result: &StatementResult) -> Vec<(String, &'static str)> {
+    let StatementResult::Queries(queries) = result else {
+        panic!("{result:?}")
+    };
+    queries
+        .iter()
+        .map(|q| (q.id.clone(), q.state.name()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_query_keeps_its_position_across_a_restart_until_resumed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    {
+        let (log, engine) = start_evens(dir.path(), 1).await;
+        produce_numbers(&log, 0, 10).await;
+        engine.wait_until_caught_up().await.expect("caught up");
+        let results = engine
+            .execute("PAUSE CSAS_EVENS_0; SHOW QUERIES;", &Properties::new())
+            .await
+            .expect("paused");
+        assert_eq!(
+            results[0],
+            StatementResult::Done {
+                message: "Query paused.".into(),
+                query_id: None
+            }
+        );
+        assert_eq!(
+            query_states(&results[1]),
+            [("CSAS_EVENS_0".to_string(), "PAUSED")]
+        );
+        engine.shutdown().await;
+    }
+    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("reopens");
+    let engine = Engine::start(Arc::new(log.clone()))
+        .await
+        .expect("restarts");
+    produce_numbers(&log, 10, 20).await;
+    let results = engine
+        .execute("SHOW QUERIES;", &Properties::new())
+        .await
+        .expect("listed");
+    assert_eq!(
+        query_states(&results[0]),
+        [("CSAS_EVENS_0".to_string(), "PAUSED")],
+        "still paused after the restart"
+    );
+    assert_eq!(committed(&log, "CSAS_EVENS_0", "numbers").await, 10);
+    let error = engine
+        .execute("RESUME no_such_query;", &Properties::new())
+        .await
+        .expect_err("unknown query");
+    assert!(error.to_string().contains("Unknown queryId"), "{error}");
+    engine
+        .execute("RESUME ALL;", &Properties::new())
+        .await
+        .expect("resumed");
+    engine.wait_until_caught_up().await.expect("caught up");
+    assert_eq!(committed(&log, "CSAS_EVENS_0", "numbers").await, 20);
+    let evens: Vec<i64> = sink_values(&log, "EVENS")
+        .await
+        .iter()
+        .map(|(_, value, _)| {
+            let value: serde_json::Value =
+                serde_json::from_str(value.as_deref().expect("a value")).expect("JSON");
+            value["N"].as_i64().expect("N")
+        })
+        .collect();
+    assert_eq!(evens, (0..20).filter(|n| n % 2 == 0).collect::<Vec<_>>());
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_and_describe_tell_what_queries_sources_and_functions_are() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("opens");
+    let engine = Engine::start(Arc::new(log.clone())).await.expect("starts");
+    engine
+        .execute(
+            "CREATE STREAM orders (id INT KEY, amount DOUBLE) \
+               WITH (kafka_topic='orders', value_format='json', partitions=2);
+             CREATE STREAM big AS SELECT id, amount * 2 AS doubled FROM orders WHERE amount > 100;",
+            &Properties::new(),
+        )
+        .await
+        .expect("statements run");
+    log.produce(
+        "orders",
+        vec![
+            json("1", r#"{"amount": 5}"#, 1),
+            json("2", r#"{"amount": 500}"#, 2),
+        ],
+        Acks::All,
+    )
+    .await
+    .expect("produced");
+    let results = engine
+        .execute(
+            "EXPLAIN CSAS_BIG_0;
+             EXPLAIN SELECT id FROM orders WHERE amount < 3 EMIT CHANGES;
+             DESCRIBE orders EXTENDED;
+             DESCRIBE STREAMS;
+             DESCRIBE FUNCTION ucase;",
+            &Properties::new(),
+        )
+        .await
+        .expect("statements run");
+    let StatementResult::Explanation(running) = &results[0] else {
+        panic!("{:?}", results[0])
+    };
+    assert_eq!(running.id, "CSAS_BIG_0");
+    assert_eq!(
+        (running.sources.as_slice(), running.sinks.as_slice()),
+        (&["ORDERS".to_string()][..], &["BIG".to_string()][..])
+    );
+    assert_eq!(
+        running.fields.to_string(),
+        "`ID` INTEGER KEY, `DOUBLED` DOUBLE"
+    );
+    assert!(
+        running.statement.starts_with("CREATE STREAM big AS SELECT"),
+        "{}",
+        running.statement
+    );
+    assert!(
+        running.execution_plan.contains("[ SINK ]"),
+        "{}",
+        running.execution_plan
+    );
+    assert!(
+        running.execution_plan.contains("[ FILTER ]"),
+        "{}",
+        running.execution_plan
+    );
+    assert_eq!(running.state.map(|s| s.name()), Some("RUNNING"));
+    let StatementResult::Explanation(planned) = &results[1] else {
+        panic!("{:?}", results[1])
+    };
+    assert_eq!(planned.id, "");
+    assert_eq!(planned.fields.to_string(), "`ID` INTEGER KEY");
+    assert!(planned.state.is_none() && planned.sinks.is_empty());
+    let StatementResult::Description(orders) = &results[2] else {
+        panic!("{:?}", results[2])
+    };
+    let figures = orders.extended.as_ref().expect("extended figures");
+    assert_eq!((figures.partitions, figures.messages), (2, 2));
+    assert!(
+        orders.source.statement.starts_with("CREATE STREAM orders"),
+        "{}",
+        orders.source.statement
+    );
+    let StatementResult::Descriptions(streams) = &results[3] else {
+        panic!("{:?}", results[3])
+    };
+    let mut names: Vec<&str> = streams.iter().map(|d| d.source.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["BIG", "KSQL_PROCESSING_LOG", "ORDERS"]);
+    let StatementResult::Function(function) = &results[4] else {
+        panic!("{:?}", results[4])
+    };
+    assert_eq!((function.name.as_str(), function.kind), ("UCASE", "SCALAR"));
+    assert!(!function.variants.is_empty());
+    let error = engine
+        .execute("DESCRIBE FUNCTION no_such_function;", &Properties::new())
+        .await
+        .expect_err("unknown function");
+    assert!(
+        error
+            .to_string()
+            .contains("Can't find any functions with the name 'NO_SUCH_FUNCTION'"),
+        "{error}"
+    );
+    let error = engine
+        .execute("EXPLAIN CSAS_NOPE_9;", &Properties::new())
+        .await
+        .expect_err("unknown query");
+    assert!(
+        error
+            .to_string()
+            .contains("Query with id:CSAS_NOPE_9 does not exist"),
         "{error}"
     );
     engine.shutdown().await;

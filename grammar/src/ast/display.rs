@@ -364,6 +364,9 @@ impl Display for Describe {
             Describe::Streams { extended } => {
                 write!(f, "DESCRIBE STREAMS{}", if_true(*extended, " EXTENDED"))
             }
+            Describe::Tables { extended } => {
+                write!(f, "DESCRIBE TABLES{}", if_true(*extended, " EXTENDED"))
+            }
             Describe::Function(name) => write!(f, "DESCRIBE FUNCTION {name}"),
             Describe::Connector(name) => write!(f, "DESCRIBE CONNECTOR {name}"),
         }

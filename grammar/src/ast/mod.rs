@@ -362,6 +362,8 @@ pub enum Describe {
     Source { name: Ident, extended: bool },
     /// `DESCRIBE STREAMS [EXTENDED]`: every stream.
     Streams { extended: bool },
+    /// `DESCRIBE TABLES [EXTENDED]`: every table.
+    Tables { extended: bool },
     /// `DESCRIBE FUNCTION name`
     Function(Ident),
     /// `DESCRIBE CONNECTOR name`

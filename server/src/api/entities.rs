@@ -2,12 +2,12 @@
 //! `streams`, `tables`, `queries`, `kafka_topics`, `properties`, `sourceDescription`…) and
 //! its error entities.
 
-use riffle_grammar::ast::{SourceKind, Statement};
+use riffle_grammar::ast::{QueryTarget, SourceKind, Statement};
 use serde_json::{Value, json};
 
-use crate::catalog::Source;
-use crate::engine::StatementResult;
-use crate::types::{ColumnKind, SqlType};
+use crate::engine::{QueryDescription, QueryInfo, SourceDescription, StatementResult};
+use crate::plan::FunctionDescription;
+use crate::types::{ColumnKind, LogicalSchema, SqlType};
 
 /// The entity for one statement's result; `text` is the statement as sent.
 pub fn entity(result: &StatementResult, text: &str, sequence: i64) -> Value {
@@ -49,18 +49,7 @@ pub fn entity(result: &StatementResult, text: &str, sequence: i64) -> Value {
         StatementResult::Queries(queries) => json!({
             "@type": "queries",
             "statementText": text,
-            "queries": queries
-                .iter()
-                .map(|(id, sink_topic)| json!({
-                    "queryString": "",
-                    "sinks": [],
-                    "sinkKafkaTopics": [sink_topic],
-                    "id": id,
-                    "statusCount": {"RUNNING": 1},
-                    "queryType": "PERSISTENT",
-                    "state": "RUNNING",
-                }))
-                .collect::<Vec<_>>(),
+            "queries": queries.iter().map(running_query).collect::<Vec<_>>(),
             "warnings": [],
         }),
         StatementResult::Topics(topics) => json!({
@@ -100,7 +89,7 @@ pub fn entity(result: &StatementResult, text: &str, sequence: i64) -> Value {
             "statementText": text,
             "types": types
                 .iter()
-                .map(|(name, ty)| (name.clone(), schema(ty)))
+                .map(|(name, ty)| (name.clone(), schema_of(ty)))
                 .collect::<serde_json::Map<_, _>>(),
             "warnings": [],
         }),
@@ -120,32 +109,131 @@ pub fn entity(result: &StatementResult, text: &str, sequence: i64) -> Value {
             "exists": exists,
             "warnings": [],
         }),
-        StatementResult::Description {
-            source,
-            read_by,
-            written_by,
-        } => json!({
+        StatementResult::Description(description) => json!({
             "@type": "sourceDescription",
             "statementText": text,
-            "sourceDescription": description(source, read_by, written_by),
+            "sourceDescription": source_description(description),
             "warnings": [],
         }),
+        StatementResult::Descriptions(descriptions) => json!({
+            "@type": "source_descriptions",
+            "statementText": text,
+            "sourceDescriptions": descriptions.iter().map(source_description).collect::<Vec<_>>(),
+            "warnings": [],
+        }),
+        StatementResult::Explanation(query) => json!({
+            "@type": "queryDescription",
+            "statementText": text,
+            "queryDescription": query_description(query),
+            "warnings": [],
+        }),
+        StatementResult::Function(function) => function_description(function, text),
     }
 }
 
-fn description(source: &Source, read_by: &[String], written_by: &[String]) -> Value {
-    let queries = |ids: &[String]| -> Vec<Value> {
-        ids.iter()
-            .map(|id| json!({"id": id, "queryString": "", "sinks": [], "state": "RUNNING"}))
-            .collect()
+/// A persistent query in `SHOW QUERIES` and in a source's read and write queries.
+fn running_query(query: &QueryInfo) -> Value {
+    json!({
+        "queryString": query.statement,
+        "sinks": [query.sink],
+        "sinkKafkaTopics": [query.sink_topic],
+        "id": query.id,
+        "statusCount": {query.state.name(): 1},
+        "queryType": "PERSISTENT",
+        "state": query.state.name(),
+    })
+}
+
+fn source_description(description: &SourceDescription) -> Value {
+    let source = &description.source;
+    let (partitions, statistics) = match &description.extended {
+        Some(figures) => (
+            figures.partitions,
+            format!("total-messages: {}", figures.messages),
+        ),
+        None => (0, String::new()),
     };
     json!({
         "name": source.name,
         "windowType": null,
-        "readQueries": queries(read_by),
-        "writeQueries": queries(written_by),
-        "fields": source.schema.columns.iter().map(|c| {
-            let mut field = json!({"name": c.name, "schema": schema(&c.ty)});
+        "readQueries": description.read_by.iter().map(running_query).collect::<Vec<_>>(),
+        "writeQueries": description.written_by.iter().map(running_query).collect::<Vec<_>>(),
+        "fields": fields(&source.schema),
+        "type": kind_name(source.kind),
+        "timestamp": source.timestamp.clone().unwrap_or_default(),
+        "statistics": statistics,
+        "errorStats": "",
+        "extended": description.extended.is_some(),
+        "keyFormat": source.key_format.format.name(),
+        "valueFormat": source.value_format.format.name(),
+        "topic": source.topic,
+        "partitions": partitions,
+        "replication": usize::from(description.extended.is_some()),
+        "statement": source.statement,
+        "queryOffsetSummaries": [],
+        "sourceConstraints": [],
+        "clusterStatistics": [],
+        "clusterErrorStats": [],
+    })
+}
+
+fn query_description(query: &QueryDescription) -> Value {
+    json!({
+        "id": query.id,
+        "statementText": query.statement,
+        "windowType": null,
+        "fields": fields(&query.fields),
+        "sources": query.sources,
+        "sinks": query.sinks,
+        "sinkKafkaTopics": query.sink_topics,
+        "topology": "",
+        "executionPlan": query.execution_plan,
+        "overriddenProperties": {},
+        "ksqlHostQueryStatus": query.state.map_or_else(
+            || json!({}),
+            |state| json!({"127.0.0.1:8088": state.name()}),
+        ),
+        "queryType": if query.persistent { "PERSISTENT" } else { "PUSH" },
+        "queryErrors": [],
+        "tasksMetadata": [],
+        "consumerGroupId": query.id,
+        "state": query.state.map(|s| s.name()),
+    })
+}
+
+fn function_description(function: &FunctionDescription, text: &str) -> Value {
+    json!({
+        "@type": "describe_function",
+        "statementText": text,
+        "name": function.name,
+        "description": function.description,
+        "author": "",
+        "version": "",
+        "path": "internal",
+        "functions": function.variants.iter().map(|variant| json!({
+            "arguments": variant.arguments.iter().map(|ty| json!({
+                "name": "",
+                "type": ty,
+                "description": "",
+                "isVariadic": variant.variadic,
+            })).collect::<Vec<_>>(),
+            "returnType": variant.return_type,
+            "description": function.description,
+            "argumentTypes": variant.arguments,
+        })).collect::<Vec<_>>(),
+        "type": function.kind,
+        "warnings": [],
+    })
+}
+
+/// Columns as `DESCRIBE` and `EXPLAIN` list them: `type` is `KEY` or `HEADER` (with its
+/// `headerKey`), absent for value columns.
+fn fields(schema: &LogicalSchema) -> Vec<Value> {
+    schema
+        .columns
+        .iter()
+        .map(|c| {
+            let mut field = json!({"name": c.name, "schema": schema_of(&c.ty)});
             match &c.kind {
                 ColumnKind::Key => field["type"] = json!("KEY"),
                 ColumnKind::Header(key) => {
@@ -157,24 +245,12 @@ fn description(source: &Source, read_by: &[String], written_by: &[String]) -> Va
                 ColumnKind::Value => {}
             }
             field
-        }).collect::<Vec<_>>(),
-        "type": kind_name(source.kind),
-        "timestamp": source.timestamp.clone().unwrap_or_default(),
-        "statistics": "",
-        "errorStats": "",
-        "extended": false,
-        "keyFormat": source.key_format.format.name(),
-        "valueFormat": source.value_format.format.name(),
-        "topic": source.topic,
-        "partitions": 0,
-        "replication": 0,
-        "statement": "",
-        "sourceConstraints": [],
-    })
+        })
+        .collect()
 }
 
 /// A type as ksqlDB's REST API describes it.
-pub fn schema(ty: &SqlType) -> Value {
+pub fn schema_of(ty: &SqlType) -> Value {
     let name = match ty {
         SqlType::Boolean => "BOOLEAN",
         SqlType::Integer => "INTEGER",
@@ -195,12 +271,12 @@ pub fn schema(ty: &SqlType) -> Value {
         SqlType::Decimal { precision, scale } => {
             out["parameters"] = json!({"precision": precision, "scale": scale});
         }
-        SqlType::Array(item) => out["memberSchema"] = schema(item),
-        SqlType::Map(_, value) => out["memberSchema"] = schema(value),
+        SqlType::Array(item) => out["memberSchema"] = schema_of(item),
+        SqlType::Map(_, value) => out["memberSchema"] = schema_of(value),
         SqlType::Struct(fields) => {
             out["fields"] = fields
                 .iter()
-                .map(|f| json!({"name": f.name, "schema": schema(&f.ty)}))
+                .map(|f| json!({"name": f.name, "schema": schema_of(&f.ty)}))
                 .collect();
         }
         _ => {}
@@ -225,10 +301,19 @@ fn command_id(statement: Option<&Statement>) -> String {
         }
         Some(Statement::DropSource(d)) => format!("{}/`{}`/drop", kind(d.kind), d.name.value),
         Some(Statement::InsertInto(i)) => format!("stream/`{}`/create", i.target.value),
-        Some(Statement::Terminate(_)) => "terminate/query/execute".into(),
+        Some(Statement::Terminate(target)) => format!("terminate/{}/execute", target_name(target)),
+        Some(Statement::Pause(target)) => format!("pause/{}/execute", target_name(target)),
+        Some(Statement::Resume(target)) => format!("resume/{}/execute", target_name(target)),
         Some(Statement::CreateType(t)) => format!("type/`{}`/create", t.name.value),
         Some(Statement::DropType(t)) => format!("type/`{}`/drop", t.name.value),
         _ => "statement/execute".into(),
+    }
+}
+
+fn target_name(target: &QueryTarget) -> &str {
+    match target {
+        QueryTarget::All => "ALL_QUERIES",
+        QueryTarget::Query(id) => &id.value,
     }
 }
 

@@ -348,8 +348,42 @@ fn schema_text(schema: &SchemaRef) -> String {
         .join(", ")
 }
 
+/// `PRINT topic` sent to `/query` or `/query-stream`: the topic's records as text lines,
+/// streamed until the `LIMIT` or until the client goes away. `None` for other statements.
+async fn print_if_asked(
+    state: &ApiState,
+    body: &Bytes,
+    sql_field: &str,
+    content_type: &'static str,
+) -> Result<Option<Response>, ApiError> {
+    let object = request_object(body)?;
+    let sql = required_text(&object, sql_field)?;
+    if !matches!(
+        riffle_grammar::parse_statement(&sql),
+        Ok(riffle_grammar::Statement::Print(_))
+    ) {
+        return Ok(None);
+    }
+    let print = state
+        .engine
+        .print(&sql)
+        .await
+        .map_err(|error| engine_error(&error, &sql))?;
+    let lines = futures_util::stream::unfold(print, |mut print| async move {
+        let lines = print.next_lines().await?;
+        Some((Ok::<_, std::io::Error>(Bytes::from(lines)), print))
+    });
+    let body = Body::from_stream(lines);
+    Ok(Some(
+        ([(header::CONTENT_TYPE, content_type)], body).into_response(),
+    ))
+}
+
 /// `POST /query`: a chunked JSON array — a header, then rows as they arrive.
 async fn query(State(state): State<Arc<ApiState>>, body: Bytes) -> Result<Response, ApiError> {
+    if let Some(printing) = print_if_asked(&state, &body, "ksql", "application/json").await? {
+        return Ok(printing);
+    }
     let (query, sql) = start_query(&state, &body, "ksql", "streamsProperties").await?;
     let header = json!({"header": {"queryId": query.id, "schema": schema_text(&query.schema)}});
     let first = format!("[{header}");
@@ -374,6 +408,9 @@ async fn query_stream(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    if let Some(printing) = print_if_asked(&state, &body, "sql", DELIMITED).await? {
+        return Ok(printing);
+    }
     let (query, _) = start_query(&state, &body, "sql", "properties").await?;
     let types = column_types(&query.schema);
     let header = json!({

@@ -50,6 +50,8 @@ pub struct Source {
     pub created_by_query: bool,
     /// Partitions to create the topic with, when the statement asked for its creation.
     pub partitions: Option<i32>,
+    /// The statement that declared it, as sent (`DESCRIBE … EXTENDED`).
+    pub statement: String,
 }
 
 impl Source {
@@ -265,6 +267,7 @@ impl Catalog {
             is_source: create.is_source,
             created_by_query: false,
             partitions: properties.partitions,
+            statement: create.to_string(),
         })
     }
 }

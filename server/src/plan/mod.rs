@@ -55,6 +55,27 @@ impl std::fmt::Debug for Planner {
     }
 }
 
+type ReturnTypeOf =
+    Box<dyn Fn(&[arrow::datatypes::DataType]) -> Option<arrow::datatypes::DataType>>;
+
+/// What `DESCRIBE FUNCTION` shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionDescription {
+    pub name: String,
+    /// `SCALAR` or `AGGREGATE`.
+    pub kind: &'static str,
+    pub description: String,
+    pub variants: Vec<FunctionVariant>,
+}
+
+/// One argument list a function takes, with ksqlDB type names where they are fixed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionVariant {
+    pub arguments: Vec<String>,
+    pub return_type: String,
+    pub variadic: bool,
+}
+
 /// A projection with an optional filter, ready to run on batches of one source.
 #[derive(Debug, Clone)]
 pub struct StatelessPlan {
@@ -269,6 +290,76 @@ impl Planner {
         names.sort();
         names.dedup();
         names
+    }
+
+    /// `DESCRIBE FUNCTION`: the function's kind, description and the argument lists it
+    /// takes, as far as its signature spells them out.
+    pub fn describe_function(&self, name: &str) -> Option<FunctionDescription> {
+        use datafusion::logical_expr::TypeSignature;
+        let state = self.context.state();
+        let lower = name.to_lowercase();
+        let (kind, signature, documentation, return_type): (_, _, _, ReturnTypeOf) =
+            if let Some(udf) = state.scalar_functions().get(&lower) {
+                let udf = udf.clone();
+                (
+                    "SCALAR",
+                    udf.signature().type_signature.clone(),
+                    udf.documentation().cloned(),
+                    Box::new(move |args| udf.return_type(args).ok()),
+                )
+            } else {
+                let udaf = state.aggregate_functions().get(&lower)?.clone();
+                (
+                    "AGGREGATE",
+                    udaf.signature().type_signature.clone(),
+                    udaf.documentation().cloned(),
+                    Box::new(move |args| udaf.return_type(args).ok()),
+                )
+            };
+        let type_name = |t: &arrow::datatypes::DataType| {
+            crate::types::SqlType::from_arrow(t).map_or_else(|| t.to_string(), |t| t.to_string())
+        };
+        let exact = |types: &[arrow::datatypes::DataType]| FunctionVariant {
+            arguments: types.iter().map(type_name).collect(),
+            return_type: return_type(types).map_or_else(|| "ANY".into(), |t| type_name(&t)),
+            variadic: false,
+        };
+        let variants = match &signature {
+            TypeSignature::Exact(types) => vec![exact(types)],
+            TypeSignature::OneOf(signatures) => signatures
+                .iter()
+                .filter_map(|s| match s {
+                    TypeSignature::Exact(types) => Some(exact(types)),
+                    _ => None,
+                })
+                .collect(),
+            TypeSignature::Nullary => vec![exact(&[])],
+            _ => Vec::new(),
+        };
+        let variants = if variants.is_empty() {
+            // A signature DataFusion resolves at planning time: name the arguments only.
+            let arguments = documentation
+                .as_ref()
+                .and_then(|d| d.arguments.as_ref())
+                .map(|args| args.iter().map(|(name, _)| name.clone()).collect())
+                .unwrap_or_else(|| vec!["ANY".to_string()]);
+            vec![FunctionVariant {
+                arguments,
+                return_type: "ANY".into(),
+                variadic: matches!(
+                    signature,
+                    TypeSignature::VariadicAny | TypeSignature::Variadic(_)
+                ),
+            }]
+        } else {
+            variants
+        };
+        Some(FunctionDescription {
+            name: name.to_uppercase(),
+            kind,
+            description: documentation.map(|d| d.description).unwrap_or_default(),
+            variants,
+        })
     }
 
     /// Evaluates expressions that read no columns (`INSERT INTO … VALUES`), one value each.

@@ -5,6 +5,7 @@
 //! acknowledged, so a restart resumes without losing records. Entry point:
 //! [`PersistentQuery::start`].
 
+pub mod print;
 pub mod transient;
 
 use std::collections::BTreeMap;
@@ -126,6 +127,10 @@ impl ProcessingLog {
 #[derive(Debug, Clone)]
 pub struct QuerySpec {
     pub id: String,
+    /// The statement that started it, as sent.
+    pub statement: String,
+    /// The stream it writes to.
+    pub sink_name: String,
     pub source: Source,
     pub plan: StatelessPlan,
     pub sink_topic: String,
@@ -133,11 +138,30 @@ pub struct QuerySpec {
     pub start: StartPosition,
 }
 
-/// A running persistent query.
+/// Whether a persistent query's tasks read their source (`PAUSE` and `RESUME` switch it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryState {
+    Running,
+    Paused,
+    Stopped,
+}
+
+impl QueryState {
+    /// ksqlDB's name for the state (`SHOW QUERIES`, `EXPLAIN`).
+    pub fn name(self) -> &'static str {
+        match self {
+            QueryState::Running => "RUNNING",
+            QueryState::Paused => "PAUSED",
+            QueryState::Stopped => "TERMINATED",
+        }
+    }
+}
+
+/// A persistent query: its tasks run until it is stopped, and idle while it is paused.
 #[derive(Debug)]
 pub struct PersistentQuery {
     pub spec: QuerySpec,
-    stop: watch::Sender<bool>,
+    state: watch::Sender<QueryState>,
     /// The next offset to read, per source partition.
     progress: watch::Receiver<BTreeMap<i32, i64>>,
     /// The first error that stopped a partition's task, if any.
@@ -146,10 +170,13 @@ pub struct PersistentQuery {
 }
 
 impl PersistentQuery {
+    /// Starts the query's tasks in `initial` state (`Paused` makes them wait for
+    /// [`PersistentQuery::set_state`]).
     pub async fn start(
         log: Arc<dyn Log>,
         spec: QuerySpec,
         processing_log: ProcessingLog,
+        initial: QueryState,
     ) -> Result<PersistentQuery, LogError> {
         let partitions = log.describe_topic(&spec.source.topic).await?.partitions;
         let committed = log.committed_offsets(&spec.id, &spec.source.topic).await?;
@@ -164,7 +191,7 @@ impl PersistentQuery {
             };
             starts.insert(partition.partition, offset);
         }
-        let (stop, stopped) = watch::channel(false);
+        let (state, state_changes) = watch::channel(initial);
         let (progress_sender, progress) = watch::channel(starts.clone());
         let progress_sender = Arc::new(progress_sender);
         let failure = Arc::new(Mutex::new(None));
@@ -178,7 +205,7 @@ impl PersistentQuery {
                     decoder: decoder.clone(),
                     partition,
                     offset,
-                    stopped: stopped.clone(),
+                    state: state_changes.clone(),
                     progress: progress_sender.clone(),
                     processing_log: processing_log.clone(),
                 };
@@ -194,7 +221,7 @@ impl PersistentQuery {
             .collect();
         Ok(PersistentQuery {
             spec,
-            stop,
+            state,
             progress,
             failure,
             tasks,
@@ -228,13 +255,76 @@ impl PersistentQuery {
             .map_err(|_| "the query stopped".to_string())
     }
 
+    pub fn state(&self) -> QueryState {
+        *self.state.borrow()
+    }
+
+    /// Pauses or resumes the query; a paused query keeps its position and reads nothing.
+    pub fn set_state(&self, state: QueryState) {
+        self.state.send_replace(state);
+    }
+
     /// Stops the query's tasks and waits for them to finish.
     pub async fn stop(self) {
-        let _ = self.stop.send(true);
+        self.state.send_replace(QueryState::Stopped);
         for task in self.tasks {
             let _ = task.await;
         }
     }
+}
+
+/// What [`read_or_wait`] found.
+pub(crate) enum Read {
+    Records(crate::log::FetchResponse),
+    /// Nothing arrived in time; ask again.
+    Nothing,
+    /// `cancel` completed.
+    Cancelled,
+}
+
+/// Fetches the records from `offset` on; when there are none yet, waits (at most a second)
+/// for some to arrive or for `cancel` to complete.
+pub(crate) async fn read_or_wait(
+    log: &dyn Log,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    cancel: impl std::future::Future<Output = ()>,
+) -> Result<Read, LogError> {
+    let request = FetchRequest::new(topic.to_string(), partition, offset)
+        .with_isolation(IsolationLevel::ReadCommitted);
+    let response = log.fetch(&request).await?;
+    if response.next_offset != offset {
+        return Ok(Read::Records(response));
+    }
+    let wait = log.wait_for_data(
+        topic,
+        partition,
+        offset,
+        IsolationLevel::ReadCommitted,
+        Duration::from_secs(1),
+    );
+    tokio::select! {
+        waited = wait => waited.map(|_| Read::Nothing),
+        _ = cancel => Ok(Read::Cancelled),
+    }
+}
+
+/// [`read_or_wait`] for a task feeding one subscriber: it stops waiting when told to stop
+/// or when the subscriber went away.
+pub(crate) async fn read_for_subscriber<T>(
+    log: &dyn Log,
+    (topic, partition, offset): (&str, i32, i64),
+    stopped: &mut watch::Receiver<bool>,
+    subscriber: &tokio::sync::mpsc::Sender<T>,
+) -> Result<Read, LogError> {
+    let cancel = async {
+        tokio::select! {
+            _ = stopped.changed() => {}
+            _ = subscriber.closed() => {}
+        }
+    };
+    read_or_wait(log, topic, partition, offset, cancel).await
 }
 
 /// Runs the plan on a batch. A failure (or a panic inside a function) makes it run row by
@@ -293,7 +383,7 @@ struct PartitionTask {
     decoder: Arc<SourceDecoder>,
     partition: i32,
     offset: i64,
-    stopped: watch::Receiver<bool>,
+    state: watch::Receiver<QueryState>,
     progress: Arc<watch::Sender<BTreeMap<i32, i64>>>,
     processing_log: ProcessingLog,
 }
@@ -390,8 +480,16 @@ impl PartitionTask {
             format!("{}: {what}: {error}", self.spec.id)
         };
         loop {
-            if *self.stopped.borrow() {
-                return Ok(());
+            let state = *self.state.borrow_and_update();
+            match state {
+                QueryState::Stopped => return Ok(()),
+                QueryState::Paused => {
+                    if self.state.changed().await.is_err() {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                QueryState::Running => {}
             }
             let request =
                 FetchRequest::new(self.spec.source.topic.clone(), self.partition, self.offset)
@@ -411,7 +509,11 @@ impl PartitionTask {
                 );
                 tokio::select! {
                     waited = wait => { waited.map_err(|e| fail("waiting for records", &e))?; }
-                    _ = self.stopped.changed() => return Ok(()),
+                    changed = self.state.changed() => {
+                        if changed.is_err() {
+                            return Ok(());
+                        }
+                    }
                 }
                 continue;
             }

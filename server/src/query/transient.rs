@@ -6,15 +6,14 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use tokio::sync::{mpsc, watch};
 
-use super::{ProcessingLog, StartPosition, evaluate_rows};
+use super::{ProcessingLog, Read, StartPosition, evaluate_rows, read_for_subscriber};
 use crate::catalog::Source;
-use crate::log::{FetchRequest, IsolationLevel, Log, LogError};
+use crate::log::{Log, LogError};
 use crate::plan::StatelessPlan;
 use crate::runtime::{RecordError, SourceDecoder};
 
@@ -146,27 +145,15 @@ impl TransientTask {
             if self.until.is_some_and(|end| self.offset >= end) {
                 return Ok(());
             }
-            let request = FetchRequest::new(self.topic.clone(), self.partition, self.offset)
-                .with_isolation(IsolationLevel::ReadCommitted);
-            let response = self.log.fetch(&request).await?;
-            if response.next_offset == self.offset {
-                if self.until.is_some() {
-                    return Ok(());
-                }
-                let wait = self.log.wait_for_data(
-                    &self.topic,
-                    self.partition,
-                    self.offset,
-                    IsolationLevel::ReadCommitted,
-                    Duration::from_secs(1),
-                );
-                tokio::select! {
-                    waited = wait => { waited?; }
-                    _ = self.stopped.changed() => return Ok(()),
-                    _ = self.sender.closed() => return Ok(()),
-                }
-                continue;
-            }
+            let at = (self.topic.as_str(), self.partition, self.offset);
+            let response =
+                match read_for_subscriber(&*self.log, at, &mut self.stopped, &self.sender).await? {
+                    Read::Records(response) => response,
+                    // A pull query ends at the end it saw when it started.
+                    Read::Nothing if self.until.is_some() => return Ok(()),
+                    Read::Nothing => continue,
+                    Read::Cancelled => return Ok(()),
+                };
             let records: Vec<_> = match self.until {
                 Some(end) => response
                     .records

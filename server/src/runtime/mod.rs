@@ -233,6 +233,14 @@ pub struct SinkEncoder {
 }
 
 impl SinkEncoder {
+    /// The columns the sink records carry.
+    pub fn schema(&self) -> crate::types::LogicalSchema {
+        crate::types::LogicalSchema::from_key_and_value_columns(
+            &self.key_columns,
+            &self.value_columns,
+        )
+    }
+
     /// One record per row; `rowtime` gives each record's timestamp.
     pub fn encode(&self, output: &RecordBatch, rowtime: &ArrayRef) -> Vec<ProducerRecord> {
         // Functions may return other Arrow types for the same SQL type (`Utf8View` for a

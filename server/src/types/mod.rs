@@ -293,6 +293,27 @@ impl LogicalSchema {
         Ok(LogicalSchema { columns })
     }
 
+    /// Key columns, then value columns.
+    pub fn from_key_and_value_columns(
+        keys: &[(String, SqlType)],
+        values: &[(String, SqlType)],
+    ) -> LogicalSchema {
+        let column = |kind: ColumnKind| {
+            move |(name, ty): &(String, SqlType)| Column {
+                name: name.clone(),
+                ty: ty.clone(),
+                kind: kind.clone(),
+            }
+        };
+        LogicalSchema {
+            columns: keys
+                .iter()
+                .map(column(ColumnKind::Key))
+                .chain(values.iter().map(column(ColumnKind::Value)))
+                .collect(),
+        }
+    }
+
     pub fn keys(&self) -> impl Iterator<Item = &Column> {
         self.columns.iter().filter(|c| c.kind == ColumnKind::Key)
     }
