@@ -1060,6 +1060,37 @@ impl Engine {
                 headers.join(", ")
             )));
         }
+        if let Some(pseudo) = columns
+            .iter()
+            .find(|c| matches!(c.as_str(), "ROWPARTITION" | "ROWOFFSET"))
+        {
+            return Err(EngineError::Statement(format!(
+                "Inserting into column `{pseudo}` is not allowed."
+            )));
+        }
+        for value in &insert.values {
+            let mut qualifier = None;
+            let _ = sqlparser::ast::visit_expressions(value, |e| {
+                if let sqlparser::ast::Expr::CompoundIdentifier(parts) = e {
+                    qualifier = parts.first().map(|p| p.value.clone());
+                    return std::ops::ControlFlow::Break(());
+                }
+                std::ops::ControlFlow::Continue(())
+            });
+            if let Some(qualifier) = qualifier {
+                return Err(EngineError::Statement(format!(
+                    "Failed to prepare statement: '{qualifier}' is not a valid stream/table name \
+                     or alias."
+                )));
+            }
+        }
+        if !insert.columns.is_empty() && columns.len() != insert.values.len() {
+            return Err(EngineError::Statement(format!(
+                "Failed to prepare statement: Expected number columns and values to match: {}, {}",
+                columns.len(),
+                insert.values.len()
+            )));
+        }
         if columns.len() != insert.values.len() {
             return Err(EngineError::Statement(format!(
                 "Expected a value for each column. Expected Columns: [{}]. Got [{}]",
@@ -1275,8 +1306,12 @@ impl Engine {
             .enumerate()
         {
             // A PARTITION BY key may be named after a pseudo column (`PARTITION BY ROWTIME`).
+            // A transient query may show pseudo columns; a sink cannot have them.
             let partition_key = partition_keys.contains(&index);
-            if RESERVED_COLUMNS.contains(&column.name.as_str()) && !partition_key {
+            if sink_name.is_some()
+                && RESERVED_COLUMNS.contains(&column.name.as_str())
+                && !partition_key
+            {
                 return Err(EngineError::Statement(format!(
                     "Reserved column name in select: `{}`. Please remove or alias the column.",
                     column.name
@@ -1526,6 +1561,9 @@ impl Engine {
                 "Only SELECT statements can run as queries; send other statements to /ksql".into(),
             ));
         };
+        if query.emit.is_none() {
+            check_pull_query(&query)?;
+        }
         let mut state = self.state.lock().await;
         let (source, plan, _, _) = self.plan_query(&state.catalog, &query, None).await?;
         let mode = match query.emit {
@@ -1763,6 +1801,68 @@ fn untyped_column(
         _ => format!("The type of column `{name}` ({data_type}) has no ksqlDB equivalent"),
     };
     EngineError::Statement(message)
+}
+
+/// What pull queries (no `EMIT`) cannot do, in ksqlDB's words.
+fn check_pull_query(query: &riffle_grammar::ast::Query) -> Result<(), EngineError> {
+    let refuse = |what: &str| {
+        Err(EngineError::Statement(format!(
+            "Pull queries don't support {what} clauses. See https://cnfl.io/queries for more \
+             info.\nAdd EMIT CHANGES if you intended to issue a push query."
+        )))
+    };
+    if !query.from.joins.is_empty() {
+        return refuse("JOIN");
+    }
+    if query.window.is_some() {
+        return refuse("WINDOW");
+    }
+    if !query.group_by.is_empty() {
+        return refuse("GROUP BY");
+    }
+    if query.having.is_some() {
+        return refuse("HAVING");
+    }
+    if !query.partition_by.is_empty() {
+        return refuse("PARTITION BY");
+    }
+    // The position of a record in its topic means nothing to a snapshot.
+    let disallowed = |exprs: &mut dyn Iterator<Item = &sqlparser::ast::Expr>| {
+        let mut found = Vec::new();
+        for expr in exprs {
+            let _ = sqlparser::ast::visit_expressions(expr, |e| {
+                if let sqlparser::ast::Expr::Identifier(ident) = e
+                    && matches!(ident.value.as_str(), "ROWPARTITION" | "ROWOFFSET")
+                    && !found.contains(&ident.value)
+                {
+                    found.push(ident.value.clone());
+                }
+                std::ops::ControlFlow::<()>::Continue(())
+            });
+        }
+        found
+    };
+    let selected = disallowed(&mut query.projection.iter().filter_map(|item| match item {
+        sqlparser::ast::SelectItem::UnnamedExpr(e)
+        | sqlparser::ast::SelectItem::ExprWithAlias { expr: e, .. } => Some(e),
+        _ => None,
+    }));
+    for (clause, columns) in [
+        ("SELECT", selected),
+        ("WHERE", disallowed(&mut query.selection.iter())),
+    ] {
+        if !columns.is_empty() {
+            return Err(EngineError::Statement(format!(
+                "Pull queries don't support the following columns in {clause} clauses: {}",
+                columns
+                    .iter()
+                    .map(|c| format!("`{c}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A statement's first two words (`CREATE TABLE`), to name what is not supported.

@@ -18,6 +18,11 @@ pub struct Case {
     pub inputs: Vec<TestRecord>,
     pub outputs: Vec<TestRecord>,
     pub expected_error: Option<String>,
+    /// REST cases: the HTTP status the expected error comes with.
+    pub expected_status: Option<u16>,
+    /// REST cases: the expected `/ksql` entities (`{"admin": …}`) and `/query` bodies
+    /// (`{"query": […]}`), in statement order; `None` when the case checks none.
+    pub responses: Option<Vec<Value>>,
     /// `post.sources`: (name, schema) to check after the statements ran.
     pub post_sources: Vec<(String, String)>,
     /// Why the case cannot run here (a format that needs a Schema Registry, a disabled case).
@@ -44,10 +49,26 @@ pub fn default_dir() -> PathBuf {
     }
 }
 
-/// The case files under `dir` (its `query-validation-tests` folder when it has one).
-pub fn case_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let folder = if dir.join("query-validation-tests").is_dir() {
-        dir.join("query-validation-tests")
+/// Which half of the corpus: the statement cases or the REST cases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Suite {
+    Queries,
+    Rest,
+}
+
+impl Suite {
+    fn folder(self) -> &'static str {
+        match self {
+            Suite::Queries => "query-validation-tests",
+            Suite::Rest => "rest-query-validation-tests",
+        }
+    }
+}
+
+/// The case files of `suite` under `dir` (or in `dir` itself when it has no such folder).
+pub fn case_files(dir: &Path, suite: Suite) -> Result<Vec<PathBuf>> {
+    let folder = if dir.join(suite.folder()).is_dir() {
+        dir.join(suite.folder())
     } else {
         dir.to_path_buf()
     };
@@ -135,7 +156,12 @@ pub fn load_file(path: &Path) -> Result<Vec<Case>> {
                     outputs: records(&case["outputs"]),
                     expected_error: case
                         .get("expectedException")
+                        .or_else(|| case.get("expectedError"))
                         .map(|e| e["message"].as_str().unwrap_or("").to_string()),
+                    expected_status: case["expectedError"]["status"]
+                        .as_u64()
+                        .and_then(|s| u16::try_from(s).ok()),
+                    responses: case["responses"].as_array().cloned(),
                     post_sources: case["post"]["sources"]
                         .as_array()
                         .into_iter()

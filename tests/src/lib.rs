@@ -1,15 +1,30 @@
 //! `riffle-tests`: Riffle's end-to-end suites. Today: the ksqlDB conformance runner
-//! ([`corpus`] reads the cases, [`runner`] runs one) and the ratchet of passing cases.
+//! ([`corpus`] reads the cases, [`runner`] runs a statement case in-process, [`rest`] a
+//! REST case over HTTP) and the ratchets of passing cases.
 
 pub mod corpus;
+pub mod rest;
 pub mod runner;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-/// The ratchet file: one `file.json<TAB>case name` line per case that must keep passing.
-pub fn ratchet_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("conformance-ratchet.txt")
+/// The ratchet file of a suite: one `file.json<TAB>case name` line per case that must keep
+/// passing.
+pub fn ratchet_path(suite: corpus::Suite) -> PathBuf {
+    let name = match suite {
+        corpus::Suite::Queries => "conformance-ratchet.txt",
+        corpus::Suite::Rest => "rest-conformance-ratchet.txt",
+    };
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(name)
+}
+
+/// Runs a case of `suite`.
+pub async fn run_case(suite: corpus::Suite, case: &corpus::Case) -> runner::Outcome {
+    match suite {
+        corpus::Suite::Queries => runner::run_case(case).await,
+        corpus::Suite::Rest => rest::run_rest_case(case).await,
+    }
 }
 
 pub fn read_ratchet(path: &Path) -> BTreeSet<(String, String)> {

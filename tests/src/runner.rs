@@ -53,13 +53,7 @@ async fn drive(case: &Case, log: &EmbeddedLog, engine: &Engine) -> Result<(), St
     let mut properties =
         Properties::from([("auto.offset.reset".to_string(), "earliest".to_string())]);
     properties.extend(case.properties.iter().cloned());
-    for topic in topics_to_create(case) {
-        if log.describe_topic(&topic.0).await.is_err() {
-            log.create_topic(&topic.0, TopicConfig::new(topic.1))
-                .await
-                .map_err(|e| format!("creating topic {}: {e}", topic.0))?;
-        }
-    }
+    create_topics(case, log).await?;
     for statement in &case.statements {
         match engine.execute(statement, &properties).await {
             Ok(_) => {}
@@ -80,6 +74,45 @@ async fn drive(case: &Case, log: &EmbeddedLog, engine: &Engine) -> Result<(), St
             "expected an error containing {expected:?}, but every statement ran"
         ));
     }
+    produce_inputs(case, log, engine).await?;
+    compare_outputs(case, log, engine).await?;
+    for (name, schema) in &case.post_sources {
+        let source = engine
+            .source(name)
+            .await
+            .ok_or_else(|| format!("expected a source named {name}"))?;
+        let expected = riffle_grammar::parse_table_elements(schema)
+            .map_err(|e| format!("the expected schema of {name} does not parse: {e}"))
+            .and_then(|defs| LogicalSchema::from_column_defs(&defs, &|_| None).map_err(|e| e.0))?;
+        if expected != source.schema {
+            return Err(format!(
+                "schema of {name}: expected {expected}, got {}",
+                source.schema
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Creates the topics the case needs before its statements run.
+pub(crate) async fn create_topics(case: &Case, log: &EmbeddedLog) -> Result<(), String> {
+    for topic in topics_to_create(case) {
+        if log.describe_topic(&topic.0).await.is_err() {
+            log.create_topic(&topic.0, TopicConfig::new(topic.1))
+                .await
+                .map_err(|e| format!("creating topic {}: {e}", topic.0))?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes the case's inputs one at a time, each encoded in the formats of the source over
+/// its topic, waiting after each until the queries have processed it.
+pub(crate) async fn produce_inputs(
+    case: &Case,
+    log: &EmbeddedLog,
+    engine: &Engine,
+) -> Result<(), String> {
     for input in &case.inputs {
         let source = source_on(engine, &input.topic, &case.statements).await;
         let record = ProducerRecord {
@@ -108,22 +141,6 @@ async fn drive(case: &Case, log: &EmbeddedLog, engine: &Engine) -> Result<(), St
             .wait_until_caught_up()
             .await
             .map_err(|e| format!("queries did not catch up: {e}"))?;
-    }
-    compare_outputs(case, log, engine).await?;
-    for (name, schema) in &case.post_sources {
-        let source = engine
-            .source(name)
-            .await
-            .ok_or_else(|| format!("expected a source named {name}"))?;
-        let expected = riffle_grammar::parse_table_elements(schema)
-            .map_err(|e| format!("the expected schema of {name} does not parse: {e}"))
-            .and_then(|defs| LogicalSchema::from_column_defs(&defs, &|_| None).map_err(|e| e.0))?;
-        if expected != source.schema {
-            return Err(format!(
-                "schema of {name}: expected {expected}, got {}",
-                source.schema
-            ));
-        }
     }
     Ok(())
 }
@@ -239,7 +256,11 @@ fn decode(payload: Option<&[u8]>, spec: &FormatSpec, columns: &[(String, SqlType
     }
 }
 
-async fn compare_outputs(case: &Case, log: &EmbeddedLog, engine: &Engine) -> Result<(), String> {
+pub(crate) async fn compare_outputs(
+    case: &Case,
+    log: &EmbeddedLog,
+    engine: &Engine,
+) -> Result<(), String> {
     let mut topics: Vec<&str> = Vec::new();
     for output in &case.outputs {
         if !topics.contains(&output.topic.as_str()) {

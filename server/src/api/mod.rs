@@ -155,6 +155,11 @@ fn required_text(object: &serde_json::Map<String, Value>, field: &str) -> Result
         .ok_or_else(|| bad_request(&format!("The request must have a string field \"{field}\"")))
 }
 
+/// Serves `app` on `listener` (HTTP/1.1 and HTTP/2 h2c) until the task is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> std::io::Result<()> {
+    axum::serve(listener, app).await
+}
+
 /// `POST /ksql`: runs statements (not queries) and answers one entity per statement.
 async fn ksql(State(state): State<Arc<ApiState>>, body: Bytes) -> Result<Response, ApiError> {
     let object = request_object(&body)?;

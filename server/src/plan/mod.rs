@@ -562,12 +562,23 @@ fn split_projection(
         )));
     };
     match projection.input.as_ref() {
-        LogicalPlan::Filter(filter) => Ok((
+        LogicalPlan::Filter(filter) if is_scan(&filter.input) => Ok((
             projection.expr.clone(),
             Some(filter.predicate.clone()),
             filter.input.schema(),
         )),
-        input => Ok((projection.expr.clone(), None, input.schema())),
+        input if is_scan(input) => Ok((projection.expr.clone(), None, input.schema())),
+        // An aggregate function without GROUP BY makes an aggregation plan.
+        _ => Err(PlanError::Unsupported("aggregation".into())),
+    }
+}
+
+/// A scan of the source, maybe under its alias (`FROM input i`).
+fn is_scan(plan: &LogicalPlan) -> bool {
+    match plan {
+        LogicalPlan::TableScan(_) => true,
+        LogicalPlan::SubqueryAlias(alias) => is_scan(&alias.input),
+        _ => false,
     }
 }
 

@@ -11,9 +11,9 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use riffle_tests::corpus::{case_files, default_dir, load_file};
-use riffle_tests::runner::{Outcome, run_case};
-use riffle_tests::{ratchet_path, read_ratchet};
+use riffle_tests::corpus::{Suite, case_files, default_dir, load_file};
+use riffle_tests::runner::Outcome;
+use riffle_tests::{ratchet_path, read_ratchet, run_case};
 use serde_json::json;
 
 fn main() -> Result<()> {
@@ -23,6 +23,7 @@ fn main() -> Result<()> {
     let mut report: Option<PathBuf> = None;
     let mut update_ratchet = false;
     let mut check_ratchet = false;
+    let mut suite = Suite::Queries;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -34,7 +35,7 @@ fn main() -> Result<()> {
             }
             "--update-ratchet" => update_ratchet = true,
             "--check-ratchet" => check_ratchet = true,
-            "--rest" => bail!("--rest (REST query-validation tests) is not built yet"),
+            "--rest" => suite = Suite::Rest,
             other => bail!("unknown argument {other}"),
         }
     }
@@ -44,7 +45,7 @@ fn main() -> Result<()> {
         .build()?;
     let mut results = Vec::new();
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
-    for path in case_files(&dir)? {
+    for path in case_files(&dir, suite)? {
         let file = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -58,7 +59,7 @@ fn main() -> Result<()> {
             if case_filter.as_ref().is_some_and(|name| &case.name != name) {
                 continue;
             }
-            let outcome = runtime.block_on(run_case(&case));
+            let outcome = runtime.block_on(run_case(suite, &case));
             let (status, reason) = match &outcome {
                 Outcome::Passed => {
                     p += 1;
@@ -103,23 +104,23 @@ fn main() -> Result<()> {
         .map(|(file, name, _, _)| (file.clone(), name.clone()))
         .collect();
     if update_ratchet {
-        let mut ratchet = read_ratchet(&ratchet_path());
+        let mut ratchet = read_ratchet(&ratchet_path(suite));
         ratchet.extend(passing.iter().cloned());
         let mut text = String::from(
             "# Conformance cases that pass and must keep passing (file<TAB>case name).\n\
-             # Grown with: cargo run --release -p riffle-tests --bin conformance -- --update-ratchet\n",
+             # Grown with: cargo run --release -p riffle-tests --bin conformance -- [--rest] --update-ratchet\n",
         );
         for (file, name) in &ratchet {
             text.push_str(&format!("{file}\t{name}\n"));
         }
-        std::fs::write(ratchet_path(), text)?;
+        std::fs::write(ratchet_path(suite), text)?;
     }
     if check_ratchet {
         let ran: BTreeSet<(String, String)> = results
             .iter()
             .map(|(f, n, _, _)| (f.clone(), n.clone()))
             .collect();
-        let regressed: Vec<_> = read_ratchet(&ratchet_path())
+        let regressed: Vec<_> = read_ratchet(&ratchet_path(suite))
             .into_iter()
             .filter(|case| ran.contains(case) && !passing.contains(case))
             .collect();
