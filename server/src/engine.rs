@@ -1630,6 +1630,16 @@ impl Engine {
         Ok(TopicPrint::start(self.log.clone(), id, topic, options).await?)
     }
 
+    /// The persistent queries' ids with the topic each reads.
+    pub async fn persistent_query_ids(&self) -> Vec<(String, String)> {
+        let state = self.state.lock().await;
+        state
+            .queries
+            .values()
+            .map(|q| (q.id().to_string(), q.spec.source.topic.clone()))
+            .collect()
+    }
+
     /// Waits until every running query has processed what its sources hold now.
     pub async fn wait_until_caught_up(&self) -> Result<(), EngineError> {
         let state = self.state.lock().await;

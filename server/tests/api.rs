@@ -399,3 +399,130 @@ async fn print_pause_explain_and_describe_answer_as_ksqldb_does() {
     assert_eq!(entities[3]["name"], "LCASE");
     assert_eq!(entities[3]["type"], "SCALAR");
 }
+
+/// `s` with everything but letters and digits percent-encoded, for a query parameter.
+fn url_encoded(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_metadata_openapi_and_websocket_queries() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let server = start().await;
+    let (status, entities) = server
+        .ksql(
+            "CREATE STREAM clicks (id STRING KEY, page STRING) \
+             WITH (kafka_topic='clicks', partitions=1, value_format='JSON');
+             INSERT INTO clicks (id, page) VALUES ('a', '/home');
+             INSERT INTO clicks (id, page) VALUES ('b', '/cart');",
+        )
+        .await;
+    assert_eq!(status, 200, "{entities}");
+    let get = |path: &str| {
+        let request = server.client.get(format!("{}{path}", server.url));
+        async move {
+            let response = request.send().await.expect("request sent");
+            let status = response.status().as_u16();
+            (status, response.text().await.expect("body"))
+        }
+    };
+
+    let (status, body) = get("/status").await;
+    assert_eq!(status, 200);
+    let statuses: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(
+        statuses["commandStatuses"]["stream/`CLICKS`/create"],
+        "SUCCESS"
+    );
+    let (status, body) = get("/status/stream/CLICKS/create").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).expect("JSON")["message"],
+        "Stream created"
+    );
+    let (status, body) = get("/status/stream/NOPE/create").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("40400"), "{body}");
+
+    let (status, body) = get("/clusterStatus").await;
+    assert_eq!(status, 200);
+    let cluster: Value = serde_json::from_str(&body).expect("JSON");
+    let hosts = cluster["clusterStatus"].as_object().expect("hosts");
+    assert_eq!(hosts.len(), 1);
+    assert!(hosts.values().all(|h| h["hostAlive"] == true), "{cluster}");
+
+    let (status, body) = get("/v1/metadata").await;
+    assert_eq!(status, 200);
+    let metadata: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(
+        metadata["clusterId"]["scope"]["clusters"]["ksql-cluster"],
+        "test_"
+    );
+
+    let (status, body) = get("/openapi.json").await;
+    assert_eq!(status, 200);
+    let openapi: Value = serde_json::from_str(&body).expect("the OpenAPI document is JSON");
+    for path in [
+        "/ksql",
+        "/query",
+        "/query-stream",
+        "/inserts-stream",
+        "/ws/query",
+    ] {
+        assert!(openapi["paths"].get(path).is_some(), "{path} is described");
+    }
+
+    // The framework's own refusals carry ksqlDB's error entity too.
+    let response = server
+        .client
+        .get(format!("{}/ksql", server.url))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status().as_u16(), 405);
+    let entity: Value = serde_json::from_str(&response.text().await.expect("body")).expect("JSON");
+    assert_eq!(entity["error_code"], 40500);
+    let (status, body) = server
+        .post("/ksql", json!({"ksql": "x".repeat(9 * 1024 * 1024)}))
+        .await;
+    assert_eq!(status, 413);
+    assert!(body.contains("larger than the limit"), "{body}");
+
+    // A query over a WebSocket: the columns, then a frame per row, then a close.
+    let request = json!({
+        "ksql": "SELECT * FROM clicks EMIT CHANGES LIMIT 2;",
+        "streamsProperties": {"auto.offset.reset": "earliest"},
+    });
+    let url = format!(
+        "{}/ws/query?request={}",
+        server.url.replace("http://", "ws://"),
+        url_encoded(&request.to_string())
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("the WebSocket opens");
+    let mut frames = Vec::new();
+    while let Some(frame) = socket.next().await {
+        match frame.expect("a frame") {
+            Message::Text(text) => frames.push(serde_json::from_str::<Value>(&text).expect("JSON")),
+            Message::Close(close) => {
+                assert_eq!(close.map(|c| u16::from(c.code)), Some(1000));
+                break;
+            }
+            _ => {}
+        }
+    }
+    let _ = socket.close(None).await;
+    assert_eq!(frames[0][0]["name"], "ID");
+    assert_eq!(frames[0][1]["schema"]["type"], "STRING");
+    assert_eq!(frames[1], json!({"row": {"columns": ["a", "/home"]}}));
+    assert_eq!(frames[2], json!({"row": {"columns": ["b", "/cart"]}}));
+    let _ = socket.send(Message::Close(None)).await;
+}

@@ -52,10 +52,17 @@ fn curl(command: &str, port: u16) -> String {
 fn start_server() -> (Running, u16, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let port = free_port();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_riffle-server"));
+    command
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(dir.path());
+    (start(command, port), port, dir)
+}
+
+/// Runs the server command; returns once it listens on `port`.
+fn start(mut command: Command, port: u16) -> Running {
     let server = Running(
-        Command::new(env!("CARGO_BIN_EXE_riffle-server"))
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-            .arg(dir.path())
+        command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -70,7 +77,55 @@ fn start_server() -> (Running, u16, tempfile::TempDir) {
         up
     });
     assert!(ready, "the server did not start listening");
-    (server, port, dir)
+    server
+}
+
+#[test]
+fn a_configuration_file_sets_the_address_the_data_directory_and_server_properties() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let config = dir.path().join("riffle.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nservice_id = \"from_file_\"\n\n\
+             [properties]\n\"ksql.streams.auto.offset.reset\" = \"earliest\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .expect("config written");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_riffle-server"));
+    command.arg("--config").arg(&config);
+    let _server = start(command, port);
+    let info = curl("curl -s http://127.0.0.1:8088/info", port);
+    assert!(info.contains("from_file_"), "{info}");
+    curl(
+        "curl -s -X POST http://127.0.0.1:8088/ksql -d '{\"ksql\": \"CREATE STREAM s (v INT) \
+         WITH (kafka_topic='\"'\"'s'\"'\"', partitions=1, value_format='\"'\"'JSON'\"'\"'); \
+         INSERT INTO s (v) VALUES (7);\"}'",
+        port,
+    );
+    // No offset reset in the request: the server's property (earliest) applies.
+    let pushed = curl(
+        "curl -s -X POST http://127.0.0.1:8088/query -d '{\"ksql\": \"SELECT v FROM s EMIT CHANGES LIMIT 1;\"}'",
+        port,
+    );
+    assert!(pushed.contains("\"columns\":[7]"), "{pushed}");
+    assert!(
+        dir.path().join("data").is_dir(),
+        "the data directory is the file's"
+    );
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "listen = 8088\n").expect("written");
+    let output = Command::new(env!("CARGO_BIN_EXE_riffle-server"))
+        .arg("--config")
+        .arg(&bad)
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("is not valid"), "{stderr}");
 }
 
 #[test]

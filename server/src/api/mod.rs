@@ -1,10 +1,13 @@
 //! The REST API, with ksqlDB's request and response shapes: `POST /ksql` (statements),
 //! `POST /query` and `POST /query-stream` (push and pull queries, streamed as rows arrive),
-//! `GET /info` and `GET /healthcheck`. Bodies are read as bytes and checked here, so that a
-//! bad request gets ksqlDB's error entity rather than the framework's. Entry point:
-//! [`router`].
+//! `POST /inserts-stream`, `GET /info`, `GET /healthcheck`; [`status`] has the command and
+//! cluster status endpoints, [`websocket`] `GET /ws/query`. Bodies are read as bytes and
+//! checked here, so that a bad request gets ksqlDB's error entity rather than the
+//! framework's. Entry point: [`router`].
 
 pub mod entities;
+mod status;
+mod websocket;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,6 +34,11 @@ pub struct ApiState {
     pub service_id: String,
     /// Running transient queries by id, for `/close-query`.
     pub queries: parking_lot::Mutex<HashMap<String, QueryCloser>>,
+    /// Server properties (`ksql.*`): every request starts from them, and its own
+    /// `streamsProperties` override them.
+    pub properties: Properties,
+    /// The outcome of each command run through `/ksql`, by command id, for `/status`.
+    pub statuses: parking_lot::Mutex<std::collections::BTreeMap<String, Value>>,
 }
 
 impl ApiState {
@@ -39,9 +47,26 @@ impl ApiState {
             engine,
             service_id,
             queries: parking_lot::Mutex::new(HashMap::new()),
+            properties: Properties::new(),
+            statuses: parking_lot::Mutex::default(),
         }
     }
+
+    /// The same state with server properties.
+    pub fn with_properties(self, properties: Properties) -> ApiState {
+        ApiState { properties, ..self }
+    }
+
+    /// A request's properties over the server's.
+    fn request_properties(&self, requested: Option<&Value>) -> Properties {
+        let mut properties = self.properties.clone();
+        properties.extend(string_map(requested));
+        properties
+    }
 }
+
+/// The largest request body read (ksqlDB's clients send statements and rows, never more).
+const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 /// The server's routes.
 pub fn router(state: Arc<ApiState>) -> Router {
@@ -56,8 +81,67 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/chc/live", get(empty_object))
         .route("/chc/ready", get(empty_object))
         .route("/is_valid_property/{name}", get(is_valid_property))
+        .route("/status", get(status::all_statuses))
+        .route(
+            "/status/{kind}/{entity}/{action}",
+            get(status::command_status),
+        )
+        .route("/clusterStatus", get(status::cluster_status))
+        .route("/v1/metadata", get(status::metadata))
+        .route("/v1/metadata/id", get(status::metadata_id))
+        .route("/ws/query", get(websocket::ws_query))
+        .route("/openapi.json", get(openapi))
+        .route("/", get(root))
         .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(error_entities))
         .with_state(state)
+}
+
+/// Refusals made by the framework (a body over the limit, a method the path does not
+/// take) get ksqlDB's error entity too.
+async fn error_entities(response: Response) -> Response {
+    let is_entity = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.contains("json"));
+    let status = response.status();
+    if is_entity || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let message = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            format!("The request body is larger than the limit of {MAX_BODY_BYTES} bytes")
+        }
+        StatusCode::METHOD_NOT_ALLOWED => "HTTP 405 Method Not Allowed".to_string(),
+        other => format!("HTTP {other}"),
+    };
+    let code = u32::from(status.as_u16()) * 100;
+    reply(
+        status,
+        KSQL_JSON,
+        entities::error("generic_error", code, &message, None),
+    )
+}
+
+/// `GET /`: ksqlDB redirects to `/info`.
+async fn root() -> Response {
+    (
+        StatusCode::TEMPORARY_REDIRECT,
+        [(header::LOCATION, "/info")],
+    )
+        .into_response()
+}
+
+/// `GET /openapi.json`: the API described as OpenAPI 3.
+async fn openapi() -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+        .into_response()
 }
 
 const KSQL_JSON: &str = "application/vnd.ksql.v1+json";
@@ -164,7 +248,7 @@ pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> std::io::R
 async fn ksql(State(state): State<Arc<ApiState>>, body: Bytes) -> Result<Response, ApiError> {
     let object = request_object(&body)?;
     let sql = required_text(&object, "ksql")?;
-    let properties = string_map(object.get("streamsProperties"));
+    let properties = state.request_properties(object.get("streamsProperties"));
     let variables = string_map(object.get("sessionVariables"));
     let texts = riffle_grammar::split_script(&sql)
         .map_err(|error| engine_error(&EngineError::Parse(error), &sql))?;
@@ -205,6 +289,7 @@ async fn ksql(State(state): State<Arc<ApiState>>, body: Bytes) -> Result<Respons
         })
         .map(|(i, (result, (text, _)))| entities::entity(result, &text.text, i as i64))
         .collect();
+    status::record(&state, &done);
     match outcome {
         Ok(()) => Ok(reply(StatusCode::OK, KSQL_JSON, Value::Array(done))),
         Err(error) => {
@@ -229,7 +314,7 @@ async fn start_query(
 ) -> Result<(TransientQuery, String), ApiError> {
     let object = request_object(body)?;
     let sql = required_text(&object, sql_field)?;
-    let properties = string_map(object.get(properties_field));
+    let properties = state.request_properties(object.get(properties_field));
     match state.engine.query(&sql, &properties).await {
         Ok(query) => {
             state
