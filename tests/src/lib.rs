@@ -3,8 +3,10 @@
 //! REST case over HTTP) and the ratchets of passing cases.
 
 pub mod corpus;
+pub mod measure;
 pub mod rest;
 pub mod runner;
+pub mod server;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -4,16 +4,13 @@
 //! (the expected fields must be there with those values), query rows regardless of order,
 //! headers and final messages exactly where given.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use riffle_server::api::{ApiState, router};
-use riffle_server::engine::Engine;
-use riffle_server::log::embedded::{EmbeddedLog, EmbeddedOptions};
 use serde_json::{Value, json};
 
 use crate::corpus::Case;
 use crate::runner::{Outcome, compare_outputs, create_topics, produce_inputs, same};
+use crate::server::TestServer;
 
 /// How long one query may take before the case fails (push queries without enough rows
 /// for their `LIMIT` would otherwise run forever).
@@ -30,51 +27,17 @@ pub async fn run_rest_case(case: &Case) -> Outcome {
     }
 }
 
-/// A server on an ephemeral port, over a fresh log.
-struct Server {
-    url: String,
-    client: reqwest::Client,
-    log: EmbeddedLog,
-    engine: Arc<Engine>,
-    serving: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
+/// What the REST runner asks of a [`TestServer`].
+trait Rest {
+    async fn post(&self, path: &str, body: Value) -> Result<(u16, String), String>;
+    async fn query(
+        &self,
+        body: Value,
+        rows: Option<usize>,
+    ) -> Result<Result<Vec<Value>, (u16, String)>, String>;
 }
 
-impl Server {
-    async fn start() -> Result<Server, String> {
-        let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
-        let options = EmbeddedOptions {
-            cleaner_interval: Duration::from_secs(3600),
-        };
-        let log = EmbeddedLog::open(dir.path(), options).map_err(|e| format!("log: {e}"))?;
-        let engine = Arc::new(
-            Engine::start(Arc::new(log.clone()))
-                .await
-                .map_err(|e| format!("engine: {e}"))?,
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| format!("binding a port: {e}"))?;
-        let url = format!(
-            "http://{}",
-            listener.local_addr().map_err(|e| format!("address: {e}"))?
-        );
-        let app = router(Arc::new(ApiState::new(engine.clone(), "rqtt_".into())));
-        let serving = tokio::spawn(async move {
-            if let Err(error) = riffle_server::api::serve(listener, app).await {
-                eprintln!("the test server stopped: {error}");
-            }
-        });
-        Ok(Server {
-            url,
-            client: reqwest::Client::new(),
-            log,
-            engine,
-            serving,
-            _dir: dir,
-        })
-    }
-
+impl Rest for TestServer {
     /// Posts a JSON body; answers the status and the body text.
     async fn post(&self, path: &str, body: Value) -> Result<(u16, String), String> {
         let send = async {
@@ -134,15 +97,10 @@ impl Server {
             )),
         }
     }
-
-    async fn stop(self) {
-        self.serving.abort();
-        self.engine.shutdown().await;
-    }
 }
 
 async fn run(case: &Case) -> Result<(), String> {
-    let server = Server::start().await?;
+    let server = TestServer::start("rqtt_").await?;
     let result = drive(case, &server).await;
     server.stop().await;
     result
@@ -156,7 +114,7 @@ fn is_query(statement: &str) -> bool {
     ) || statement.trim_start().to_uppercase().starts_with("SELECT")
 }
 
-async fn drive(case: &Case, server: &Server) -> Result<(), String> {
+async fn drive(case: &Case, server: &TestServer) -> Result<(), String> {
     create_topics(case, &server.log).await?;
     let properties: serde_json::Map<String, Value> =
         std::iter::once(("auto.offset.reset".to_string(), Value::from("earliest")))

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use riffle_server::engine::{Engine, Properties};
 use riffle_server::log::embedded::{EmbeddedLog, EmbeddedOptions};
 use riffle_server::log::{Acks, FetchRequest, Log, ProducerRecord, TopicConfig};
+use riffle_tests::measure::{cpu_seconds, peak_memory_mib};
 use serde_json::Value;
 
 const BID_STREAM: &str = "CREATE STREAM bid (auction BIGINT, bidder BIGINT, price BIGINT, \
@@ -33,40 +34,6 @@ fn query_sql(name: &str) -> Option<&'static str> {
         "q2" => "CREATE STREAM q2 AS SELECT auction, price FROM bid WHERE auction % 123 = 0;",
         _ => return None,
     })
-}
-
-/// CPU seconds (user + system) this process has used, from `/proc/self/stat`.
-fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return f64::NAN;
-    };
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    // Fields 14 and 15 of the file (utime, stime) are 12 and 13 after the command name;
-    // Linux counts them in 100 Hz ticks.
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-/// Peak resident memory of this process, in MiB, from `/proc/self/status`.
-fn peak_memory_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|line| line.starts_with("VmHWM:"))
-                .and_then(|line| line.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 fn main() -> Result<()> {
