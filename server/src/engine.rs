@@ -17,7 +17,9 @@ use crate::log::{Acks, FetchRequest, Log, LogError, ProducerRecord, TopicConfig}
 use crate::plan::{PlanError, Planner};
 use crate::query::print::{PrintOptions, TopicPrint};
 use crate::query::transient::{Mode, TransientQuery};
-use crate::query::{PersistentQuery, ProcessingLog, QuerySpec, QueryState, StartPosition};
+use crate::query::{
+    PersistentQuery, ProcessingLog, QueryPlan, QuerySpec, QueryState, StartPosition,
+};
 use crate::runtime::SinkEncoder;
 use crate::types::{Column, ColumnKind, LogicalSchema, SqlType};
 
@@ -627,7 +629,12 @@ impl Engine {
             sources: vec![input.name.clone()],
             sinks: sink.iter().cloned().collect(),
             sink_topics: sink_topic.into_iter().collect(),
-            execution_plan: execution_plan(&input, &plan, &fields, sink.as_deref()),
+            execution_plan: execution_plan(
+                &input,
+                &QueryPlan::Stateless(plan),
+                &fields,
+                sink.as_deref(),
+            ),
             fields,
             state: None,
             persistent: sink.is_some(),
@@ -761,8 +768,21 @@ impl Engine {
         text: &str,
         properties: &Properties,
     ) -> Result<StatementResult, EngineError> {
-        if create.kind == SourceKind::Table {
-            return Err(EngineError::Unsupported("CREATE TABLE … AS SELECT".into()));
+        let aggregating = !create.query.group_by.is_empty() || create.query.window.is_some();
+        match (create.kind, aggregating) {
+            (SourceKind::Stream, true) => {
+                return Err(EngineError::Statement(
+                    "Invalid result type. Your SELECT query produces a TABLE. Please use CREATE \
+                     TABLE AS SELECT statement instead."
+                        .into(),
+                ));
+            }
+            (SourceKind::Table, false) => {
+                return Err(EngineError::Unsupported(
+                    "CREATE TABLE … AS SELECT without GROUP BY".into(),
+                ));
+            }
+            _ => {}
         }
         let mut state = self.state.lock().await;
         let name = create.name.value.clone();
@@ -780,9 +800,22 @@ impl Engine {
         }
         let sink_properties =
             SourceProperties::from_ast(&create.properties).map_err(EngineError::Statement)?;
-        let (input, plan, key_columns, value_columns) = self
-            .plan_query(&state.catalog, &create.query, Some(&name))
-            .await?;
+        let (input, plan, key_columns, value_columns) = if aggregating {
+            let (input, plan, keys, values) = self
+                .plan_aggregate_query(&state.catalog, &create.query, Some(&name))
+                .await?;
+            (input, QueryPlan::Aggregate(plan), keys, values)
+        } else {
+            let (input, plan, keys, values) = self
+                .plan_query(&state.catalog, &create.query, Some(&name))
+                .await?;
+            (input, QueryPlan::Stateless(plan), keys, values)
+        };
+        // A windowed aggregation's table is windowed; so is a stream over a windowed source.
+        let window = match &plan {
+            QueryPlan::Aggregate(plan) => plan.windowing.map(|w| w.kind),
+            QueryPlan::Stateless(_) => input.window,
+        };
         let key_format = match sink_properties.key_format_name() {
             Some(format) => FormatSpec::new(Format::parse(format).map_err(EngineError::Statement)?)
                 .with_wrap_single(false),
@@ -899,7 +932,8 @@ impl Engine {
         let schema = LogicalSchema::from_key_and_value_columns(&key_columns, &value_columns);
         let sink = Source {
             name: name.clone(),
-            kind: SourceKind::Stream,
+            kind: create.kind,
+            window,
             schema,
             topic: topic.clone(),
             key_format: key_format.clone(),
@@ -912,7 +946,11 @@ impl Engine {
             statement: text.trim().to_string(),
         };
         state.next_query += 1;
-        let query_id = format!("CSAS_{name}_{}", state.next_query - 1);
+        let prefix = match create.kind {
+            SourceKind::Stream => "CSAS",
+            SourceKind::Table => "CTAS",
+        };
+        let query_id = format!("{prefix}_{name}_{}", state.next_query - 1);
         let spec = QuerySpec {
             id: query_id.clone(),
             statement: text.trim().to_string(),
@@ -926,6 +964,7 @@ impl Engine {
                 key_format,
                 value_format,
                 timestamp_column,
+                window,
             },
             start: start_position(properties),
         };
@@ -986,7 +1025,7 @@ impl Engine {
             statement: text.trim().to_string(),
             sink_name: target_name.clone(),
             source: input,
-            plan,
+            plan: QueryPlan::Stateless(plan),
             sink_topic: target.topic.clone(),
             encoder: SinkEncoder {
                 key_columns,
@@ -994,6 +1033,7 @@ impl Engine {
                 key_format: target.key_format.clone(),
                 value_format: target.value_format.clone(),
                 timestamp_column: target.timestamp.clone(),
+                window: target.window,
             },
             start: start_position(properties),
         };
@@ -1234,6 +1274,119 @@ impl Engine {
     }
 
     /// Plans a query over one source and splits its output into key and value columns.
+    /// Plans `SELECT … GROUP BY …` for a table: the key columns are the grouping
+    /// expressions (in `GROUP BY` order), which the projection must include.
+    async fn plan_aggregate_query(
+        &self,
+        catalog: &Catalog,
+        query: &riffle_grammar::ast::Query,
+        sink_name: Option<&str>,
+    ) -> Result<
+        (
+            Source,
+            Arc<crate::plan::aggregate::AggregatePlan>,
+            Vec<(String, SqlType)>,
+            Vec<(String, SqlType)>,
+        ),
+        EngineError,
+    > {
+        let source_name = &query.from.source.name.value;
+        let input = catalog.source(source_name).cloned().ok_or_else(|| {
+            EngineError::Statement(format!(
+                "Exception while preparing statement: {source_name} does not exist."
+            ))
+        })?;
+        for item in &query.projection {
+            if let sqlparser::ast::SelectItem::ExprWithAlias { alias, .. } = item
+                && RESERVED_COLUMNS.contains(&alias.value.as_str())
+            {
+                return Err(EngineError::Statement(format!(
+                    "`{}` is a reserved column name. You cannot use it as an alias for a column.",
+                    alias.value
+                )));
+            }
+        }
+        let star_columns: Vec<String> = input
+            .schema
+            .keys()
+            .chain(
+                input
+                    .schema
+                    .columns
+                    .iter()
+                    .filter(|c| c.kind != ColumnKind::Key),
+            )
+            .map(|c| c.name.clone())
+            .collect();
+        let plan = self
+            .planner
+            .plan_aggregate(query, &star_columns)
+            .await
+            .map_err(|error| unresolved_column(error, query))?;
+        let group_names = plan.group_names();
+        let user_groups = query.group_by.len();
+        let mut keys = vec![None; user_groups];
+        let mut values = Vec::new();
+        for (column, field) in plan.projection.iter().zip(plan.output_schema.fields()) {
+            let ty = SqlType::from_arrow(field.data_type())
+                .ok_or_else(|| untyped_column(&column.name, field.data_type(), query))?;
+            let group = column
+                .source_column
+                .as_ref()
+                .and_then(|source| group_names[..user_groups].iter().position(|g| g == source));
+            match group {
+                Some(position) if keys[position].is_none() => {
+                    keys[position] = Some((column.name.clone(), ty));
+                }
+                _ => {
+                    if sink_name.is_some()
+                        && RESERVED_COLUMNS.contains(&column.name.as_str())
+                        && !crate::plan::aggregate::WINDOW_BOUNDS.contains(&column.name.as_str())
+                    {
+                        return Err(EngineError::Statement(format!(
+                            "Reserved column name in select: `{}`. Please remove or alias the \
+                             column.",
+                            column.name
+                        )));
+                    }
+                    values.push((column.name.clone(), ty));
+                }
+            }
+        }
+        let missing: Vec<String> = keys
+            .iter()
+            .zip(&query.group_by)
+            .filter(|(key, _)| key.is_none())
+            .map(|(_, expr)| expr.to_string())
+            .collect();
+        if let Some(sink_name) = sink_name
+            && !missing.is_empty()
+        {
+            let listed = match missing.split_last() {
+                Some((last, [])) => last.clone(),
+                Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+                None => String::new(),
+            };
+            return Err(EngineError::Statement(format!(
+                "The query used to build `{sink_name}` must include the grouping expression{} \
+                 {listed} in its projection (eg, SELECT {}...).",
+                if missing.len() > 1 { "s" } else { "" },
+                missing.join(", ")
+            )));
+        }
+        if sink_name.is_some() && values.is_empty() {
+            return Err(EngineError::Statement(
+                "The projection contains no value columns.".into(),
+            ));
+        }
+        Ok((
+            input,
+            Arc::new(plan),
+            keys.into_iter().flatten().collect(),
+            values,
+        ))
+    }
+
     async fn plan_query(
         &self,
         catalog: &Catalog,
@@ -1267,11 +1420,20 @@ impl Engine {
                 .map(|c| c.name.clone())
                 .collect()
         } else {
+            // A push query over a windowed source shows the window after the key.
+            let bounds = input
+                .window
+                .filter(|_| sink_name.is_none())
+                .map(|_| crate::plan::aggregate::WINDOW_BOUNDS)
+                .into_iter()
+                .flatten()
+                .map(str::to_string);
             input
                 .schema
                 .keys()
-                .chain(non_keys)
                 .map(|c| c.name.clone())
+                .chain(bounds)
+                .chain(non_keys.map(|c| c.name.clone()))
                 .collect()
         };
         let (query, partition_keys) = if partitioned {
@@ -1913,7 +2075,7 @@ fn query_info(query: &PersistentQuery) -> QueryInfo {
 /// one it feeds.
 fn execution_plan(
     source: &Source,
-    plan: &crate::plan::StatelessPlan,
+    plan: &QueryPlan,
     fields: &LogicalSchema,
     sink: Option<&str>,
 ) -> String {
@@ -1924,7 +2086,29 @@ fn execution_plan(
         ));
     }
     steps.push(format!("[ PROJECT ] | Schema: {fields}"));
-    if let Some(filter) = &plan.filter {
+    let filter = match plan {
+        QueryPlan::Stateless(plan) => plan.filter.clone(),
+        QueryPlan::Aggregate(plan) => {
+            if let Some(having) = &plan.having {
+                steps.push(format!("[ HAVING ] | Condition: {having}"));
+            }
+            let aggregates: Vec<&str> = plan.aggregates.iter().map(|a| a.name()).collect();
+            steps.push(format!(
+                "[ AGGREGATE ] | Groups: {} | Aggregates: {}{}",
+                plan.group_by
+                    .iter()
+                    .map(|g| g.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                aggregates.join(", "),
+                plan.windowing
+                    .map(|w| format!(" | Window: {:?}", w.kind))
+                    .unwrap_or_default()
+            ));
+            plan.filter.clone()
+        }
+    };
+    if let Some(filter) = filter {
         steps.push(format!("[ FILTER ] | Condition: {filter}"));
     }
     steps.push(format!(

@@ -118,11 +118,14 @@ pub(crate) async fn produce_inputs(
         let record = ProducerRecord {
             partition: Some(0),
             timestamp: Some(input.timestamp.unwrap_or(0)),
-            key: encode(
-                &input.key,
-                source.as_ref().map(|s| (&s.key_format, s.key_columns())),
-            )
-            .map(Bytes::from),
+            key: windowed(
+                encode(
+                    &input.key,
+                    source.as_ref().map(|s| (&s.key_format, s.key_columns())),
+                ),
+                source.as_ref().and_then(|s| s.window),
+                input.window.as_ref(),
+            ),
             value: encode(
                 &input.value,
                 source
@@ -143,6 +146,26 @@ pub(crate) async fn produce_inputs(
             .map_err(|e| format!("queries did not catch up: {e}"))?;
     }
     Ok(())
+}
+
+/// An input key with its window appended, for a windowed source.
+fn windowed(
+    key: Option<Vec<u8>>,
+    kind: Option<riffle_server::plan::aggregate::WindowKind>,
+    window: Option<&Value>,
+) -> Option<Bytes> {
+    match (kind, window) {
+        (Some(kind), Some(window)) => {
+            let bound = |name: &str| window[name].as_i64().unwrap_or(0);
+            Some(riffle_server::runtime::aggregate::windowed_key(
+                key.as_deref().unwrap_or_default(),
+                kind,
+                bound("start"),
+                bound("end"),
+            ))
+        }
+        _ => key.map(Bytes::from),
+    }
 }
 
 /// Topics the case's inputs, declared topics and source statements need before they run.
@@ -297,9 +320,21 @@ pub(crate) async fn compare_outputs(
             ));
         }
         for (i, (want, got)) in expected.iter().zip(&actual).enumerate() {
+            let (key_bytes, window) = match &source {
+                Some(s) => split_window(got.key.as_deref(), s.window),
+                None => (got.key.as_deref(), None),
+            };
+            if let Some(expected) = &want.window
+                && window.as_ref() != Some(expected)
+            {
+                return Err(format!(
+                    "topic {topic} record {i}: window {} != expected {expected}",
+                    window.unwrap_or(Value::Null)
+                ));
+            }
             let (key, value) = match &source {
                 Some(s) => (
-                    decode(got.key.as_deref(), &s.key_format, &s.key_columns()),
+                    decode(key_bytes, &s.key_format, &s.key_columns()),
                     decode(got.value.as_deref(), &s.value_format, &s.value_columns()),
                 ),
                 None => (
@@ -340,6 +375,26 @@ pub(crate) async fn compare_outputs(
         }
     }
     Ok(())
+}
+
+/// A windowed key's bytes without their window, and the window as the corpus writes it
+/// (`{"start", "end", "type"}`).
+fn split_window(
+    key: Option<&[u8]>,
+    window: Option<riffle_server::plan::aggregate::WindowKind>,
+) -> (Option<&[u8]>, Option<Value>) {
+    use riffle_server::plan::aggregate::WindowKind;
+    let Some(kind) = window else {
+        return (key, None);
+    };
+    let (inner, bounds) = riffle_server::runtime::aggregate::split_windowed_key(key, kind);
+    let kind = match kind {
+        WindowKind::Session { .. } => "session",
+        _ => "time",
+    };
+    let window =
+        bounds.map(|(start, end)| serde_json::json!({"start": start, "end": end, "type": kind}));
+    (inner, window)
 }
 
 /// Equality as the corpus means it: decimals keep their scale, doubles within 1e-6,

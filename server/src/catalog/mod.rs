@@ -52,6 +52,8 @@ pub struct Source {
     pub partitions: Option<i32>,
     /// The statement that declared it, as sent (`DESCRIBE … EXTENDED`).
     pub statement: String,
+    /// How its keys are windowed (a windowed aggregation's table), if they are.
+    pub window: Option<crate::plan::aggregate::WindowKind>,
 }
 
 impl Source {
@@ -93,6 +95,12 @@ impl Source {
                 PSEUDO_COLUMNS
                     .iter()
                     .map(|(name, ty)| Field::new(*name, ty.to_arrow(), true)),
+            )
+            .chain(
+                self.window
+                    .iter()
+                    .flat_map(|_| crate::plan::aggregate::WINDOW_BOUNDS)
+                    .map(|name| Field::new(name, arrow::datatypes::DataType::Int64, true)),
             )
             .collect();
         Arc::new(Schema::new(fields))
@@ -241,6 +249,7 @@ impl Catalog {
                 _ => {}
             }
         }
+        let window = source_window(&properties)?;
         let topic = properties.kafka_topic.clone().ok_or_else(|| {
             "Missing required property \"KAFKA_TOPIC\" which has no default value.".to_string()
         })?;
@@ -268,8 +277,63 @@ impl Catalog {
             created_by_query: false,
             partitions: properties.partitions,
             statement: create.to_string(),
+            window,
         })
     }
+}
+
+/// `WINDOW_TYPE` and `WINDOW_SIZE`: a source over the output of a windowed aggregation.
+fn source_window(
+    properties: &SourceProperties,
+) -> Result<Option<crate::plan::aggregate::WindowKind>, String> {
+    use crate::plan::aggregate::WindowKind;
+    let Some(kind) = &properties.window_type else {
+        return Ok(None);
+    };
+    let size = properties
+        .window_size
+        .as_deref()
+        .map(parse_duration)
+        .transpose()?;
+    match (kind.to_uppercase().as_str(), size) {
+        ("SESSION", None) => Ok(Some(WindowKind::Session { gap: 0 })),
+        ("SESSION", Some(_)) => {
+            Err("'WINDOW_SIZE' should not be set for SESSION windows.".to_string())
+        }
+        ("TUMBLING", Some(size)) => Ok(Some(WindowKind::Tumbling { size })),
+        ("HOPPING", Some(size)) => Ok(Some(WindowKind::Hopping {
+            size,
+            advance: size,
+        })),
+        ("TUMBLING" | "HOPPING", None) => Err(format!(
+            "{} windows require 'WINDOW_SIZE' to be provided in the WITH clause. For example: \
+             'WINDOW_SIZE'='10 SECONDS'",
+            kind.to_uppercase()
+        )),
+        (other, _) => Err(format!(
+            "Unknown window type: '{other}'. Valid values are: SESSION, HOPPING, TUMBLING"
+        )),
+    }
+}
+
+/// A duration such as `30 SECONDS`, in milliseconds.
+pub fn parse_duration(text: &str) -> Result<i64, String> {
+    let invalid = || format!("Invalid duration: '{text}'. e.g. '10 SECONDS'");
+    let mut words = text.split_whitespace();
+    let (Some(count), Some(unit), None) = (words.next(), words.next(), words.next()) else {
+        return Err(invalid());
+    };
+    let count: i64 = count.parse().map_err(|_| invalid())?;
+    let unit = unit.to_uppercase();
+    let millis = match unit.trim_end_matches('S') {
+        "MILLISECOND" => 1,
+        "SECOND" => 1000,
+        "MINUTE" => 60_000,
+        "HOUR" => 3_600_000,
+        "DAY" => 86_400_000,
+        _ => return Err(invalid()),
+    };
+    count.checked_mul(millis).ok_or_else(invalid)
 }
 
 /// The type of a `HEADERS` column: `ARRAY<STRUCT<KEY STRING, VALUE BYTES>>`.

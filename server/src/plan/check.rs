@@ -17,6 +17,7 @@ use crate::types::SqlType;
 pub enum Clause {
     Select,
     Where,
+    Having,
 }
 
 /// Fails with ksqlDB's message at the first comparison it would refuse.
@@ -38,6 +39,7 @@ pub fn check_comparisons(expr: &Expr, schema: &DFSchema, clause: Clause) -> Resu
         Some(message) => Err(PlanError::Plan(match clause {
             Clause::Select => message,
             Clause::Where => format!("Error in WHERE expression: {message}"),
+            Clause::Having => format!("Error in HAVING expression: {message}"),
         })),
     }
 }

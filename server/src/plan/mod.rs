@@ -4,6 +4,7 @@
 //! coercion); our runtime evaluates the resulting `PhysicalExpr`s on each Arrow batch it
 //! decodes. Entry point: [`Planner::plan_stateless`].
 
+pub mod aggregate;
 mod check;
 mod rewrite;
 
@@ -35,6 +36,12 @@ pub enum PlanError {
     Plan(String),
     #[error("{0} is not supported yet")]
     Unsupported(String),
+}
+
+impl From<arrow::error::ArrowError> for PlanError {
+    fn from(error: arrow::error::ArrowError) -> Self {
+        PlanError::Plan(error.to_string())
+    }
 }
 
 impl From<DataFusionError> for PlanError {
@@ -117,23 +124,29 @@ impl Planner {
 
     /// Makes a source known to the planner under its (already normalised) name, replacing
     /// an earlier one of that name.
+    /// A windowed aggregation is planned over a twin of the source with window bounds.
     pub fn register_source(&self, name: &str, schema: SchemaRef) -> Result<(), PlanError> {
         self.deregister_source(name)?;
-        self.context
-            .register_table(
-                datafusion::common::TableReference::bare(name),
+        let windowed = aggregate::with_window_bounds(&schema);
+        for (table, schema) in [
+            (name.to_string(), schema),
+            (aggregate::windowed_name(name), windowed),
+        ] {
+            self.context.register_table(
+                datafusion::common::TableReference::bare(table),
                 Arc::new(EmptyTable::new(schema)),
-            )
-            .map(|_| ())
-            .map_err(PlanError::from)
+            )?;
+        }
+        Ok(())
     }
 
     /// Forgets a dropped source.
     pub fn deregister_source(&self, name: &str) -> Result<(), PlanError> {
-        self.context
-            .deregister_table(datafusion::common::TableReference::bare(name))
-            .map(|_| ())
-            .map_err(PlanError::from)
+        for table in [name.to_string(), aggregate::windowed_name(name)] {
+            self.context
+                .deregister_table(datafusion::common::TableReference::bare(table))?;
+        }
+        Ok(())
     }
 
     /// Plans `SELECT … FROM source [WHERE …]` without joins, windows or aggregation.
@@ -150,27 +163,7 @@ impl Planner {
         if query.window.is_some() || !query.group_by.is_empty() {
             return Err(PlanError::Unsupported("aggregation".into()));
         }
-        for item in &query.projection {
-            if let SelectItem::QualifiedWildcard(
-                SelectItemQualifiedWildcardKind::ObjectName(qualifier),
-                _,
-            ) = item
-            {
-                let name = qualifier.to_string();
-                let source = &query.from.source;
-                let known = name == source.name.value
-                    || source.alias.as_ref().is_some_and(|a| a.value == name);
-                if !known {
-                    return Err(PlanError::Plan(format!(
-                        "'{name}' is not a valid stream/table name or alias."
-                    )));
-                }
-            }
-        }
-        let mut query = query.clone();
-        query.projection = self.expand_struct_stars(&query).await?;
-        query.projection =
-            name_columns(expand_stars(&query.projection, star_columns), star_columns);
+        let query = self.prepare_projection(query, star_columns).await?;
         let statement = self.to_datafusion(&query)?;
         let state = self.context.state();
         let plan = state
@@ -184,25 +177,7 @@ impl Planner {
         for expr in &exprs {
             check::check_comparisons(expr, input_schema, check::Clause::Select)?;
         }
-        // Some functions (COALESCE, NVL) exist only as rewrites the simplifier makes; it
-        // also folds constants once instead of per batch.
-        let simplifier = ExprSimplifier::new(
-            SimplifyContext::builder()
-                .with_schema(Arc::new(input_schema.clone()))
-                .build(),
-        );
-        // Folding a constant runs a function at planning time; one that panics on its
-        // input (LPAD to an absurd length) leaves the expression to fail per record.
-        let simplify = |expr: LogicalExpr| -> Result<LogicalExpr, PlanError> {
-            let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                simplifier.simplify(expr.clone())
-            }));
-            // A rewrite the simplifier cannot make (it fails or panics) is skipped.
-            match attempt {
-                Ok(Ok(simplified)) => Ok(simplified),
-                Ok(Err(_)) | Err(_) => Ok(expr),
-            }
-        };
+        let simplify = |expr: LogicalExpr| Ok::<_, PlanError>(simplified(expr, input_schema));
         let filter = filter
             .map(simplify)
             .transpose()?
@@ -228,6 +203,37 @@ impl Planner {
             projection,
             output_schema: Arc::new(Schema::new(fields)),
         })
+    }
+
+    /// The projection as it will be planned: qualifiers of `x.*` checked, `*` and `s->*`
+    /// expanded, every derived column named as ksqlDB names it.
+    async fn prepare_projection(
+        &self,
+        query: &Query,
+        star_columns: &[String],
+    ) -> Result<Query, PlanError> {
+        for item in &query.projection {
+            if let SelectItem::QualifiedWildcard(
+                SelectItemQualifiedWildcardKind::ObjectName(qualifier),
+                _,
+            ) = item
+            {
+                let name = qualifier.to_string();
+                let source = &query.from.source;
+                let known = name == source.name.value
+                    || source.alias.as_ref().is_some_and(|a| a.value == name);
+                if !known {
+                    return Err(PlanError::Plan(format!(
+                        "'{name}' is not a valid stream/table name or alias."
+                    )));
+                }
+            }
+        }
+        let mut query = query.clone();
+        query.projection = self.expand_struct_stars(&query).await?;
+        query.projection =
+            name_columns(expand_stars(&query.projection, star_columns), star_columns);
+        Ok(query)
     }
 
     /// Replaces `s->*` with `s->f` for every field `f` of the struct `s`.
@@ -422,6 +428,11 @@ impl Planner {
         };
         select.projection = query.projection.clone();
         select.selection = query.selection.clone();
+        if !query.group_by.is_empty() {
+            select.group_by =
+                sqlparser::ast::GroupByExpr::Expressions(query.group_by.clone(), Vec::new());
+        }
+        select.having = query.having.clone();
         rewrite::null_safe_comparisons(&mut select.projection, select.selection.as_mut());
         if let TableFactor::Table { name, alias, .. } = &mut select.from[0].relation {
             *name = sqlparser::ast::ObjectName::from(vec![query.from.source.name.clone()]);
@@ -570,6 +581,25 @@ fn split_projection(
         input if is_scan(input) => Ok((projection.expr.clone(), None, input.schema())),
         // An aggregate function without GROUP BY makes an aggregation plan.
         _ => Err(PlanError::Unsupported("aggregation".into())),
+    }
+}
+
+/// `expr` simplified by DataFusion: some functions (COALESCE, NVL) exist only as rewrites
+/// the simplifier makes, and constants fold once instead of per batch. Folding runs a
+/// function at planning time; a rewrite that fails or panics (LPAD to an absurd length) is
+/// skipped, leaving the expression to fail per record.
+fn simplified(expr: LogicalExpr, schema: &DFSchema) -> LogicalExpr {
+    let simplifier = ExprSimplifier::new(
+        SimplifyContext::builder()
+            .with_schema(Arc::new(schema.clone()))
+            .build(),
+    );
+    let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        simplifier.simplify(expr.clone())
+    }));
+    match attempt {
+        Ok(Ok(simplified)) => simplified,
+        Ok(Err(_)) | Err(_) => expr,
     }
 }
 

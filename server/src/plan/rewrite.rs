@@ -254,6 +254,24 @@ fn rewrite_constructor(expr: &mut Expr) {
         return;
     };
     let name = function.name.to_string().to_uppercase();
+    if name == "COUNT" {
+        // ksqlDB's `COUNT()` counts rows, as `COUNT(*)` does.
+        match &mut function.args {
+            FunctionArguments::List(list) if list.args.is_empty() => {
+                list.args
+                    .push(FunctionArg::Unnamed(FunctionArgExpr::Wildcard));
+            }
+            FunctionArguments::None => {
+                function.args = FunctionArguments::List(sqlparser::ast::FunctionArgumentList {
+                    duplicate_treatment: None,
+                    args: vec![FunctionArg::Unnamed(FunctionArgExpr::Wildcard)],
+                    clauses: Vec::new(),
+                });
+            }
+            _ => {}
+        }
+        return;
+    }
     if name == "IFNULL" {
         // DataFusion's `nvl` coerces mismatched arguments to strings; ksqlDB's IFNULL is
         // COALESCE of two.

@@ -5,6 +5,7 @@
 //! acknowledged, so a restart resumes without losing records. Entry point:
 //! [`PersistentQuery::start`].
 
+mod aggregate;
 pub mod print;
 pub mod transient;
 
@@ -12,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::AsArray;
+use arrow::array::{Array, AsArray};
 use arrow::datatypes::Int64Type;
 use arrow::record_batch::RecordBatch;
 use parking_lot::Mutex;
@@ -123,6 +124,15 @@ impl ProcessingLog {
     }
 }
 
+/// How a persistent query computes its output.
+#[derive(Debug, Clone)]
+pub enum QueryPlan {
+    /// Filter and project, record by record.
+    Stateless(StatelessPlan),
+    /// Group and aggregate (maybe in windows): a table.
+    Aggregate(Arc<crate::plan::aggregate::AggregatePlan>),
+}
+
 /// What a persistent query runs.
 #[derive(Debug, Clone)]
 pub struct QuerySpec {
@@ -132,7 +142,7 @@ pub struct QuerySpec {
     /// The stream it writes to.
     pub sink_name: String,
     pub source: Source,
-    pub plan: StatelessPlan,
+    pub plan: QueryPlan,
     pub sink_topic: String,
     pub encoder: SinkEncoder,
     pub start: StartPosition,
@@ -196,29 +206,72 @@ impl PersistentQuery {
         let progress_sender = Arc::new(progress_sender);
         let failure = Arc::new(Mutex::new(None));
         let decoder = Arc::new(SourceDecoder::new(spec.source.clone()));
-        let tasks = starts
-            .into_iter()
-            .map(|(partition, offset)| {
-                let task = PartitionTask {
+        let spawn = |id: String,
+                     partition: Option<i32>,
+                     work: std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<(), String>> + Send>,
+        >| {
+            let failure = failure.clone();
+            tokio::spawn(async move {
+                if let Err(error) = work.await {
+                    tracing::error!(query = %id, ?partition, %error, "query task stopped");
+                    failure.lock().get_or_insert(error);
+                }
+            })
+        };
+        let tasks = match &spec.plan {
+            QueryPlan::Stateless(plan) => {
+                let plan = Arc::new(plan.clone());
+                starts
+                    .into_iter()
+                    .map(|(partition, offset)| {
+                        let task = PartitionTask {
+                            log: log.clone(),
+                            spec: spec.clone(),
+                            plan: plan.clone(),
+                            decoder: decoder.clone(),
+                            partition,
+                            offset,
+                            state: state_changes.clone(),
+                            progress: progress_sender.clone(),
+                            processing_log: processing_log.clone(),
+                        };
+                        spawn(spec.id.clone(), Some(partition), Box::pin(task.run()))
+                    })
+                    .collect()
+            }
+            QueryPlan::Aggregate(plan) => {
+                // Where the state began: the positions of the query's first start.
+                let origin_group = format!("{}-origin", spec.id);
+                let mut origins = log
+                    .committed_offsets(&origin_group, &spec.source.topic)
+                    .await?;
+                if origins.is_empty() {
+                    let first: Vec<TopicPartitionOffset> = starts
+                        .iter()
+                        .map(|(partition, offset)| TopicPartitionOffset {
+                            topic: spec.source.topic.clone(),
+                            partition: *partition,
+                            offset: *offset,
+                        })
+                        .collect();
+                    log.commit_offsets(&origin_group, &first).await?;
+                    origins = starts.clone();
+                }
+                let task = aggregate::AggregateTask {
                     log: log.clone(),
                     spec: spec.clone(),
+                    plan: plan.clone(),
                     decoder: decoder.clone(),
-                    partition,
-                    offset,
+                    positions: starts,
+                    origins,
                     state: state_changes.clone(),
                     progress: progress_sender.clone(),
                     processing_log: processing_log.clone(),
                 };
-                let failure = failure.clone();
-                let id = spec.id.clone();
-                tokio::spawn(async move {
-                    if let Err(error) = task.run().await {
-                        tracing::error!(query = %id, partition, %error, "query partition stopped");
-                        failure.lock().get_or_insert(error);
-                    }
-                })
-            })
-            .collect();
+                vec![spawn(spec.id.clone(), None, Box::pin(task.run()))]
+            }
+        };
         Ok(PersistentQuery {
             spec,
             state,
@@ -380,6 +433,7 @@ pub(crate) fn evaluate_rows(
 struct PartitionTask {
     log: Arc<dyn Log>,
     spec: QuerySpec,
+    plan: Arc<StatelessPlan>,
     decoder: Arc<SourceDecoder>,
     partition: i32,
     offset: i64,
@@ -404,6 +458,34 @@ fn copy_headers(out: &mut [ProducerRecord], input: &RecordBatch, run: &[Record])
     }
 }
 
+/// Gives each output key the window of its input row (a stream over a windowed source
+/// keeps the windows).
+fn window_keys(
+    out: &mut [ProducerRecord],
+    input: &RecordBatch,
+    kind: crate::plan::aggregate::WindowKind,
+) {
+    let bound = |name: &str| {
+        input
+            .column_by_name(name)
+            .and_then(|c| c.as_primitive_opt::<Int64Type>().cloned())
+    };
+    let (Some(starts), Some(ends)) = (bound("WINDOWSTART"), bound("WINDOWEND")) else {
+        return;
+    };
+    for (row, record) in out.iter_mut().enumerate() {
+        if row < starts.len() && starts.is_valid(row) && ends.is_valid(row) {
+            let key = record.key.as_deref().unwrap_or_default();
+            record.key = Some(crate::runtime::aggregate::windowed_key(
+                key,
+                kind,
+                starts.value(row),
+                ends.value(row),
+            ));
+        }
+    }
+}
+
 impl PartitionTask {
     /// The sink records for fetched records, in their order. On a stream, a record without a
     /// value passes through as a record without a value (as ksqlDB's does) when the query
@@ -415,7 +497,7 @@ impl PartitionTask {
                 let same_key = self.passes_null_values();
                 // Repartitioned (new key columns): the key cannot be computed from a record
                 // without a value, so it passes with no key, as ksqlDB's does.
-                let new_key = self.spec.plan.filter.is_none()
+                let new_key = self.plan.filter.is_none()
                     && self.spec.encoder.key_columns != self.spec.source.key_columns();
                 if same_key || new_key {
                     out.extend(run.iter().map(|record| ProducerRecord {
@@ -443,6 +525,9 @@ impl PartitionTask {
                     if carry_headers {
                         copy_headers(&mut out[start..], &input, run);
                     }
+                    if let Some(kind) = self.spec.encoder.window {
+                        window_keys(&mut out[start..], &input, kind);
+                    }
                 }
             }
         }
@@ -452,7 +537,7 @@ impl PartitionTask {
     }
 
     fn passes_null_values(&self) -> bool {
-        self.spec.plan.filter.is_none()
+        self.plan.filter.is_none()
             && self.spec.encoder.key_columns == self.spec.source.key_columns()
             && self.spec.encoder.key_format == self.spec.source.key_format
     }
@@ -461,7 +546,7 @@ impl PartitionTask {
         let offsets = batch
             .column_by_name("ROWOFFSET")
             .and_then(|c| c.as_primitive_opt::<Int64Type>().cloned());
-        evaluate_rows(&self.spec.plan, batch, |row, message| {
+        evaluate_rows(&self.plan, batch, |row, message| {
             let offset = offsets.as_ref().map_or(-1, |o| o.value(row));
             self.processing_log.record(
                 &self.spec.id,

@@ -2,6 +2,8 @@
 //! ([`SourceDecoder`]), a plan filters and projects it, and rows encode back into records
 //! for a sink topic ([`SinkEncoder`]).
 
+pub mod aggregate;
+
 use std::sync::Arc;
 
 use arrow::array::{
@@ -69,8 +71,22 @@ impl SourceDecoder {
         );
         let mut keep = Vec::with_capacity(count);
         let mut errors = Vec::new();
+        let mut bounds = self
+            .source
+            .window
+            .map(|_| (Vec::with_capacity(count), Vec::with_capacity(count)));
         for record in records {
-            let key = keys.decode(record.key.as_deref());
+            let key_bytes = match (self.source.window, &mut bounds) {
+                (Some(kind), Some((starts, ends))) => {
+                    let (inner, window) =
+                        aggregate::split_windowed_key(record.key.as_deref(), kind);
+                    starts.push(window.map(|w| w.0));
+                    ends.push(window.map(|w| w.1));
+                    inner
+                }
+                _ => record.key.as_deref(),
+            };
+            let key = keys.decode(key_bytes);
             let value = values.decode(record.value.as_deref());
             let skipped = record.value.is_none() && self.source.kind == SourceKind::Stream;
             let error = key
@@ -123,6 +139,10 @@ impl SourceDecoder {
         columns.push(Arc::new(Int64Array::from_iter_values(
             records.iter().map(|r| r.offset),
         )));
+        if let Some((starts, ends)) = bounds {
+            columns.push(Arc::new(Int64Array::from(starts)));
+            columns.push(Arc::new(Int64Array::from(ends)));
+        }
         let batch = RecordBatch::try_new(self.source.arrow_schema(), columns)
             .expect("decoders build one column per field, of its type");
         if keep.iter().all(|k| *k) {
@@ -230,6 +250,8 @@ pub struct SinkEncoder {
     /// The sink's `TIMESTAMP` column: records take their time from it, and rows where it
     /// is NULL or negative get the time -1, which the query drops.
     pub timestamp_column: Option<String>,
+    /// How the sink's keys are windowed: each key ends with its row's window.
+    pub window: Option<crate::plan::aggregate::WindowKind>,
 }
 
 impl SinkEncoder {

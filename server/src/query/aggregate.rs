@@ -1,0 +1,239 @@
+//! A persistent aggregation: one task reads every partition of the source (a group's rows
+//! may sit in any of them), folds records into the [`Aggregation`] state, and writes each
+//! change to the sink table's topic, then commits its position.
+//!
+//! At start the state is rebuilt by reading the source again from where the query first
+//! started up to its committed position, without writing anything; then the query goes on.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{Array, ArrayRef, RecordBatch};
+use tokio::sync::watch;
+
+use super::{ProcessingLog, QuerySpec, QueryState};
+use crate::log::{
+    Acks, FetchRequest, IsolationLevel, Log, ProducerRecord, Record, TopicPartitionOffset,
+};
+use crate::plan::aggregate::AggregatePlan;
+use crate::runtime::aggregate::{Aggregation, Changes, windowed_key};
+use crate::runtime::{RecordError, SourceDecoder};
+
+pub(super) struct AggregateTask {
+    pub log: Arc<dyn Log>,
+    pub spec: QuerySpec,
+    pub plan: Arc<AggregatePlan>,
+    pub decoder: Arc<SourceDecoder>,
+    /// The next offset to read, per partition.
+    pub positions: BTreeMap<i32, i64>,
+    /// Where the state began, per partition.
+    pub origins: BTreeMap<i32, i64>,
+    pub state: watch::Receiver<QueryState>,
+    pub progress: Arc<watch::Sender<BTreeMap<i32, i64>>>,
+    pub processing_log: ProcessingLog,
+}
+
+impl AggregateTask {
+    fn fail(&self, what: &str, error: &dyn std::fmt::Display) -> String {
+        format!("{}: {what}: {error}", self.spec.id)
+    }
+
+    pub async fn run(mut self) -> Result<(), String> {
+        let mut aggregation = Aggregation::new(self.plan.clone())
+            .map_err(|e| self.fail("starting the aggregation", &e))?;
+        self.rebuild(&mut aggregation).await?;
+        let partitions: Vec<i32> = self.positions.keys().copied().collect();
+        loop {
+            let state = *self.state.borrow_and_update();
+            match state {
+                QueryState::Stopped => return Ok(()),
+                QueryState::Paused => {
+                    if self.state.changed().await.is_err() {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                QueryState::Running => {}
+            }
+            let mut read_any = false;
+            for &partition in &partitions {
+                let offset = self.positions[&partition];
+                let request = FetchRequest::new(self.spec.source.topic.clone(), partition, offset)
+                    .with_isolation(IsolationLevel::ReadCommitted);
+                let response = self
+                    .log
+                    .fetch(&request)
+                    .await
+                    .map_err(|e| self.fail("reading the source", &e))?;
+                if response.next_offset == offset {
+                    continue;
+                }
+                read_any = true;
+                let records = self.fold(&mut aggregation, &response.records, partition, true);
+                if !records.is_empty() {
+                    self.log
+                        .produce(&self.spec.sink_topic, records, Acks::All)
+                        .await
+                        .map_err(|e| self.fail("writing to the sink", &e))?;
+                }
+                self.positions.insert(partition, response.next_offset);
+                self.log
+                    .commit_offsets(
+                        &self.spec.id,
+                        &[TopicPartitionOffset {
+                            topic: self.spec.source.topic.clone(),
+                            partition,
+                            offset: response.next_offset,
+                        }],
+                    )
+                    .await
+                    .map_err(|e| self.fail("committing the position", &e))?;
+                let next = response.next_offset;
+                self.progress.send_modify(|progress| {
+                    progress.insert(partition, next);
+                });
+            }
+            if !read_any && !self.wait_for_records(&partitions).await? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Waits (at most a second) until a partition has records or the query's state
+    /// changes; `false` when the query is gone.
+    async fn wait_for_records(&mut self, partitions: &[i32]) -> Result<bool, String> {
+        let waits = partitions.iter().map(|partition| {
+            Box::pin(self.log.wait_for_data(
+                &self.spec.source.topic,
+                *partition,
+                self.positions[partition],
+                IsolationLevel::ReadCommitted,
+                Duration::from_secs(1),
+            ))
+        });
+        let any = futures_util::future::select_all(waits);
+        tokio::select! {
+            (waited, _, _) = any => {
+                waited.map_err(|e| format!("{}: waiting for records: {e}", self.spec.id))?;
+                Ok(true)
+            }
+            changed = self.state.changed() => Ok(changed.is_ok()),
+        }
+    }
+
+    /// Reads the records processed before a restart into the state, writing nothing.
+    async fn rebuild(&self, aggregation: &mut Aggregation) -> Result<(), String> {
+        for (&partition, &until) in &self.positions {
+            let mut offset = self.origins.get(&partition).copied().unwrap_or(until);
+            while offset < until {
+                let request = FetchRequest::new(self.spec.source.topic.clone(), partition, offset)
+                    .with_isolation(IsolationLevel::ReadCommitted);
+                let response = self
+                    .log
+                    .fetch(&request)
+                    .await
+                    .map_err(|e| self.fail("rebuilding the state", &e))?;
+                if response.next_offset == offset {
+                    break;
+                }
+                let records: Vec<Record> = response
+                    .records
+                    .into_iter()
+                    .filter(|r| r.offset < until)
+                    .collect();
+                self.fold(aggregation, &records, partition, false);
+                offset = response.next_offset;
+            }
+        }
+        Ok(())
+    }
+
+    /// Folds records into the state; answers the sink records when `emit`.
+    fn fold(
+        &self,
+        aggregation: &mut Aggregation,
+        records: &[Record],
+        partition: i32,
+        emit: bool,
+    ) -> Vec<ProducerRecord> {
+        // A record without a value means nothing to a stream's aggregation.
+        let values: Vec<Record> = records
+            .iter()
+            .filter(|r| r.value.is_some())
+            .cloned()
+            .collect();
+        let (batch, errors) = self.decoder.decode(&values, partition);
+        if emit {
+            for error in errors {
+                self.processing_log.record(&self.spec.id, error);
+            }
+        }
+        if batch.num_rows() == 0 {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        match aggregation.process(&batch) {
+            Ok(changes) => {
+                if emit {
+                    out.extend(self.encode(&changes));
+                }
+            }
+            // A batch that fails is folded row by row: the rows that fail are logged.
+            Err(_) => {
+                for row in 0..batch.num_rows() {
+                    match aggregation.process(&batch.slice(row, 1)) {
+                        Ok(changes) if emit => out.extend(self.encode(&changes)),
+                        Ok(_) => {}
+                        Err(error) if emit => self.processing_log.record(
+                            &self.spec.id,
+                            RecordError {
+                                topic: self.spec.source.topic.clone(),
+                                partition,
+                                offset: offset_of(&batch, row),
+                                message: format!("Error computing the aggregate: {error}"),
+                            },
+                        ),
+                        Err(_) => {}
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The sink records of the changes: the key (with its window, for windowed tables),
+    /// the value or a tombstone, and the group's time.
+    fn encode(&self, changes: &Changes) -> Vec<ProducerRecord> {
+        let times: ArrayRef = Arc::new(changes.timestamps.clone());
+        let mut records = self.spec.encoder.encode(&changes.output, &times);
+        for (i, record) in records.iter_mut().enumerate() {
+            if changes.tombstones[i] {
+                record.value = None;
+            }
+            if let (Some((start, end)), Some(kind)) =
+                (changes.windows[i], self.plan.windowing.map(|w| w.kind))
+            {
+                record.key = Some(windowed_key(
+                    record.key.as_deref().unwrap_or_default(),
+                    kind,
+                    start,
+                    end,
+                ));
+            }
+        }
+        records
+    }
+}
+
+fn offset_of(batch: &RecordBatch, row: usize) -> i64 {
+    batch
+        .column_by_name("ROWOFFSET")
+        .and_then(|c| {
+            c.as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .cloned()
+        })
+        .filter(|offsets| offsets.is_valid(row))
+        .map_or(-1, |offsets| offsets.value(row))
+}

@@ -1,0 +1,151 @@
+//! Tables from aggregations, end to end on the embedded log: grouped counts per key and per
+//! window, `HAVING`, and a restart that continues the counts.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use riffle_server::engine::{Engine, Properties};
+use riffle_server::log::embedded::{EmbeddedLog, EmbeddedOptions};
+use riffle_server::log::{Acks, FetchRequest, Log, ProducerRecord};
+
+fn earliest() -> Properties {
+    Properties::from([("auto.offset.reset".to_string(), "earliest".to_string())])
+}
+
+fn click(user: &str, page: &str, time: i64) -> ProducerRecord {
+    ProducerRecord {
+        timestamp: Some(time),
+        ..ProducerRecord::new(
+            Some(user.to_string()),
+            Some(format!(r#"{{"page": "{page}"}}"#)),
+        )
+    }
+}
+
+/// The latest value per (key, window start) of a windowed table's topic.
+async fn latest_windowed(log: &EmbeddedLog, topic: &str) -> BTreeMap<(String, i64), String> {
+    let mut latest = BTreeMap::new();
+    let response = log
+        .fetch(&FetchRequest::new(topic, 0, 0))
+        .await
+        .expect("readable");
+    for record in response.records {
+        let key = record.key.expect("a key");
+        let (user, start) = key.split_at(key.len() - 8);
+        let start = i64::from_be_bytes(start.try_into().expect("8 bytes"));
+        let value = record
+            .value
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .unwrap_or_default();
+        latest.insert((String::from_utf8_lossy(user).into_owned(), start), value);
+    }
+    latest
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_windowed_count_keeps_counting_across_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    {
+        let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("opens");
+        let engine = Engine::start(Arc::new(log.clone())).await.expect("starts");
+        engine
+            .execute(
+                "CREATE STREAM clicks (user STRING KEY, page STRING) \
+                   WITH (kafka_topic='clicks', value_format='JSON', partitions=1);
+                 CREATE TABLE per_minute AS SELECT user, COUNT(*) AS n FROM clicks \
+                   WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY user;",
+                &earliest(),
+            )
+            .await
+            .expect("statements run");
+        log.produce(
+            "clicks",
+            vec![
+                click("ann", "/a", 1_000),
+                click("bob", "/b", 2_000),
+                click("ann", "/c", 59_999),
+                click("ann", "/d", 60_000),
+            ],
+            Acks::All,
+        )
+        .await
+        .expect("produced");
+        engine.wait_until_caught_up().await.expect("caught up");
+        let counts = latest_windowed(&log, "PER_MINUTE").await;
+        assert_eq!(counts[&("ann".to_string(), 0)], r#"{"N":2}"#);
+        assert_eq!(counts[&("bob".to_string(), 0)], r#"{"N":1}"#);
+        assert_eq!(counts[&("ann".to_string(), 60_000)], r#"{"N":1}"#);
+        engine.shutdown().await;
+    }
+    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("reopens");
+    let engine = Engine::start(Arc::new(log.clone()))
+        .await
+        .expect("restarts");
+    log.produce(
+        "clicks",
+        vec![click("ann", "/e", 30_000), click("bob", "/f", 61_000)],
+        Acks::All,
+    )
+    .await
+    .expect("produced");
+    engine.wait_until_caught_up().await.expect("caught up");
+    let counts = latest_windowed(&log, "PER_MINUTE").await;
+    assert_eq!(
+        counts[&("ann".to_string(), 0)],
+        r#"{"N":3}"#,
+        "the count goes on from the state before the restart"
+    );
+    assert_eq!(counts[&("bob".to_string(), 60_000)], r#"{"N":1}"#);
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn having_emits_a_tombstone_when_a_group_stops_qualifying() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("opens");
+    let engine = Engine::start(Arc::new(log.clone())).await.expect("starts");
+    engine
+        .execute(
+            "CREATE STREAM clicks (user STRING KEY, page STRING) \
+               WITH (kafka_topic='clicks', value_format='JSON', partitions=1);
+             CREATE TABLE pairs AS SELECT page, COUNT(*) AS n FROM clicks \
+               GROUP BY page HAVING COUNT(*) = 2;",
+            &earliest(),
+        )
+        .await
+        .expect("statements run");
+    log.produce(
+        "clicks",
+        (0..3).map(|i| click("ann", "/home", i)).collect(),
+        Acks::All,
+    )
+    .await
+    .expect("produced");
+    engine.wait_until_caught_up().await.expect("caught up");
+    let response = log
+        .fetch(&FetchRequest::new("PAIRS", 0, 0))
+        .await
+        .expect("readable");
+    let records: Vec<(String, Option<String>, i64)> = response
+        .records
+        .iter()
+        .map(|r| {
+            (
+                String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned(),
+                r.value
+                    .as_deref()
+                    .map(|v| String::from_utf8_lossy(v).into_owned()),
+                r.timestamp,
+            )
+        })
+        .collect();
+    assert_eq!(
+        records,
+        [
+            ("/home".to_string(), Some(r#"{"N":2}"#.to_string()), 1),
+            ("/home".to_string(), None, 2),
+        ],
+        "nothing while the count is 1, the row at 2, a tombstone at 3"
+    );
+    engine.shutdown().await;
+}
