@@ -4,6 +4,7 @@
 //! ksqlDB name; the rest are our own implementations (issue 9 completes the library).
 //! DataFusion looks functions up by lower-case name. Entry point: [`register`].
 
+mod aggregates;
 mod bytes;
 mod dates;
 mod misc;
@@ -24,6 +25,16 @@ pub fn register(context: &SessionContext) {
         .chain(dates::functions())
     {
         context.register_udf(udf);
+    }
+    for udaf in aggregates::functions() {
+        context.register_udaf(udaf);
+    }
+    // ksqlDB's COLLECT_LIST keeps NULLs and arrival order, as `array_agg` does.
+    let state = context.state();
+    if let Some(array_agg) = state.aggregate_functions().get("array_agg") {
+        context.register_udaf(
+            datafusion::logical_expr::AggregateUDF::clone(array_agg).with_aliases(["collect_list"]),
+        );
     }
 }
 

@@ -164,6 +164,10 @@ impl Planner {
             .statement_to_plan(DfStatement::Statement(Box::new(statement)))
             .await
             .map_err(|error| non_boolean_filter(error, &query))?;
+        // Type coercion (SUM of an INT reads it as a BIGINT) happens in the analyzer.
+        let plan = state
+            .analyzer()
+            .execute_and_check(plan, state.config_options(), |_, _| {})?;
         let LogicalPlan::Projection(projection) = &plan else {
             return Err(PlanError::Plan(format!(
                 "internal: expected a projection, got {}",
@@ -224,7 +228,7 @@ impl Planner {
             #[allow(deprecated)]
             let (function, _, _) =
                 datafusion::physical_planner::create_aggregate_expr_and_maybe_filter(
-                    expr,
+                    &simplified(expr.clone(), input_schema),
                     input_schema,
                     arrow_input,
                     state.execution_props(),
