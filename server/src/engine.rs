@@ -1734,7 +1734,8 @@ impl Engine {
                 return Err(EngineError::Unsupported("EMIT FINAL".into()));
             }
             None if source.kind == SourceKind::Table => {
-                return Err(EngineError::Unsupported("pull queries over tables".into()));
+                drop(state);
+                return self.pull_table(&query, source).await;
             }
             None => Mode::Pull,
         };
@@ -1752,6 +1753,46 @@ impl Engine {
             self.processing_log.clone(),
         )
         .await?)
+    }
+
+    /// A pull query over a table an aggregation materializes: DataFusion over its rows.
+    async fn pull_table(
+        &self,
+        query: &riffle_grammar::ast::Query,
+        source: Source,
+    ) -> Result<TransientQuery, EngineError> {
+        let mut state = self.state.lock().await;
+        let materialized = state
+            .queries
+            .values()
+            .filter(|q| q.spec.sink_name == source.name)
+            .find_map(|q| q.materialized())
+            .ok_or_else(|| {
+                EngineError::Statement(format!(
+                    "The `{0}` table isn't queryable. To derive a queryable table, you can do \
+                     'CREATE TABLE QUERYABLE_{0} AS SELECT * FROM {0}'. See \
+                     https://cnfl.io/queries for more info.\nAdd EMIT CHANGES if you intended \
+                     to issue a push query.",
+                    source.name
+                ))
+            })?;
+        state.next_transient += 1;
+        let id = format!("query_{}", state.next_transient);
+        drop(state);
+        let keys = materialized.key_names();
+        let star_columns: Vec<String> = materialized
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .filter(|name| name != "ROWTIME")
+            .collect();
+        let (schema, batches) = self
+            .planner
+            .pull(query, materialized.snapshot(), &star_columns)
+            .await
+            .map_err(|error| unresolved_column(error, query))?;
+        Ok(TransientQuery::finished(id, schema, batches, keys))
     }
 
     /// `PRINT topic`: the topic's records as text lines until the `LIMIT` or until dropped.

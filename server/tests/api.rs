@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 struct Server {
     url: String,
     client: reqwest::Client,
+    engine: Arc<Engine>,
     _dir: tempfile::TempDir,
 }
 
@@ -18,7 +19,7 @@ async fn start() -> Server {
     let dir = tempfile::tempdir().expect("temp dir");
     let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("log opens");
     let engine = Arc::new(Engine::start(Arc::new(log)).await.expect("engine starts"));
-    let state = Arc::new(ApiState::new(engine, "test_".into()));
+    let state = Arc::new(ApiState::new(engine.clone(), "test_".into()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("binds");
@@ -27,6 +28,7 @@ async fn start() -> Server {
     Server {
         url,
         client: reqwest::Client::new(),
+        engine,
         _dir: dir,
     }
 }
@@ -525,4 +527,67 @@ async fn status_metadata_openapi_and_websocket_queries() {
     assert_eq!(frames[1], json!({"row": {"columns": ["a", "/home"]}}));
     assert_eq!(frames[2], json!({"row": {"columns": ["b", "/cart"]}}));
     let _ = socket.send(Message::Close(None)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_queries_read_a_tables_current_rows() {
+    let server = start().await;
+    let (status, entities) = server
+        .ksql(
+            "CREATE STREAM clicks (user STRING KEY, page STRING) \
+             WITH (kafka_topic='clicks', partitions=1, value_format='JSON');
+             CREATE TABLE per_user AS SELECT user, COUNT(*) AS n FROM clicks GROUP BY user;
+             INSERT INTO clicks (user, page) VALUES ('ann', '/a');
+             INSERT INTO clicks (user, page) VALUES ('bob', '/b');
+             INSERT INTO clicks (user, page) VALUES ('ann', '/c');",
+        )
+        .await;
+    assert_eq!(status, 200, "{entities}");
+    server
+        .engine
+        .wait_until_caught_up()
+        .await
+        .expect("the aggregation caught up");
+    let (status, body) = server
+        .post(
+            "/query",
+            json!({"ksql": "SELECT * FROM per_user WHERE n > 0;"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let rows: Value = serde_json::from_str(&body).expect("a JSON array");
+    assert_eq!(rows[0]["header"]["schema"], "`USER` STRING KEY, `N` BIGINT");
+    assert_eq!(rows[1]["row"]["columns"], json!(["ann", 2]));
+    assert_eq!(rows[2]["row"]["columns"], json!(["bob", 1]));
+    assert_eq!(
+        rows.as_array().map(Vec::len),
+        Some(3),
+        "no final message: {rows}"
+    );
+
+    let (status, body) = server
+        .post(
+            "/query",
+            json!({"ksql": "SELECT n FROM per_user WHERE user = 'nobody';"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let empty: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(
+        empty.as_array().map(Vec::len),
+        Some(1),
+        "only the header: {empty}"
+    );
+
+    let (status, body) = server
+        .post(
+            "/query",
+            json!({"ksql": "SELECT * FROM per_user GROUP BY n;"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("Pull queries don't support GROUP BY"),
+        "{body}"
+    );
 }

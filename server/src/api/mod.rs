@@ -428,12 +428,16 @@ fn json_array_row(columns: &[ArrayRef], types: &[SqlType], row: usize) -> String
     format!(",{}", json_row(columns, types, row))
 }
 
-fn schema_text(schema: &SchemaRef) -> String {
+/// A header's schema: `` `ID` STRING KEY, `COUNT` BIGINT `` (`keys` are marked `KEY`).
+fn schema_text(schema: &SchemaRef, keys: &[String]) -> String {
     schema
         .fields()
         .iter()
         .zip(column_types(schema))
-        .map(|(f, ty)| format!("`{}` {ty}", f.name()))
+        .map(|(f, ty)| {
+            let key = if keys.contains(f.name()) { " KEY" } else { "" };
+            format!("`{}` {ty}{key}", f.name())
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -475,14 +479,21 @@ async fn query(State(state): State<Arc<ApiState>>, body: Bytes) -> Result<Respon
         return Ok(printing);
     }
     let (query, sql) = start_query(&state, &body, "ksql", "streamsProperties").await?;
-    let header = json!({"header": {"queryId": query.id, "schema": schema_text(&query.schema)}});
+    let keys = query.table_keys.clone().unwrap_or_default();
+    let header = json!({"header": {
+        "queryId": query.id,
+        "schema": schema_text(&query.schema, &keys),
+    }});
     let first = format!("[{header}");
-    // A push query ends only at its LIMIT; a pull query when it has read everything.
+    // A push query ends only at its LIMIT; a pull query over a stream when it has read
+    // everything; a pull query over a table with its rows, and no final message.
     let push = matches!(
         riffle_grammar::parse_statement(&sql),
         Ok(riffle_grammar::Statement::Query(q)) if q.emit.is_some()
     );
-    let last = if push {
+    let last = if query.table_keys.is_some() {
+        "]\n"
+    } else if push {
         ",\n{\"finalMessage\":\"Limit Reached\"}]\n"
     } else {
         ",\n{\"finalMessage\":\"Query Completed\"}]\n"

@@ -236,6 +236,60 @@ impl Planner {
         Ok(query)
     }
 
+    /// A pull query over a table's current rows (`snapshot`): DataFusion runs the whole
+    /// query (`WHERE`, projection, `LIMIT`) over them. `star_columns` are what `*` means.
+    pub async fn pull(
+        &self,
+        query: &Query,
+        snapshot: RecordBatch,
+        star_columns: &[String],
+    ) -> Result<(SchemaRef, Vec<RecordBatch>), PlanError> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let table = format!(
+            "__PULL_{}",
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let schema = snapshot.schema();
+        let rows = datafusion::datasource::MemTable::try_new(schema, vec![vec![snapshot]])?;
+        self.context.register_table(
+            datafusion::common::TableReference::bare(table.clone()),
+            Arc::new(rows),
+        )?;
+        let result = async {
+            let mut query = self.prepare_projection(query, star_columns).await?;
+            let source = &mut query.from.source;
+            if source.alias.is_none() {
+                source.alias = Some(source.name.clone());
+            }
+            source.name = Ident::new(table.clone());
+            let mut statement = self.to_datafusion(&query)?;
+            if let (Some(limit), SqlStatement::Query(sql)) = (query.limit, &mut statement) {
+                sql.limit_clause = Some(sqlparser::ast::LimitClause::LimitOffset {
+                    limit: Some(SqlExpr::value(sqlparser::ast::Value::Number(
+                        limit.to_string(),
+                        false,
+                    ))),
+                    offset: None,
+                    limit_by: Vec::new(),
+                });
+            }
+            let plan = self
+                .context
+                .state()
+                .statement_to_plan(DfStatement::Statement(Box::new(statement)))
+                .await?;
+            let frame = self.context.execute_logical_plan(plan).await?;
+            let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+            let batches = frame.collect().await?;
+            Ok::<_, PlanError>((schema, batches))
+        }
+        .await;
+        let _ = self
+            .context
+            .deregister_table(datafusion::common::TableReference::bare(table));
+        result
+    }
+
     /// Replaces `s->*` with `s->f` for every field `f` of the struct `s`.
     async fn expand_struct_stars(&self, query: &Query) -> Result<Vec<SelectItem>, PlanError> {
         let mut expanded = Vec::with_capacity(query.projection.len());

@@ -32,6 +32,8 @@ pub(super) struct AggregateTask {
     pub state: watch::Receiver<QueryState>,
     pub progress: Arc<watch::Sender<BTreeMap<i32, i64>>>,
     pub processing_log: ProcessingLog,
+    /// The table's current rows, for pull queries.
+    pub materialized: Arc<super::materialized::Materialized>,
 }
 
 impl AggregateTask {
@@ -149,7 +151,8 @@ impl AggregateTask {
         Ok(())
     }
 
-    /// Folds records into the state; answers the sink records when `emit`.
+    /// Folds records into the state and the materialized rows; answers the sink records
+    /// when `emit` (a rebuild writes nothing).
     fn fold(
         &self,
         aggregation: &mut Aggregation,
@@ -173,18 +176,20 @@ impl AggregateTask {
             return Vec::new();
         }
         let mut out = Vec::new();
-        match aggregation.process(&batch) {
-            Ok(changes) => {
-                if emit {
-                    out.extend(self.encode(&changes));
-                }
+        let apply = |changes: &Changes, out: &mut Vec<ProducerRecord>| {
+            let records = self.encode(changes);
+            self.materialized.apply(changes, &records);
+            if emit {
+                out.extend(records);
             }
+        };
+        match aggregation.process(&batch) {
+            Ok(changes) => apply(&changes, &mut out),
             // A batch that fails is folded row by row: the rows that fail are logged.
             Err(_) => {
                 for row in 0..batch.num_rows() {
                     match aggregation.process(&batch.slice(row, 1)) {
-                        Ok(changes) if emit => out.extend(self.encode(&changes)),
-                        Ok(_) => {}
+                        Ok(changes) => apply(&changes, &mut out),
                         Err(error) if emit => self.processing_log.record(
                             &self.spec.id,
                             RecordError {

@@ -6,6 +6,7 @@
 //! [`PersistentQuery::start`].
 
 mod aggregate;
+pub mod materialized;
 pub mod print;
 pub mod transient;
 
@@ -176,6 +177,8 @@ pub struct PersistentQuery {
     progress: watch::Receiver<BTreeMap<i32, i64>>,
     /// The first error that stopped a partition's task, if any.
     failure: Arc<Mutex<Option<String>>>,
+    /// A table's current rows (aggregations), for pull queries.
+    materialized: Option<Arc<materialized::Materialized>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -219,6 +222,7 @@ impl PersistentQuery {
                 }
             })
         };
+        let mut materialized = None;
         let tasks = match &spec.plan {
             QueryPlan::Stateless(plan) => {
                 let plan = Arc::new(plan.clone());
@@ -258,7 +262,14 @@ impl PersistentQuery {
                     log.commit_offsets(&origin_group, &first).await?;
                     origins = starts.clone();
                 }
+                let table = Arc::new(materialized::Materialized::new(
+                    spec.encoder.key_columns.clone(),
+                    spec.encoder.value_columns.clone(),
+                    plan.windowing.is_some(),
+                ));
+                materialized = Some(table.clone());
                 let task = aggregate::AggregateTask {
+                    materialized: table,
                     log: log.clone(),
                     spec: spec.clone(),
                     plan: plan.clone(),
@@ -277,12 +288,18 @@ impl PersistentQuery {
             state,
             progress,
             failure,
+            materialized,
             tasks,
         })
     }
 
     pub fn id(&self) -> &str {
         &self.spec.id
+    }
+
+    /// The table's current rows, when the query materializes a table.
+    pub fn materialized(&self) -> Option<Arc<materialized::Materialized>> {
+        self.materialized.clone()
     }
 
     /// Why the query stopped working, if it did.

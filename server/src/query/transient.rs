@@ -29,6 +29,9 @@ pub enum Mode {
 pub struct TransientQuery {
     pub id: String,
     pub schema: SchemaRef,
+    /// A pull query over a table: its key columns (headers mark them `KEY`), and it ends
+    /// without a final message.
+    pub table_keys: Option<Vec<String>>,
     rows: mpsc::Receiver<RecordBatch>,
     stop: Arc<watch::Sender<bool>>,
 }
@@ -94,9 +97,34 @@ impl TransientQuery {
         Ok(TransientQuery {
             id,
             schema,
+            table_keys: None,
             rows,
             stop: Arc::new(stop),
         })
+    }
+
+    /// A query whose rows are all known already (a pull query over a table).
+    pub fn finished(
+        id: String,
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+        table_keys: Vec<String>,
+    ) -> TransientQuery {
+        let (sender, rows) = mpsc::channel(batches.len().max(1));
+        for batch in batches {
+            if batch.num_rows() > 0 {
+                // The channel holds every batch: sending cannot fail or wait.
+                let _ = sender.try_send(batch);
+            }
+        }
+        let (stop, _) = watch::channel(false);
+        TransientQuery {
+            id,
+            schema,
+            table_keys: Some(table_keys),
+            rows,
+            stop: Arc::new(stop),
+        }
     }
 
     /// The next rows; `None` once the query is complete (pull, or a reached `LIMIT`).

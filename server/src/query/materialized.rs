@@ -1,0 +1,118 @@
+//! [`Materialized`]: the current rows of a table an aggregation writes, by key, for pull
+//! queries. Every change the aggregation emits is applied (a row replaces the key's row, a
+//! tombstone removes it); a pull query reads a snapshot as one batch.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int64Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use parking_lot::Mutex;
+
+use crate::log::ProducerRecord;
+use crate::runtime::aggregate::Changes;
+use crate::types::SqlType;
+
+#[derive(Debug)]
+pub struct Materialized {
+    /// Key columns, then the window bounds (windowed tables), then value columns, then
+    /// `ROWTIME`.
+    schema: SchemaRef,
+    key_columns: Vec<(String, SqlType)>,
+    value_columns: Vec<(String, SqlType)>,
+    windowed: bool,
+    /// Rows by their record key bytes (window included).
+    rows: Mutex<BTreeMap<bytes::Bytes, RecordBatch>>,
+}
+
+impl Materialized {
+    pub fn new(
+        key_columns: Vec<(String, SqlType)>,
+        value_columns: Vec<(String, SqlType)>,
+        windowed: bool,
+    ) -> Materialized {
+        let field = |(name, ty): &(String, SqlType)| Field::new(name, ty.to_arrow(), true);
+        let bounds = crate::plan::aggregate::WINDOW_BOUNDS
+            .iter()
+            .filter(|_| windowed)
+            .map(|name| Field::new(*name, DataType::Int64, true));
+        let fields: Vec<Field> = key_columns
+            .iter()
+            .map(field)
+            .chain(bounds)
+            .chain(value_columns.iter().map(field))
+            .chain([Field::new("ROWTIME", DataType::Int64, true)])
+            .collect();
+        Materialized {
+            schema: Arc::new(Schema::new(fields)),
+            key_columns,
+            value_columns,
+            windowed,
+            rows: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// The names of the key columns (and the window bounds, for windowed tables).
+    pub fn key_names(&self) -> Vec<String> {
+        let bounds = crate::plan::aggregate::WINDOW_BOUNDS
+            .iter()
+            .filter(|_| self.windowed)
+            .map(|name| name.to_string());
+        self.key_columns
+            .iter()
+            .map(|(name, _)| name.clone())
+            .chain(bounds)
+            .collect()
+    }
+
+    /// Applies the changes whose sink records are `records` (one each, same order).
+    pub fn apply(&self, changes: &Changes, records: &[ProducerRecord]) {
+        let output = &changes.output;
+        let rows = output.num_rows();
+        let column = |(name, ty): &(String, SqlType)| -> ArrayRef {
+            let target = ty.to_arrow();
+            match output.column_by_name(name) {
+                Some(array) if array.data_type() == &target => array.clone(),
+                Some(array) => arrow::compute::cast(array, &target)
+                    .unwrap_or_else(|_| arrow::array::new_null_array(&target, rows)),
+                None => arrow::array::new_null_array(&target, rows),
+            }
+        };
+        let mut columns: Vec<ArrayRef> = self.key_columns.iter().map(column).collect();
+        if self.windowed {
+            columns.push(Arc::new(Int64Array::from_iter(
+                changes.windows.iter().map(|w| w.map(|w| w.0)),
+            )));
+            columns.push(Arc::new(Int64Array::from_iter(
+                changes.windows.iter().map(|w| w.map(|w| w.1)),
+            )));
+        }
+        columns.extend(self.value_columns.iter().map(column));
+        columns.push(Arc::new(changes.timestamps.clone()));
+        let Ok(batch) = RecordBatch::try_new(self.schema.clone(), columns) else {
+            tracing::warn!("a table's rows could not be materialized");
+            return;
+        };
+        let mut table = self.rows.lock();
+        for (row, record) in records.iter().enumerate().take(rows) {
+            let key = record.key.clone().unwrap_or_default();
+            if changes.tombstones[row] {
+                table.remove(&key);
+            } else {
+                table.insert(key, batch.slice(row, 1));
+            }
+        }
+    }
+
+    /// Every current row, in key order.
+    pub fn snapshot(&self) -> RecordBatch {
+        let table = self.rows.lock();
+        let rows: Vec<&RecordBatch> = table.values().collect();
+        arrow::compute::concat_batches(&self.schema, rows)
+            .unwrap_or_else(|_| RecordBatch::new_empty(self.schema.clone()))
+    }
+}
