@@ -1306,6 +1306,7 @@ impl Engine {
                 )));
             }
         }
+        self.check_window_bounds(query)?;
         let star_columns: Vec<String> = input
             .schema
             .keys()
@@ -1385,6 +1386,66 @@ impl Engine {
             keys.into_iter().flatten().collect(),
             values,
         ))
+    }
+
+    /// `WINDOWSTART` and `WINDOWEND` are values of a windowed aggregation's output: they
+    /// can be selected, not filtered on, grouped by or aggregated.
+    fn check_window_bounds(&self, query: &riffle_grammar::ast::Query) -> Result<(), EngineError> {
+        use sqlparser::ast::Expr;
+        let bound_in = |expr: &Expr| {
+            let mut found = None;
+            let _ = sqlparser::ast::visit_expressions(expr, |e| {
+                if let Expr::Identifier(ident) = e
+                    && crate::plan::aggregate::WINDOW_BOUNDS.contains(&ident.value.as_str())
+                {
+                    found = Some(ident.value.clone());
+                    return std::ops::ControlFlow::Break(());
+                }
+                std::ops::ControlFlow::Continue(())
+            });
+            found
+        };
+        let misplaced = |bound: String| {
+            EngineError::Statement(format!(
+                "Window bounds column {bound} can only be used in the SELECT clause of windowed \
+                 aggregations"
+            ))
+        };
+        if let Some(bound) = query.selection.as_ref().and_then(bound_in) {
+            return Err(EngineError::Statement(format!(
+                "Error in WHERE expression: Unknown column {bound}."
+            )));
+        }
+        if let Some(bound) = query.group_by.iter().find_map(bound_in) {
+            return Err(misplaced(bound));
+        }
+        if let Some(bound) = query.having.as_ref().and_then(bound_in) {
+            return Err(misplaced(bound));
+        }
+        for item in &query.projection {
+            let expr = match item {
+                sqlparser::ast::SelectItem::UnnamedExpr(e)
+                | sqlparser::ast::SelectItem::ExprWithAlias { expr: e, .. } => e,
+                _ => continue,
+            };
+            let mut inside_aggregate = None;
+            let _ = sqlparser::ast::visit_expressions(expr, |e| {
+                if let Expr::Function(function) = e
+                    && self
+                        .planner
+                        .is_aggregate_function(&function.name.to_string())
+                    && let Some(bound) = bound_in(e)
+                {
+                    inside_aggregate = Some(bound);
+                    return std::ops::ControlFlow::Break(());
+                }
+                std::ops::ControlFlow::Continue(())
+            });
+            if let Some(bound) = inside_aggregate {
+                return Err(misplaced(bound));
+            }
+        }
+        Ok(())
     }
 
     async fn plan_query(
@@ -1727,6 +1788,39 @@ impl Engine {
             check_pull_query(&query)?;
         }
         let mut state = self.state.lock().await;
+        if query.is_push() && (!query.group_by.is_empty() || query.window.is_some()) {
+            let (source, plan, key_columns, value_columns) = self
+                .plan_aggregate_query(&state.catalog, &query, None)
+                .await?;
+            state.next_transient += 1;
+            let id = format!("transient_{}_{}", source.name, state.next_transient);
+            drop(state);
+            let spec = QuerySpec {
+                id,
+                statement: sql.to_string(),
+                sink_name: String::new(),
+                encoder: SinkEncoder {
+                    key_columns,
+                    value_columns,
+                    key_format: source.key_format.clone(),
+                    value_format: source.value_format.clone(),
+                    timestamp_column: None,
+                    window: plan.windowing.map(|w| w.kind),
+                },
+                source,
+                plan: QueryPlan::Aggregate(plan.clone()),
+                sink_topic: String::new(),
+                start: start_position(properties),
+            };
+            return Ok(TransientQuery::start_aggregate(
+                self.log.clone(),
+                spec,
+                plan,
+                query.limit,
+                self.processing_log.clone(),
+            )
+            .await?);
+        }
         let (source, plan, _, _) = self.plan_query(&state.catalog, &query, None).await?;
         let mode = match query.emit {
             Some(riffle_grammar::ast::EmitMode::Changes) => Mode::Push,

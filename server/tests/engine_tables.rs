@@ -149,3 +149,60 @@ async fn having_emits_a_tombstone_when_a_group_stops_qualifying() {
     );
     engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_query_with_group_by_streams_each_change() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("opens");
+    let engine = Engine::start(Arc::new(log.clone())).await.expect("starts");
+    engine
+        .execute(
+            "CREATE STREAM clicks (user STRING KEY, page STRING) \
+               WITH (kafka_topic='clicks', value_format='JSON', partitions=2);",
+            &Properties::new(),
+        )
+        .await
+        .expect("created");
+    log.produce(
+        "clicks",
+        vec![
+            click("ann", "/a", 1),
+            click("bob", "/b", 2),
+            click("ann", "/c", 3),
+        ],
+        Acks::All,
+    )
+    .await
+    .expect("produced");
+    let mut query = engine
+        .query(
+            "SELECT user, COUNT(*) AS n FROM clicks GROUP BY user EMIT CHANGES LIMIT 3;",
+            &earliest(),
+        )
+        .await
+        .expect("the push query starts");
+    let mut counts: Vec<(String, i64)> = Vec::new();
+    while let Some(batch) = query.next_batch().await {
+        use arrow::array::AsArray;
+        let users = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8)
+            .expect("strings");
+        let users = users.as_string::<i32>();
+        let n = batch
+            .column(1)
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        for row in 0..batch.num_rows() {
+            counts.push((users.value(row).to_string(), n.value(row)));
+        }
+    }
+    counts.sort();
+    assert_eq!(
+        counts,
+        [
+            ("ann".to_string(), 1),
+            ("ann".to_string(), 2),
+            ("bob".to_string(), 1)
+        ],
+        "one row per change, then the LIMIT ends the query"
+    );
+    engine.shutdown().await;
+}

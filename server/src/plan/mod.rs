@@ -338,6 +338,14 @@ impl Planner {
         Ok(expanded)
     }
 
+    /// Whether `name` is an aggregate function (`COUNT`, `SUM`…).
+    pub fn is_aggregate_function(&self, name: &str) -> bool {
+        self.context
+            .state()
+            .aggregate_functions()
+            .contains_key(&name.to_lowercase())
+    }
+
     /// The names of every function queries can call, upper case.
     pub fn function_names(&self) -> Vec<String> {
         let state = self.context.state();

@@ -20,6 +20,19 @@ use crate::plan::aggregate::AggregatePlan;
 use crate::runtime::aggregate::{Aggregation, Changes, windowed_key};
 use crate::runtime::{RecordError, SourceDecoder};
 
+/// Where an aggregation's changes go.
+#[derive(Debug)]
+pub(super) enum Delivery {
+    /// A persistent query: records to the sink topic, then the committed position.
+    Sink,
+    /// A push query: the changed rows (tombstones left out) to one subscriber, until
+    /// `remaining` rows were sent.
+    Subscriber {
+        rows: tokio::sync::mpsc::Sender<RecordBatch>,
+        remaining: usize,
+    },
+}
+
 pub(super) struct AggregateTask {
     pub log: Arc<dyn Log>,
     pub spec: QuerySpec,
@@ -33,7 +46,8 @@ pub(super) struct AggregateTask {
     pub progress: Arc<watch::Sender<BTreeMap<i32, i64>>>,
     pub processing_log: ProcessingLog,
     /// The table's current rows, for pull queries.
-    pub materialized: Arc<super::materialized::Materialized>,
+    pub materialized: Option<Arc<super::materialized::Materialized>>,
+    pub delivery: Delivery,
 }
 
 impl AggregateTask {
@@ -72,7 +86,17 @@ impl AggregateTask {
                     continue;
                 }
                 read_any = true;
-                let records = self.fold(&mut aggregation, &response.records, partition, true);
+                let changes = self.fold(&mut aggregation, &response.records, partition, true);
+                if let Delivery::Subscriber { rows, remaining } = &mut self.delivery {
+                    for change in &changes {
+                        if !send_rows(change, rows, remaining).await {
+                            return Ok(());
+                        }
+                    }
+                    self.positions.insert(partition, response.next_offset);
+                    continue;
+                }
+                let records = self.to_records(&changes);
                 if !records.is_empty() {
                     self.log
                         .produce(&self.spec.sink_topic, records, Acks::All)
@@ -144,22 +168,23 @@ impl AggregateTask {
                     .into_iter()
                     .filter(|r| r.offset < until)
                     .collect();
-                self.fold(aggregation, &records, partition, false);
+                let changes = self.fold(aggregation, &records, partition, false);
+                self.to_records(&changes);
                 offset = response.next_offset;
             }
         }
         Ok(())
     }
 
-    /// Folds records into the state and the materialized rows; answers the sink records
-    /// when `emit` (a rebuild writes nothing).
+    /// Folds records into the state; answers the changes. Failures are logged when `log`
+    /// (a rebuild has logged them before).
     fn fold(
         &self,
         aggregation: &mut Aggregation,
         records: &[Record],
         partition: i32,
-        emit: bool,
-    ) -> Vec<ProducerRecord> {
+        log: bool,
+    ) -> Vec<Changes> {
         // A record without a value means nothing to a stream's aggregation.
         let values: Vec<Record> = records
             .iter()
@@ -167,7 +192,7 @@ impl AggregateTask {
             .cloned()
             .collect();
         let (batch, errors) = self.decoder.decode(&values, partition);
-        if emit {
+        if log {
             for error in errors {
                 self.processing_log.record(&self.spec.id, error);
             }
@@ -175,22 +200,15 @@ impl AggregateTask {
         if batch.num_rows() == 0 {
             return Vec::new();
         }
-        let mut out = Vec::new();
-        let apply = |changes: &Changes, out: &mut Vec<ProducerRecord>| {
-            let records = self.encode(changes);
-            self.materialized.apply(changes, &records);
-            if emit {
-                out.extend(records);
-            }
-        };
         match aggregation.process(&batch) {
-            Ok(changes) => apply(&changes, &mut out),
+            Ok(changes) => vec![changes],
             // A batch that fails is folded row by row: the rows that fail are logged.
             Err(_) => {
+                let mut all = Vec::new();
                 for row in 0..batch.num_rows() {
                     match aggregation.process(&batch.slice(row, 1)) {
-                        Ok(changes) => apply(&changes, &mut out),
-                        Err(error) if emit => self.processing_log.record(
+                        Ok(changes) => all.push(changes),
+                        Err(error) if log => self.processing_log.record(
                             &self.spec.id,
                             RecordError {
                                 topic: self.spec.source.topic.clone(),
@@ -202,7 +220,20 @@ impl AggregateTask {
                         Err(_) => {}
                     }
                 }
+                all
             }
+        }
+    }
+
+    /// The sink records of the changes, applied to the materialized rows too.
+    fn to_records(&self, changes: &[Changes]) -> Vec<ProducerRecord> {
+        let mut out = Vec::new();
+        for change in changes {
+            let records = self.encode(change);
+            if let Some(table) = &self.materialized {
+                table.apply(change, &records);
+            }
+            out.extend(records);
         }
         out
     }
@@ -229,6 +260,28 @@ impl AggregateTask {
         }
         records
     }
+}
+
+/// Sends a change's rows (not its tombstones) to a subscriber, within what its `LIMIT`
+/// leaves; `false` once the limit is reached or the subscriber is gone.
+async fn send_rows(
+    changes: &Changes,
+    subscriber: &tokio::sync::mpsc::Sender<RecordBatch>,
+    remaining: &mut usize,
+) -> bool {
+    let keep =
+        arrow::array::BooleanArray::from(changes.tombstones.iter().map(|t| !t).collect::<Vec<_>>());
+    let Ok(rows) = arrow::compute::filter_record_batch(&changes.output, &keep) else {
+        return true;
+    };
+    let take = rows.num_rows().min(*remaining);
+    if take > 0 {
+        *remaining -= take;
+        if subscriber.send(rows.slice(0, take)).await.is_err() {
+            return false;
+        }
+    }
+    *remaining > 0
 }
 
 fn offset_of(batch: &RecordBatch, row: usize) -> i64 {

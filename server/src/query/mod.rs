@@ -269,7 +269,8 @@ impl PersistentQuery {
                 ));
                 materialized = Some(table.clone());
                 let task = aggregate::AggregateTask {
-                    materialized: table,
+                    materialized: Some(table),
+                    delivery: aggregate::Delivery::Sink,
                     log: log.clone(),
                     spec: spec.clone(),
                     plan: plan.clone(),

@@ -88,19 +88,80 @@ impl TransientQuery {
                 remaining: remaining.clone(),
                 processing_log: processing_log.clone(),
             };
-            tokio::spawn(async move {
-                if let Err(error) = task.run().await {
-                    tracing::warn!(%error, "transient query partition stopped");
-                }
-            });
+            spawn_logged(task.run(), "a transient query's partition stopped");
         }
-        Ok(TransientQuery {
+        Ok(TransientQuery::streaming(id, schema, rows, stop))
+    }
+
+    /// A query whose rows arrive on `rows` until `stop` is sent `true`.
+    fn streaming(
+        id: String,
+        schema: SchemaRef,
+        rows: mpsc::Receiver<RecordBatch>,
+        stop: watch::Sender<bool>,
+    ) -> TransientQuery {
+        TransientQuery {
             id,
             schema,
             table_keys: None,
             rows,
             stop: Arc::new(stop),
-        })
+        }
+    }
+
+    /// A push query with `GROUP BY`: an aggregation over every partition of the source whose
+    /// changed rows stream to the subscriber.
+    pub async fn start_aggregate(
+        log: Arc<dyn Log>,
+        spec: super::QuerySpec,
+        plan: Arc<crate::plan::aggregate::AggregatePlan>,
+        limit: Option<u64>,
+        processing_log: ProcessingLog,
+    ) -> Result<TransientQuery, LogError> {
+        let partitions = log.describe_topic(&spec.source.topic).await?.partitions;
+        let positions: std::collections::BTreeMap<i32, i64> = partitions
+            .iter()
+            .map(|p| {
+                let from = match spec.start {
+                    StartPosition::Earliest => p.start_offset,
+                    StartPosition::Latest => p.end_offset,
+                };
+                (p.partition, from)
+            })
+            .collect();
+        let (sender, rows) = mpsc::channel(16);
+        let (stop, mut stopped) = watch::channel(false);
+        // The task follows a query state; closing the query stops it.
+        let (state, state_changes) = watch::channel(super::QueryState::Running);
+        tokio::spawn(async move {
+            while stopped.changed().await.is_ok() {
+                if *stopped.borrow() {
+                    break;
+                }
+            }
+            state.send_replace(super::QueryState::Stopped);
+        });
+        let (progress, _) = watch::channel(positions.clone());
+        let id = spec.id.clone();
+        let schema = plan.output_schema.clone();
+        let task = super::aggregate::AggregateTask {
+            log,
+            decoder: Arc::new(SourceDecoder::new(spec.source.clone())),
+            spec,
+            plan,
+            origins: positions.clone(),
+            positions,
+            state: state_changes,
+            progress: Arc::new(progress),
+            processing_log,
+            materialized: None,
+            delivery: super::aggregate::Delivery::Subscriber {
+                rows: sender,
+                remaining: limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX)),
+            },
+        };
+        spawn_logged(task.run(), "a push query's aggregation stopped");
+        Ok(TransientQuery::streaming(id, schema, rows, stop))
     }
 
     /// A query whose rows are all known already (a pull query over a table).
@@ -147,6 +208,18 @@ impl Drop for TransientQuery {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// Runs a query task; an error that stops it is logged.
+fn spawn_logged<E: std::fmt::Display>(
+    task: impl std::future::Future<Output = Result<(), E>> + Send + 'static,
+    what: &'static str,
+) {
+    tokio::spawn(async move {
+        if let Err(error) = task.await {
+            tracing::warn!(%error, "{what}");
+        }
+    });
 }
 
 struct TransientTask {
