@@ -21,8 +21,34 @@ pub struct Materialized {
     key_columns: Vec<(String, SqlType)>,
     value_columns: Vec<(String, SqlType)>,
     windowed: bool,
-    /// Rows by their record key bytes (window included).
-    rows: Mutex<BTreeMap<bytes::Bytes, RecordBatch>>,
+    /// Rows by their record key bytes (window included): one-row slices of the batches
+    /// the changes came in, copied together from time to time (see [`Rows::compact`]).
+    rows: Mutex<Rows>,
+}
+
+#[derive(Debug, Default)]
+struct Rows {
+    by_key: BTreeMap<bytes::Bytes, RecordBatch>,
+    /// Changes applied since the last compaction.
+    applied: usize,
+}
+
+impl Rows {
+    /// A row slice keeps its whole batch alive: once the changes applied outnumber twice
+    /// the live rows, the rows are copied into one batch and sliced from it, so memory
+    /// stays within a few times the table's size.
+    fn compact(&mut self, schema: &SchemaRef) {
+        if self.applied < 10_000.max(2 * self.by_key.len()) {
+            return;
+        }
+        self.applied = 0;
+        let Ok(all) = arrow::compute::concat_batches(schema, self.by_key.values()) else {
+            return;
+        };
+        for (row, slot) in self.by_key.values_mut().enumerate() {
+            *slot = all.slice(row, 1);
+        }
+    }
 }
 
 impl Materialized {
@@ -48,7 +74,7 @@ impl Materialized {
             key_columns,
             value_columns,
             windowed,
-            rows: Mutex::new(BTreeMap::new()),
+            rows: Mutex::new(Rows::default()),
         }
     }
 
@@ -101,17 +127,19 @@ impl Materialized {
         for (row, record) in records.iter().enumerate().take(rows) {
             let key = record.key.clone().unwrap_or_default();
             if changes.tombstones[row] {
-                table.remove(&key);
+                table.by_key.remove(&key);
             } else {
-                table.insert(key, batch.slice(row, 1));
+                table.by_key.insert(key, batch.slice(row, 1));
             }
         }
+        table.applied += rows;
+        table.compact(&self.schema);
     }
 
     /// Every current row, in key order.
     pub fn snapshot(&self) -> RecordBatch {
         let table = self.rows.lock();
-        let rows: Vec<&RecordBatch> = table.values().collect();
+        let rows: Vec<&RecordBatch> = table.by_key.values().collect();
         arrow::compute::concat_batches(&self.schema, rows)
             .unwrap_or_else(|_| RecordBatch::new_empty(self.schema.clone()))
     }
