@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::row::{OwnedRow, RowConverter, SortField};
 use parking_lot::Mutex;
 
 use crate::log::ProducerRecord;
@@ -22,8 +23,10 @@ pub struct Materialized {
     value_columns: Vec<(String, SqlType)>,
     windowed: bool,
     /// Rows by their record key bytes (window included): one-row slices of the batches
-    /// the changes came in, copied together from time to time (see [`Rows::compact`]).
+    /// the changes came in, copied together from time to time (see [`Rows::compact`]),
+    /// or, when every column's type allows it, Arrow's compact row format.
     rows: Mutex<Rows>,
+    encoded: Option<(RowConverter, Mutex<BTreeMap<bytes::Bytes, OwnedRow>>)>,
 }
 
 #[derive(Debug, Default)]
@@ -69,7 +72,16 @@ impl Materialized {
             .chain(value_columns.iter().map(field))
             .chain([Field::new("ROWTIME", DataType::Int64, true)])
             .collect();
+        let sort_fields: Vec<SortField> = fields
+            .iter()
+            .map(|f| SortField::new(f.data_type().clone()))
+            .collect();
+        let encoded = RowConverter::supports_fields(&sort_fields)
+            .then(|| RowConverter::new(sort_fields).ok())
+            .flatten()
+            .map(|converter| (converter, Mutex::new(BTreeMap::new())));
         Materialized {
+            encoded,
             schema: Arc::new(Schema::new(fields)),
             key_columns,
             value_columns,
@@ -123,6 +135,20 @@ impl Materialized {
             tracing::warn!("a table's rows could not be materialized");
             return;
         };
+        if let Some((converter, table)) = &self.encoded
+            && let Ok(encoded) = converter.convert_columns(batch.columns())
+        {
+            let mut table = table.lock();
+            for (row, record) in records.iter().enumerate().take(rows) {
+                let key = record.key.clone().unwrap_or_default();
+                if changes.tombstones[row] {
+                    table.remove(&key);
+                } else {
+                    table.insert(key, encoded.row(row).owned());
+                }
+            }
+            return;
+        }
         let mut table = self.rows.lock();
         for (row, record) in records.iter().enumerate().take(rows) {
             let key = record.key.clone().unwrap_or_default();
@@ -138,6 +164,13 @@ impl Materialized {
 
     /// Every current row, in key order.
     pub fn snapshot(&self) -> RecordBatch {
+        if let Some((converter, table)) = &self.encoded {
+            let table = table.lock();
+            let columns = converter.convert_rows(table.values().map(|row| row.row()));
+            if let Ok(batch) = columns.and_then(|c| RecordBatch::try_new(self.schema.clone(), c)) {
+                return batch;
+            }
+        }
         let table = self.rows.lock();
         let rows: Vec<&RecordBatch> = table.by_key.values().collect();
         arrow::compute::concat_batches(&self.schema, rows)

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch};
 use arrow::datatypes::Int64Type;
-use arrow::row::{OwnedRow, RowConverter, SortField};
+use arrow::row::{RowConverter, SortField};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
 
@@ -28,6 +28,7 @@ struct Group {
     timestamp: i64,
     /// Whether the group's last output was a row (not filtered out by `HAVING`).
     shown: bool,
+    window: Option<(i64, i64)>,
 }
 
 /// What one input row did to the output: a group's new row, or a tombstone.
@@ -44,27 +45,28 @@ pub struct Changes {
     pub input_rows: Vec<usize>,
 }
 
-/// Rows of the aggregated schema being gathered for one batch of changes.
-#[derive(Default)]
+/// The changes of one batch, gathered column by column.
 struct Pending {
-    rows: Vec<RecordBatch>,
+    /// For each change, the row (of the filtered batch) its group values come from.
+    rows: Vec<u32>,
+    /// For each aggregate, its value in each change.
+    values: Vec<Vec<ScalarValue>>,
     tombstones: Vec<bool>,
     timestamps: Vec<i64>,
     windows: Vec<Option<(i64, i64)>>,
     input_rows: Vec<usize>,
     /// For each change, the group it belongs to (for `HAVING` bookkeeping).
-    groups: Vec<Option<OwnedRow>>,
+    groups: Vec<Option<Box<[u8]>>>,
 }
 
 /// A running aggregation.
 pub struct Aggregation {
     plan: Arc<AggregatePlan>,
-    /// Group values (and window bounds) in Arrow's row format: the state's key.
+    /// Turns group values into bytes: with the window bounds appended, the state's key.
     converter: RowConverter,
-    groups: HashMap<OwnedRow, Group>,
-    /// Sessions per group (without window bounds): their (start, end), for merging.
-    sessions: HashMap<OwnedRow, Vec<(i64, i64)>>,
-    session_converter: Option<RowConverter>,
+    groups: HashMap<Box<[u8]>, Group>,
+    /// Sessions per group (the group values' bytes): their (start, end), for merging.
+    sessions: HashMap<Box<[u8]>, Vec<(i64, i64)>>,
     stream_time: i64,
     /// Records dropped because their window had closed.
     pub late_records: u64,
@@ -83,27 +85,30 @@ impl std::fmt::Debug for Aggregation {
 /// How often (in records) closed windows are evicted.
 const EVICT_EVERY: u64 = 10_000;
 
+/// The state key of a group in a window: the group's bytes, then the window bounds.
+fn state_key(group: &[u8], window: Option<(i64, i64)>) -> Box<[u8]> {
+    let mut key = Vec::with_capacity(group.len() + 16);
+    key.extend_from_slice(group);
+    if let Some((start, end)) = window {
+        key.extend_from_slice(&start.to_be_bytes());
+        key.extend_from_slice(&end.to_be_bytes());
+    }
+    key.into_boxed_slice()
+}
+
 impl Aggregation {
     pub fn new(plan: Arc<AggregatePlan>) -> Result<Aggregation, PlanError> {
-        let sort_fields = |count: usize| -> Vec<SortField> {
-            plan.aggregated_schema.fields()[..count]
-                .iter()
-                .map(|f| SortField::new(f.data_type().clone()))
-                .collect()
-        };
-        let converter = RowConverter::new(sort_fields(plan.group_width()))?;
-        let session_converter = match plan.windowing.map(|w| w.kind) {
-            Some(WindowKind::Session { .. }) => {
-                Some(RowConverter::new(sort_fields(plan.group_width() - 2))?)
-            }
-            _ => None,
-        };
+        let window_columns = if plan.windowing.is_some() { 2 } else { 0 };
+        let sort_fields: Vec<SortField> = plan.aggregated_schema.fields()
+            [..plan.group_width() - window_columns]
+            .iter()
+            .map(|f| SortField::new(f.data_type().clone()))
+            .collect();
         Ok(Aggregation {
+            converter: RowConverter::new(sort_fields)?,
             plan,
-            converter,
             groups: HashMap::new(),
             sessions: HashMap::new(),
-            session_converter,
             stream_time: i64::MIN,
             late_records: 0,
             processed: 0,
@@ -147,7 +152,9 @@ impl Aggregation {
             .column_by_name("ROWTIME")
             .and_then(|c| c.as_primitive_opt::<Int64Type>().cloned())
             .ok_or_else(|| PlanError::Plan("internal: no ROWTIME".into()))?;
-        let mut pending = Pending::default();
+        // Every row's group, as bytes, converted once for the batch.
+        let group_rows = self.converter.convert_columns(&groups)?;
+        let mut pending = Pending::new(plan.aggregates.len());
         for (row, &cause) in input_rows.iter().enumerate() {
             // A row whose group is NULL belongs to no group: ksqlDB drops it.
             if groups.iter().any(|g| g.is_null(row)) {
@@ -155,23 +162,23 @@ impl Aggregation {
             }
             let time = times.value(row);
             self.stream_time = self.stream_time.max(time);
-            let group_values: Vec<ArrayRef> = groups.iter().map(|g| g.slice(row, 1)).collect();
+            let group = group_rows.row(row);
             let args: Vec<Vec<ArrayRef>> = arguments
                 .iter()
                 .map(|a| a.iter().map(|v| v.slice(row, 1)).collect())
                 .collect();
+            let at = Row {
+                index: row,
+                group: group.as_ref(),
+                time,
+                cause,
+            };
             match plan.windowing {
-                None => self.update(&group_values, None, &args, time, cause, &mut pending)?,
+                None => self.update(&at, None, &args, &mut pending)?,
                 Some(windowing) => match windowing.kind {
-                    WindowKind::Session { gap } => self.update_session(
-                        &group_values,
-                        gap,
-                        windowing.grace,
-                        &args,
-                        time,
-                        cause,
-                        &mut pending,
-                    )?,
+                    WindowKind::Session { gap } => {
+                        self.update_session(&at, gap, windowing.grace, &args, &mut pending)?
+                    }
                     kind => {
                         for window in windows_of(kind, time) {
                             // A window closes `grace` after its end (by stream time).
@@ -179,14 +186,7 @@ impl Aggregation {
                                 self.late_records += 1;
                                 continue;
                             }
-                            self.update(
-                                &group_values,
-                                Some(window),
-                                &args,
-                                time,
-                                cause,
-                                &mut pending,
-                            )?;
+                            self.update(&at, Some(window), &args, &mut pending)?;
                         }
                     }
                 },
@@ -196,86 +196,46 @@ impl Aggregation {
                 self.evict_closed_windows();
             }
         }
-        self.finish(pending)
-    }
-
-    /// The state key of a group (and window).
-    fn key(
-        &self,
-        group_values: &[ArrayRef],
-        window: Option<(i64, i64)>,
-    ) -> Result<OwnedRow, PlanError> {
-        let mut columns = group_values.to_vec();
-        if let Some((start, end)) = window {
-            columns.push(Arc::new(Int64Array::from(vec![start])));
-            columns.push(Arc::new(Int64Array::from(vec![end])));
-        }
-        let rows = self.converter.convert_columns(&columns)?;
-        Ok(rows.row(0).owned())
-    }
-
-    fn new_group(&self, time: i64) -> Result<Group, PlanError> {
-        Ok(Group {
-            accumulators: self
-                .plan
-                .aggregates
-                .iter()
-                .map(|a| a.create_accumulator())
-                .collect::<Result<_, _>>()?,
-            timestamp: time,
-            shown: false,
-        })
+        self.finish(pending, &groups)
     }
 
     /// Adds a row to its group (in `window`) and records the group's new row.
     fn update(
         &mut self,
-        group_values: &[ArrayRef],
+        at: &Row<'_>,
         window: Option<(i64, i64)>,
         args: &[Vec<ArrayRef>],
-        time: i64,
-        cause: usize,
         pending: &mut Pending,
     ) -> Result<(), PlanError> {
-        let key = self.key(group_values, window)?;
-        if !self.groups.contains_key(&key) {
-            let group = self.new_group(time)?;
-            self.groups.insert(key.clone(), group);
-        }
-        let group = self
-            .groups
-            .get_mut(&key)
-            .ok_or_else(|| PlanError::Plan("internal: a group vanished".into()))?;
+        let key = state_key(at.group, window);
+        let group = match self.groups.entry(key.clone()) {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                entry.insert(new_group(&self.plan, at.time, window)?)
+            }
+        };
         for (accumulator, values) in group.accumulators.iter_mut().zip(args) {
             accumulator.update_batch(values)?;
         }
-        group.timestamp = group.timestamp.max(time);
+        group.timestamp = group.timestamp.max(at.time);
         let values = evaluate(&mut group.accumulators)?;
         let timestamp = group.timestamp;
-        let row = aggregated_row(&self.plan, group_values, window, &values)?;
-        pending.push(row, false, timestamp, window, cause, Some(key));
+        pending.push(at, values, false, timestamp, window, Some(key));
         Ok(())
     }
 
     /// Adds a row to the session it extends, merging the sessions it bridges; each merged
     /// away session gets a tombstone.
-    #[allow(clippy::too_many_arguments)]
     fn update_session(
         &mut self,
-        group_values: &[ArrayRef],
+        at: &Row<'_>,
         gap: i64,
         grace: i64,
         args: &[Vec<ArrayRef>],
-        time: i64,
-        cause: usize,
         pending: &mut Pending,
     ) -> Result<(), PlanError> {
-        let converter = self
-            .session_converter
-            .as_ref()
-            .ok_or_else(|| PlanError::Plan("internal: no session key".into()))?;
-        let group_key = converter.convert_columns(group_values)?.row(0).owned();
-        let existing = self.sessions.get(&group_key).cloned().unwrap_or_default();
+        let time = at.time;
+        let existing = self.sessions.get(at.group).cloned().unwrap_or_default();
         let (touching, others): (Vec<_>, Vec<_>) = existing
             .into_iter()
             .partition(|(start, end)| *start - gap <= time && time <= *end + gap);
@@ -295,16 +255,15 @@ impl Aggregation {
             self.late_records += 1;
             return Ok(());
         }
-        let mut merged = self.new_group(time)?;
-        for window in &touching {
-            let key = self.key(group_values, Some(*window))?;
-            let Some(mut old) = self.groups.remove(&key) else {
+        let window = (start, end);
+        let mut merged = new_group(&self.plan, time, Some(window))?;
+        for old_window in &touching {
+            let Some(mut old) = self.groups.remove(&state_key(at.group, Some(*old_window))) else {
                 continue;
             };
             if old.shown {
                 let values = evaluate(&mut old.accumulators)?;
-                let row = aggregated_row(&self.plan, group_values, Some(*window), &values)?;
-                pending.push(row, true, old.timestamp, Some(*window), cause, None);
+                pending.push(at, values, true, old.timestamp, Some(*old_window), None);
             }
             for (into, from) in merged
                 .accumulators
@@ -324,34 +283,60 @@ impl Aggregation {
             accumulator.update_batch(values)?;
         }
         merged.timestamp = merged.timestamp.max(time);
-        let window = (start, end);
         let values = evaluate(&mut merged.accumulators)?;
-        let row = aggregated_row(&self.plan, group_values, Some(window), &values)?;
-        let key = self.key(group_values, Some(window))?;
+        let key = state_key(at.group, Some(window));
         pending.push(
-            row,
+            at,
+            values,
             false,
             merged.timestamp,
             Some(window),
-            cause,
             Some(key.clone()),
         );
         self.groups.insert(key, merged);
         let mut sessions = others;
         sessions.push(window);
-        self.sessions.insert(group_key, sessions);
+        self.sessions.insert(at.group.into(), sessions);
         Ok(())
     }
 
-    /// Runs `HAVING` and the projection over the gathered rows.
-    fn finish(&mut self, pending: Pending) -> Result<Changes, PlanError> {
+    /// Builds the aggregated rows of the changes, then runs `HAVING` and the projection.
+    fn finish(&mut self, pending: Pending, groups: &[ArrayRef]) -> Result<Changes, PlanError> {
         let plan = &self.plan;
-        let aggregated = if pending.rows.is_empty() {
-            RecordBatch::new_empty(plan.aggregated_schema.clone())
-        } else {
-            arrow::compute::concat_batches(&plan.aggregated_schema, &pending.rows)?
-        };
-        let count = aggregated.num_rows();
+        let count = pending.rows.len();
+        let indices = arrow::array::UInt32Array::from(pending.rows.clone());
+        let mut columns: Vec<ArrayRef> = groups
+            .iter()
+            .map(|g| arrow::compute::take(g, &indices, None))
+            .collect::<Result<_, _>>()?;
+        if plan.windowing.is_some() {
+            columns.push(Arc::new(Int64Array::from_iter(
+                pending.windows.iter().map(|w| w.map(|w| w.0)),
+            )));
+            columns.push(Arc::new(Int64Array::from_iter(
+                pending.windows.iter().map(|w| w.map(|w| w.1)),
+            )));
+        }
+        let fields = plan.aggregated_schema.fields();
+        for (values, field) in pending.values.into_iter().zip(&fields[columns.len()..]) {
+            let array = if values.is_empty() {
+                arrow::array::new_empty_array(field.data_type())
+            } else {
+                ScalarValue::iter_to_array(values)?
+            };
+            // Accumulators may answer a related type (a dictionary, a view): cast to the plan's.
+            let array = if array.data_type() == field.data_type() {
+                array
+            } else {
+                arrow::compute::cast(&array, field.data_type())?
+            };
+            columns.push(array);
+        }
+        let aggregated = RecordBatch::try_new_with_options(
+            plan.aggregated_schema.clone(),
+            columns,
+            &arrow::array::RecordBatchOptions::new().with_row_count(Some(count)),
+        )?;
         let passes = match &plan.having {
             Some(predicate) => {
                 let mask = predicate.evaluate(&aggregated)?.into_array(count)?;
@@ -368,7 +353,11 @@ impl Aggregation {
             .iter()
             .map(|c| c.expr.evaluate(&aggregated)?.into_array(count))
             .collect::<Result<Vec<_>, _>>()?;
-        let output = RecordBatch::try_new(plan.output_schema.clone(), columns)?;
+        let output = RecordBatch::try_new_with_options(
+            plan.output_schema.clone(),
+            columns,
+            &arrow::array::RecordBatchOptions::new().with_row_count(Some(count)),
+        )?;
         // A group filtered out by HAVING: a tombstone if it was shown, nothing otherwise.
         let mut keep = Vec::with_capacity(count);
         let mut tombstones = Vec::with_capacity(count);
@@ -380,28 +369,22 @@ impl Aggregation {
             let group = pending.groups[i]
                 .as_ref()
                 .and_then(|k| self.groups.get_mut(k));
-            match (forced, holds, group) {
-                (true, _, _) => {
-                    keep.push(true);
-                    tombstones.push(true);
-                }
+            let (kept, tombstone) = match (forced, holds, group) {
+                (true, _, _) => (true, true),
                 (false, true, group) => {
                     if let Some(group) = group {
                         group.shown = true;
                     }
-                    keep.push(true);
-                    tombstones.push(false);
+                    (true, false)
                 }
                 (false, false, Some(group)) if group.shown => {
                     group.shown = false;
-                    keep.push(true);
-                    tombstones.push(true);
+                    (true, true)
                 }
-                (false, false, _) => {
-                    keep.push(false);
-                    tombstones.push(false);
-                }
-            }
+                (false, false, _) => (false, false),
+            };
+            keep.push(kept);
+            tombstones.push(tombstone);
         }
         let mask = BooleanArray::from(keep.clone());
         fn pick<T>(values: Vec<T>, keep: &[bool]) -> Vec<T> {
@@ -428,10 +411,8 @@ impl Aggregation {
         };
         let keep_for = windowing.grace.max(windowing.retention.unwrap_or(0));
         let horizon = self.stream_time.saturating_sub(keep_for);
-        let width = self.plan.group_width();
-        let converter = &self.converter;
         self.groups
-            .retain(|key, _| window_end(converter, key, width).is_none_or(|end| end > horizon));
+            .retain(|_, group| group.window.is_none_or(|(_, end)| end > horizon));
         for sessions in self.sessions.values_mut() {
             sessions.retain(|(_, end)| *end > horizon);
         }
@@ -444,30 +425,65 @@ impl Aggregation {
     }
 }
 
+/// The input row being folded: its index in the batch, its group's bytes, its time, and
+/// the index of the record that carried it.
+struct Row<'a> {
+    index: usize,
+    group: &'a [u8],
+    time: i64,
+    cause: usize,
+}
+
 impl Pending {
+    fn new(aggregates: usize) -> Pending {
+        Pending {
+            rows: Vec::new(),
+            values: vec![Vec::new(); aggregates],
+            tombstones: Vec::new(),
+            timestamps: Vec::new(),
+            windows: Vec::new(),
+            input_rows: Vec::new(),
+            groups: Vec::new(),
+        }
+    }
+
     fn push(
         &mut self,
-        row: RecordBatch,
+        at: &Row<'_>,
+        values: Vec<ScalarValue>,
         tombstone: bool,
         timestamp: i64,
         window: Option<(i64, i64)>,
-        cause: usize,
-        group: Option<OwnedRow>,
+        group: Option<Box<[u8]>>,
     ) {
-        self.rows.push(row);
+        self.rows.push(u32::try_from(at.index).unwrap_or(u32::MAX));
+        for (column, value) in self.values.iter_mut().zip(values) {
+            column.push(value);
+        }
         self.tombstones.push(tombstone);
         self.timestamps.push(timestamp);
         self.windows.push(window);
-        self.input_rows.push(cause);
+        self.input_rows.push(at.cause);
         self.groups.push(group);
     }
 }
 
-/// The end of the window in a state key (its last value), if the key has one.
-fn window_end(converter: &RowConverter, key: &OwnedRow, width: usize) -> Option<i64> {
-    let columns = converter.convert_rows([key.row()]).ok()?;
-    let end = columns.get(width - 1)?.as_primitive_opt::<Int64Type>()?;
-    (width >= 2 && end.is_valid(0)).then(|| end.value(0))
+/// A group with fresh accumulators.
+fn new_group(
+    plan: &AggregatePlan,
+    time: i64,
+    window: Option<(i64, i64)>,
+) -> Result<Group, PlanError> {
+    Ok(Group {
+        accumulators: plan
+            .aggregates
+            .iter()
+            .map(|a| a.create_accumulator())
+            .collect::<Result<_, _>>()?,
+        timestamp: time,
+        shown: false,
+        window,
+    })
 }
 
 fn evaluate(accumulators: &mut [Box<dyn Accumulator>]) -> Result<Vec<ScalarValue>, PlanError> {
@@ -475,35 +491,6 @@ fn evaluate(accumulators: &mut [Box<dyn Accumulator>]) -> Result<Vec<ScalarValue
         .iter_mut()
         .map(|a| a.evaluate())
         .collect::<Result<_, _>>()?)
-}
-
-/// One row of the aggregated schema: group values, window bounds, aggregate values.
-fn aggregated_row(
-    plan: &AggregatePlan,
-    group_values: &[ArrayRef],
-    window: Option<(i64, i64)>,
-    values: &[ScalarValue],
-) -> Result<RecordBatch, PlanError> {
-    let mut columns: Vec<ArrayRef> = group_values.to_vec();
-    if let Some((start, end)) = window {
-        columns.push(Arc::new(Int64Array::from(vec![start])));
-        columns.push(Arc::new(Int64Array::from(vec![end])));
-    }
-    let fields = plan.aggregated_schema.fields();
-    for (value, field) in values.iter().zip(&fields[columns.len()..]) {
-        let array = value.to_array()?;
-        // Accumulators may answer a related type (a dictionary, a view): cast to the plan's.
-        let array = if array.data_type() == field.data_type() {
-            array
-        } else {
-            arrow::compute::cast(&array, field.data_type())?
-        };
-        columns.push(array);
-    }
-    Ok(RecordBatch::try_new(
-        plan.aggregated_schema.clone(),
-        columns,
-    )?)
 }
 
 /// Kafka Streams' windowed key bytes: the key, then the window start (time windows), or the
