@@ -16,6 +16,9 @@ use riffle_tests::runner::Outcome;
 use riffle_tests::{ratchet_path, read_ratchet, run_case};
 use serde_json::json;
 
+const USAGE: &str = "usage: conformance [--dir DIR] [--rest] [--only FILE.json]… [--case NAME] \
+     [--report PATH] [--update-ratchet] [--check-ratchet]";
+
 fn main() -> Result<()> {
     let mut dir = default_dir();
     let mut only: Vec<String> = Vec::new();
@@ -36,7 +39,14 @@ fn main() -> Result<()> {
             "--update-ratchet" => update_ratchet = true,
             "--check-ratchet" => check_ratchet = true,
             "--rest" => suite = Suite::Rest,
-            other => bail!("unknown argument {other}"),
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            other => {
+                eprintln!("conformance: unknown argument {other}\n{USAGE}");
+                std::process::exit(2);
+            }
         }
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
