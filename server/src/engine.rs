@@ -1273,7 +1273,6 @@ impl Engine {
         Ok(())
     }
 
-    /// Plans a query over one source and splits its output into key and value columns.
     /// Plans `SELECT … GROUP BY …` for a table: the key columns are the grouping
     /// expressions (in `GROUP BY` order), which the projection must include.
     async fn plan_aggregate_query(
@@ -1290,22 +1289,8 @@ impl Engine {
         ),
         EngineError,
     > {
-        let source_name = &query.from.source.name.value;
-        let input = catalog.source(source_name).cloned().ok_or_else(|| {
-            EngineError::Statement(format!(
-                "Exception while preparing statement: {source_name} does not exist."
-            ))
-        })?;
-        for item in &query.projection {
-            if let sqlparser::ast::SelectItem::ExprWithAlias { alias, .. } = item
-                && RESERVED_COLUMNS.contains(&alias.value.as_str())
-            {
-                return Err(EngineError::Statement(format!(
-                    "`{}` is a reserved column name. You cannot use it as an alias for a column.",
-                    alias.value
-                )));
-            }
-        }
+        let input = query_source(catalog, query)?;
+        check_aliases(query)?;
         self.check_window_bounds(query)?;
         let star_columns: Vec<String> = input
             .schema
@@ -1448,6 +1433,7 @@ impl Engine {
         Ok(())
     }
 
+    /// Plans a query over one source and splits its output into key and value columns.
     async fn plan_query(
         &self,
         catalog: &Catalog,
@@ -1462,12 +1448,7 @@ impl Engine {
         ),
         EngineError,
     > {
-        let source_name = &query.from.source.name.value;
-        let input = catalog.source(source_name).cloned().ok_or_else(|| {
-            EngineError::Statement(format!(
-                "Exception while preparing statement: {source_name} does not exist."
-            ))
-        })?;
+        let input = query_source(catalog, query)?;
         let partitioned = !query.partition_by.is_empty();
         let non_keys = input
             .schema
@@ -1503,16 +1484,7 @@ impl Engine {
             (query.clone(), Vec::new())
         };
         let query = &query;
-        for item in &query.projection {
-            if let sqlparser::ast::SelectItem::ExprWithAlias { alias, .. } = item
-                && RESERVED_COLUMNS.contains(&alias.value.as_str())
-            {
-                return Err(EngineError::Statement(format!(
-                    "`{}` is a reserved column name. You cannot use it as an alias for a column.",
-                    alias.value
-                )));
-            }
-        }
+        check_aliases(query)?;
         let plan = self
             .planner
             .plan_stateless(query, &star_columns)
@@ -2108,6 +2080,34 @@ fn untyped_column(
         _ => format!("The type of column `{name}` ({data_type}) has no ksqlDB equivalent"),
     };
     EngineError::Statement(message)
+}
+
+/// The source a query reads.
+fn query_source(
+    catalog: &Catalog,
+    query: &riffle_grammar::ast::Query,
+) -> Result<Source, EngineError> {
+    let name = &query.from.source.name.value;
+    catalog.source(name).cloned().ok_or_else(|| {
+        EngineError::Statement(format!(
+            "Exception while preparing statement: {name} does not exist."
+        ))
+    })
+}
+
+/// A projection may not name a column after a pseudo column.
+fn check_aliases(query: &riffle_grammar::ast::Query) -> Result<(), EngineError> {
+    for item in &query.projection {
+        if let sqlparser::ast::SelectItem::ExprWithAlias { alias, .. } = item
+            && RESERVED_COLUMNS.contains(&alias.value.as_str())
+        {
+            return Err(EngineError::Statement(format!(
+                "`{}` is a reserved column name. You cannot use it as an alias for a column.",
+                alias.value
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// What pull queries (no `EMIT`) cannot do, in ksqlDB's words.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::corpus::Case;
-use crate::runner::{Outcome, compare_outputs, create_topics, produce_inputs, same};
+use crate::runner::{Outcome, compare_outputs, create_topics, outcome, produce_inputs, same};
 use crate::server::TestServer;
 
 /// How long one query may take before the case fails (push queries without enough rows
@@ -17,14 +17,7 @@ use crate::server::TestServer;
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn run_rest_case(case: &Case) -> Outcome {
-    if let Some(reason) = &case.skip {
-        return Outcome::Skipped(reason.clone());
-    }
-    match tokio::time::timeout(Duration::from_secs(60), run(case)).await {
-        Ok(Ok(())) => Outcome::Passed,
-        Ok(Err(reason)) => Outcome::Failed(reason),
-        Err(_) => Outcome::Failed("timed out after 60 s".into()),
-    }
+    outcome(case, || run(case)).await
 }
 
 /// What the REST runner asks of a [`TestServer`].

@@ -25,10 +25,18 @@ pub enum Outcome {
 
 /// Runs a case (in its own runtime-independent way: the caller provides the runtime).
 pub async fn run_case(case: &Case) -> Outcome {
+    outcome(case, || run(case)).await
+}
+
+/// How a case went when `run` runs it: skipped when the case says so, failed after 60 s.
+pub(crate) async fn outcome<F>(case: &Case, run: impl FnOnce() -> F) -> Outcome
+where
+    F: std::future::Future<Output = Result<(), String>>,
+{
     if let Some(reason) = &case.skip {
         return Outcome::Skipped(reason.clone());
     }
-    match tokio::time::timeout(Duration::from_secs(60), run(case)).await {
+    match tokio::time::timeout(Duration::from_secs(60), run()).await {
         Ok(Ok(())) => Outcome::Passed,
         Ok(Err(reason)) => Outcome::Failed(reason),
         Err(_) => Outcome::Failed("timed out after 60 s".into()),

@@ -12,10 +12,8 @@ use std::time::Duration;
 use arrow::array::{Array, ArrayRef, RecordBatch};
 use tokio::sync::watch;
 
-use super::{ProcessingLog, QuerySpec, QueryState};
-use crate::log::{
-    Acks, FetchRequest, IsolationLevel, Log, ProducerRecord, Record, TopicPartitionOffset,
-};
+use super::{ProcessingLog, QuerySpec, QueryState, read_committed, until_running};
+use crate::log::{Acks, IsolationLevel, Log, ProducerRecord, Record, TopicPartitionOffset};
 use crate::plan::aggregate::AggregatePlan;
 use crate::runtime::aggregate::{Aggregation, Changes, windowed_key};
 use crate::runtime::{RecordError, SourceDecoder};
@@ -61,22 +59,13 @@ impl AggregateTask {
         self.rebuild(&mut aggregation).await?;
         let partitions: Vec<i32> = self.positions.keys().copied().collect();
         loop {
-            let state = *self.state.borrow_and_update();
-            match state {
-                QueryState::Stopped => return Ok(()),
-                QueryState::Paused => {
-                    if self.state.changed().await.is_err() {
-                        return Ok(());
-                    }
-                    continue;
-                }
-                QueryState::Running => {}
+            if !until_running(&mut self.state).await {
+                return Ok(());
             }
             let mut read_any = false;
             for &partition in &partitions {
                 let offset = self.positions[&partition];
-                let request = FetchRequest::new(self.spec.source.topic.clone(), partition, offset)
-                    .with_isolation(IsolationLevel::ReadCommitted);
+                let request = read_committed(&self.spec.source.topic, partition, offset);
                 let response = self
                     .log
                     .fetch(&request)
@@ -153,8 +142,7 @@ impl AggregateTask {
         for (&partition, &until) in &self.positions {
             let mut offset = self.origins.get(&partition).copied().unwrap_or(until);
             while offset < until {
-                let request = FetchRequest::new(self.spec.source.topic.clone(), partition, offset)
-                    .with_isolation(IsolationLevel::ReadCommitted);
+                let request = read_committed(&self.spec.source.topic, partition, offset);
                 let response = self
                     .log
                     .fetch(&request)
@@ -169,7 +157,8 @@ impl AggregateTask {
                     .filter(|r| r.offset < until)
                     .collect();
                 let changes = self.fold(aggregation, &records, partition, false);
-                self.to_records(&changes);
+                // Nothing is written; the records' keys are what the materialized rows need.
+                let _ = self.to_records(&changes);
                 offset = response.next_offset;
             }
         }

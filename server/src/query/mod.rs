@@ -344,6 +344,26 @@ impl PersistentQuery {
     }
 }
 
+/// A fetch of committed records only (what a query may read).
+pub(crate) fn read_committed(topic: &str, partition: i32, offset: i64) -> FetchRequest {
+    FetchRequest::new(topic.to_string(), partition, offset)
+        .with_isolation(IsolationLevel::ReadCommitted)
+}
+
+/// Waits while a query is paused; `false` once it is stopped (or its owner is gone).
+pub(crate) async fn until_running(state: &mut watch::Receiver<QueryState>) -> bool {
+    loop {
+        match *state.borrow_and_update() {
+            QueryState::Stopped => return false,
+            QueryState::Running => return true,
+            QueryState::Paused => {}
+        }
+        if state.changed().await.is_err() {
+            return false;
+        }
+    }
+}
+
 /// What [`read_or_wait`] found.
 pub(crate) enum Read {
     Records(crate::log::FetchResponse),
@@ -362,8 +382,7 @@ pub(crate) async fn read_or_wait(
     offset: i64,
     cancel: impl std::future::Future<Output = ()>,
 ) -> Result<Read, LogError> {
-    let request = FetchRequest::new(topic.to_string(), partition, offset)
-        .with_isolation(IsolationLevel::ReadCommitted);
+    let request = read_committed(topic, partition, offset);
     let response = log.fetch(&request).await?;
     if response.next_offset != offset {
         return Ok(Read::Records(response));
@@ -583,20 +602,10 @@ impl PartitionTask {
             format!("{}: {what}: {error}", self.spec.id)
         };
         loop {
-            let state = *self.state.borrow_and_update();
-            match state {
-                QueryState::Stopped => return Ok(()),
-                QueryState::Paused => {
-                    if self.state.changed().await.is_err() {
-                        return Ok(());
-                    }
-                    continue;
-                }
-                QueryState::Running => {}
+            if !until_running(&mut self.state).await {
+                return Ok(());
             }
-            let request =
-                FetchRequest::new(self.spec.source.topic.clone(), self.partition, self.offset)
-                    .with_isolation(IsolationLevel::ReadCommitted);
+            let request = read_committed(&self.spec.source.topic, self.partition, self.offset);
             let response = self
                 .log
                 .fetch(&request)

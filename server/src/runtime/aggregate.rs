@@ -67,6 +67,8 @@ pub struct Aggregation {
     groups: HashMap<Box<[u8]>, Group>,
     /// Sessions per group (the group values' bytes): their (start, end), for merging.
     sessions: HashMap<Box<[u8]>, Vec<(i64, i64)>>,
+    /// The key of the group being updated (no allocation per row).
+    key_buffer: Vec<u8>,
     stream_time: i64,
     /// Records dropped because their window had closed.
     pub late_records: u64,
@@ -88,12 +90,18 @@ const EVICT_EVERY: u64 = 10_000;
 /// The state key of a group in a window: the group's bytes, then the window bounds.
 fn state_key(group: &[u8], window: Option<(i64, i64)>) -> Box<[u8]> {
     let mut key = Vec::with_capacity(group.len() + 16);
+    fill_state_key(&mut key, group, window);
+    key.into_boxed_slice()
+}
+
+/// [`state_key`] written into a reused buffer.
+fn fill_state_key(key: &mut Vec<u8>, group: &[u8], window: Option<(i64, i64)>) {
+    key.clear();
     key.extend_from_slice(group);
     if let Some((start, end)) = window {
         key.extend_from_slice(&start.to_be_bytes());
         key.extend_from_slice(&end.to_be_bytes());
     }
-    key.into_boxed_slice()
 }
 
 impl Aggregation {
@@ -109,6 +117,7 @@ impl Aggregation {
             plan,
             groups: HashMap::new(),
             sessions: HashMap::new(),
+            key_buffer: Vec::new(),
             stream_time: i64::MIN,
             late_records: 0,
             processed: 0,
@@ -155,6 +164,11 @@ impl Aggregation {
         // Every row's group, as bytes, converted once for the batch.
         let group_rows = self.converter.convert_columns(&groups)?;
         let mut pending = Pending::new(plan.aggregates.len());
+        // Each row's aggregate arguments, one-row slices, in buffers reused row after row.
+        let mut args: Vec<Vec<ArrayRef>> = arguments
+            .iter()
+            .map(|a| Vec::with_capacity(a.len()))
+            .collect();
         for (row, &cause) in input_rows.iter().enumerate() {
             // A row whose group is NULL belongs to no group: ksqlDB drops it.
             if groups.iter().any(|g| g.is_null(row)) {
@@ -163,10 +177,10 @@ impl Aggregation {
             let time = times.value(row);
             self.stream_time = self.stream_time.max(time);
             let group = group_rows.row(row);
-            let args: Vec<Vec<ArrayRef>> = arguments
-                .iter()
-                .map(|a| a.iter().map(|v| v.slice(row, 1)).collect())
-                .collect();
+            for (slot, columns) in args.iter_mut().zip(&arguments) {
+                slot.clear();
+                slot.extend(columns.iter().map(|v| v.slice(row, 1)));
+            }
             let at = Row {
                 index: row,
                 group: group.as_ref(),
@@ -207,20 +221,31 @@ impl Aggregation {
         args: &[Vec<ArrayRef>],
         pending: &mut Pending,
     ) -> Result<(), PlanError> {
-        let key = state_key(at.group, window);
-        let group = match self.groups.entry(key.clone()) {
-            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-            std::collections::hash_map::Entry::Vacant(entry) => {
-                entry.insert(new_group(&self.plan, at.time, window)?)
-            }
-        };
+        fill_state_key(&mut self.key_buffer, at.group, window);
+        if !self.groups.contains_key(self.key_buffer.as_slice()) {
+            let group = new_group(&self.plan, at.time, window)?;
+            self.groups
+                .insert(self.key_buffer.clone().into_boxed_slice(), group);
+        }
+        let group = self
+            .groups
+            .get_mut(self.key_buffer.as_slice())
+            .ok_or_else(|| PlanError::Plan("internal: a group vanished".into()))?;
         for (accumulator, values) in group.accumulators.iter_mut().zip(args) {
             accumulator.update_batch(values)?;
         }
         group.timestamp = group.timestamp.max(at.time);
         let values = evaluate(&mut group.accumulators)?;
         let timestamp = group.timestamp;
-        pending.push(at, values, false, timestamp, window, Some(key));
+        // Only HAVING can hide a group: without it every change is shown, and no key needs
+        // keeping for the bookkeeping.
+        let key = if self.plan.having.is_some() {
+            Some(self.key_buffer.clone().into_boxed_slice())
+        } else {
+            group.shown = true;
+            None
+        };
+        pending.push(at, values, false, timestamp, window, key);
         Ok(())
     }
 
@@ -417,11 +442,6 @@ impl Aggregation {
             sessions.retain(|(_, end)| *end > horizon);
         }
         self.sessions.retain(|_, sessions| !sessions.is_empty());
-    }
-
-    /// How many groups (windows included) the state holds.
-    pub fn group_count(&self) -> usize {
-        self.groups.len()
     }
 }
 
