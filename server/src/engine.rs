@@ -84,7 +84,8 @@ pub struct QueryInfo {
     pub id: String,
     pub statement: String,
     pub sink: String,
-    pub sink_topic: String,
+    /// `None` for a query that only materializes a source table.
+    pub sink_topic: Option<String>,
     pub state: QueryState,
 }
 
@@ -514,7 +515,7 @@ impl Engine {
         let written_by = state
             .queries
             .values()
-            .filter(|q| q.spec.sink_topic == source.topic)
+            .filter(|q| q.spec.sink_topic.as_ref() == Some(&source.topic))
             .map(query_info)
             .collect();
         let extended = if extended {
@@ -582,7 +583,7 @@ impl Engine {
                     statement: spec.statement.clone(),
                     sources: vec![spec.source.name.clone()],
                     sinks: vec![spec.sink_name.clone()],
-                    sink_topics: vec![spec.sink_topic.clone()],
+                    sink_topics: spec.sink_topic.iter().cloned().collect(),
                     execution_plan: execution_plan(
                         &spec.source,
                         &spec.plan,
@@ -735,7 +736,54 @@ impl Engine {
         self.planner
             .register_source(&source.name, source.arrow_schema())?;
         let message = format!("{} created", noun(source.kind));
+        let materialize = source.kind == SourceKind::Table && source.is_source;
+        let name = source.name.clone();
         state.catalog.insert_source(source);
+        if materialize {
+            return self
+                .materialize_source_table(&mut state, &name, message)
+                .await;
+        }
+        Ok(done(message, None))
+    }
+
+    /// `CREATE SOURCE TABLE`: a query (`CST_<TABLE>_<n>`) keeps the table's rows, read from
+    /// the start of its topic, for pull queries.
+    async fn materialize_source_table(
+        &self,
+        state: &mut EngineState,
+        name: &str,
+        message: String,
+    ) -> Result<StatementResult, EngineError> {
+        let sql = format!("SELECT * FROM `{}` EMIT CHANGES;", name.replace('`', "``"));
+        let Statement::Query(query) = riffle_grammar::parse_statement(&sql)? else {
+            return Err(EngineError::Statement(format!(
+                "internal: could not plan the materialization of {name}"
+            )));
+        };
+        let (input, plan, key_columns, value_columns) =
+            self.plan_query(&state.catalog, &query, None).await?;
+        let query_id = format!("CST_{name}_{}", state.next_query);
+        state.next_query += 1;
+        let spec = QuerySpec {
+            id: query_id.clone(),
+            statement: input.statement.clone(),
+            sink_name: name.to_string(),
+            sink_topic: None,
+            encoder: SinkEncoder {
+                key_columns,
+                value_columns,
+                key_format: input.key_format.clone(),
+                value_format: input.value_format.clone(),
+                timestamp_column: None,
+                window: input.window,
+            },
+            source: input,
+            plan: QueryPlan::Stateless(plan),
+            start: StartPosition::Earliest,
+        };
+        let query = self.start_query(state, spec).await?;
+        state.queries.insert(query_id, query);
         Ok(done(message, None))
     }
 
@@ -769,22 +817,24 @@ impl Engine {
         properties: &Properties,
     ) -> Result<StatementResult, EngineError> {
         let aggregating = !create.query.group_by.is_empty() || create.query.window.is_some();
-        match (create.kind, aggregating) {
-            (SourceKind::Stream, true) => {
-                return Err(EngineError::Statement(
-                    "Invalid result type. Your SELECT query produces a TABLE. Please use CREATE \
-                     TABLE AS SELECT statement instead."
-                        .into(),
-                ));
-            }
-            (SourceKind::Table, false) => {
-                return Err(EngineError::Unsupported(
-                    "CREATE TABLE … AS SELECT without GROUP BY".into(),
-                ));
-            }
-            _ => {}
-        }
         let mut state = self.state.lock().await;
+        let input_kind = query_source(&state.catalog, &create.query)?.kind;
+        // A query over a table, or an aggregation, produces a table.
+        let produces = if aggregating {
+            SourceKind::Table
+        } else {
+            input_kind
+        };
+        if produces != create.kind {
+            let (result, statement) = match produces {
+                SourceKind::Table => ("TABLE", "CREATE TABLE AS SELECT"),
+                SourceKind::Stream => ("STREAM", "CREATE STREAM AS SELECT"),
+            };
+            return Err(EngineError::Statement(format!(
+                "Invalid result type. Your SELECT query produces a {result}. Please use \
+                 {statement} statement instead."
+            )));
+        }
         let name = create.name.value.clone();
         if let Some(existing) = state.catalog.source(&name) {
             if create.if_not_exists {
@@ -957,7 +1007,7 @@ impl Engine {
             sink_name: name.clone(),
             source: input,
             plan,
-            sink_topic: topic,
+            sink_topic: Some(topic),
             encoder: SinkEncoder {
                 key_columns,
                 value_columns,
@@ -1026,7 +1076,7 @@ impl Engine {
             sink_name: target_name.clone(),
             source: input,
             plan: QueryPlan::Stateless(plan),
-            sink_topic: target.topic.clone(),
+            sink_topic: Some(target.topic.clone()),
             encoder: SinkEncoder {
                 key_columns,
                 value_columns,
@@ -1304,11 +1354,15 @@ impl Engine {
             )
             .map(|c| c.name.clone())
             .collect();
-        let plan = self
+        let mut plan = self
             .planner
             .plan_aggregate(query, &star_columns)
             .await
             .map_err(|error| unresolved_column(error, query))?;
+        if input.kind == SourceKind::Table {
+            plan.over_table = true;
+            check_table_aggregates(&plan)?;
+        }
         let group_names = plan.group_names();
         let user_groups = query.group_by.len();
         let mut keys = vec![None; user_groups];
@@ -1579,16 +1633,21 @@ impl Engine {
                 "Source {name} does not exist."
             )));
         };
+        // A source table's own materialization goes with it.
+        let materializes =
+            |q: &PersistentQuery| q.spec.sink_topic.is_none() && q.spec.sink_name == name;
         let readers: Vec<String> = state
             .queries
             .values()
-            .filter(|q| q.spec.source.name == name)
+            .filter(|q| q.spec.source.name == name && !materializes(q))
             .map(|q| q.id().to_string())
             .collect();
         let writers: Vec<String> = state
             .queries
             .values()
-            .filter(|q| q.spec.sink_topic == source.topic && q.spec.source.name != name)
+            .filter(|q| {
+                q.spec.sink_topic.as_ref() == Some(&source.topic) && q.spec.source.name != name
+            })
             .map(|q| q.id().to_string())
             .collect();
         if !readers.is_empty() || !writers.is_empty() {
@@ -1604,6 +1663,17 @@ impl Engine {
             return Err(EngineError::Statement(format!(
                 "Cannot delete topic for read-only source: {name}"
             )));
+        }
+        let materialization: Vec<String> = state
+            .queries
+            .values()
+            .filter(|q| materializes(q))
+            .map(|q| q.id().to_string())
+            .collect();
+        for id in materialization {
+            if let Some(query) = state.queries.remove(&id) {
+                query.stop().await;
+            }
         }
         state.catalog.remove_source(&name);
         self.planner.deregister_source(&name)?;
@@ -1781,7 +1851,7 @@ impl Engine {
                 },
                 source,
                 plan: QueryPlan::Aggregate(plan.clone()),
-                sink_topic: String::new(),
+                sink_topic: None,
                 start: start_position(properties),
             };
             return Ok(TransientQuery::start_aggregate(
@@ -2093,6 +2163,41 @@ fn query_source(
             "Exception while preparing statement: {name} does not exist."
         ))
     })
+}
+
+/// Aggregates over a table must take a changed or deleted row back out of its group, which
+/// ksqlDB's MIN, MAX, LATEST_BY_OFFSET, … cannot.
+fn check_table_aggregates(plan: &crate::plan::aggregate::AggregatePlan) -> Result<(), EngineError> {
+    const STREAM_ONLY: [&str; 7] = [
+        "min",
+        "max",
+        "latest_by_offset",
+        "earliest_by_offset",
+        "topk",
+        "topkdistinct",
+        "count_distinct",
+    ];
+    let mut refused: Vec<String> = Vec::new();
+    for aggregate in &plan.aggregates {
+        let name = aggregate.fun().name().to_lowercase();
+        let stream_only = STREAM_ONLY.contains(&name.as_str())
+            || aggregate
+                .create_sliding_accumulator()
+                .is_ok_and(|a| !a.supports_retract_batch())
+            || aggregate.create_sliding_accumulator().is_err();
+        let name = name.to_uppercase();
+        if stream_only && !refused.contains(&name) {
+            refused.push(name);
+        }
+    }
+    let listed = match refused.split_last() {
+        None => return Ok(()),
+        Some((last, [])) => format!("function {last}"),
+        Some((last, rest)) => format!("functions {} and {last}", rest.join(", ")),
+    };
+    Err(EngineError::Statement(format!(
+        "The aggregation {listed} cannot be applied to a table source, only to a stream source."
+    )))
 }
 
 /// A projection may not name a column after a pseudo column.

@@ -1,5 +1,6 @@
-//! Tables from aggregations, end to end on the embedded log: grouped counts per key and per
-//! window, `HAVING`, and a restart that continues the counts.
+//! Tables end to end on the embedded log: grouped counts per key and per window, `HAVING`,
+//! source tables and queries over tables (updates and deletes taken back out of aggregates),
+//! and restarts that continue the counts.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -203,6 +204,117 @@ async fn a_push_query_with_group_by_streams_each_change() {
             ("bob".to_string(), 1)
         ],
         "one row per change, then the LIMIT ends the query"
+    );
+    engine.shutdown().await;
+}
+
+fn profile(user: &str, region: Option<&str>, time: i64) -> ProducerRecord {
+    ProducerRecord {
+        timestamp: Some(time),
+        ..ProducerRecord::new(
+            Some(user.to_string()),
+            region.map(|r| format!(r#"{{"region": "{r}"}}"#)),
+        )
+    }
+}
+
+/// A pull query's rows, each as its columns' text, joined by `|`, sorted.
+async fn pull(engine: &Engine, sql: &str) -> Vec<String> {
+    let mut query = engine
+        .query(sql, &Properties::new())
+        .await
+        .expect("the pull query runs");
+    let mut rows = Vec::new();
+    while let Some(batch) = query.next_batch().await {
+        let columns: Vec<arrow::array::ArrayRef> = batch
+            .columns()
+            .iter()
+            .map(|c| arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8).expect("text"))
+            .collect();
+        for row in 0..batch.num_rows() {
+            use arrow::array::{Array, AsArray};
+            let cells: Vec<String> = columns
+                .iter()
+                .map(|c| {
+                    let c = c.as_string::<i32>();
+                    if c.is_null(row) {
+                        "null".to_string()
+                    } else {
+                        c.value(row).to_string()
+                    }
+                })
+                .collect();
+            rows.push(cells.join("|"));
+        }
+    }
+    rows.sort();
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_take_updates_and_deletes_back_out_of_their_aggregates_across_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let statements = "CREATE SOURCE TABLE users (user STRING PRIMARY KEY, region STRING) \
+                        WITH (kafka_topic='users', value_format='JSON', partitions=2);
+                      CREATE TABLE per_region AS SELECT region, COUNT(*) AS n FROM users \
+                        GROUP BY region;
+                      CREATE TABLE eu_users AS SELECT user, region FROM users \
+                        WHERE region = 'eu';";
+    {
+        let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("opens");
+        let engine = Engine::start(Arc::new(log.clone())).await.expect("starts");
+        engine
+            .execute(statements, &earliest())
+            .await
+            .expect("statements run");
+        log.produce(
+            "users",
+            vec![
+                profile("ann", Some("eu"), 1),
+                profile("bob", Some("eu"), 2),
+                profile("cid", Some("us"), 3),
+                // ann moves: out of eu, into us.
+                profile("ann", Some("us"), 4),
+            ],
+            Acks::All,
+        )
+        .await
+        .expect("produced");
+        engine.wait_until_caught_up().await.expect("caught up");
+        assert_eq!(
+            pull(&engine, "SELECT * FROM per_region;").await,
+            ["eu|1", "us|2"]
+        );
+        assert_eq!(pull(&engine, "SELECT * FROM eu_users;").await, ["bob|eu"]);
+        assert_eq!(
+            pull(&engine, "SELECT * FROM users WHERE user = 'ann';").await,
+            ["ann|us"],
+            "a source table is materialized for pull queries"
+        );
+        engine.shutdown().await;
+    }
+    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("reopens");
+    let engine = Engine::start(Arc::new(log.clone()))
+        .await
+        .expect("restarts");
+    // bob is deleted; cid moves to eu.
+    log.produce(
+        "users",
+        vec![profile("bob", None, 5), profile("cid", Some("eu"), 6)],
+        Acks::All,
+    )
+    .await
+    .expect("produced");
+    engine.wait_until_caught_up().await.expect("caught up");
+    assert_eq!(
+        pull(&engine, "SELECT * FROM per_region;").await,
+        ["eu|1", "us|1"],
+        "the counts go on from the state before the restart"
+    );
+    assert_eq!(pull(&engine, "SELECT * FROM eu_users;").await, ["cid|eu"]);
+    assert_eq!(
+        pull(&engine, "SELECT * FROM users;").await,
+        ["ann|us", "cid|eu"]
     );
     engine.shutdown().await;
 }

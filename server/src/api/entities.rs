@@ -136,7 +136,7 @@ fn running_query(query: &QueryInfo) -> Value {
     json!({
         "queryString": query.statement,
         "sinks": [query.sink],
-        "sinkKafkaTopics": [query.sink_topic],
+        "sinkKafkaTopics": query.sink_topic.iter().collect::<Vec<_>>(),
         "id": query.id,
         "statusCount": {query.state.name(): 1},
         "queryType": "PERSISTENT",

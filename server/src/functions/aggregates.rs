@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef};
+use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
@@ -22,6 +22,7 @@ pub fn functions() -> Vec<AggregateUDF> {
     [Kind::Earliest, Kind::Latest, Kind::CollectSet, Kind::Attr]
         .into_iter()
         .map(|kind| AggregateUDF::new_from_impl(KeptValues::new(kind)))
+        .chain([AggregateUDF::new_from_impl(Sum::new())])
         .collect()
 }
 
@@ -260,5 +261,159 @@ impl Accumulator for KeptAccumulator {
             }
         }
         Ok(())
+    }
+}
+
+/// ksqlDB's `SUM`: the total in the argument's own type (an INT sum stays INT and wraps on
+/// overflow, as Java's does), 0 before any value, NULLs skipped. It can take values back
+/// out, so it runs over tables.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct Sum {
+    signature: Signature,
+}
+
+impl Sum {
+    pub fn new() -> Self {
+        Self {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl AggregateUDFImpl for Sum {
+    fn name(&self) -> &str {
+        "sum"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        match arg_types.first() {
+            Some(DataType::Int8 | DataType::Int16 | DataType::Int32) => Ok(DataType::Int32),
+            Some(DataType::Int64) => Ok(DataType::Int64),
+            Some(DataType::Float32 | DataType::Float64) => Ok(DataType::Float64),
+            Some(decimal @ DataType::Decimal128(_, _)) => Ok(decimal.clone()),
+            other => Err(DataFusionError::Plan(format!(
+                "Function 'SUM' does not accept parameters ({})",
+                other.map_or_else(String::new, |t| crate::types::SqlType::from_arrow(t)
+                    .map_or_else(|| t.to_string(), |t| t.to_string()))
+            ))),
+        }
+    }
+
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        Ok(Box::new(SumAccumulator {
+            total: match args.return_field.data_type() {
+                DataType::Int32 => Total::Int(0),
+                DataType::Int64 => Total::BigInt(0),
+                DataType::Decimal128(precision, scale) => Total::Decimal(0, *precision, *scale),
+                _ => Total::Double(0.0),
+            },
+        }))
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        Ok(vec![Arc::new(Field::new(
+            "total",
+            args.return_field.data_type().clone(),
+            true,
+        ))])
+    }
+
+    fn create_sliding_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        self.accumulator(args)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Total {
+    Int(i32),
+    BigInt(i64),
+    Double(f64),
+    Decimal(i128, u8, i8),
+}
+
+#[derive(Debug)]
+struct SumAccumulator {
+    total: Total,
+}
+
+impl SumAccumulator {
+    /// Adds (`sign` 1) or takes out (`sign` -1) a column of values.
+    fn add(&mut self, values: &[ArrayRef], sign: i8) -> Result<()> {
+        use arrow::compute::{cast, sum};
+        use arrow::datatypes::{Decimal128Type, Float64Type, Int32Type, Int64Type};
+        let Some(column) = values.first() else {
+            return Ok(());
+        };
+        let target = match self.total {
+            Total::Int(_) => DataType::Int32,
+            Total::BigInt(_) => DataType::Int64,
+            Total::Double(_) => DataType::Float64,
+            Total::Decimal(_, precision, scale) => DataType::Decimal128(precision, scale),
+        };
+        let column = if column.data_type() == &target {
+            column.clone()
+        } else {
+            cast(column, &target)?
+        };
+        match &mut self.total {
+            Total::Int(total) => {
+                let part = sum(column.as_primitive::<Int32Type>()).unwrap_or(0);
+                *total = total.wrapping_add(part.wrapping_mul(i32::from(sign)));
+            }
+            Total::BigInt(total) => {
+                let part = sum(column.as_primitive::<Int64Type>()).unwrap_or(0);
+                *total = total.wrapping_add(part.wrapping_mul(i64::from(sign)));
+            }
+            Total::Double(total) => {
+                *total +=
+                    sum(column.as_primitive::<Float64Type>()).unwrap_or(0.0) * f64::from(sign);
+            }
+            Total::Decimal(total, _, _) => {
+                let part = sum(column.as_primitive::<Decimal128Type>()).unwrap_or(0);
+                *total = total.wrapping_add(part.wrapping_mul(i128::from(sign)));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Accumulator for SumAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        self.add(values, 1)
+    }
+
+    fn retract_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        self.add(values, -1)
+    }
+
+    fn supports_retract_batch(&self) -> bool {
+        true
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        Ok(match self.total {
+            Total::Int(total) => ScalarValue::Int32(Some(total)),
+            Total::BigInt(total) => ScalarValue::Int64(Some(total)),
+            Total::Double(total) => ScalarValue::Float64(Some(total)),
+            Total::Decimal(total, precision, scale) => {
+                ScalarValue::Decimal128(Some(total), precision, scale)
+            }
+        })
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self)
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        Ok(vec![self.evaluate()?])
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        self.add(states, 1)
     }
 }

@@ -101,6 +101,9 @@ pub struct AggregatePlan {
     pub projection: Vec<ProjectedColumn>,
     pub output_schema: SchemaRef,
     pub windowing: Option<Windowing>,
+    /// The source is a table: rows are upserts, and an earlier row of a key is taken back
+    /// out of its group (accumulators that can retract).
+    pub over_table: bool,
 }
 
 impl AggregatePlan {
@@ -273,6 +276,7 @@ impl Planner {
             projection: columns,
             output_schema: Arc::new(Schema::new(fields)),
             windowing,
+            over_table: false,
         })
     }
 }

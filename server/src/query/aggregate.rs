@@ -17,6 +17,7 @@ use crate::log::{Acks, IsolationLevel, Log, ProducerRecord, Record, TopicPartiti
 use crate::plan::aggregate::AggregatePlan;
 use crate::runtime::aggregate::{Aggregation, Changes, windowed_key};
 use crate::runtime::{RecordError, SourceDecoder};
+use riffle_grammar::ast::SourceKind;
 
 /// Where an aggregation's changes go.
 #[derive(Debug)]
@@ -86,9 +87,11 @@ impl AggregateTask {
                     continue;
                 }
                 let records = self.to_records(&changes);
-                if !records.is_empty() {
+                if let Some(topic) = &self.spec.sink_topic
+                    && !records.is_empty()
+                {
                     self.log
-                        .produce(&self.spec.sink_topic, records, Acks::All)
+                        .produce(topic, records, Acks::All)
                         .await
                         .map_err(|e| self.fail("writing to the sink", &e))?;
                 }
@@ -174,42 +177,99 @@ impl AggregateTask {
         partition: i32,
         log: bool,
     ) -> Vec<Changes> {
-        // A record without a value means nothing to a stream's aggregation.
-        let values: Vec<Record> = records
-            .iter()
-            .filter(|r| r.value.is_some())
-            .cloned()
-            .collect();
-        let (batch, errors) = self.decoder.decode(&values, partition);
-        if log {
-            for error in errors {
-                self.processing_log.record(&self.spec.id, error);
-            }
-        }
-        if batch.num_rows() == 0 {
-            return Vec::new();
-        }
-        match aggregation.process(&batch) {
-            Ok(changes) => vec![changes],
-            // A batch that fails is folded row by row: the rows that fail are logged.
-            Err(_) => {
-                let mut all = Vec::new();
-                for row in 0..batch.num_rows() {
-                    match aggregation.process(&batch.slice(row, 1)) {
+        let mut all = Vec::new();
+        let over_table = self.spec.source.kind == SourceKind::Table;
+        for run in records.chunk_by(|a, b| {
+            (a.key.is_some(), a.value.is_some()) == (b.key.is_some(), b.value.is_some())
+        }) {
+            match (run[0].key.is_some(), run[0].value.is_some()) {
+                // A record without a value means nothing to a stream's aggregation; to a
+                // table's, it deletes its key. A table's record without a key is dropped.
+                (false, false) => {}
+                (_, false) if !over_table => {}
+                (false, _) if over_table => {}
+                (true, false) => {
+                    let deletes: Vec<(&[u8], i64)> = run
+                        .iter()
+                        .map(|r| (r.key.as_deref().unwrap_or_default(), r.timestamp))
+                        .collect();
+                    match aggregation.delete(&deletes) {
                         Ok(changes) => all.push(changes),
-                        Err(error) if log => self.processing_log.record(
-                            &self.spec.id,
-                            RecordError {
-                                topic: self.spec.source.topic.clone(),
-                                partition,
-                                offset: offset_of(&batch, row),
-                                message: format!("Error computing the aggregate: {error}"),
-                            },
+                        Err(error) => tracing::warn!(
+                            query = %self.spec.id, %error, "a table's deletes failed"
                         ),
-                        Err(_) => {}
                     }
                 }
-                all
+                (_, true) => {
+                    let (batch, errors) = self.decoder.decode(run, partition);
+                    if log {
+                        for error in errors {
+                            self.processing_log.record(&self.spec.id, error);
+                        }
+                    }
+                    if batch.num_rows() == 0 {
+                        continue;
+                    }
+                    let keys: Option<Vec<&[u8]>> = over_table.then(|| {
+                        (0..batch.num_rows())
+                            .map(|row| {
+                                let offset = offset_of(&batch, row);
+                                run.binary_search_by_key(&offset, |r| r.offset)
+                                    .ok()
+                                    .and_then(|at| run[at].key.as_deref())
+                                    .unwrap_or_default()
+                            })
+                            .collect()
+                    });
+                    self.fold_batch(
+                        aggregation,
+                        &batch,
+                        keys.as_deref(),
+                        partition,
+                        log,
+                        &mut all,
+                    );
+                }
+            }
+        }
+        all
+    }
+
+    /// Folds decoded rows (a table's with their keys); a batch that fails is folded row by
+    /// row, and the rows that fail are logged.
+    fn fold_batch(
+        &self,
+        aggregation: &mut Aggregation,
+        batch: &RecordBatch,
+        keys: Option<&[&[u8]]>,
+        partition: i32,
+        log: bool,
+        all: &mut Vec<Changes>,
+    ) {
+        let process = |aggregation: &mut Aggregation, from: usize, rows: usize| {
+            let batch = batch.slice(from, rows);
+            match keys {
+                Some(keys) => aggregation.process_table(&batch, &keys[from..from + rows]),
+                None => aggregation.process(&batch),
+            }
+        };
+        if let Ok(changes) = process(aggregation, 0, batch.num_rows()) {
+            all.push(changes);
+            return;
+        }
+        for row in 0..batch.num_rows() {
+            match process(aggregation, row, 1) {
+                Ok(changes) => all.push(changes),
+                Err(error) if log => self.processing_log.record(
+                    &self.spec.id,
+                    RecordError {
+                        topic: self.spec.source.topic.clone(),
+                        partition,
+                        offset: offset_of(batch, row),
+                        message: format!("Error computing the aggregate: {error}"),
+                    },
+                ),
+                Err(_) => {}
             }
         }
     }
@@ -220,7 +280,12 @@ impl AggregateTask {
         for change in changes {
             let records = self.encode(change);
             if let Some(table) = &self.materialized {
-                table.apply(change, &records);
+                table.apply(
+                    &change.output,
+                    &change.timestamps,
+                    &change.windows,
+                    &records,
+                );
             }
             out.extend(records);
         }

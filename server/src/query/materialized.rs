@@ -1,6 +1,7 @@
-//! [`Materialized`]: the current rows of a table an aggregation writes, by key, for pull
-//! queries. Every change the aggregation emits is applied (a row replaces the key's row, a
-//! tombstone removes it); a pull query reads a snapshot as one batch.
+//! [`Materialized`]: the current rows of a table, by key, for pull queries: a table an
+//! aggregation or a query over a table writes, or a source table. Every change is applied
+//! (a row replaces the key's row, a tombstone removes it); a pull query reads a snapshot as
+//! one batch.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,7 +12,6 @@ use arrow::row::{OwnedRow, RowConverter, SortField};
 use parking_lot::Mutex;
 
 use crate::log::ProducerRecord;
-use crate::runtime::aggregate::Changes;
 use crate::types::SqlType;
 
 #[derive(Debug)]
@@ -107,9 +107,16 @@ impl Materialized {
             .collect()
     }
 
-    /// Applies the changes whose sink records are `records` (one each, same order).
-    pub fn apply(&self, changes: &Changes, records: &[ProducerRecord]) {
-        let output = &changes.output;
+    /// Applies the sink records of a query's output: a record without a value deletes its
+    /// key; any other record's row is `output`'s row at the same index, `timestamps` its
+    /// time and `windows` (windowed tables) its window.
+    pub fn apply(
+        &self,
+        output: &RecordBatch,
+        timestamps: &Int64Array,
+        windows: &[Option<(i64, i64)>],
+        records: &[ProducerRecord],
+    ) {
         let rows = output.num_rows();
         let column = |(name, ty): &(String, SqlType)| -> ArrayRef {
             let target = ty.to_arrow();
@@ -122,15 +129,16 @@ impl Materialized {
         };
         let mut columns: Vec<ArrayRef> = self.key_columns.iter().map(column).collect();
         if self.windowed {
-            columns.push(Arc::new(Int64Array::from_iter(
-                changes.windows.iter().map(|w| w.map(|w| w.0)),
-            )));
-            columns.push(Arc::new(Int64Array::from_iter(
-                changes.windows.iter().map(|w| w.map(|w| w.1)),
-            )));
+            let bound = |pick: fn((i64, i64)) -> i64| -> ArrayRef {
+                Arc::new(Int64Array::from_iter(
+                    (0..rows).map(|row| windows.get(row).copied().flatten().map(pick)),
+                ))
+            };
+            columns.push(bound(|w| w.0));
+            columns.push(bound(|w| w.1));
         }
         columns.extend(self.value_columns.iter().map(column));
-        columns.push(Arc::new(changes.timestamps.clone()));
+        columns.push(Arc::new(timestamps.clone()));
         let Ok(batch) = RecordBatch::try_new(self.schema.clone(), columns) else {
             tracing::warn!("a table's rows could not be materialized");
             return;
@@ -141,22 +149,20 @@ impl Materialized {
             let mut table = table.lock();
             for (row, record) in records.iter().enumerate().take(rows) {
                 let key = record.key.clone().unwrap_or_default();
-                if changes.tombstones[row] {
-                    table.remove(&key);
-                } else {
-                    table.insert(key, encoded.row(row).owned());
-                }
+                match record.value {
+                    None => table.remove(&key),
+                    Some(_) => table.insert(key, encoded.row(row).owned()),
+                };
             }
             return;
         }
         let mut table = self.rows.lock();
         for (row, record) in records.iter().enumerate().take(rows) {
             let key = record.key.clone().unwrap_or_default();
-            if changes.tombstones[row] {
-                table.by_key.remove(&key);
-            } else {
-                table.by_key.insert(key, batch.slice(row, 1));
-            }
+            match record.value {
+                None => table.by_key.remove(&key),
+                Some(_) => table.by_key.insert(key, batch.slice(row, 1)),
+            };
         }
         table.applied += rows;
         table.compact(&self.schema);

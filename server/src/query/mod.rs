@@ -144,7 +144,8 @@ pub struct QuerySpec {
     pub sink_name: String,
     pub source: Source,
     pub plan: QueryPlan,
-    pub sink_topic: String,
+    /// Where the results go; `None` for a query that only materializes a source table.
+    pub sink_topic: Option<String>,
     pub encoder: SinkEncoder,
     pub start: StartPosition,
 }
@@ -222,10 +223,36 @@ impl PersistentQuery {
                 }
             })
         };
+        // Where the state began: the positions of the query's first start. A query that
+        // keeps state rebuilds it from there to where it stopped.
+        let origin_group = format!("{}-origin", spec.id);
+        let mut origins = log
+            .committed_offsets(&origin_group, &spec.source.topic)
+            .await?;
+        if origins.is_empty() {
+            let first: Vec<TopicPartitionOffset> = starts
+                .iter()
+                .map(|(partition, offset)| TopicPartitionOffset {
+                    topic: spec.source.topic.clone(),
+                    partition: *partition,
+                    offset: *offset,
+                })
+                .collect();
+            log.commit_offsets(&origin_group, &first).await?;
+            origins = starts.clone();
+        }
         let mut materialized = None;
         let tasks = match &spec.plan {
             QueryPlan::Stateless(plan) => {
                 let plan = Arc::new(plan.clone());
+                // A query over a table writes a table: its rows are kept for pull queries.
+                if spec.source.kind == SourceKind::Table {
+                    materialized = Some(Arc::new(materialized::Materialized::new(
+                        spec.encoder.key_columns.clone(),
+                        spec.encoder.value_columns.clone(),
+                        false,
+                    )));
+                }
                 starts
                     .into_iter()
                     .map(|(partition, offset)| {
@@ -235,33 +262,18 @@ impl PersistentQuery {
                             plan: plan.clone(),
                             decoder: decoder.clone(),
                             partition,
+                            origin: origins.get(&partition).copied().unwrap_or(offset),
                             offset,
                             state: state_changes.clone(),
                             progress: progress_sender.clone(),
                             processing_log: processing_log.clone(),
+                            materialized: materialized.clone(),
                         };
                         spawn(spec.id.clone(), Some(partition), Box::pin(task.run()))
                     })
                     .collect()
             }
             QueryPlan::Aggregate(plan) => {
-                // Where the state began: the positions of the query's first start.
-                let origin_group = format!("{}-origin", spec.id);
-                let mut origins = log
-                    .committed_offsets(&origin_group, &spec.source.topic)
-                    .await?;
-                if origins.is_empty() {
-                    let first: Vec<TopicPartitionOffset> = starts
-                        .iter()
-                        .map(|(partition, offset)| TopicPartitionOffset {
-                            topic: spec.source.topic.clone(),
-                            partition: *partition,
-                            offset: *offset,
-                        })
-                        .collect();
-                    log.commit_offsets(&origin_group, &first).await?;
-                    origins = starts.clone();
-                }
                 let table = Arc::new(materialized::Materialized::new(
                     spec.encoder.key_columns.clone(),
                     spec.encoder.value_columns.clone(),
@@ -473,10 +485,29 @@ struct PartitionTask {
     plan: Arc<StatelessPlan>,
     decoder: Arc<SourceDecoder>,
     partition: i32,
+    /// Where the query first started in the partition.
+    origin: i64,
     offset: i64,
     state: watch::Receiver<QueryState>,
     progress: Arc<watch::Sender<BTreeMap<i32, i64>>>,
     processing_log: ProcessingLog,
+    /// The table's current rows (a query over a table), for pull queries.
+    materialized: Option<Arc<materialized::Materialized>>,
+}
+
+/// A row of NULLs of `schema` (a tombstone's row).
+fn null_row(schema: &arrow::datatypes::SchemaRef) -> RecordBatch {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| arrow::array::new_null_array(f.data_type(), 1))
+        .collect();
+    RecordBatch::try_new_with_options(
+        schema.clone(),
+        columns,
+        &arrow::array::RecordBatchOptions::new().with_row_count(Some(1)),
+    )
+    .unwrap_or_else(|_| RecordBatch::new_empty(schema.clone()))
 }
 
 /// Gives each output record the headers of the input record it came from (found by
@@ -528,6 +559,9 @@ impl PartitionTask {
     /// value passes through as a record without a value (as ksqlDB's does) when the query
     /// neither filters nor changes the key.
     fn process(&self, records: &[Record]) -> Vec<ProducerRecord> {
+        if self.spec.source.kind == SourceKind::Table {
+            return self.process_table(records);
+        }
         let mut out = Vec::new();
         for run in records.chunk_by(|a, b| a.value.is_none() == b.value.is_none()) {
             if run[0].value.is_none() && self.spec.source.kind == SourceKind::Stream {
@@ -573,6 +607,120 @@ impl PartitionTask {
         out
     }
 
+    /// The sink records for a table's records, each an upsert of its key: a record without
+    /// a value deletes the key, and so does a row the query's `WHERE` leaves out (ksqlDB
+    /// forwards a tombstone for it); a record without a key is dropped. The changes are
+    /// applied to the materialized rows too.
+    fn process_table(&self, records: &[Record]) -> Vec<ProducerRecord> {
+        /// Where each sink record comes from.
+        enum Change<'a> {
+            /// Row `.1` of output piece `.0`.
+            Row(usize, usize),
+            Tombstone(&'a Record),
+        }
+        let mut changes = Vec::new();
+        let mut pieces: Vec<(RecordBatch, Vec<ProducerRecord>)> = Vec::new();
+        for run in records.chunk_by(|a, b| {
+            (a.key.is_some(), a.value.is_some()) == (b.key.is_some(), b.value.is_some())
+        }) {
+            match (run[0].key.is_some(), run[0].value.is_some()) {
+                (false, _) => continue,
+                (true, false) => changes.extend(run.iter().map(Change::Tombstone)),
+                (true, true) => {
+                    let (batch, errors) = self.decoder.decode(run, self.partition);
+                    for error in errors {
+                        self.processing_log.record(&self.spec.id, error);
+                    }
+                    let Some(offsets) = batch
+                        .column_by_name("ROWOFFSET")
+                        .and_then(|c| c.as_primitive_opt::<Int64Type>().cloned())
+                    else {
+                        continue;
+                    };
+                    let mut passed = std::collections::HashMap::new();
+                    for (input, output) in self.evaluate(&batch) {
+                        let Some(rowtime) = input.column_by_name("ROWTIME") else {
+                            continue;
+                        };
+                        let mut encoded = self.spec.encoder.encode(&output, rowtime);
+                        copy_headers(&mut encoded, &input, run);
+                        if let Some(kind) = self.spec.encoder.window {
+                            window_keys(&mut encoded, &input, kind);
+                        }
+                        if let Some(input_offsets) = input
+                            .column_by_name("ROWOFFSET")
+                            .and_then(|c| c.as_primitive_opt::<Int64Type>())
+                        {
+                            for (row, offset) in input_offsets.values().iter().enumerate() {
+                                passed.insert(*offset, (pieces.len(), row));
+                            }
+                        }
+                        pieces.push((output, encoded));
+                    }
+                    for offset in offsets.values() {
+                        match passed.get(offset) {
+                            Some(&(piece, row)) => changes.push(Change::Row(piece, row)),
+                            None => {
+                                if let Ok(at) = run.binary_search_by_key(offset, |r| r.offset) {
+                                    changes.push(Change::Tombstone(&run[at]));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let out: Vec<ProducerRecord> = changes
+            .iter()
+            .map(|change| match change {
+                Change::Row(piece, row) => pieces[*piece].1[*row].clone(),
+                Change::Tombstone(record) => ProducerRecord {
+                    partition: None,
+                    timestamp: Some(record.timestamp),
+                    key: record.key.clone(),
+                    value: None,
+                    headers: record.headers.clone(),
+                },
+            })
+            .collect();
+        if let Some(table) = &self.materialized {
+            // The rows, aligned with the records (a tombstone's row is all NULL).
+            let nulls = null_row(&self.plan.output_schema);
+            let indices: Vec<(usize, usize)> = changes
+                .iter()
+                .map(|change| match change {
+                    Change::Row(piece, row) => (*piece, *row),
+                    Change::Tombstone(_) => (pieces.len(), 0),
+                })
+                .collect();
+            let aligned = (|| {
+                let batches: Vec<&RecordBatch> =
+                    pieces.iter().map(|(b, _)| b).chain([&nulls]).collect();
+                let columns = (0..nulls.num_columns())
+                    .map(|c| {
+                        let arrays: Vec<&dyn Array> =
+                            batches.iter().map(|b| b.column(c).as_ref()).collect();
+                        arrow::compute::interleave(&arrays, &indices)
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .ok()?;
+                RecordBatch::try_new(nulls.schema(), columns).ok()
+            })();
+            match aligned {
+                Some(rows) => {
+                    let times = arrow::array::Int64Array::from_iter_values(
+                        out.iter().map(|r| r.timestamp.unwrap_or_default()),
+                    );
+                    table.apply(&rows, &times, &[], &out);
+                }
+                None => {
+                    tracing::warn!(query = %self.spec.id, "a table's rows could not be materialized")
+                }
+            }
+        }
+        out
+    }
+
     fn passes_null_values(&self) -> bool {
         self.plan.filter.is_none()
             && self.spec.encoder.key_columns == self.spec.source.key_columns()
@@ -597,10 +745,33 @@ impl PartitionTask {
         })
     }
 
+    /// Rebuilds the materialized rows (a query over a table) from the records processed
+    /// before a restart, writing nothing.
+    async fn rebuild(&self) -> Result<(), LogError> {
+        if self.materialized.is_none() {
+            return Ok(());
+        }
+        let mut offset = self.origin;
+        while offset < self.offset {
+            let request = read_committed(&self.spec.source.topic, self.partition, offset);
+            let response = self.log.fetch(&request).await?;
+            if response.next_offset == offset {
+                break;
+            }
+            let until = response.records.partition_point(|r| r.offset < self.offset);
+            self.process(&response.records[..until]);
+            offset = response.next_offset;
+        }
+        Ok(())
+    }
+
     async fn run(mut self) -> Result<(), String> {
         let fail = |what: &str, error: &dyn std::fmt::Display| {
             format!("{}: {what}: {error}", self.spec.id)
         };
+        self.rebuild()
+            .await
+            .map_err(|e| fail("rebuilding the table", &e))?;
         loop {
             if !until_running(&mut self.state).await {
                 return Ok(());
@@ -630,9 +801,11 @@ impl PartitionTask {
                 continue;
             }
             let records = self.process(&response.records);
-            if !records.is_empty() {
+            if let Some(topic) = &self.spec.sink_topic
+                && !records.is_empty()
+            {
                 self.log
-                    .produce(&self.spec.sink_topic, records, Acks::All)
+                    .produce(topic, records, Acks::All)
                     .await
                     .map_err(|e| fail("writing to the sink", &e))?;
             }

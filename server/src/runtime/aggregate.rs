@@ -45,10 +45,18 @@ pub struct Changes {
     pub input_rows: Vec<usize>,
 }
 
+/// Where a change's group values come from.
+enum GroupRow {
+    /// A row of the filtered batch.
+    Batch(u32),
+    /// A group's bytes (a change a table's update or delete made to an earlier group).
+    Stored(Box<[u8]>),
+}
+
 /// The changes of one batch, gathered column by column.
 struct Pending {
-    /// For each change, the row (of the filtered batch) its group values come from.
-    rows: Vec<u32>,
+    /// For each change, where its group values come from.
+    rows: Vec<GroupRow>,
     /// For each aggregate, its value in each change.
     values: Vec<Vec<ScalarValue>>,
     tombstones: Vec<bool>,
@@ -57,6 +65,14 @@ struct Pending {
     input_rows: Vec<usize>,
     /// For each change, the group it belongs to (for `HAVING` bookkeeping).
     groups: Vec<Option<Box<[u8]>>>,
+}
+
+/// A table row that went into a group.
+#[derive(Debug)]
+struct PreviousRow {
+    group: Box<[u8]>,
+    /// For each aggregate, its argument values.
+    arguments: Vec<Vec<ScalarValue>>,
 }
 
 /// A running aggregation.
@@ -69,6 +85,9 @@ pub struct Aggregation {
     sessions: HashMap<Box<[u8]>, Vec<(i64, i64)>>,
     /// The key of the group being updated (no allocation per row).
     key_buffer: Vec<u8>,
+    /// Over a table: each key's current row, its group and aggregate arguments, to take
+    /// back out of the group when the row changes or is deleted.
+    previous: HashMap<Box<[u8]>, PreviousRow>,
     stream_time: i64,
     /// Records dropped because their window had closed.
     pub late_records: u64,
@@ -118,16 +137,51 @@ impl Aggregation {
             groups: HashMap::new(),
             sessions: HashMap::new(),
             key_buffer: Vec::new(),
+            previous: HashMap::new(),
             stream_time: i64::MIN,
             late_records: 0,
             processed: 0,
         })
     }
 
-    /// Folds a batch of input rows (with `ROWTIME`) into the state; answers the changes, in
-    /// input order.
+    /// Folds a batch of a stream's rows (with `ROWTIME`) into the state; answers the
+    /// changes, in input order.
     pub fn process(&mut self, batch: &RecordBatch) -> Result<Changes, PlanError> {
+        self.fold(batch, None)
+    }
+
+    /// Folds a batch of a table's rows into the state: `keys` are the rows' table keys. A
+    /// key's earlier row is taken out of its group first (a change of that group); a row
+    /// the `WHERE` leaves out only takes the earlier one out.
+    pub fn process_table(
+        &mut self,
+        batch: &RecordBatch,
+        keys: &[&[u8]],
+    ) -> Result<Changes, PlanError> {
+        self.fold(batch, Some(keys))
+    }
+
+    /// Deletes table keys (tombstones, with their times): each key's row is taken out of
+    /// its group.
+    pub fn delete(&mut self, deletes: &[(&[u8], i64)]) -> Result<Changes, PlanError> {
+        let mut pending = Pending::new(self.plan.aggregates.len());
+        for (cause, (key, time)) in deletes.iter().enumerate() {
+            self.retract(key, *time, cause, true, &mut pending)?;
+        }
+        self.finish(pending, &[], None)
+    }
+
+    fn fold(
+        &mut self,
+        batch: &RecordBatch,
+        table_keys: Option<&[&[u8]]>,
+    ) -> Result<Changes, PlanError> {
         let plan = self.plan.clone();
+        let original_times = batch
+            .column_by_name("ROWTIME")
+            .and_then(|c| c.as_primitive_opt::<Int64Type>().cloned())
+            .ok_or_else(|| PlanError::Plan("internal: no ROWTIME".into()))?;
+        let original_rows = batch.num_rows();
         let (batch, input_rows) = match &plan.filter {
             Some(predicate) => {
                 let mask = predicate.evaluate(batch)?.into_array(batch.num_rows())?;
@@ -169,11 +223,26 @@ impl Aggregation {
             .iter()
             .map(|a| Vec::with_capacity(a.len()))
             .collect();
-        for (row, &cause) in input_rows.iter().enumerate() {
+        let mut passed = input_rows.iter().copied().enumerate().peekable();
+        for cause in 0..original_rows {
+            let filtered = passed.next_if(|(_, original)| *original == cause);
             // A row whose group is NULL belongs to no group: ksqlDB drops it.
-            if groups.iter().any(|g| g.is_null(row)) {
-                continue;
+            let grouped = filtered
+                .map(|(row, _)| row)
+                .filter(|row| !groups.iter().any(|g| g.is_null(*row)));
+            if let Some(keys) = table_keys {
+                // An update within the same group shows only the group's final row.
+                let same_group = grouped.is_some_and(|row| {
+                    self.previous
+                        .get(keys[cause])
+                        .is_some_and(|p| *p.group == *group_rows.row(row).as_ref())
+                });
+                let time = original_times.value(cause);
+                self.retract(keys[cause], time, cause, !same_group, &mut pending)?;
             }
+            let Some(row) = grouped else {
+                continue;
+            };
             let time = times.value(row);
             self.stream_time = self.stream_time.max(time);
             let group = group_rows.row(row);
@@ -187,6 +256,26 @@ impl Aggregation {
                 time,
                 cause,
             };
+            if let Some(keys) = table_keys {
+                self.update(&at, None, &args, &mut pending)?;
+                let arguments = args
+                    .iter()
+                    .map(|values| {
+                        values
+                            .iter()
+                            .map(|v| ScalarValue::try_from_array(v, 0))
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.previous.insert(
+                    keys[cause].into(),
+                    PreviousRow {
+                        group: group.as_ref().into(),
+                        arguments,
+                    },
+                );
+                continue;
+            }
             match plan.windowing {
                 None => self.update(&at, None, &args, &mut pending)?,
                 Some(windowing) => match windowing.kind {
@@ -210,7 +299,50 @@ impl Aggregation {
                 self.evict_closed_windows();
             }
         }
-        self.finish(pending, &groups)
+        self.finish(pending, &groups, Some(&group_rows))
+    }
+
+    /// Takes a table key's earlier row out of its group, and records the group's new row.
+    fn retract(
+        &mut self,
+        key: &[u8],
+        time: i64,
+        cause: usize,
+        emit: bool,
+        pending: &mut Pending,
+    ) -> Result<(), PlanError> {
+        let Some(previous) = self.previous.remove(key) else {
+            return Ok(());
+        };
+        let Some(group) = self.groups.get_mut(&previous.group) else {
+            return Ok(());
+        };
+        for (accumulator, values) in group.accumulators.iter_mut().zip(&previous.arguments) {
+            let arrays = values
+                .iter()
+                .map(|v| v.to_array_of_size(1))
+                .collect::<Result<Vec<_>, _>>()?;
+            accumulator.retract_batch(&arrays)?;
+        }
+        group.timestamp = group.timestamp.max(time);
+        if !emit {
+            return Ok(());
+        }
+        let values = evaluate(&mut group.accumulators)?;
+        let having_key = self.plan.having.is_some().then(|| previous.group.clone());
+        if having_key.is_none() {
+            group.shown = true;
+        }
+        pending.rows.push(GroupRow::Stored(previous.group));
+        for (column, value) in pending.values.iter_mut().zip(values) {
+            column.push(value);
+        }
+        pending.tombstones.push(false);
+        pending.timestamps.push(group.timestamp);
+        pending.windows.push(None);
+        pending.input_rows.push(cause);
+        pending.groups.push(having_key);
+        Ok(())
     }
 
     /// Adds a row to its group (in `window`) and records the group's new row.
@@ -326,14 +458,41 @@ impl Aggregation {
     }
 
     /// Builds the aggregated rows of the changes, then runs `HAVING` and the projection.
-    fn finish(&mut self, pending: Pending, groups: &[ArrayRef]) -> Result<Changes, PlanError> {
+    fn finish(
+        &mut self,
+        pending: Pending,
+        groups: &[ArrayRef],
+        group_rows: Option<&arrow::row::Rows>,
+    ) -> Result<Changes, PlanError> {
         let plan = &self.plan;
         let count = pending.rows.len();
-        let indices = arrow::array::UInt32Array::from(pending.rows.clone());
-        let mut columns: Vec<ArrayRef> = groups
+        let batch_rows: Option<Vec<u32>> = pending
+            .rows
             .iter()
-            .map(|g| arrow::compute::take(g, &indices, None))
-            .collect::<Result<_, _>>()?;
+            .map(|g| match g {
+                GroupRow::Batch(row) => Some(*row),
+                GroupRow::Stored(_) => None,
+            })
+            .collect();
+        let mut columns: Vec<ArrayRef> = match batch_rows {
+            Some(rows) => {
+                let indices = arrow::array::UInt32Array::from(rows);
+                groups
+                    .iter()
+                    .map(|g| arrow::compute::take(g, &indices, None))
+                    .collect::<Result<_, _>>()?
+            }
+            // Some groups are only known by their bytes: all are converted back from bytes.
+            None => {
+                let parser = self.converter.parser();
+                let rows = pending.rows.iter().map(|g| match (g, group_rows) {
+                    (GroupRow::Batch(row), Some(rows)) => rows.row(*row as usize),
+                    (GroupRow::Stored(bytes), _) => parser.parse(bytes),
+                    (GroupRow::Batch(_), None) => parser.parse(&[]),
+                });
+                self.converter.convert_rows(rows)?
+            }
+        };
         if plan.windowing.is_some() {
             columns.push(Arc::new(Int64Array::from_iter(
                 pending.windows.iter().map(|w| w.map(|w| w.0)),
@@ -476,7 +635,8 @@ impl Pending {
         window: Option<(i64, i64)>,
         group: Option<Box<[u8]>>,
     ) {
-        self.rows.push(u32::try_from(at.index).unwrap_or(u32::MAX));
+        self.rows
+            .push(GroupRow::Batch(u32::try_from(at.index).unwrap_or(u32::MAX)));
         for (column, value) in self.values.iter_mut().zip(values) {
             column.push(value);
         }
@@ -498,7 +658,13 @@ fn new_group(
         accumulators: plan
             .aggregates
             .iter()
-            .map(|a| a.create_accumulator())
+            .map(|a| {
+                if plan.over_table {
+                    a.create_sliding_accumulator()
+                } else {
+                    a.create_accumulator()
+                }
+            })
             .collect::<Result<_, _>>()?,
         timestamp: time,
         shown: false,
