@@ -817,6 +817,14 @@ impl Engine {
         properties: &Properties,
     ) -> Result<StatementResult, EngineError> {
         let aggregating = !create.query.group_by.is_empty() || create.query.window.is_some();
+        let calls = self.aggregate_calls(&create.query);
+        if !aggregating && !calls.is_empty() && create.kind == SourceKind::Table {
+            return Err(EngineError::Statement(format!(
+                "CREATE TABLE AS SELECT statement does not support aggregate function [{}] \
+                 without a GROUP BY clause.",
+                calls.join(", ")
+            )));
+        }
         let mut state = self.state.lock().await;
         let input_kind = query_source(&state.catalog, &create.query)?.kind;
         // A query over a table, or an aggregation, produces a table.
@@ -1427,6 +1435,35 @@ impl Engine {
         ))
     }
 
+    /// The aggregate function calls of a query's projection and `HAVING`, as ksqlDB shows
+    /// them (`COUNT(*)` counts `ROWTIME`).
+    fn aggregate_calls(&self, query: &riffle_grammar::ast::Query) -> Vec<String> {
+        use sqlparser::ast::{Expr, SelectItem};
+        let mut calls = Vec::new();
+        let expressions = query
+            .projection
+            .iter()
+            .filter_map(|item| match item {
+                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => Some(e),
+                _ => None,
+            })
+            .chain(query.having.as_ref());
+        for expr in expressions {
+            let _ = sqlparser::ast::visit_expressions(expr, |e| {
+                if let Expr::Function(function) = e
+                    && self
+                        .planner
+                        .is_aggregate_function(&function.name.to_string())
+                {
+                    let call = function.to_string().to_uppercase();
+                    calls.push(call.replace("(*)", "(ROWTIME)").replace("()", "(ROWTIME)"));
+                }
+                std::ops::ControlFlow::<()>::Continue(())
+            });
+        }
+        calls
+    }
+
     /// `WINDOWSTART` and `WINDOWEND` are values of a windowed aggregation's output: they
     /// can be selected, not filtered on, grouped by or aggregated.
     fn check_window_bounds(&self, query: &riffle_grammar::ast::Query) -> Result<(), EngineError> {
@@ -1830,7 +1867,10 @@ impl Engine {
             check_pull_query(&query)?;
         }
         let mut state = self.state.lock().await;
-        if query.is_push() && (!query.group_by.is_empty() || query.window.is_some()) {
+        let aggregating = !query.group_by.is_empty()
+            || query.window.is_some()
+            || !self.aggregate_calls(&query).is_empty();
+        if query.is_push() && aggregating {
             let (source, plan, key_columns, value_columns) = self
                 .plan_aggregate_query(&state.catalog, &query, None)
                 .await?;

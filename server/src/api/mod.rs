@@ -14,7 +14,6 @@ use std::sync::Arc;
 
 use arrow::array::ArrayRef;
 use arrow::datatypes::SchemaRef;
-use arrow::record_batch::RecordBatch;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -333,7 +332,7 @@ fn row_stream(
     state: &Arc<ApiState>,
     query: TransientQuery,
     first: String,
-    render_row: fn(&[ArrayRef], &[SqlType], usize) -> String,
+    render_row: RenderRow,
     last: &'static str,
 ) -> Body {
     /// The running query; dropping it (the body ended or the client left) closes the
@@ -361,9 +360,9 @@ fn row_stream(
             ));
         }
         let running = query.as_mut()?;
-        match running.query.next_batch().await {
-            Some(batch) => {
-                let chunk = render_batch(&batch, &types, render_row);
+        match running.query.next_rows().await {
+            Some(rows) => {
+                let chunk = render_batch(&rows, &types, render_row);
                 Some((Ok(Bytes::from(chunk)), (query, None, types)))
             }
             None => {
@@ -383,14 +382,23 @@ fn column_types(schema: &SchemaRef) -> Vec<SqlType> {
         .collect()
 }
 
+/// Renders a row of a query's output (the columns, the types, the row, whether the row is a
+/// tombstone) as one piece of a response body.
+type RenderRow = fn(&[ArrayRef], &[SqlType], usize, bool) -> String;
+
 fn render_batch(
-    batch: &RecordBatch,
+    rows: &crate::query::transient::Rows,
     types: &[SqlType],
-    render_row: fn(&[ArrayRef], &[SqlType], usize) -> String,
+    render_row: RenderRow,
 ) -> String {
     let mut out = String::new();
-    for row in 0..batch.num_rows() {
-        out.push_str(&render_row(batch.columns(), types, row));
+    for row in 0..rows.batch.num_rows() {
+        out.push_str(&render_row(
+            rows.batch.columns(),
+            types,
+            row,
+            rows.tombstones,
+        ));
     }
     out
 }
@@ -408,23 +416,32 @@ fn json_row(columns: &[ArrayRef], types: &[SqlType], row: usize) -> String {
     out
 }
 
-/// `/query` row: `,\n{"row":{"columns":[…]}}`.
-fn streamed_row(columns: &[ArrayRef], types: &[SqlType], row: usize) -> String {
+/// `/query` row: `,\n{"row":{"columns":[…]}}`, with `"tombstone":true` for a table row
+/// that was deleted (its key columns, NULL values).
+fn streamed_row(columns: &[ArrayRef], types: &[SqlType], row: usize, tombstone: bool) -> String {
+    let marker = if tombstone { ",\"tombstone\":true" } else { "" };
     format!(
-        ",\n{{\"row\":{{\"columns\":{}}}}}",
+        ",\n{{\"row\":{{\"columns\":{}{marker}}}}}",
         json_row(columns, types, row)
     )
 }
 
-/// `/query-stream` delimited row: one JSON array per line.
-fn delimited_row(columns: &[ArrayRef], types: &[SqlType], row: usize) -> String {
+/// `/query-stream` delimited row: one JSON array per line. This protocol has no way to mark
+/// a tombstone, so deleted rows are left out.
+fn delimited_row(columns: &[ArrayRef], types: &[SqlType], row: usize, tombstone: bool) -> String {
+    if tombstone {
+        return String::new();
+    }
     let mut line = json_row(columns, types, row);
     line.push('\n');
     line
 }
 
-/// `/query-stream` row in the `application/json` variant: `,[…]`.
-fn json_array_row(columns: &[ArrayRef], types: &[SqlType], row: usize) -> String {
+/// `/query-stream` row in the `application/json` variant: `,[…]` (tombstones left out).
+fn json_array_row(columns: &[ArrayRef], types: &[SqlType], row: usize, tombstone: bool) -> String {
+    if tombstone {
+        return String::new();
+    }
     format!(",{}", json_row(columns, types, row))
 }
 

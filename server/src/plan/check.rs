@@ -2,7 +2,8 @@
 //!
 //! DataFusion coerces freely (`ID >= 'not an int'` casts the string); ksqlDB refuses to
 //! compare a number with a string, orders no ARRAY, MAP or STRUCT, and rejects a comparison
-//! with a bare `NULL`. Entry point: [`check_comparisons`].
+//! with a bare `NULL`, in a comparison or in arithmetic. Entry points: [`check_comparisons`],
+//! [`check_arithmetic`].
 
 use arrow::datatypes::DataType;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
@@ -41,6 +42,48 @@ pub fn check_comparisons(expr: &Expr, schema: &DFSchema, clause: Clause) -> Resu
             Clause::Where => format!("Error in WHERE expression: {message}"),
             Clause::Having => format!("Error in HAVING expression: {message}"),
         })),
+    }
+}
+
+/// Fails with ksqlDB's message at the first arithmetic on a bare `NULL` (`1 + NULL`).
+pub fn check_arithmetic(expr: &Expr, schema: &DFSchema) -> Result<(), PlanError> {
+    let mut problem = None;
+    let _ = expr.apply(|node| {
+        if let Expr::BinaryExpr(binary) = node
+            && binary.op.is_numerical_operators()
+            && (is_null_literal(&binary.left) || is_null_literal(&binary.right))
+        {
+            let operand_type = |operand: &Expr| {
+                if is_null_literal(operand) {
+                    return "null".to_string();
+                }
+                operand
+                    .get_type(schema)
+                    .map_or_else(|_| "unknown".into(), |t| type_name(&t))
+            };
+            problem = Some(format!(
+                "Error processing expression: ({} {} {}). Arithmetic on types {} and {} are not \
+                 supported.",
+                text(&binary.left),
+                symbol(binary.op),
+                text(&binary.right),
+                operand_type(&binary.left),
+                operand_type(&binary.right),
+            ));
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    problem.map_or(Ok(()), |message| Err(PlanError::Plan(message)))
+}
+
+/// A `NULL` literal, maybe cast by DataFusion's coercion.
+fn is_null_literal(expr: &Expr) -> bool {
+    match expr {
+        Expr::Literal(value, _) => value.is_null(),
+        Expr::Cast(cast) => is_null_literal(&cast.expr),
+        Expr::TryCast(cast) => is_null_literal(&cast.expr),
+        _ => false,
     }
 }
 

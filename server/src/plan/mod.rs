@@ -171,6 +171,9 @@ impl Planner {
             .await
             .map_err(|error| non_boolean_filter(error, &query))?;
         let (exprs, filter, input_schema) = split_projection(&plan)?;
+        for expr in filter.iter().chain(&exprs) {
+            check::check_arithmetic(expr, input_schema)?;
+        }
         if let Some(predicate) = &filter {
             check::check_comparisons(predicate, input_schema, check::Clause::Where)?;
         }

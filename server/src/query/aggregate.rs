@@ -27,7 +27,7 @@ pub(super) enum Delivery {
     /// A push query: the changed rows (tombstones left out) to one subscriber, until
     /// `remaining` rows were sent.
     Subscriber {
-        rows: tokio::sync::mpsc::Sender<RecordBatch>,
+        rows: tokio::sync::mpsc::Sender<super::transient::Rows>,
         remaining: usize,
     },
 }
@@ -320,7 +320,7 @@ impl AggregateTask {
 /// leaves; `false` once the limit is reached or the subscriber is gone.
 async fn send_rows(
     changes: &Changes,
-    subscriber: &tokio::sync::mpsc::Sender<RecordBatch>,
+    subscriber: &tokio::sync::mpsc::Sender<super::transient::Rows>,
     remaining: &mut usize,
 ) -> bool {
     let keep =
@@ -331,7 +331,11 @@ async fn send_rows(
     let take = rows.num_rows().min(*remaining);
     if take > 0 {
         *remaining -= take;
-        if subscriber.send(rows.slice(0, take)).await.is_err() {
+        if subscriber
+            .send(super::transient::Rows::new(rows.slice(0, take)))
+            .await
+            .is_err()
+        {
             return false;
         }
     }

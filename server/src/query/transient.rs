@@ -24,7 +24,24 @@ pub enum Mode {
     Pull,
 }
 
-/// A running transient query: rows arrive on [`TransientQuery::next_batch`].
+/// Rows of a transient query's output: new rows, or (a push query over a table) tombstones,
+/// the rows of deleted keys (key columns set, the rest NULL).
+#[derive(Debug, Clone)]
+pub struct Rows {
+    pub batch: RecordBatch,
+    pub tombstones: bool,
+}
+
+impl Rows {
+    pub fn new(batch: RecordBatch) -> Rows {
+        Rows {
+            batch,
+            tombstones: false,
+        }
+    }
+}
+
+/// A running transient query: rows arrive on [`TransientQuery::next_rows`].
 #[derive(Debug)]
 pub struct TransientQuery {
     pub id: String,
@@ -32,7 +49,7 @@ pub struct TransientQuery {
     /// A pull query over a table: its key columns (headers mark them `KEY`), and it ends
     /// without a final message.
     pub table_keys: Option<Vec<String>>,
-    rows: mpsc::Receiver<RecordBatch>,
+    rows: mpsc::Receiver<Rows>,
     stop: Arc<watch::Sender<bool>>,
 }
 
@@ -84,6 +101,7 @@ impl TransientQuery {
                 decoder: decoder.clone(),
                 plan: plan.clone(),
                 sender: sender.clone(),
+                over_table: source.kind == riffle_grammar::ast::SourceKind::Table,
                 stopped: stopped.clone(),
                 remaining: remaining.clone(),
                 processing_log: processing_log.clone(),
@@ -97,7 +115,7 @@ impl TransientQuery {
     fn streaming(
         id: String,
         schema: SchemaRef,
-        rows: mpsc::Receiver<RecordBatch>,
+        rows: mpsc::Receiver<Rows>,
         stop: watch::Sender<bool>,
     ) -> TransientQuery {
         TransientQuery {
@@ -175,7 +193,7 @@ impl TransientQuery {
         for batch in batches {
             if batch.num_rows() > 0 {
                 // The channel holds every batch: sending cannot fail or wait.
-                let _ = sender.try_send(batch);
+                let _ = sender.try_send(Rows::new(batch));
             }
         }
         let (stop, _) = watch::channel(false);
@@ -189,8 +207,18 @@ impl TransientQuery {
     }
 
     /// The next rows; `None` once the query is complete (pull, or a reached `LIMIT`).
-    pub async fn next_batch(&mut self) -> Option<RecordBatch> {
+    pub async fn next_rows(&mut self) -> Option<Rows> {
         self.rows.recv().await
+    }
+
+    /// The next new rows, tombstones left out.
+    pub async fn next_batch(&mut self) -> Option<RecordBatch> {
+        loop {
+            let rows = self.rows.recv().await?;
+            if !rows.tombstones {
+                return Some(rows.batch);
+            }
+        }
     }
 
     /// Stops the query (the subscriber went away).
@@ -231,7 +259,9 @@ struct TransientTask {
     until: Option<i64>,
     decoder: Arc<SourceDecoder>,
     plan: Arc<StatelessPlan>,
-    sender: mpsc::Sender<RecordBatch>,
+    sender: mpsc::Sender<Rows>,
+    /// The source is a table: a record without a value is a tombstone row.
+    over_table: bool,
     stopped: watch::Receiver<bool>,
     remaining: Arc<AtomicUsize>,
     processing_log: ProcessingLog,
@@ -264,35 +294,89 @@ impl TransientTask {
                 None => response.records,
             };
             self.offset = response.next_offset;
-            let (batch, errors) = self.decoder.decode(&records, self.partition);
-            for error in errors {
-                self.processing_log.record(&self.id, error);
-            }
-            if batch.num_rows() == 0 {
+            if self.over_table {
+                if !self.send_table_changes(&records).await {
+                    return Ok(());
+                }
                 continue;
             }
-            let partition = self.partition;
-            let topic = self.topic.clone();
-            let outputs = evaluate_rows(&self.plan, &batch, |_, message| {
-                self.processing_log.record(
-                    &self.id,
-                    RecordError {
-                        topic: topic.clone(),
-                        partition,
-                        offset: -1,
-                        message,
-                    },
-                );
-            });
-            for (_, output) in outputs {
-                let Some(output) = self.take_within_limit(output) else {
-                    return Ok(());
-                };
-                if self.sender.send(output).await.is_err() {
-                    return Ok(());
+            if !self.send_rows(&records).await {
+                return Ok(());
+            }
+        }
+    }
+
+    /// A table's records in order: runs of upserts (through the plan), and tombstones
+    /// (their key columns, NULL values). Records without a key are dropped. `false` once
+    /// the subscriber is gone or the `LIMIT` is reached.
+    async fn send_table_changes(&mut self, records: &[crate::log::Record]) -> bool {
+        for run in records.chunk_by(|a, b| {
+            (a.key.is_some(), a.value.is_some()) == (b.key.is_some(), b.value.is_some())
+        }) {
+            match (run[0].key.is_some(), run[0].value.is_some()) {
+                (false, _) => {}
+                (true, true) => {
+                    if !self.send_rows(run).await {
+                        return false;
+                    }
+                }
+                (true, false) => {
+                    let (batch, _) = self.decoder.decode(run, self.partition);
+                    let tombstones = Rows {
+                        batch: tombstone_rows(&self.plan, &batch),
+                        tombstones: true,
+                    };
+                    if !self.send(tombstones).await {
+                        return false;
+                    }
                 }
             }
         }
+        true
+    }
+
+    /// Runs the plan on records and sends the rows; `false` once the subscriber is gone or
+    /// the `LIMIT` is reached.
+    async fn send_rows(&mut self, records: &[crate::log::Record]) -> bool {
+        let (batch, errors) = self.decoder.decode(records, self.partition);
+        for error in errors {
+            self.processing_log.record(&self.id, error);
+        }
+        if batch.num_rows() == 0 {
+            return true;
+        }
+        let partition = self.partition;
+        let topic = self.topic.clone();
+        let outputs = evaluate_rows(&self.plan, &batch, |_, message| {
+            self.processing_log.record(
+                &self.id,
+                RecordError {
+                    topic: topic.clone(),
+                    partition,
+                    offset: -1,
+                    message,
+                },
+            );
+        });
+        for (_, output) in outputs {
+            if !self.send(Rows::new(output)).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Sends rows, within what the `LIMIT` still allows; `false` once nothing more may be
+    /// sent.
+    async fn send(&self, rows: Rows) -> bool {
+        if rows.batch.num_rows() == 0 {
+            return true;
+        }
+        let Some(batch) = self.take_within_limit(rows.batch) else {
+            return false;
+        };
+        let rows = Rows { batch, ..rows };
+        self.sender.send(rows).await.is_ok()
     }
 
     /// Cuts a batch to what the `LIMIT` still allows; `None` when nothing is left.
@@ -307,4 +391,29 @@ impl TransientTask {
             });
         (granted > 0).then(|| output.slice(0, granted))
     }
+}
+
+/// The output rows of deleted table keys: each column that copies an input column (the key
+/// columns, the window bounds) takes its value; the rest are NULL.
+fn tombstone_rows(plan: &StatelessPlan, decoded: &RecordBatch) -> RecordBatch {
+    let rows = decoded.num_rows();
+    let columns = plan
+        .projection
+        .iter()
+        .zip(plan.output_schema.fields())
+        .map(|(column, field)| {
+            column
+                .source_column
+                .as_ref()
+                .and_then(|name| decoded.column_by_name(name))
+                .and_then(|array| arrow::compute::cast(array, field.data_type()).ok())
+                .unwrap_or_else(|| arrow::array::new_null_array(field.data_type(), rows))
+        })
+        .collect();
+    RecordBatch::try_new_with_options(
+        plan.output_schema.clone(),
+        columns,
+        &arrow::array::RecordBatchOptions::new().with_row_count(Some(rows)),
+    )
+    .unwrap_or_else(|_| RecordBatch::new_empty(plan.output_schema.clone()))
 }

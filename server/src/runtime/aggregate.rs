@@ -223,6 +223,14 @@ impl Aggregation {
             .iter()
             .map(|a| Vec::with_capacity(a.len()))
             .collect();
+        // Without GROUP BY, every row is in the one group whose key is empty.
+        let group_bytes = |row: usize| -> &[u8] {
+            if groups.is_empty() {
+                &[]
+            } else {
+                group_rows.row(row).data()
+            }
+        };
         let mut passed = input_rows.iter().copied().enumerate().peekable();
         for cause in 0..original_rows {
             let filtered = passed.next_if(|(_, original)| *original == cause);
@@ -235,7 +243,7 @@ impl Aggregation {
                 let same_group = grouped.is_some_and(|row| {
                     self.previous
                         .get(keys[cause])
-                        .is_some_and(|p| *p.group == *group_rows.row(row).as_ref())
+                        .is_some_and(|p| *p.group == *group_bytes(row))
                 });
                 let time = original_times.value(cause);
                 self.retract(keys[cause], time, cause, !same_group, &mut pending)?;
@@ -245,14 +253,14 @@ impl Aggregation {
             };
             let time = times.value(row);
             self.stream_time = self.stream_time.max(time);
-            let group = group_rows.row(row);
+            let group = group_bytes(row);
             for (slot, columns) in args.iter_mut().zip(&arguments) {
                 slot.clear();
                 slot.extend(columns.iter().map(|v| v.slice(row, 1)));
             }
             let at = Row {
                 index: row,
-                group: group.as_ref(),
+                group,
                 time,
                 cause,
             };
@@ -270,7 +278,7 @@ impl Aggregation {
                 self.previous.insert(
                     keys[cause].into(),
                     PreviousRow {
-                        group: group.as_ref().into(),
+                        group: group.into(),
                         arguments,
                     },
                 );
@@ -475,6 +483,7 @@ impl Aggregation {
             })
             .collect();
         let mut columns: Vec<ArrayRef> = match batch_rows {
+            _ if plan.group_by.is_empty() => Vec::new(),
             Some(rows) => {
                 let indices = arrow::array::UInt32Array::from(rows);
                 groups
