@@ -1362,6 +1362,17 @@ impl Engine {
             )
             .map(|c| c.name.clone())
             .collect();
+        self.check_functions_exist(query)?;
+        if input.value_format.format == Format::Kafka {
+            return Err(EngineError::Statement(format!(
+                "Source(s) {} are using the 'KAFKA' value format. This format does not yet \
+                 support GROUP BY.",
+                input.name
+            )));
+        }
+        crate::plan::grouping::check_grouping(query, &star_columns, &|name| {
+            self.planner.is_aggregate_function(name)
+        })?;
         let mut plan = self
             .planner
             .plan_aggregate(query, &star_columns)
@@ -1385,6 +1396,16 @@ impl Engine {
             match group {
                 Some(position) if keys[position].is_none() => {
                     keys[position] = Some((column.name.clone(), ty));
+                }
+                Some(position) if sink_name.is_some() => {
+                    let first = keys[position]
+                        .as_ref()
+                        .map_or("", |(name, _)| name.as_str());
+                    return Err(EngineError::Statement(format!(
+                        "The projection contains a key column more than once: `{first}` and \
+                         `{}`.",
+                        column.name
+                    )));
                 }
                 _ => {
                     if sink_name.is_some()
@@ -1433,6 +1454,39 @@ impl Engine {
             keys.into_iter().flatten().collect(),
             values,
         ))
+    }
+
+    /// Fails, as ksqlDB does, on the first function the query calls that does not exist.
+    fn check_functions_exist(&self, query: &riffle_grammar::ast::Query) -> Result<(), EngineError> {
+        let mut unknown = None;
+        let mut visit = |e: &sqlparser::ast::Expr| {
+            if let sqlparser::ast::Expr::Function(function) = e {
+                let name = function.name.to_string();
+                if !self.planner.has_function(&name) {
+                    unknown = Some(name.to_uppercase());
+                    return std::ops::ControlFlow::Break(());
+                }
+            }
+            std::ops::ControlFlow::Continue(())
+        };
+        let _ = sqlparser::ast::visit_expressions(&query.projection, &mut visit);
+        for expr in query
+            .selection
+            .iter()
+            .chain(&query.group_by)
+            .chain(&query.partition_by)
+            .chain(&query.having)
+        {
+            if sqlparser::ast::visit_expressions(expr, &mut visit).is_break() {
+                break;
+            }
+        }
+        match unknown {
+            Some(name) => Err(EngineError::Statement(format!(
+                "Can't find any functions with the name '{name}'"
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// The aggregate function calls of a query's projection and `HAVING`, as ksqlDB shows

@@ -6,6 +6,7 @@
 
 pub mod aggregate;
 mod check;
+pub mod grouping;
 mod rewrite;
 
 use std::sync::Arc;
@@ -347,6 +348,15 @@ impl Planner {
             .state()
             .aggregate_functions()
             .contains_key(&name.to_lowercase())
+    }
+
+    /// Whether queries can call a function of this name (any case).
+    pub fn has_function(&self, name: &str) -> bool {
+        let state = self.context.state();
+        let lower = name.to_lowercase();
+        state.scalar_functions().contains_key(&lower)
+            || state.aggregate_functions().contains_key(&lower)
+            || state.window_functions().contains_key(&lower)
     }
 
     /// The names of every function queries can call, upper case.
