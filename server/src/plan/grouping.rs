@@ -311,15 +311,16 @@ mod tests {
             check("SELECT f0, f0 * SUM(f1) FROM t GROUP BY f0 EMIT CHANGES;"),
             Ok(())
         );
-        let error = check("SELECT f1 * SUM(f0) FROM t GROUP BY f0 EMIT CHANGES;").unwrap_err();
+        let error =
+            check("SELECT f1 * SUM(f0) FROM t GROUP BY f0 EMIT CHANGES;").expect_err("refused");
         assert!(
             error.contains(
                 "Non-aggregate SELECT expression(s) not part of GROUP BY: (F1 * SUM(F0))"
             ),
             "{error}"
         );
-        let error =
-            check("SELECT f0, f1, COUNT(*) FROM t GROUP BY f1 + f0 EMIT CHANGES;").unwrap_err();
+        let error = check("SELECT f0, f1, COUNT(*) FROM t GROUP BY f1 + f0 EMIT CHANGES;")
+            .expect_err("refused");
         assert!(error.contains("GROUP BY: F0, F1"), "{error}");
         assert_eq!(
             check("SELECT f1 + f0, COUNT(*) FROM t GROUP BY f1 + f0 EMIT CHANGES;"),
@@ -329,7 +330,7 @@ mod tests {
             "SELECT SUBSTRING(f0, 0, 2), COUNT(*) FROM t GROUP BY SUBSTRING(f0, 0, 2) \
              HAVING LEN(f0) < 2 EMIT CHANGES;",
         )
-        .unwrap_err();
+        .expect_err("refused");
         assert!(
             error.contains("Non-aggregate HAVING expression not part of GROUP BY: F0"),
             "{error}"
@@ -338,19 +339,22 @@ mod tests {
 
     #[test]
     fn aggregates_are_neither_nested_nor_grouped_on_and_groups_are_not_repeated() {
-        let error = check("SELECT f0, SUM(COUNT()) FROM t GROUP BY f0 EMIT CHANGES;").unwrap_err();
+        let error =
+            check("SELECT f0, SUM(COUNT()) FROM t GROUP BY f0 EMIT CHANGES;").expect_err("refused");
         assert!(
             error.contains("Aggregate functions can not be nested: SUM(COUNT())"),
             "{error}"
         );
-        let error = check("SELECT COUNT(*) FROM t GROUP BY SUM(f0) EMIT CHANGES;").unwrap_err();
+        let error =
+            check("SELECT COUNT(*) FROM t GROUP BY SUM(f0) EMIT CHANGES;").expect_err("refused");
         assert!(error.contains("SUM is an aggregate function."), "{error}");
-        let error = check("SELECT COUNT(*) FROM t GROUP BY f0, t.f0 EMIT CHANGES;").unwrap_err();
+        let error =
+            check("SELECT COUNT(*) FROM t GROUP BY f0, t.f0 EMIT CHANGES;").expect_err("refused");
         assert!(
             error.contains("Duplicate GROUP BY expression: T.F0"),
             "{error}"
         );
-        let error = check("SELECT f0 FROM t GROUP BY f0 EMIT CHANGES;").unwrap_err();
+        let error = check("SELECT f0 FROM t GROUP BY f0 EMIT CHANGES;").expect_err("refused");
         assert!(
             error.contains("GROUP BY requires aggregate functions"),
             "{error}"
