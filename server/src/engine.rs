@@ -1378,9 +1378,31 @@ impl Engine {
             .plan_aggregate(query, &star_columns)
             .await
             .map_err(|error| unresolved_column(error, query))?;
+        // An aggregate whose arguments it cannot take fails the statement, not each record.
+        for aggregate in &plan.aggregates {
+            if let Err(error) = aggregate.create_accumulator() {
+                return Err(EngineError::Statement(
+                    crate::plan::PlanError::from(error).to_string(),
+                ));
+            }
+        }
         if input.kind == SourceKind::Table {
             plan.over_table = true;
             check_table_aggregates(&plan)?;
+        }
+        // ksqlDB keeps these functions' state as a STRUCT, which DELIMITED cannot hold.
+        const STRUCT_STATE: [&str; 4] = ["avg", "stddev_samp", "stddev_sample", "correlation"];
+        if input.value_format.format == Format::Delimited
+            && plan
+                .aggregates
+                .iter()
+                .any(|a| STRUCT_STATE.contains(&a.fun().name()))
+        {
+            return Err(EngineError::Statement(
+                "One of the functions used in the statement has an intermediate type that the \
+                 value format can not handle. Please remove the function or change the format."
+                    .into(),
+            ));
         }
         let group_names = plan.group_names();
         let user_groups = query.group_by.len();

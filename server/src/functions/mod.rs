@@ -8,6 +8,7 @@ mod aggregates;
 mod bytes;
 mod dates;
 mod misc;
+mod numeric_aggregates;
 pub mod time_format;
 pub mod udf;
 
@@ -26,15 +27,11 @@ pub fn register(context: &SessionContext) {
     {
         context.register_udf(udf);
     }
-    for udaf in aggregates::functions() {
+    for udaf in aggregates::functions()
+        .into_iter()
+        .chain(numeric_aggregates::functions())
+    {
         context.register_udaf(udaf);
-    }
-    // ksqlDB's COLLECT_LIST keeps NULLs and arrival order, as `array_agg` does.
-    let state = context.state();
-    if let Some(array_agg) = state.aggregate_functions().get("array_agg") {
-        context.register_udaf(
-            datafusion::logical_expr::AggregateUDF::clone(array_agg).with_aliases(["collect_list"]),
-        );
     }
 }
 
