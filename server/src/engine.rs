@@ -1390,6 +1390,26 @@ impl Engine {
             plan.over_table = true;
             check_table_aggregates(&plan)?;
         }
+        if query.emit == Some(riffle_grammar::ast::EmitMode::Final) {
+            if plan.windowing.is_none() {
+                return Err(EngineError::Statement(
+                    "EMIT FINAL is only supported for windowed aggregations.".into(),
+                ));
+            }
+            plan.emit_final = true;
+            // Without a GRACE PERIOD, a window emitted when final closes at its end.
+            let explicit_grace = match &query.window {
+                Some(
+                    riffle_grammar::ast::WindowSpec::Tumbling { grace, .. }
+                    | riffle_grammar::ast::WindowSpec::Hopping { grace, .. }
+                    | riffle_grammar::ast::WindowSpec::Session { grace, .. },
+                ) => grace.is_some(),
+                None => false,
+            };
+            if let Some(windowing) = plan.windowing.as_mut().filter(|_| !explicit_grace) {
+                windowing.grace = 0;
+            }
+        }
         // ksqlDB keeps these functions' state as a STRUCT, which DELIMITED cannot hold.
         const STRUCT_STATE: [&str; 4] = ["avg", "stddev_samp", "stddev_sample", "correlation"];
         if input.value_format.format == Format::Delimited

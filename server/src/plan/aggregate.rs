@@ -104,6 +104,8 @@ pub struct AggregatePlan {
     /// The source is a table: rows are upserts, and an earlier row of a key is taken back
     /// out of its group (accumulators that can retract).
     pub over_table: bool,
+    /// `EMIT FINAL`: a window's row is emitted once, when the window closes.
+    pub emit_final: bool,
 }
 
 impl AggregatePlan {
@@ -277,6 +279,7 @@ impl Planner {
             output_schema: Arc::new(Schema::new(fields)),
             windowing,
             over_table: false,
+            emit_final: false,
         })
     }
 }

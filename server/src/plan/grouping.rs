@@ -58,12 +58,15 @@ pub fn check_grouping(
         }
         seen.push(key);
     }
-    if query.group_by.is_empty() {
+    // Without GROUP BY there is nothing to check, unless a WINDOW makes it an aggregation
+    // (of one group), in which no column may be used outside an aggregate.
+    if query.group_by.is_empty() && query.window.is_none() {
         return Ok(());
     }
-    if !clauses
-        .iter()
-        .any(|e| first_aggregate(e, is_aggregate).is_some())
+    if !query.group_by.is_empty()
+        && !clauses
+            .iter()
+            .any(|e| first_aggregate(e, is_aggregate).is_some())
     {
         return fail(
             "GROUP BY requires aggregate functions in either the SELECT or HAVING clause.".into(),

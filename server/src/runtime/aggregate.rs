@@ -7,6 +7,12 @@
 //! merge emits a tombstone for each session it replaces. Stream time is the largest record
 //! time seen; a record for a window that ended more than the grace period before stream
 //! time is late and dropped. A `HAVING` that stops holding for a group emits a tombstone.
+//!
+//! With `EMIT FINAL` nothing is emitted as rows arrive; once stream time passes a window's
+//! end plus the grace period, its row is emitted once and its state dropped. As in ksqlDB,
+//! a time window is only emitted while it is retained (start at least stream time minus
+//! size plus grace, or the `RETENTION`): a jump in stream time skips the windows it
+//! passes over.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -89,6 +95,11 @@ pub struct Aggregation {
     /// back out of the group when the row changes or is deleted.
     previous: HashMap<Box<[u8]>, PreviousRow>,
     stream_time: i64,
+    /// `EMIT FINAL`: the windows not emitted yet, by start (time windows) or end
+    /// (sessions), with their state keys.
+    pending_windows: std::collections::BTreeSet<(i64, Box<[u8]>)>,
+    /// `EMIT FINAL`: the close time of the last emission.
+    last_close: Option<i64>,
     /// Records dropped because their window had closed.
     pub late_records: u64,
     processed: u64,
@@ -138,6 +149,8 @@ impl Aggregation {
             sessions: HashMap::new(),
             key_buffer: Vec::new(),
             previous: HashMap::new(),
+            pending_windows: std::collections::BTreeSet::new(),
+            last_close: None,
             stream_time: i64::MIN,
             late_records: 0,
             processed: 0,
@@ -302,6 +315,9 @@ impl Aggregation {
                     }
                 },
             }
+            if plan.emit_final {
+                self.emit_closed_windows(cause, &mut pending)?;
+            }
             self.processed += 1;
             if self.processed.is_multiple_of(EVICT_EVERY) {
                 self.evict_closed_windows();
@@ -364,8 +380,11 @@ impl Aggregation {
         fill_state_key(&mut self.key_buffer, at.group, window);
         if !self.groups.contains_key(self.key_buffer.as_slice()) {
             let group = new_group(&self.plan, at.time, window)?;
-            self.groups
-                .insert(self.key_buffer.clone().into_boxed_slice(), group);
+            let key = self.key_buffer.clone().into_boxed_slice();
+            if let (true, Some((start, _))) = (self.plan.emit_final, window) {
+                self.pending_windows.insert((start, key.clone()));
+            }
+            self.groups.insert(key, group);
         }
         let group = self
             .groups
@@ -375,6 +394,9 @@ impl Aggregation {
             accumulator.update_batch(values)?;
         }
         group.timestamp = group.timestamp.max(at.time);
+        if self.plan.emit_final {
+            return Ok(());
+        }
         let values = evaluate(&mut group.accumulators)?;
         let timestamp = group.timestamp;
         // Only HAVING can hide a group: without it every change is shown, and no key needs
@@ -422,11 +444,17 @@ impl Aggregation {
         }
         let window = (start, end);
         let mut merged = new_group(&self.plan, time, Some(window))?;
+        let emit_final = self.plan.emit_final;
         for old_window in &touching {
-            let Some(mut old) = self.groups.remove(&state_key(at.group, Some(*old_window))) else {
+            let old_key = state_key(at.group, Some(*old_window));
+            if emit_final {
+                self.pending_windows
+                    .remove(&(old_window.1, old_key.clone()));
+            }
+            let Some(mut old) = self.groups.remove(&old_key) else {
                 continue;
             };
-            if old.shown {
+            if old.shown && !emit_final {
                 let values = evaluate(&mut old.accumulators)?;
                 pending.push(at, values, true, old.timestamp, Some(*old_window), None);
             }
@@ -448,8 +476,16 @@ impl Aggregation {
             accumulator.update_batch(values)?;
         }
         merged.timestamp = merged.timestamp.max(time);
-        let values = evaluate(&mut merged.accumulators)?;
         let key = state_key(at.group, Some(window));
+        if emit_final {
+            self.pending_windows.insert((window.1, key.clone()));
+            self.groups.insert(key, merged);
+            let mut sessions = others;
+            sessions.push(window);
+            self.sessions.insert(at.group.into(), sessions);
+            return Ok(());
+        }
+        let values = evaluate(&mut merged.accumulators)?;
         pending.push(
             at,
             values,
@@ -594,6 +630,85 @@ impl Aggregation {
             windows: pick(pending.windows, &keep),
             input_rows: pick(pending.input_rows, &keep),
         })
+    }
+
+    /// `EMIT FINAL`: once stream time has moved the close time (stream time minus the grace
+    /// period) on, emits each window that closed and is still retained, then drops it;
+    /// windows no longer retained are dropped without a row.
+    fn emit_closed_windows(
+        &mut self,
+        cause: usize,
+        pending: &mut Pending,
+    ) -> Result<(), PlanError> {
+        let Some(windowing) = self.plan.windowing else {
+            return Ok(());
+        };
+        let close = self.stream_time.saturating_sub(windowing.grace);
+        if self.last_close.is_some_and(|last| close <= last) {
+            return Ok(());
+        }
+        let closed: Vec<(i64, Box<[u8]>)> = match windowing.kind {
+            // Sessions are indexed by their end: those ended by the close time.
+            WindowKind::Session { .. } => {
+                self.last_close = Some(close);
+                self.pending_windows
+                    .iter()
+                    .take_while(|(end, _)| *end <= close)
+                    .cloned()
+                    .collect()
+            }
+            WindowKind::Tumbling { size } | WindowKind::Hopping { size, .. } => {
+                let upper = close - size;
+                if upper < 0 {
+                    return Ok(());
+                }
+                let lower = self.last_close.map_or(0, |last| (last - size).max(0));
+                self.last_close = Some(close);
+                let retention = (size + windowing.grace).max(windowing.retention.unwrap_or(0));
+                let retained_from = self.stream_time.saturating_sub(retention);
+                // Windows that are no longer retained go without a row.
+                let expired: Vec<(i64, Box<[u8]>)> = self
+                    .pending_windows
+                    .iter()
+                    .take_while(|(start, _)| *start < retained_from)
+                    .cloned()
+                    .collect();
+                for entry in &expired {
+                    self.pending_windows.remove(entry);
+                    self.groups.remove(&entry.1);
+                }
+                let from = lower.max(retained_from);
+                self.pending_windows
+                    .iter()
+                    .skip_while(|(start, _)| *start < from)
+                    .take_while(|(start, _)| *start <= upper)
+                    .cloned()
+                    .collect()
+            }
+        };
+        for entry in closed {
+            self.pending_windows.remove(&entry);
+            let Some(mut group) = self.groups.remove(&entry.1) else {
+                continue;
+            };
+            let values = evaluate(&mut group.accumulators)?;
+            let group_bytes = &entry.1[..entry.1.len().saturating_sub(16)];
+            if let (WindowKind::Session { .. }, Some(window)) = (windowing.kind, group.window)
+                && let Some(sessions) = self.sessions.get_mut(group_bytes)
+            {
+                sessions.retain(|s| *s != window);
+            }
+            pending.rows.push(GroupRow::Stored(group_bytes.into()));
+            for (column, value) in pending.values.iter_mut().zip(values) {
+                column.push(value);
+            }
+            pending.tombstones.push(false);
+            pending.timestamps.push(group.timestamp);
+            pending.windows.push(group.window);
+            pending.input_rows.push(cause);
+            pending.groups.push(None);
+        }
+        Ok(())
     }
 
     /// Forgets windows that can no longer change: ended more than the grace period (or the
@@ -755,6 +870,78 @@ pub fn windows_of(kind: WindowKind, time: i64) -> Vec<(i64, i64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An aggregation of `query` over a stream `CLICKS (USER STRING, ROWTIME BIGINT)`.
+    fn aggregation(query: &str, emit_final: bool) -> Aggregation {
+        use arrow::datatypes::{DataType, Field, Schema};
+        let planner = crate::plan::Planner::new();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("USER", DataType::Utf8, true),
+            Field::new("ROWTIME", DataType::Int64, true),
+        ]));
+        planner
+            .register_source("CLICKS", schema)
+            .expect("registers");
+        let riffle_grammar::ast::Statement::Query(query) =
+            riffle_grammar::parse_statement(query).expect("parses")
+        else {
+            panic!("a query");
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        let mut plan = runtime
+            .block_on(planner.plan_aggregate(&query, &["USER".to_string()]))
+            .expect("plans");
+        plan.emit_final = emit_final;
+        Aggregation::new(Arc::new(plan)).expect("starts")
+    }
+
+    fn clicks(users: &[&str], times: &[i64]) -> RecordBatch {
+        RecordBatch::try_from_iter([
+            (
+                "USER",
+                Arc::new(arrow::array::StringArray::from(users.to_vec())) as ArrayRef,
+            ),
+            (
+                "ROWTIME",
+                Arc::new(Int64Array::from(times.to_vec())) as ArrayRef,
+            ),
+        ])
+        .expect("a batch")
+    }
+
+    #[test]
+    fn emit_final_emits_each_window_once_when_it_closes_and_forgets_it() {
+        let mut counts = aggregation(
+            "SELECT USER, COUNT(*) AS N FROM CLICKS WINDOW TUMBLING (SIZE 10 MILLISECONDS, \
+             GRACE PERIOD 0 MILLISECONDS) GROUP BY USER EMIT FINAL;",
+            true,
+        );
+        let changes = counts
+            .process(&clicks(&["a", "b", "a"], &[1, 2, 3]))
+            .expect("folds");
+        assert_eq!(
+            changes.output.num_rows(),
+            0,
+            "nothing before the window closes"
+        );
+        let changes = counts.process(&clicks(&["a"], &[10])).expect("folds");
+        assert_eq!(changes.windows, [Some((0, 10)), Some((0, 10))]);
+        let n = changes
+            .output
+            .column_by_name("N")
+            .and_then(|c| c.as_primitive_opt::<Int64Type>().cloned())
+            .expect("counts");
+        assert_eq!(n.values().to_vec(), [2, 1], "a then b, each once");
+        // A thousand windows later, only the open window is kept.
+        let users: Vec<&str> = vec!["a"; 1000];
+        let times: Vec<i64> = (0..1000).map(|i| 20 + i * 10).collect();
+        let changes = counts.process(&clicks(&users, &times)).expect("folds");
+        assert_eq!(changes.output.num_rows(), 1000);
+        assert_eq!(counts.groups.len(), 1, "emitted windows are dropped");
+        assert_eq!(counts.pending_windows.len(), 1);
+    }
 
     #[test]
     fn windows_are_aligned_to_the_epoch_and_end_exclusive() {
