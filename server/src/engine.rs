@@ -818,6 +818,11 @@ impl Engine {
     ) -> Result<StatementResult, EngineError> {
         let aggregating = !create.query.group_by.is_empty() || create.query.window.is_some();
         let calls = self.aggregate_calls(&create.query);
+        if create.query.window.is_some() && create.query.group_by.is_empty() && calls.is_empty() {
+            return Err(EngineError::Statement(
+                "WINDOW clause requires a GROUP BY clause.".into(),
+            ));
+        }
         if !aggregating && !calls.is_empty() && create.kind == SourceKind::Table {
             return Err(EngineError::Statement(format!(
                 "CREATE TABLE AS SELECT statement does not support aggregate function [{}] \
@@ -826,7 +831,13 @@ impl Engine {
             )));
         }
         let mut state = self.state.lock().await;
-        let input_kind = query_source(&state.catalog, &create.query)?.kind;
+        let input = query_source(&state.catalog, &create.query)?;
+        if input.kind == SourceKind::Table && input.window.is_some() {
+            return Err(EngineError::Statement(
+                "KSQL does not support persistent queries on windowed tables.".into(),
+            ));
+        }
+        let input_kind = input.kind;
         // A query over a table, or an aggregation, produces a table.
         let produces = if aggregating {
             SourceKind::Table
@@ -859,8 +870,9 @@ impl Engine {
         let sink_properties =
             SourceProperties::from_ast(&create.properties).map_err(EngineError::Statement)?;
         let (input, plan, key_columns, value_columns) = if aggregating {
+            let query = with_collection_limits(&create.query, properties);
             let (input, plan, keys, values) = self
-                .plan_aggregate_query(&state.catalog, &create.query, Some(&name))
+                .plan_aggregate_query(&state.catalog, &query, Some(&name))
                 .await?;
             (input, QueryPlan::Aggregate(plan), keys, values)
         } else {
@@ -882,14 +894,15 @@ impl Engine {
         let key_format = if key_columns.is_empty() {
             FormatSpec::new(Format::None).with_wrap_single(false)
         } else if key_format.format == Format::None {
-            // A source without key columns gains some (PARTITION BY): they take the
-            // source's value format, or the default key format when that cannot hold them.
+            // A source without key columns gains some (PARTITION BY, GROUP BY): they take
+            // the default key format when it can hold them, else the source's value format.
             let default = format_defaults(properties)
                 .key_format
                 .and_then(|f| Format::parse(&f).ok())
                 .unwrap_or(Format::Kafka);
             let format = match input.value_format.format {
                 Format::Kafka | Format::None => default,
+                _ if default.check_columns(&key_columns).is_ok() => default,
                 other => other,
             };
             FormatSpec::new(format)
@@ -1763,7 +1776,8 @@ impl Engine {
                 return Ok(done(format!("Source `{name}` does not exist."), None));
             }
             return Err(EngineError::Statement(format!(
-                "Source {name} does not exist."
+                "{} {name} does not exist.",
+                noun(drop.kind)
             )));
         };
         // A source table's own materialization goes with it.
@@ -1967,6 +1981,7 @@ impl Engine {
             || query.window.is_some()
             || !self.aggregate_calls(&query).is_empty();
         if query.is_push() && aggregating {
+            let query = with_collection_limits(&query, properties);
             let (source, plan, key_columns, value_columns) = self
                 .plan_aggregate_query(&state.catalog, &query, None)
                 .await?;
@@ -2334,6 +2349,47 @@ fn check_table_aggregates(plan: &crate::plan::aggregate::AggregatePlan) -> Resul
     Err(EngineError::Statement(format!(
         "The aggregation {listed} cannot be applied to a table source, only to a stream source."
     )))
+}
+
+/// The query with the collection limits the properties set (`ksql.functions.collect_list.
+/// limit`, `….collect_set.limit`, `….histogram.limit`) passed to those functions as a second
+/// argument.
+fn with_collection_limits(
+    query: &riffle_grammar::ast::Query,
+    properties: &Properties,
+) -> riffle_grammar::ast::Query {
+    use sqlparser::ast::{Expr, FunctionArg, FunctionArgExpr, FunctionArguments};
+    let mut query = query.clone();
+    let limits: Vec<(String, String)> = ["collect_list", "collect_set", "histogram"]
+        .into_iter()
+        .filter_map(|name| {
+            let limit = properties.get(&format!("ksql.functions.{name}.limit"))?;
+            limit.parse::<u32>().ok()?;
+            Some((name.to_string(), limit.clone()))
+        })
+        .collect();
+    if limits.is_empty() {
+        return query;
+    }
+    let mut add_limit = |e: &mut Expr| {
+        if let Expr::Function(function) = e
+            && let Some((_, limit)) = limits
+                .iter()
+                .find(|(name, _)| function.name.to_string().eq_ignore_ascii_case(name))
+            && let FunctionArguments::List(list) = &mut function.args
+            && list.args.len() == 1
+        {
+            list.args.push(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::value(
+                sqlparser::ast::Value::Number(limit.clone(), false),
+            ))));
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    };
+    let _ = sqlparser::ast::visit_expressions_mut(&mut query.projection, &mut add_limit);
+    if let Some(having) = &mut query.having {
+        let _ = sqlparser::ast::visit_expressions_mut(having, &mut add_limit);
+    }
+    query
 }
 
 /// A projection may not name a column after a pseudo column.

@@ -19,8 +19,8 @@ use datafusion::logical_expr::{
 };
 use datafusion::physical_expr::expressions::Literal;
 
-/// How many values COLLECT_LIST, COLLECT_SET and HISTOGRAM keep at most, as ksqlDB's
-/// `ksql.functions.collect_list.limit` (and its siblings) default to.
+/// How many values COLLECT_LIST, COLLECT_SET and HISTOGRAM keep at most, unless a second
+/// argument says otherwise (the engine passes `ksql.functions.collect_list.limit`, …).
 const COLLECTION_LIMIT: usize = 1000;
 
 /// The functions of this module, to register.
@@ -198,9 +198,10 @@ impl AggregateUDFImpl for KeptValues {
             Kind::CollectList | Kind::CollectSet | Kind::TopK | Kind::TopKDistinct => true,
             Kind::Attr | Kind::CountDistinct | Kind::Histogram => false,
         };
-        let limit = match self.kind {
-            Kind::CollectList | Kind::CollectSet | Kind::Histogram => COLLECTION_LIMIT,
-            _ => limit.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX)),
+        let limit = match (self.kind, limit) {
+            (_, Some(n)) => usize::try_from(n).unwrap_or(usize::MAX),
+            (Kind::CollectList | Kind::CollectSet | Kind::Histogram, None) => COLLECTION_LIMIT,
+            (_, None) => usize::MAX,
         };
         Ok(Box::new(KeptAccumulator {
             kind: self.kind,

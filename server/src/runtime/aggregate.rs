@@ -422,10 +422,12 @@ impl Aggregation {
         pending: &mut Pending,
     ) -> Result<(), PlanError> {
         let time = at.time;
+        // Closed sessions (ended before the close time) take no more records.
+        let close = self.stream_time.saturating_sub(grace).saturating_sub(gap);
         let existing = self.sessions.get(at.group).cloned().unwrap_or_default();
         let (touching, others): (Vec<_>, Vec<_>) = existing
             .into_iter()
-            .partition(|(start, end)| *start - gap <= time && time <= *end + gap);
+            .partition(|(start, end)| *end >= close && *start - gap <= time && time <= *end + gap);
         let start = touching
             .iter()
             .map(|w| w.0)
@@ -438,7 +440,8 @@ impl Aggregation {
             .chain([time])
             .max()
             .unwrap_or(time);
-        if end + grace <= self.stream_time {
+        // A session closes once stream time is past its end by the gap and the grace period.
+        if end < close {
             self.late_records += 1;
             return Ok(());
         }
@@ -643,17 +646,21 @@ impl Aggregation {
         let Some(windowing) = self.plan.windowing else {
             return Ok(());
         };
-        let close = self.stream_time.saturating_sub(windowing.grace);
+        let close = match windowing.kind {
+            WindowKind::Session { gap } => self.stream_time.saturating_sub(gap),
+            _ => self.stream_time,
+        }
+        .saturating_sub(windowing.grace);
         if self.last_close.is_some_and(|last| close <= last) {
             return Ok(());
         }
         let closed: Vec<(i64, Box<[u8]>)> = match windowing.kind {
-            // Sessions are indexed by their end: those ended by the close time.
+            // Sessions are indexed by their end: those that ended before the close time.
             WindowKind::Session { .. } => {
                 self.last_close = Some(close);
                 self.pending_windows
                     .iter()
-                    .take_while(|(end, _)| *end <= close)
+                    .take_while(|(end, _)| *end < close)
                     .cloned()
                     .collect()
             }
@@ -717,7 +724,11 @@ impl Aggregation {
         let Some(windowing) = self.plan.windowing else {
             return;
         };
-        let keep_for = windowing.grace.max(windowing.retention.unwrap_or(0));
+        let gap = match windowing.kind {
+            WindowKind::Session { gap } => gap,
+            _ => 0,
+        };
+        let keep_for = (windowing.grace + gap).max(windowing.retention.unwrap_or(0));
         let horizon = self.stream_time.saturating_sub(keep_for);
         self.groups
             .retain(|_, group| group.window.is_none_or(|(_, end)| end > horizon));
