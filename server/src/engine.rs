@@ -2379,9 +2379,10 @@ fn with_collection_limits(
             && let FunctionArguments::List(list) = &mut function.args
             && list.args.len() == 1
         {
-            list.args.push(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::value(
-                sqlparser::ast::Value::Number(limit.clone(), false),
-            ))));
+            list.args
+                .push(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::value(
+                    sqlparser::ast::Value::Number(limit.clone(), false),
+                ))));
         }
         std::ops::ControlFlow::<()>::Continue(())
     };

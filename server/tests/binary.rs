@@ -3,17 +3,11 @@
 //! port changed so that the test never collides with a server on 8088), and the Python
 //! clients written for ksqlDB (`tests/clients/python_clients.py`).
 
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+mod common;
 
-struct Running(Child);
+use std::process::Command;
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::{Running, free_port, start, start_on};
 
 /// The `curl` lines of the README's quick start.
 fn quick_start_commands() -> Vec<String> {
@@ -31,13 +25,6 @@ fn quick_start_commands() -> Vec<String> {
         .collect()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 fn curl(command: &str, port: u16) -> String {
     let output = Command::new("bash")
         .arg("-c")
@@ -51,33 +38,8 @@ fn curl(command: &str, port: u16) -> String {
 /// Starts the binary on a free port with a fresh data directory; returns once it listens.
 fn start_server() -> (Running, u16, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let port = free_port();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_riffle-server"));
-    command
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(dir.path());
-    (start(command, port), port, dir)
-}
-
-/// Runs the server command; returns once it listens on `port`.
-fn start(mut command: Command, port: u16) -> Running {
-    let server = Running(
-        command
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the server starts"),
-    );
-    // The server answers once it has opened its log and bound its port.
-    let ready = (0..200).any(|_| {
-        let up = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
-        if !up {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        up
-    });
-    assert!(ready, "the server did not start listening");
-    server
+    let (server, port) = start_on(dir.path());
+    (server, port, dir)
 }
 
 #[test]
