@@ -2074,9 +2074,13 @@ impl Engine {
             .map(|f| f.name().clone())
             .filter(|name| name != "ROWTIME")
             .collect();
+        // `WHERE key = literal` reads the key's row only; anything else reads every row.
+        let rows = key_literal(query, &keys)
+            .and_then(|key| materialized.lookup(&[key.as_str()]))
+            .unwrap_or_else(|| materialized.snapshot());
         let (schema, batches) = self
             .planner
-            .pull(query, materialized.snapshot(), &star_columns)
+            .pull(query, rows, &star_columns)
             .await
             .map_err(|error| unresolved_column(error, query))?;
         Ok(TransientQuery::finished(id, schema, batches, keys))
@@ -2391,6 +2395,52 @@ fn with_collection_limits(
         let _ = sqlparser::ast::visit_expressions_mut(having, &mut add_limit);
     }
     query
+}
+
+/// The literal a pull query's `WHERE` compares the table's only key column with (`K = 'a'`,
+/// alone or in an `AND`), as text.
+fn key_literal(query: &riffle_grammar::ast::Query, keys: &[String]) -> Option<String> {
+    use sqlparser::ast::{BinaryOperator, Expr, Value};
+    let [key] = keys else {
+        return None;
+    };
+    fn find(expr: &Expr, key: &str) -> Option<String> {
+        match expr {
+            Expr::Nested(inner) => find(inner, key),
+            Expr::BinaryOp {
+                left,
+                op: BinaryOperator::And,
+                right,
+            } => find(left, key).or_else(|| find(right, key)),
+            Expr::BinaryOp {
+                left,
+                op: BinaryOperator::Eq,
+                right,
+            } => {
+                let column = |e: &Expr| match e {
+                    Expr::Identifier(ident) => Some(ident.value.clone()),
+                    Expr::CompoundIdentifier(parts) => parts.last().map(|p| p.value.clone()),
+                    _ => None,
+                };
+                let literal = |e: &Expr| match e {
+                    Expr::Value(value) => match &value.value {
+                        Value::SingleQuotedString(text) => Some(text.clone()),
+                        Value::Number(number, _) => Some(number.clone()),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                match (column(left), literal(right), column(right), literal(left)) {
+                    (Some(c), Some(text), _, _) | (_, _, Some(c), Some(text)) if c == key => {
+                        Some(text)
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+    find(query.selection.as_ref()?, key)
 }
 
 /// A projection may not name a column after a pseudo column.

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int64Array, RecordBatch};
+use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::row::{OwnedRow, RowConverter, SortField};
 use parking_lot::Mutex;
@@ -21,6 +21,8 @@ pub struct Materialized {
     schema: SchemaRef,
     key_columns: Vec<(String, SqlType)>,
     value_columns: Vec<(String, SqlType)>,
+    /// How the table's keys are written (a lookup encodes the key it is given).
+    key_format: crate::format::FormatSpec,
     windowed: bool,
     /// Rows by their record key bytes (window included): one-row slices of the batches
     /// the changes came in, copied together from time to time (see [`Rows::compact`]),
@@ -58,6 +60,7 @@ impl Materialized {
     pub fn new(
         key_columns: Vec<(String, SqlType)>,
         value_columns: Vec<(String, SqlType)>,
+        key_format: crate::format::FormatSpec,
         windowed: bool,
     ) -> Materialized {
         let field = |(name, ty): &(String, SqlType)| Field::new(name, ty.to_arrow(), true);
@@ -85,6 +88,7 @@ impl Materialized {
             schema: Arc::new(Schema::new(fields)),
             key_columns,
             value_columns,
+            key_format,
             windowed,
             rows: Mutex::new(Rows::default()),
         }
@@ -166,6 +170,54 @@ impl Materialized {
         }
         table.applied += rows;
         table.compact(&self.schema);
+    }
+
+    /// The row of one key of a table that is not windowed, given as its key columns' text
+    /// (one each, in order); `None` when the text does not fit the key's type, an empty
+    /// batch when the key has no row.
+    pub fn lookup(&self, key: &[&str]) -> Option<RecordBatch> {
+        if self.windowed || key.len() != self.key_columns.len() || key.is_empty() {
+            return None;
+        }
+        let arrays: Vec<ArrayRef> = self
+            .key_columns
+            .iter()
+            .zip(key)
+            .map(|((_, ty), text)| {
+                let text: ArrayRef = Arc::new(arrow::array::StringArray::from(vec![*text]));
+                arrow::compute::cast(&text, &ty.to_arrow())
+                    .ok()
+                    .filter(|a| a.null_count() == 0)
+            })
+            .collect::<Option<_>>()?;
+        let mut bytes = Vec::new();
+        let mut scratch = String::new();
+        crate::format::encode_into(
+            &self.key_format,
+            &self.key_columns,
+            &arrays,
+            0,
+            &mut bytes,
+            &mut scratch,
+        )
+        .then_some(())?;
+        let empty = || RecordBatch::new_empty(self.schema.clone());
+        if let Some((converter, table)) = &self.encoded {
+            let table = table.lock();
+            let Some(row) = table.get(bytes.as_slice()) else {
+                return Some(empty());
+            };
+            let columns = converter.convert_rows([row.row()]).ok()?;
+            return RecordBatch::try_new(self.schema.clone(), columns).ok();
+        }
+        let table = self.rows.lock();
+        Some(
+            table
+                .by_key
+                .get(bytes.as_slice())
+                .cloned()
+                .unwrap_or_else(empty),
+        )
     }
 
     /// Every current row, in key order.

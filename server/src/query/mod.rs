@@ -250,6 +250,7 @@ impl PersistentQuery {
                     materialized = Some(Arc::new(materialized::Materialized::new(
                         spec.encoder.key_columns.clone(),
                         spec.encoder.value_columns.clone(),
+                        spec.encoder.key_format.clone(),
                         false,
                     )));
                 }
@@ -277,6 +278,7 @@ impl PersistentQuery {
                 let table = Arc::new(materialized::Materialized::new(
                     spec.encoder.key_columns.clone(),
                     spec.encoder.value_columns.clone(),
+                    spec.encoder.key_format.clone(),
                     plan.windowing.is_some(),
                 ));
                 materialized = Some(table.clone());
