@@ -2124,6 +2124,12 @@ impl Engine {
         Ok(TopicPrint::start(self.log.clone(), id, topic, options).await?)
     }
 
+    /// Makes an aggregate function callable by statements (the conformance runner registers
+    /// ksqlDB's test-only functions this way; the shipped server never does).
+    pub fn register_aggregate_function(&self, udaf: datafusion::logical_expr::AggregateUDF) {
+        self.planner.register_aggregate(udaf);
+    }
+
     /// The persistent queries' ids with the topic each reads.
     pub async fn persistent_query_ids(&self) -> Vec<(String, String)> {
         let state = self.state.lock().await;

@@ -1,12 +1,14 @@
 //! `riffle-tests`: Riffle's end-to-end suites. Today: the ksqlDB conformance runner
 //! ([`corpus`] reads the cases, [`runner`] runs a statement case in-process, [`rest`] a
-//! REST case over HTTP) and the ratchets of passing cases.
+//! REST case over HTTP), the test-only functions the corpus needs ([`test_functions`]) and
+//! the ratchets of passing cases.
 
 pub mod corpus;
 pub mod measure;
 pub mod rest;
 pub mod runner;
 pub mod server;
+pub mod test_functions;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -52,6 +52,9 @@ async fn run(case: &Case) -> Result<(), String> {
     let engine = Engine::start(Arc::new(log.clone()))
         .await
         .map_err(|e| format!("engine: {e}"))?;
+    for udaf in crate::test_functions::aggregate_functions() {
+        engine.register_aggregate_function(udaf);
+    }
     let result = drive(case, &log, &engine).await;
     engine.shutdown().await;
     result

@@ -126,7 +126,7 @@ impl AggregateUDFImpl for KeptValues {
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
         let Some(value) = arg_types.first() else {
             return Err(DataFusionError::Plan(format!(
-                "Function '{}' does not accept parameters ()",
+                "Function '{}' does not accept parameters ().",
                 self.name().to_uppercase()
             )));
         };

@@ -32,7 +32,7 @@ fn refuse(name: &str, arg_types: &[DataType]) -> DataFusionError {
         })
         .collect();
     DataFusionError::Plan(format!(
-        "Function '{}' does not accept parameters ({})",
+        "Function '{}' does not accept parameters ({}).",
         name.to_uppercase(),
         listed.join(", ")
     ))

@@ -350,6 +350,12 @@ impl Planner {
             .contains_key(&name.to_lowercase())
     }
 
+    /// Makes an aggregate function callable by queries (the conformance runner's test
+    /// functions; the shipped server registers its own at start).
+    pub fn register_aggregate(&self, udaf: datafusion::logical_expr::AggregateUDF) {
+        self.context.register_udaf(udaf);
+    }
+
     /// Whether queries can call a function of this name (any case).
     pub fn has_function(&self, name: &str) -> bool {
         let state = self.context.state();

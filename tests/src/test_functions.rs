@@ -1,0 +1,362 @@
+//! Equivalents of the aggregate functions ksqlDB's conformance tests load from its own test
+//! sources (`TEST_UDAF`, `MULTI_ARG`, `FOUR_ARG`, `FIVE_ARG`, `VAR_ARG`, `MID_VAR_ARG`,
+//! `GENERIC_VAR_ARG`, `OBJ_COL_ARG`): registered by the conformance runner only, never by
+//! the shipped server. Their behaviour is what the corpus's expected outputs show:
+//!
+//! - `MULTI_ARG(BIGINT, STRING, INT, STRING…)`, `FOUR_ARG(BIGINT, STRING, STRING, STRING,
+//!   INT, STRING…)`, `FIVE_ARG(BIGINT, STRING, STRING, STRING, INT, INT, STRING…)`: start at
+//!   the constant INT plus the lengths of the trailing constant strings; each row adds its
+//!   number columns and the lengths of its string columns (NULL counts 0).
+//! - `VAR_ARG(BIGINT, STRING…)`: each row adds the number and the strings' lengths.
+//! - `MID_VAR_ARG(BIGINT, STRING…, INT, INT)`: starts at the two constants' sum; each row
+//!   adds the number and the strings' lengths.
+//! - `GENERIC_VAR_ARG(T, INT, U…)` (every `U` the same type) and `OBJ_COL_ARG(INT, ANY…)`:
+//!   the list of the first argument's values of the rows where no argument is NULL.
+//! - `TEST_UDAF(x)`: a sum (BIGINT for integers, DOUBLE, a STRUCT summed field by field)
+//!   that takes values back out over tables.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, StructArray};
+use arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::common::{DataFusionError, Result, ScalarValue};
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility,
+};
+use datafusion::physical_expr::expressions::Literal;
+use riffle_server::types::SqlType;
+
+/// The test functions, to register with an engine.
+pub fn aggregate_functions() -> Vec<AggregateUDF> {
+    [
+        Kind::MultiArg,
+        Kind::FourArg,
+        Kind::FiveArg,
+        Kind::VarArg,
+        Kind::MidVarArg,
+        Kind::GenericVarArg,
+        Kind::ObjColArg,
+        Kind::TestUdaf,
+    ]
+    .into_iter()
+    .map(|kind| {
+        AggregateUDF::new_from_impl(TestAggregate {
+            kind,
+            signature: Signature::variadic_any(Volatility::Immutable),
+        })
+    })
+    .collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    MultiArg,
+    FourArg,
+    FiveArg,
+    VarArg,
+    MidVarArg,
+    GenericVarArg,
+    ObjColArg,
+    TestUdaf,
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct TestAggregate {
+    kind: Kind,
+    signature: Signature,
+}
+
+fn is_int(t: &DataType) -> bool {
+    matches!(t, DataType::Int32 | DataType::Int64)
+}
+
+fn is_string(t: &DataType) -> bool {
+    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+}
+
+impl TestAggregate {
+    fn name_upper(&self) -> &'static str {
+        match self.kind {
+            Kind::MultiArg => "MULTI_ARG",
+            Kind::FourArg => "FOUR_ARG",
+            Kind::FiveArg => "FIVE_ARG",
+            Kind::VarArg => "VAR_ARG",
+            Kind::MidVarArg => "MID_VAR_ARG",
+            Kind::GenericVarArg => "GENERIC_VAR_ARG",
+            Kind::ObjColArg => "OBJ_COL_ARG",
+            Kind::TestUdaf => "TEST_UDAF",
+        }
+    }
+
+    /// For the summing kinds: how many leading arguments are row values (the rest are the
+    /// constants of the starting value).
+    fn row_arguments(&self, count: usize) -> usize {
+        match self.kind {
+            Kind::MultiArg => 2,
+            Kind::FourArg => 4,
+            Kind::FiveArg => 5,
+            Kind::VarArg => count,
+            Kind::MidVarArg => count.saturating_sub(2),
+            _ => count,
+        }
+    }
+
+    /// Whether ksqlDB's function has an overload for these argument types.
+    fn accepts(&self, types: &[DataType]) -> bool {
+        let strings = |ts: &[DataType]| ts.iter().all(is_string);
+        match (self.kind, types) {
+            (Kind::MultiArg, [first, s, n, rest @ ..]) => {
+                *first == DataType::Int64 && is_string(s) && is_int(n) && strings(rest)
+            }
+            (Kind::FourArg, [first, a, b, c, n, rest @ ..]) => {
+                *first == DataType::Int64
+                    && strings(&[a.clone(), b.clone(), c.clone()])
+                    && is_int(n)
+                    && strings(rest)
+            }
+            (Kind::FiveArg, [first, a, b, c, m, n, rest @ ..]) => {
+                *first == DataType::Int64
+                    && strings(&[a.clone(), b.clone(), c.clone()])
+                    && is_int(m)
+                    && is_int(n)
+                    && strings(rest)
+            }
+            (Kind::VarArg, [first, rest @ ..]) => *first == DataType::Int64 && strings(rest),
+            (Kind::MidVarArg, [first, middle @ .., m, n]) => {
+                *first == DataType::Int64 && strings(middle) && is_int(m) && is_int(n)
+            }
+            (Kind::GenericVarArg, [_, n, rest @ ..]) => {
+                is_int(n) && rest.windows(2).all(|w| w[0] == w[1])
+            }
+            (Kind::ObjColArg, [first, ..]) => *first == DataType::Int32,
+            (Kind::TestUdaf, [value]) => {
+                is_int(value)
+                    || *value == DataType::Float64
+                    || is_string(value)
+                    || matches!(value, DataType::Struct(_))
+            }
+            _ => false,
+        }
+    }
+}
+
+impl AggregateUDFImpl for TestAggregate {
+    fn name(&self) -> &str {
+        match self.kind {
+            Kind::MultiArg => "multi_arg",
+            Kind::FourArg => "four_arg",
+            Kind::FiveArg => "five_arg",
+            Kind::VarArg => "var_arg",
+            Kind::MidVarArg => "mid_var_arg",
+            Kind::GenericVarArg => "generic_var_arg",
+            Kind::ObjColArg => "obj_col_arg",
+            Kind::TestUdaf => "test_udaf",
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        if !self.accepts(arg_types) {
+            let listed: Vec<String> = arg_types
+                .iter()
+                .map(|t| SqlType::from_arrow(t).map_or_else(|| t.to_string(), |t| t.to_string()))
+                .collect();
+            return Err(DataFusionError::Plan(format!(
+                "Function '{}' does not accept parameters ({}).",
+                self.name_upper(),
+                listed.join(", ")
+            )));
+        }
+        Ok(match (self.kind, arg_types.first()) {
+            (Kind::GenericVarArg | Kind::ObjColArg, Some(first)) => {
+                DataType::new_list(first.clone(), true)
+            }
+            (Kind::TestUdaf, Some(DataType::Float64)) => DataType::Float64,
+            (Kind::TestUdaf, Some(structure @ DataType::Struct(_))) => structure.clone(),
+            _ => DataType::Int64,
+        })
+    }
+
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        let count = args.exprs.len();
+        let constant = |index: usize| {
+            args.exprs
+                .get(index)
+                .and_then(|e| e.downcast_ref::<Literal>())
+                .map(|l| l.value().clone())
+        };
+        let mut start = 0i64;
+        if matches!(
+            self.kind,
+            Kind::MultiArg | Kind::FourArg | Kind::FiveArg | Kind::MidVarArg
+        ) {
+            for index in self.row_arguments(count)..count {
+                start += match constant(index) {
+                    Some(ScalarValue::Utf8(Some(text))) => text.len() as i64,
+                    Some(value) => value
+                        .cast_to(&DataType::Int64)
+                        .ok()
+                        .and_then(|v| match v {
+                            ScalarValue::Int64(n) => n,
+                            _ => None,
+                        })
+                        .unwrap_or(0),
+                    None => 0,
+                };
+            }
+        }
+        Ok(Box::new(TestAccumulator {
+            kind: self.kind,
+            row_arguments: self.row_arguments(count),
+            output: args.return_field.data_type().clone(),
+            total: start,
+            double_total: 0.0,
+            struct_totals: Vec::new(),
+            kept: Vec::new(),
+        }))
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        Ok(vec![Arc::new(Field::new(
+            "state",
+            args.return_field.data_type().clone(),
+            true,
+        ))])
+    }
+
+    fn create_sliding_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        self.accumulator(args)
+    }
+}
+
+#[derive(Debug)]
+struct TestAccumulator {
+    kind: Kind,
+    row_arguments: usize,
+    output: DataType,
+    total: i64,
+    double_total: f64,
+    /// TEST_UDAF over a struct: each field's sum.
+    struct_totals: Vec<i64>,
+    /// GENERIC_VAR_ARG / OBJ_COL_ARG: the values kept.
+    kept: Vec<ScalarValue>,
+}
+
+/// A row value's contribution to a sum: an integer itself, a string its length, NULL 0.
+fn amount(value: &ScalarValue) -> i64 {
+    match value {
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s)) => s.len() as i64,
+        other if other.is_null() => 0,
+        other => match other.cast_to(&DataType::Int64) {
+            Ok(ScalarValue::Int64(Some(n))) => n,
+            _ => 0,
+        },
+    }
+}
+
+impl TestAccumulator {
+    fn fold(&mut self, values: &[ArrayRef], sign: i64) -> Result<()> {
+        let rows = values.first().map_or(0, |v| v.len());
+        for row in 0..rows {
+            match self.kind {
+                Kind::GenericVarArg | Kind::ObjColArg => {
+                    if values.iter().all(|v| v.is_valid(row)) {
+                        self.kept
+                            .push(ScalarValue::try_from_array(&values[0], row)?);
+                    }
+                }
+                Kind::TestUdaf => {
+                    let column = &values[0];
+                    if column.is_null(row) {
+                        continue;
+                    }
+                    match column.data_type() {
+                        DataType::Float64 => {
+                            let v = column.as_primitive::<arrow::datatypes::Float64Type>();
+                            self.double_total += sign as f64 * v.value(row);
+                        }
+                        DataType::Struct(_) => {
+                            let fields: &StructArray = column.as_struct();
+                            self.struct_totals.resize(fields.num_columns(), 0);
+                            for (total, field) in
+                                self.struct_totals.iter_mut().zip(fields.columns())
+                            {
+                                *total += sign * amount(&ScalarValue::try_from_array(field, row)?);
+                            }
+                        }
+                        _ => {
+                            self.total += sign * amount(&ScalarValue::try_from_array(column, row)?)
+                        }
+                    }
+                }
+                _ => {
+                    for column in &values[..self.row_arguments.min(values.len())] {
+                        self.total += sign * amount(&ScalarValue::try_from_array(column, row)?);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Accumulator for TestAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        self.fold(values, 1)
+    }
+
+    fn retract_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        self.fold(values, -1)
+    }
+
+    fn supports_retract_batch(&self) -> bool {
+        self.kind == Kind::TestUdaf
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        Ok(match (&self.kind, &self.output) {
+            (Kind::GenericVarArg | Kind::ObjColArg, DataType::List(item)) => {
+                ScalarValue::List(ScalarValue::new_list_nullable(&self.kept, item.data_type()))
+            }
+            (_, DataType::Float64) => ScalarValue::Float64(Some(self.double_total)),
+            (_, DataType::Struct(fields)) => {
+                let columns = fields
+                    .iter()
+                    .enumerate()
+                    .map(|(i, field)| {
+                        let total = ScalarValue::Int64(Some(
+                            self.struct_totals.get(i).copied().unwrap_or(0),
+                        ));
+                        total.cast_to(field.data_type())?.to_array()
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                ScalarValue::Struct(Arc::new(StructArray::try_new(
+                    fields.clone(),
+                    columns,
+                    None,
+                )?))
+            }
+            _ => ScalarValue::Int64(Some(self.total)),
+        })
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self) + self.kept.iter().map(ScalarValue::size).sum::<usize>()
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        Ok(vec![self.evaluate()?])
+    }
+
+    fn merge_batch(&mut self, _states: &[ArrayRef]) -> Result<()> {
+        Err(DataFusionError::NotImplemented(
+            "the test aggregates do not merge".into(),
+        ))
+    }
+}
