@@ -163,6 +163,24 @@ impl KsqlParser<'_> {
             None
         };
         let limit = if self.parse_word("LIMIT") {
+            // ksqlDB's words for the two common mistakes in a pull query.
+            match &self.parser.peek_token_ref().token {
+                _ if emit.is_some() => {}
+                Token::Minus => {
+                    return Err(self.error_here(
+                        "Pull queries don't support negative integers in the LIMIT clause. See \
+                         https://cnfl.io/queries for more info."
+                            .to_string(),
+                    ));
+                }
+                Token::Number(digits, _) if !digits.bytes().all(|b| b.is_ascii_digit()) => {
+                    return Err(self.error_here(
+                        "Failed to prepare statement: Value must be integer for command: LIMIT"
+                            .to_string(),
+                    ));
+                }
+                _ => {}
+            }
             Some(self.parse_uint("a row count after LIMIT")?)
         } else {
             None

@@ -61,6 +61,18 @@ fn select_errors() {
         "expected a row count after LIMIT",
     );
     fails_with(
+        "SELECT * FROM s LIMIT -1;",
+        1,
+        23,
+        "Pull queries don't support negative integers in the LIMIT clause",
+    );
+    fails_with(
+        "SELECT * FROM s LIMIT 2.5;",
+        1,
+        23,
+        "Value must be integer for command: LIMIT",
+    );
+    fails_with(
         "SELECT * FROM (SELECT * FROM a);",
         1,
         15,

@@ -816,6 +816,12 @@ impl Engine {
         text: &str,
         properties: &Properties,
     ) -> Result<StatementResult, EngineError> {
+        if create.query.limit.is_some() {
+            return Err(EngineError::Statement(format!(
+                "CREATE {} AS SELECT statements don't support LIMIT clause.",
+                noun(create.kind).to_uppercase()
+            )));
+        }
         let aggregating = !create.query.group_by.is_empty() || create.query.window.is_some();
         let calls = self.aggregate_calls(&create.query);
         if create.query.window.is_some() && create.query.group_by.is_empty() && calls.is_empty() {
@@ -1975,6 +1981,18 @@ impl Engine {
         };
         if query.emit.is_none() {
             check_pull_query(&query)?;
+            let limits_enabled = properties
+                .get("ksql.query.pull.limit.clause.enabled")
+                .is_none_or(|enabled| !enabled.eq_ignore_ascii_case("false"));
+            if query.limit.is_some() && !limits_enabled {
+                return Err(EngineError::Statement(
+                    "LIMIT clause in pull queries is currently disabled. You can enable them by \
+                     setting ksql.query.pull.limit.clause.enabled=true. See \
+                     https://cnfl.io/queries for more info.\nAdd EMIT CHANGES if you intended \
+                     to issue a push query."
+                        .into(),
+                ));
+            }
         }
         let mut state = self.state.lock().await;
         let aggregating = !query.group_by.is_empty()

@@ -328,18 +328,22 @@ async fn start_query(
 
 /// A running query's rows as the chunks of a response body; dropping the body (the client
 /// went away) closes the query.
+/// How a streamed query's body ends, given how many rows it sent.
+type Ending = fn(usize, Option<u64>) -> &'static str;
+
 fn row_stream(
     state: &Arc<ApiState>,
     query: TransientQuery,
     first: String,
     render_row: RenderRow,
-    last: &'static str,
+    (ending, limit): (Ending, Option<u64>),
 ) -> Body {
     /// The running query; dropping it (the body ended or the client left) closes the
     /// query and forgets its id.
     struct Running {
         query: TransientQuery,
         api: Arc<ApiState>,
+        sent: usize,
     }
     impl Drop for Running {
         fn drop(&mut self) {
@@ -350,6 +354,7 @@ fn row_stream(
     let running = Running {
         query,
         api: state.clone(),
+        sent: 0,
     };
     let state = (Some(running), Some(first), types);
     let stream = futures_util::stream::unfold(state, move |(mut query, first, types)| async move {
@@ -362,11 +367,14 @@ fn row_stream(
         let running = query.as_mut()?;
         match running.query.next_rows().await {
             Some(rows) => {
+                running.sent += rows.batch.num_rows();
                 let chunk = render_batch(&rows, &types, render_row);
                 Some((Ok(Bytes::from(chunk)), (query, None, types)))
             }
             None => {
+                let sent = running.sent;
                 drop(query.take());
+                let last = ending(sent, limit);
                 Some((Ok(Bytes::from_static(last.as_bytes())), (None, None, types)))
             }
         }
@@ -504,18 +512,25 @@ async fn query(State(state): State<Arc<ApiState>>, body: Bytes) -> Result<Respon
     let first = format!("[{header}");
     // A push query ends only at its LIMIT; a pull query over a stream when it has read
     // everything; a pull query over a table with its rows, and no final message.
-    let push = matches!(
-        riffle_grammar::parse_statement(&sql),
-        Ok(riffle_grammar::Statement::Query(q)) if q.emit.is_some()
-    );
-    let last = if query.table_keys.is_some() {
-        "]\n"
-    } else if push {
-        ",\n{\"finalMessage\":\"Limit Reached\"}]\n"
-    } else {
-        ",\n{\"finalMessage\":\"Query Completed\"}]\n"
+    // A pull query over a stream that stops at its LIMIT says so, as a push query does.
+    let (push, limit) = match riffle_grammar::parse_statement(&sql) {
+        Ok(riffle_grammar::Statement::Query(q)) => (q.emit.is_some(), q.limit),
+        _ => (false, None),
     };
-    let body = row_stream(&state, query, first, streamed_row, last);
+    let ending: Ending = if query.table_keys.is_some() {
+        |_, _| "]\n"
+    } else if push {
+        |_, _| ",\n{\"finalMessage\":\"Limit Reached\"}]\n"
+    } else {
+        |sent, limit| {
+            if limit.is_some_and(|limit| sent as u64 >= limit) {
+                ",\n{\"finalMessage\":\"Limit Reached\"}]\n"
+            } else {
+                ",\n{\"finalMessage\":\"Query Completed\"}]\n"
+            }
+        }
+    };
+    let body = row_stream(&state, query, first, streamed_row, (ending, limit));
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
@@ -541,10 +556,22 @@ async fn query_stream(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|accept| accept.contains("application/json"));
     Ok(if wants_json {
-        let body = row_stream(&state, query, format!("[{header}"), json_array_row, "]");
+        let body = row_stream(
+            &state,
+            query,
+            format!("[{header}"),
+            json_array_row,
+            (|_, _| "]", None),
+        );
         ([(header::CONTENT_TYPE, "application/json")], body).into_response()
     } else {
-        let body = row_stream(&state, query, format!("{header}\n"), delimited_row, "");
+        let body = row_stream(
+            &state,
+            query,
+            format!("{header}\n"),
+            delimited_row,
+            (|_, _| "", None),
+        );
         ([(header::CONTENT_TYPE, DELIMITED)], body).into_response()
     })
 }
