@@ -2148,6 +2148,12 @@ impl Engine {
         self.planner.register_aggregate(udaf);
     }
 
+    /// Makes a scalar function callable by statements (the conformance runner's test-only
+    /// functions; the shipped server never does).
+    pub fn register_scalar_function(&self, udf: datafusion::logical_expr::ScalarUDF) {
+        self.planner.register_scalar(udf);
+    }
+
     /// The persistent queries' ids with the topic each reads.
     pub async fn persistent_query_ids(&self) -> Vec<(String, String)> {
         let state = self.state.lock().await;

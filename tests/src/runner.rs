@@ -55,6 +55,9 @@ async fn run(case: &Case) -> Result<(), String> {
     for udaf in crate::test_functions::aggregate_functions() {
         engine.register_aggregate_function(udaf);
     }
+    for udf in crate::test_functions::scalar_functions() {
+        engine.register_scalar_function(udf);
+    }
     let result = drive(case, &log, &engine).await;
     engine.shutdown().await;
     result

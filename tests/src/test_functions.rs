@@ -1,6 +1,7 @@
 //! Equivalents of the aggregate functions ksqlDB's conformance tests load from its own test
 //! sources (`TEST_UDAF`, `MULTI_ARG`, `FOUR_ARG`, `FIVE_ARG`, `VAR_ARG`, `MID_VAR_ARG`,
-//! `GENERIC_VAR_ARG`, `OBJ_COL_ARG`): registered by the conformance runner only, never by
+//! `GENERIC_VAR_ARG`, `OBJ_COL_ARG`) and the scalar `BAD_UDF`: registered by the conformance
+//! runner only, never by
 //! the shipped server. Their behaviour is what the corpus's expected outputs show:
 //!
 //! - `MULTI_ARG(BIGINT, STRING, INT, STRING…)`, `FOUR_ARG(BIGINT, STRING, STRING, STRING,
@@ -358,5 +359,92 @@ impl Accumulator for TestAccumulator {
         Err(DataFusionError::NotImplemented(
             "the test aggregates do not merge".into(),
         ))
+    }
+}
+
+/// The test scalar functions, to register with an engine.
+pub fn scalar_functions() -> Vec<datafusion::logical_expr::ScalarUDF> {
+    vec![datafusion::logical_expr::ScalarUDF::new_from_impl(BadUdf {
+        signature: Signature::any(1, Volatility::Volatile),
+        calls: Arc::default(),
+    })]
+}
+
+/// `BAD_UDF`: fails on an INT; on a BOOLEAN fails when true, else answers 0; on a STRING
+/// answers NULL every other call (counting rows), else the string.
+#[derive(Debug)]
+struct BadUdf {
+    signature: Signature,
+    calls: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl PartialEq for BadUdf {
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for BadUdf {}
+
+impl std::hash::Hash for BadUdf {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        "bad_udf".hash(state);
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for BadUdf {
+    fn name(&self) -> &str {
+        "bad_udf"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        match arg_types.first() {
+            Some(t) if is_string(t) => Ok(DataType::Utf8),
+            Some(DataType::Int32 | DataType::Boolean) => Ok(DataType::Int32),
+            _ => Err(DataFusionError::Plan(
+                "Function 'BAD_UDF' does not accept these parameters.".into(),
+            )),
+        }
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> Result<datafusion::logical_expr::ColumnarValue> {
+        use std::sync::atomic::Ordering;
+        let rows = args.number_rows;
+        let Some(input) = args.args.first().map(|a| a.to_array(rows)).transpose()? else {
+            return Err(DataFusionError::Execution(
+                "BAD_UDF needs an argument".into(),
+            ));
+        };
+        let out: ArrayRef = match input.data_type() {
+            DataType::Int32 => {
+                return Err(DataFusionError::Execution(
+                    "BAD_UDF fails on purpose".into(),
+                ));
+            }
+            DataType::Boolean => {
+                if input.as_boolean().iter().any(|v| v == Some(true)) {
+                    return Err(DataFusionError::Execution("BAD_UDF fails on true".into()));
+                }
+                Arc::new(arrow::array::Int32Array::from(vec![0; input.len()]))
+            }
+            _ => {
+                let text = arrow::compute::cast(&input, &DataType::Utf8)?;
+                let text = text.as_string::<i32>();
+                Arc::new(arrow::array::StringArray::from_iter((0..text.len()).map(
+                    |row| {
+                        let call = self.calls.fetch_add(1, Ordering::Relaxed);
+                        (call % 2 == 1 && text.is_valid(row)).then(|| text.value(row).to_string())
+                    },
+                )))
+            }
+        };
+        Ok(datafusion::logical_expr::ColumnarValue::Array(out))
     }
 }

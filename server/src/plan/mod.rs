@@ -356,6 +356,11 @@ impl Planner {
         self.context.register_udaf(udaf);
     }
 
+    /// Makes a scalar function callable by queries (the conformance runner's test functions).
+    pub fn register_scalar(&self, udf: datafusion::logical_expr::ScalarUDF) {
+        self.context.register_udf(udf);
+    }
+
     /// Whether queries can call a function of this name (any case).
     pub fn has_function(&self, name: &str) -> bool {
         let state = self.context.state();
