@@ -829,15 +829,25 @@ impl Engine {
                 "WINDOW clause requires a GROUP BY clause.".into(),
             ));
         }
+        let mut state = self.state.lock().await;
+        let input = query_source(&state.catalog, &create.query)?;
         if !aggregating && !calls.is_empty() && create.kind == SourceKind::Table {
+            // Columns outside the aggregates are named first, as ksqlDB does.
+            let star_columns: Vec<String> = input
+                .schema
+                .columns
+                .iter()
+                .map(|c| c.name.clone())
+                .collect();
+            crate::plan::grouping::check_grouping(&create.query, &star_columns, &|name| {
+                self.planner.is_aggregate_function(name)
+            })?;
             return Err(EngineError::Statement(format!(
                 "CREATE TABLE AS SELECT statement does not support aggregate function [{}] \
                  without a GROUP BY clause.",
                 calls.join(", ")
             )));
         }
-        let mut state = self.state.lock().await;
-        let input = query_source(&state.catalog, &create.query)?;
         if input.kind == SourceKind::Table && input.window.is_some() {
             return Err(EngineError::Statement(
                 "KSQL does not support persistent queries on windowed tables.".into(),

@@ -14,7 +14,8 @@ use super::PlanError;
 use super::aggregate::WINDOW_BOUNDS;
 
 /// Fails with ksqlDB's message at the first rule `query` breaks. `star_columns` are what `*`
-/// stands for; `is_aggregate` tells aggregate functions by name.
+/// stands for; `is_aggregate` tells aggregate functions by name. A query whose projection
+/// calls aggregates is an aggregation (of one group) even without `GROUP BY` or `WINDOW`.
 pub fn check_grouping(
     query: &Query,
     star_columns: &[String],
@@ -58,16 +59,15 @@ pub fn check_grouping(
         }
         seen.push(key);
     }
-    // Without GROUP BY there is nothing to check, unless a WINDOW makes it an aggregation
-    // (of one group), in which no column may be used outside an aggregate.
-    if query.group_by.is_empty() && query.window.is_none() {
+    // Without GROUP BY there is nothing to check, unless a WINDOW or an aggregate call makes
+    // it an aggregation (of one group), in which no column may be used outside an aggregate.
+    let aggregates = clauses
+        .iter()
+        .any(|e| first_aggregate(e, is_aggregate).is_some());
+    if query.group_by.is_empty() && query.window.is_none() && !aggregates {
         return Ok(());
     }
-    if !query.group_by.is_empty()
-        && !clauses
-            .iter()
-            .any(|e| first_aggregate(e, is_aggregate).is_some())
-    {
+    if !query.group_by.is_empty() && !aggregates {
         return fail(
             "GROUP BY requires aggregate functions in either the SELECT or HAVING clause.".into(),
         );
