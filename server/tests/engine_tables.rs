@@ -275,6 +275,8 @@ async fn tables_take_updates_and_deletes_back_out_of_their_aggregates_across_a_r
                 profile("cid", Some("us"), 3),
                 // ann moves: out of eu, into us.
                 profile("ann", Some("us"), 4),
+                // Not JSON: each query over the table logs it once.
+                ProducerRecord::new(Some("eve".to_string()), Some("{not json".to_string())),
             ],
             Acks::All,
         )
@@ -291,6 +293,11 @@ async fn tables_take_updates_and_deletes_back_out_of_their_aggregates_across_a_r
             ["ann|us"],
             "a source table is materialized for pull queries"
         );
+        assert_eq!(
+            engine.processing_log().entries().len(),
+            3,
+            "the bad record, once per query"
+        );
         engine.shutdown().await;
     }
     let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("reopens");
@@ -306,6 +313,11 @@ async fn tables_take_updates_and_deletes_back_out_of_their_aggregates_across_a_r
     .await
     .expect("produced");
     engine.wait_until_caught_up().await.expect("caught up");
+    assert!(
+        engine.processing_log().entries().is_empty(),
+        "rebuilding the tables' rows does not log the bad record again: {:?}",
+        engine.processing_log().entries()
+    );
     assert_eq!(
         pull(&engine, "SELECT * FROM per_region;").await,
         ["eu|1", "us|1"],

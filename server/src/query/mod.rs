@@ -269,6 +269,7 @@ impl PersistentQuery {
                             progress: progress_sender.clone(),
                             processing_log: processing_log.clone(),
                             materialized: materialized.clone(),
+                            rebuilding: false,
                         };
                         spawn(spec.id.clone(), Some(partition), Box::pin(task.run()))
                     })
@@ -495,6 +496,8 @@ struct PartitionTask {
     processing_log: ProcessingLog,
     /// The table's current rows (a query over a table), for pull queries.
     materialized: Option<Arc<materialized::Materialized>>,
+    /// Replaying records processed before a restart: failures are not logged again.
+    rebuilding: bool,
 }
 
 /// A row of NULLs of `schema` (a tombstone's row).
@@ -585,7 +588,7 @@ impl PartitionTask {
             }
             let (batch, errors) = self.decoder.decode(run, self.partition);
             for error in errors {
-                self.processing_log.record(&self.spec.id, error);
+                self.log_failure(error);
             }
             if batch.num_rows() == 0 {
                 continue;
@@ -631,7 +634,7 @@ impl PartitionTask {
                 (true, true) => {
                     let (batch, errors) = self.decoder.decode(run, self.partition);
                     for error in errors {
-                        self.processing_log.record(&self.spec.id, error);
+                        self.log_failure(error);
                     }
                     let Some(offsets) = batch
                         .column_by_name("ROWOFFSET")
@@ -735,24 +738,36 @@ impl PartitionTask {
             .and_then(|c| c.as_primitive_opt::<Int64Type>().cloned());
         evaluate_rows(&self.plan, batch, |row, message| {
             let offset = offsets.as_ref().map_or(-1, |o| o.value(row));
-            self.processing_log.record(
-                &self.spec.id,
-                RecordError {
-                    topic: self.spec.source.topic.clone(),
-                    partition: self.partition,
-                    offset,
-                    message: format!("Error computing the query result: {message}"),
-                },
-            );
+            self.log_failure(RecordError {
+                topic: self.spec.source.topic.clone(),
+                partition: self.partition,
+                offset,
+                message: format!("Error computing the query result: {message}"),
+            });
         })
+    }
+
+    /// Records a failed record in the processing log, unless the task is rebuilding its rows
+    /// (the failure was logged when the record was first processed).
+    fn log_failure(&self, error: RecordError) {
+        if !self.rebuilding {
+            self.processing_log.record(&self.spec.id, error);
+        }
     }
 
     /// Rebuilds the materialized rows (a query over a table) from the records processed
     /// before a restart, writing nothing.
-    async fn rebuild(&self) -> Result<(), LogError> {
+    async fn rebuild(&mut self) -> Result<(), LogError> {
         if self.materialized.is_none() {
             return Ok(());
         }
+        self.rebuilding = true;
+        let rebuilt = self.replay().await;
+        self.rebuilding = false;
+        rebuilt
+    }
+
+    async fn replay(&self) -> Result<(), LogError> {
         let mut offset = self.origin;
         while offset < self.offset {
             let request = read_committed(&self.spec.source.topic, self.partition, offset);
@@ -768,12 +783,12 @@ impl PartitionTask {
     }
 
     async fn run(mut self) -> Result<(), String> {
+        if let Err(error) = self.rebuild().await {
+            return Err(format!("{}: rebuilding the table: {error}", self.spec.id));
+        }
         let fail = |what: &str, error: &dyn std::fmt::Display| {
             format!("{}: {what}: {error}", self.spec.id)
         };
-        self.rebuild()
-            .await
-            .map_err(|e| fail("rebuilding the table", &e))?;
         loop {
             if !until_running(&mut self.state).await {
                 return Ok(());
