@@ -2111,7 +2111,19 @@ impl Engine {
             .pull(query, rows, &star_columns)
             .await
             .map_err(|error| unresolved_column(error, query))?;
-        Ok(TransientQuery::finished(id, schema, batches, keys))
+        let headers = source
+            .schema
+            .headers()
+            .filter(|c| schema.field_with_name(&c.name).is_ok())
+            .map(|c| {
+                let declared = match &c.kind {
+                    ColumnKind::Header(Some(key)) => format!("HEADER('{key}')"),
+                    _ => "HEADERS".to_string(),
+                };
+                (c.name.clone(), declared)
+            })
+            .collect();
+        Ok(TransientQuery::finished(id, schema, batches, keys, headers))
     }
 
     /// `PRINT topic`: the topic's records as text lines until the `LIMIT` or until dropped.

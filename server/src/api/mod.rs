@@ -454,15 +454,29 @@ fn json_array_row(columns: &[ArrayRef], types: &[SqlType], row: usize, tombstone
 }
 
 /// A header's schema: `` `ID` STRING KEY, `COUNT` BIGINT `` (`keys` are marked `KEY`).
-fn schema_text(schema: &SchemaRef, keys: &[String]) -> String {
-    schema
+/// (A pull query over a table with header columns lists them, with how they are declared,
+/// right after the key columns, as ksqlDB does.)
+fn schema_text(schema: &SchemaRef, keys: &[String], headers: &[(String, String)]) -> String {
+    let mut columns: Vec<(usize, String)> = schema
         .fields()
         .iter()
         .zip(column_types(schema))
         .map(|(f, ty)| {
-            let key = if keys.contains(f.name()) { " KEY" } else { "" };
-            format!("`{}` {ty}{key}", f.name())
+            let header = headers.iter().find(|(name, _)| name == f.name());
+            let (rank, suffix) = match header {
+                _ if keys.contains(f.name()) => (0, " KEY".to_string()),
+                Some((_, declared)) => (1, format!(" {declared}")),
+                None => (2, String::new()),
+            };
+            (rank, format!("`{}` {ty}{suffix}", f.name()))
         })
+        .collect();
+    if !headers.is_empty() {
+        columns.sort_by_key(|(rank, _)| *rank);
+    }
+    columns
+        .into_iter()
+        .map(|(_, text)| text)
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -507,7 +521,7 @@ async fn query(State(state): State<Arc<ApiState>>, body: Bytes) -> Result<Respon
     let keys = query.table_keys.clone().unwrap_or_default();
     let header = json!({"header": {
         "queryId": query.id,
-        "schema": schema_text(&query.schema, &keys),
+        "schema": schema_text(&query.schema, &keys, &query.table_headers),
     }});
     let first = format!("[{header}");
     // A push query ends only at its LIMIT; a pull query over a stream when it has read

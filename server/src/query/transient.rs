@@ -49,6 +49,9 @@ pub struct TransientQuery {
     /// A pull query over a table: its key columns (headers mark them `KEY`), and it ends
     /// without a final message.
     pub table_keys: Option<Vec<String>>,
+    /// A pull query over a table with header columns: each one's name and how it is
+    /// declared (`HEADER('k')`, `HEADERS`), which its header lists after the key columns.
+    pub table_headers: Vec<(String, String)>,
     rows: mpsc::Receiver<Rows>,
     stop: Arc<watch::Sender<bool>>,
 }
@@ -122,6 +125,7 @@ impl TransientQuery {
             id,
             schema,
             table_keys: None,
+            table_headers: Vec::new(),
             rows,
             stop: Arc::new(stop),
         }
@@ -188,6 +192,7 @@ impl TransientQuery {
         schema: SchemaRef,
         batches: Vec<RecordBatch>,
         table_keys: Vec<String>,
+        table_headers: Vec<(String, String)>,
     ) -> TransientQuery {
         let (sender, rows) = mpsc::channel(batches.len().max(1));
         for batch in batches {
@@ -201,6 +206,7 @@ impl TransientQuery {
             id,
             schema,
             table_keys: Some(table_keys),
+            table_headers,
             rows,
             stop: Arc::new(stop),
         }
