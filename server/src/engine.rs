@@ -1563,15 +1563,9 @@ impl Engine {
     /// The aggregate function calls of a query's projection and `HAVING`, as ksqlDB shows
     /// them (`COUNT(*)` counts `ROWTIME`).
     fn aggregate_calls(&self, query: &riffle_grammar::ast::Query) -> Vec<String> {
-        use sqlparser::ast::{Expr, SelectItem};
+        use sqlparser::ast::Expr;
         let mut calls = Vec::new();
-        let expressions = query
-            .projection
-            .iter()
-            .filter_map(|item| match item {
-                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => Some(e),
-                _ => None,
-            })
+        let expressions = crate::plan::grouping::selected_expressions(&query.projection)
             .chain(query.having.as_ref());
         for expr in expressions {
             let _ = sqlparser::ast::visit_expressions(expr, |e| {
@@ -1623,12 +1617,7 @@ impl Engine {
         if let Some(bound) = query.having.as_ref().and_then(bound_in) {
             return Err(misplaced(bound));
         }
-        for item in &query.projection {
-            let expr = match item {
-                sqlparser::ast::SelectItem::UnnamedExpr(e)
-                | sqlparser::ast::SelectItem::ExprWithAlias { expr: e, .. } => e,
-                _ => continue,
-            };
+        for expr in crate::plan::grouping::selected_expressions(&query.projection) {
             let mut inside_aggregate = None;
             let _ = sqlparser::ast::visit_expressions(expr, |e| {
                 if let Expr::Function(function) = e
@@ -2390,8 +2379,7 @@ fn check_table_aggregates(plan: &crate::plan::aggregate::AggregatePlan) -> Resul
         let stream_only = STREAM_ONLY.contains(&name.as_str())
             || aggregate
                 .create_sliding_accumulator()
-                .is_ok_and(|a| !a.supports_retract_batch())
-            || aggregate.create_sliding_accumulator().is_err();
+                .map_or(true, |a| !a.supports_retract_batch());
         let name = name.to_uppercase();
         if stream_only && !refused.contains(&name) {
             refused.push(name);

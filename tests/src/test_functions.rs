@@ -26,7 +26,7 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility,
 };
 use datafusion::physical_expr::expressions::Literal;
-use riffle_server::types::SqlType;
+use riffle_server::functions::udf::refused_parameters;
 
 /// The test functions, to register with an engine.
 pub fn aggregate_functions() -> Vec<AggregateUDF> {
@@ -77,19 +77,6 @@ fn is_string(t: &DataType) -> bool {
 }
 
 impl TestAggregate {
-    fn name_upper(&self) -> &'static str {
-        match self.kind {
-            Kind::MultiArg => "MULTI_ARG",
-            Kind::FourArg => "FOUR_ARG",
-            Kind::FiveArg => "FIVE_ARG",
-            Kind::VarArg => "VAR_ARG",
-            Kind::MidVarArg => "MID_VAR_ARG",
-            Kind::GenericVarArg => "GENERIC_VAR_ARG",
-            Kind::ObjColArg => "OBJ_COL_ARG",
-            Kind::TestUdaf => "TEST_UDAF",
-        }
-    }
-
     /// For the summing kinds: how many leading arguments are row values (the rest are the
     /// constants of the starting value).
     fn row_arguments(&self, count: usize) -> usize {
@@ -162,15 +149,7 @@ impl AggregateUDFImpl for TestAggregate {
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
         if !self.accepts(arg_types) {
-            let listed: Vec<String> = arg_types
-                .iter()
-                .map(|t| SqlType::from_arrow(t).map_or_else(|| t.to_string(), |t| t.to_string()))
-                .collect();
-            return Err(DataFusionError::Plan(format!(
-                "Function '{}' does not accept parameters ({}).",
-                self.name_upper(),
-                listed.join(", ")
-            )));
+            return Err(refused_parameters(&self.name().to_uppercase(), arg_types));
         }
         Ok(match (self.kind, arg_types.first()) {
             (Kind::GenericVarArg | Kind::ObjColArg, Some(first)) => {

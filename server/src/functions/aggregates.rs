@@ -125,10 +125,10 @@ impl AggregateUDFImpl for KeptValues {
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
         let Some(value) = arg_types.first() else {
-            return Err(DataFusionError::Plan(format!(
-                "Function '{}' does not accept parameters ().",
-                self.name().to_uppercase()
-            )));
+            return Err(super::udf::refused_parameters(
+                &self.name().to_uppercase(),
+                arg_types,
+            ));
         };
         Ok(match self.kind {
             Kind::CountDistinct => DataType::Int64,

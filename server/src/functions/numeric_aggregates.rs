@@ -7,11 +7,13 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{DataType, Field, FieldRef};
-use datafusion::common::{DataFusionError, Result, ScalarValue};
+use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility,
 };
+
+use super::udf::refused_parameters;
 
 /// The functions of this module, to register.
 pub fn functions() -> Vec<AggregateUDF> {
@@ -22,20 +24,6 @@ pub fn functions() -> Vec<AggregateUDF> {
         AggregateUDF::new_from_impl(Spread::new(SpreadKind::Deviation)),
         AggregateUDF::new_from_impl(Spread::new(SpreadKind::Correlation)),
     ]
-}
-
-fn refuse(name: &str, arg_types: &[DataType]) -> DataFusionError {
-    let listed: Vec<String> = arg_types
-        .iter()
-        .map(|t| {
-            crate::types::SqlType::from_arrow(t).map_or_else(|| t.to_string(), |t| t.to_string())
-        })
-        .collect();
-    DataFusionError::Plan(format!(
-        "Function '{}' does not accept parameters ({}).",
-        name.to_uppercase(),
-        listed.join(", ")
-    ))
 }
 
 /// ksqlDB's `SUM` (and `SUM_LIST`, over the elements of an array): the total in the
@@ -79,7 +67,7 @@ impl AggregateUDFImpl for Sum {
             Some(DataType::Int64) => Ok(DataType::Int64),
             Some(DataType::Float32 | DataType::Float64) => Ok(DataType::Float64),
             Some(decimal @ DataType::Decimal128(_, _)) => Ok(decimal.clone()),
-            _ => Err(refuse(self.name(), arg_types)),
+            _ => Err(refused_parameters(&self.name().to_uppercase(), arg_types)),
         }
     }
 
@@ -265,7 +253,7 @@ impl AggregateUDFImpl for Spread {
         if arg_types.iter().all(|t| t.is_numeric()) {
             Ok(DataType::Float64)
         } else {
-            Err(refuse(self.name(), arg_types))
+            Err(refused_parameters(&self.name().to_uppercase(), arg_types))
         }
     }
 

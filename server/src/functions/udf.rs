@@ -60,17 +60,7 @@ impl ScalarUDFImpl for KsqlFunction {
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> datafusion::error::Result<DataType> {
-        (self.return_type)(arg_types).ok_or_else(|| {
-            let names: Vec<String> = arg_types
-                .iter()
-                .map(|t| SqlType::from_arrow(t).map_or_else(|| "NULL".into(), |t| t.to_string()))
-                .collect();
-            DataFusionError::Plan(format!(
-                "Function '{}' does not accept parameters ({}).",
-                self.name,
-                names.join(", ")
-            ))
-        })
+        (self.return_type)(arg_types).ok_or_else(|| refused_parameters(self.name, arg_types))
     }
 
     fn invoke_with_args(
@@ -94,6 +84,24 @@ impl ScalarUDFImpl for KsqlFunction {
             Ok(ColumnarValue::Array(out))
         }
     }
+}
+
+/// ksqlDB's error for a function called with argument types it has no overload for:
+/// `Function 'SUM' does not accept parameters (STRING).` (`name` as the message shows it)
+pub fn refused_parameters(name: &str, arg_types: &[DataType]) -> DataFusionError {
+    let names: Vec<String> = arg_types
+        .iter()
+        .map(|t| match SqlType::from_arrow(t) {
+            Some(ty) => ty.to_string(),
+            None if *t == DataType::Null => "NULL".into(),
+            None => t.to_string(),
+        })
+        .collect();
+    DataFusionError::Plan(format!(
+        "Function '{}' does not accept parameters ({}).",
+        name,
+        names.join(", ")
+    ))
 }
 
 /// Whether a type is one of Arrow's string types.

@@ -97,6 +97,14 @@ pub fn check_grouping(
     Ok(())
 }
 
+/// The expressions a projection selects (`*` and `source.*` left out).
+pub fn selected_expressions(projection: &[SelectItem]) -> impl Iterator<Item = &Expr> {
+    projection.iter().filter_map(|item| match item {
+        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => Some(e),
+        _ => None,
+    })
+}
+
 /// The `GROUP BY` expressions, as ksqlDB compares them.
 struct Grouped {
     /// Each expression's text, without source qualifiers.

@@ -143,27 +143,15 @@ impl AggregateTask {
     /// Reads the records processed before a restart into the state, writing nothing.
     async fn rebuild(&self, aggregation: &mut Aggregation) -> Result<(), String> {
         for (&partition, &until) in &self.positions {
-            let mut offset = self.origins.get(&partition).copied().unwrap_or(until);
-            while offset < until {
-                let request = read_committed(&self.spec.source.topic, partition, offset);
-                let response = self
-                    .log
-                    .fetch(&request)
-                    .await
-                    .map_err(|e| self.fail("rebuilding the state", &e))?;
-                if response.next_offset == offset {
-                    break;
-                }
-                let records: Vec<Record> = response
-                    .records
-                    .into_iter()
-                    .filter(|r| r.offset < until)
-                    .collect();
-                let changes = self.fold(aggregation, &records, partition, false);
+            let from = self.origins.get(&partition).copied().unwrap_or(until);
+            let at = (self.spec.source.topic.as_str(), partition);
+            super::replay(&*self.log, at, from, until, |records| {
+                let changes = self.fold(aggregation, records, partition, false);
                 // Nothing is written; the records' keys are what the materialized rows need.
                 let _ = self.to_records(&changes);
-                offset = response.next_offset;
-            }
+            })
+            .await
+            .map_err(|e| self.fail("rebuilding the state", &e))?;
         }
         Ok(())
     }
@@ -179,10 +167,8 @@ impl AggregateTask {
     ) -> Vec<Changes> {
         let mut all = Vec::new();
         let over_table = self.spec.source.kind == SourceKind::Table;
-        for run in records.chunk_by(|a, b| {
-            (a.key.is_some(), a.value.is_some()) == (b.key.is_some(), b.value.is_some())
-        }) {
-            match (run[0].key.is_some(), run[0].value.is_some()) {
+        for (run, keyed, valued) in super::presence_runs(records) {
+            match (keyed, valued) {
                 // A record without a value means nothing to a stream's aggregation; to a
                 // table's, it deletes its key. A table's record without a key is dropped.
                 (false, false) => {}

@@ -365,6 +365,38 @@ pub(crate) fn read_committed(topic: &str, partition: i32, offset: i64) -> FetchR
         .with_isolation(IsolationLevel::ReadCommitted)
 }
 
+/// A partition's records in runs that agree on whether they have a key and a value (a
+/// table reads the three kinds differently), in order, with those two facts.
+pub(crate) fn presence_runs(records: &[Record]) -> impl Iterator<Item = (&[Record], bool, bool)> {
+    records
+        .chunk_by(|a, b| {
+            (a.key.is_some(), a.value.is_some()) == (b.key.is_some(), b.value.is_some())
+        })
+        .map(|run| (run, run[0].key.is_some(), run[0].value.is_some()))
+}
+
+/// Reads a partition's committed records from `from` up to `until` (exclusive) and hands
+/// them to `each`, batch by batch: how a query rebuilds its state after a restart.
+pub(crate) async fn replay(
+    log: &dyn Log,
+    (topic, partition): (&str, i32),
+    from: i64,
+    until: i64,
+    mut each: impl FnMut(&[Record]),
+) -> Result<(), LogError> {
+    let mut offset = from;
+    while offset < until {
+        let response = log.fetch(&read_committed(topic, partition, offset)).await?;
+        if response.next_offset == offset {
+            break;
+        }
+        let end = response.records.partition_point(|r| r.offset < until);
+        each(&response.records[..end]);
+        offset = response.next_offset;
+    }
+    Ok(())
+}
+
 /// Waits while a query is paused; `false` once it is stopped (or its owner is gone).
 pub(crate) async fn until_running(state: &mut watch::Receiver<QueryState>) -> bool {
     loop {
@@ -625,10 +657,8 @@ impl PartitionTask {
         }
         let mut changes = Vec::new();
         let mut pieces: Vec<(RecordBatch, Vec<ProducerRecord>)> = Vec::new();
-        for run in records.chunk_by(|a, b| {
-            (a.key.is_some(), a.value.is_some()) == (b.key.is_some(), b.value.is_some())
-        }) {
-            match (run[0].key.is_some(), run[0].value.is_some()) {
+        for (run, keyed, valued) in presence_runs(records) {
+            match (keyed, valued) {
                 (false, _) => continue,
                 (true, false) => changes.extend(run.iter().map(Change::Tombstone)),
                 (true, true) => {
@@ -768,18 +798,11 @@ impl PartitionTask {
     }
 
     async fn replay(&self) -> Result<(), LogError> {
-        let mut offset = self.origin;
-        while offset < self.offset {
-            let request = read_committed(&self.spec.source.topic, self.partition, offset);
-            let response = self.log.fetch(&request).await?;
-            if response.next_offset == offset {
-                break;
-            }
-            let until = response.records.partition_point(|r| r.offset < self.offset);
-            self.process(&response.records[..until]);
-            offset = response.next_offset;
-        }
-        Ok(())
+        let at = (self.spec.source.topic.as_str(), self.partition);
+        replay(&*self.log, at, self.origin, self.offset, |records| {
+            self.process(records);
+        })
+        .await
     }
 
     async fn run(mut self) -> Result<(), String> {

@@ -316,10 +316,8 @@ impl TransientTask {
     /// (their key columns, NULL values). Records without a key are dropped. `false` once
     /// the subscriber is gone or the `LIMIT` is reached.
     async fn send_table_changes(&mut self, records: &[crate::log::Record]) -> bool {
-        for run in records.chunk_by(|a, b| {
-            (a.key.is_some(), a.value.is_some()) == (b.key.is_some(), b.value.is_some())
-        }) {
-            match (run[0].key.is_some(), run[0].value.is_some()) {
+        for (run, keyed, valued) in super::presence_runs(records) {
+            match (keyed, valued) {
                 (false, _) => {}
                 (true, true) => {
                     if !self.send_rows(run).await {

@@ -357,15 +357,15 @@ impl Aggregation {
         if having_key.is_none() {
             group.shown = true;
         }
-        pending.rows.push(GroupRow::Stored(previous.group));
-        for (column, value) in pending.values.iter_mut().zip(values) {
-            column.push(value);
-        }
-        pending.tombstones.push(false);
-        pending.timestamps.push(group.timestamp);
-        pending.windows.push(None);
-        pending.input_rows.push(cause);
-        pending.groups.push(having_key);
+        let timestamp = group.timestamp;
+        pending.push_change(
+            (GroupRow::Stored(previous.group), cause),
+            values,
+            false,
+            timestamp,
+            None,
+            having_key,
+        );
         Ok(())
     }
 
@@ -673,21 +673,18 @@ impl Aggregation {
                 self.last_close = Some(close);
                 let retention = (size + windowing.grace).max(windowing.retention.unwrap_or(0));
                 let retained_from = self.stream_time.saturating_sub(retention);
-                // Windows that are no longer retained go without a row.
-                let expired: Vec<(i64, Box<[u8]>)> = self
+                // Windows that are no longer retained go without a row. (An empty key is
+                // the first of a start.)
+                let retained = self
                     .pending_windows
-                    .iter()
-                    .take_while(|(start, _)| *start < retained_from)
-                    .cloned()
-                    .collect();
-                for entry in &expired {
-                    self.pending_windows.remove(entry);
-                    self.groups.remove(&entry.1);
+                    .split_off(&(retained_from, Box::default()));
+                let expired = std::mem::replace(&mut self.pending_windows, retained);
+                for (_, key) in &expired {
+                    self.groups.remove(key);
                 }
                 let from = lower.max(retained_from);
                 self.pending_windows
-                    .iter()
-                    .skip_while(|(start, _)| *start < from)
+                    .range((from, Box::default())..)
                     .take_while(|(start, _)| *start <= upper)
                     .cloned()
                     .collect()
@@ -705,15 +702,14 @@ impl Aggregation {
             {
                 sessions.retain(|s| *s != window);
             }
-            pending.rows.push(GroupRow::Stored(group_bytes.into()));
-            for (column, value) in pending.values.iter_mut().zip(values) {
-                column.push(value);
-            }
-            pending.tombstones.push(false);
-            pending.timestamps.push(group.timestamp);
-            pending.windows.push(group.window);
-            pending.input_rows.push(cause);
-            pending.groups.push(None);
+            pending.push_change(
+                (GroupRow::Stored(group_bytes.into()), cause),
+                values,
+                false,
+                group.timestamp,
+                group.window,
+                None,
+            );
         }
         Ok(())
     }
@@ -770,15 +766,29 @@ impl Pending {
         window: Option<(i64, i64)>,
         group: Option<Box<[u8]>>,
     ) {
-        self.rows
-            .push(GroupRow::Batch(u32::try_from(at.index).unwrap_or(u32::MAX)));
+        let row = GroupRow::Batch(u32::try_from(at.index).unwrap_or(u32::MAX));
+        self.push_change((row, at.cause), values, tombstone, timestamp, window, group);
+    }
+
+    /// Records a change: where its group values come from and the input row that caused
+    /// it, its aggregate values, and (for `HAVING` bookkeeping) its group's state key.
+    fn push_change(
+        &mut self,
+        (row, cause): (GroupRow, usize),
+        values: Vec<ScalarValue>,
+        tombstone: bool,
+        timestamp: i64,
+        window: Option<(i64, i64)>,
+        group: Option<Box<[u8]>>,
+    ) {
+        self.rows.push(row);
         for (column, value) in self.values.iter_mut().zip(values) {
             column.push(value);
         }
         self.tombstones.push(tombstone);
         self.timestamps.push(timestamp);
         self.windows.push(window);
-        self.input_rows.push(at.cause);
+        self.input_rows.push(cause);
         self.groups.push(group);
     }
 }
