@@ -888,7 +888,7 @@ impl Engine {
         let (input, plan, key_columns, value_columns) = if aggregating {
             let query = with_collection_limits(&create.query, properties);
             let (input, plan, keys, values) = self
-                .plan_aggregate_query(&state.catalog, &query, Some(&name))
+                .plan_aggregate_query(&state.catalog, &query, Some(&name), properties)
                 .await?;
             (input, QueryPlan::Aggregate(plan), keys, values)
         } else {
@@ -1367,6 +1367,7 @@ impl Engine {
         catalog: &Catalog,
         query: &riffle_grammar::ast::Query,
         sink_name: Option<&str>,
+        properties: &Properties,
     ) -> Result<
         (
             Source,
@@ -1419,6 +1420,7 @@ impl Engine {
             plan.over_table = true;
             check_table_aggregates(&plan)?;
         }
+        plan.emission = emission(properties)?;
         if query.emit == Some(riffle_grammar::ast::EmitMode::Final) {
             if plan.windowing.is_none() {
                 return Err(EngineError::Statement(
@@ -2000,7 +2002,7 @@ impl Engine {
         if query.is_push() && aggregating {
             let query = with_collection_limits(&query, properties);
             let (source, plan, key_columns, value_columns) = self
-                .plan_aggregate_query(&state.catalog, &query, None)
+                .plan_aggregate_query(&state.catalog, &query, None, properties)
                 .await?;
             state.next_transient += 1;
             let id = format!("transient_{}_{}", source.name, state.next_transient);
@@ -2676,6 +2678,42 @@ fn format_defaults(properties: &Properties) -> FormatDefaults {
             .get("ksql.persistence.wrap.single.values")
             .and_then(|v| v.parse().ok()),
     }
+}
+
+/// How an aggregation emits, from ksqlDB's record-cache properties: a cache of 0 bytes
+/// emits every change; otherwise changes are coalesced (10 MB and 2 s by default).
+fn emission(properties: &Properties) -> Result<crate::plan::aggregate::Emission, EngineError> {
+    use crate::plan::aggregate::Emission;
+    let number = |names: &[&str]| -> Result<Option<u64>, EngineError> {
+        let Some((name, value)) = names
+            .iter()
+            .find_map(|name| properties.get(*name).map(|value| (name, value)))
+        else {
+            return Ok(None);
+        };
+        value.trim().parse().map(Some).map_err(|_| {
+            EngineError::Statement(format!(
+                "Invalid value {value} for configuration {name}: Not a number of type LONG"
+            ))
+        })
+    };
+    let cache = number(&[
+        "ksql.streams.cache.max.bytes.buffering",
+        "cache.max.bytes.buffering",
+        "ksql.streams.statestore.cache.max.bytes",
+        "statestore.cache.max.bytes",
+    ])?;
+    let interval = number(&["ksql.streams.commit.interval.ms", "commit.interval.ms"])?;
+    Ok(match cache {
+        Some(0) => Emission::PerRecord,
+        cache => Emission::Coalesced {
+            cache_bytes: cache.map_or(Emission::DEFAULT_CACHE_BYTES, |c| c as usize),
+            commit_interval: interval.map_or(
+                Emission::DEFAULT_COMMIT_INTERVAL,
+                std::time::Duration::from_millis,
+            ),
+        },
+    })
 }
 
 /// `auto.offset.reset` (or its `ksql.streams.` form); ksqlDB's default is `latest`.

@@ -13,6 +13,16 @@ fn earliest() -> Properties {
     Properties::from([("auto.offset.reset".to_string(), "earliest".to_string())])
 }
 
+/// [`earliest`], with ksqlDB's record cache off: every change of an aggregation is emitted.
+fn earliest_per_record() -> Properties {
+    let mut properties = earliest();
+    properties.insert(
+        "ksql.streams.cache.max.bytes.buffering".to_string(),
+        "0".to_string(),
+    );
+    properties
+}
+
 fn click(user: &str, page: &str, time: i64) -> ProducerRecord {
     ProducerRecord {
         timestamp: Some(time),
@@ -111,7 +121,7 @@ async fn having_emits_a_tombstone_when_a_group_stops_qualifying() {
                WITH (kafka_topic='clicks', value_format='JSON', partitions=1);
              CREATE TABLE pairs AS SELECT page, COUNT(*) AS n FROM clicks \
                GROUP BY page HAVING COUNT(*) = 2;",
-            &earliest(),
+            &earliest_per_record(),
         )
         .await
         .expect("statements run");
@@ -178,7 +188,7 @@ async fn a_push_query_with_group_by_streams_each_change() {
     let mut query = engine
         .query(
             "SELECT user, COUNT(*) AS n FROM clicks GROUP BY user EMIT CHANGES LIMIT 3;",
-            &earliest(),
+            &earliest_per_record(),
         )
         .await
         .expect("the push query starts");
@@ -327,6 +337,58 @@ async fn tables_take_updates_and_deletes_back_out_of_their_aggregates_across_a_r
     assert_eq!(
         pull(&engine, "SELECT * FROM users;").await,
         ["ann|us", "cid|eu"]
+    );
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_a_burst_of_records_gives_one_row_per_group_as_ksqldbs_record_cache_does() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("opens");
+    let engine = Engine::start(Arc::new(log.clone())).await.expect("starts");
+    engine
+        .execute(
+            "CREATE STREAM clicks (user STRING KEY, page STRING) \
+               WITH (kafka_topic='clicks', value_format='JSON', partitions=1);
+             CREATE TABLE per_user AS SELECT user, COUNT(*) AS n FROM clicks GROUP BY user;",
+            &earliest(),
+        )
+        .await
+        .expect("statements run");
+    let burst = (0..5)
+        .map(|i| click("ann", "/a", i))
+        .chain((5..7).map(|i| click("bob", "/b", i)))
+        .collect();
+    log.produce("clicks", burst, Acks::All)
+        .await
+        .expect("produced");
+    engine.wait_until_caught_up().await.expect("caught up");
+    let response = log
+        .fetch(&FetchRequest::new("PER_USER", 0, 0))
+        .await
+        .expect("readable");
+    let rows: Vec<(String, String, i64)> = response
+        .records
+        .iter()
+        .map(|r| {
+            (
+                String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned(),
+                String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned(),
+                r.timestamp,
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("ann".to_string(), r#"{"N":5}"#.to_string(), 4),
+            ("bob".to_string(), r#"{"N":2}"#.to_string(), 6),
+        ],
+        "each group's latest row, once"
+    );
+    assert_eq!(
+        pull(&engine, "SELECT * FROM per_user WHERE user = 'ann';").await,
+        ["ann|5"]
     );
     engine.shutdown().await;
 }

@@ -109,14 +109,17 @@ fn is_query(statement: &str) -> bool {
 
 async fn drive(case: &Case, server: &TestServer) -> Result<(), String> {
     create_topics(case, &server.log).await?;
-    let properties: serde_json::Map<String, Value> =
-        std::iter::once(("auto.offset.reset".to_string(), Value::from("earliest")))
-            .chain(
-                case.properties
-                    .iter()
-                    .map(|(k, v)| (k.clone(), Value::from(v.as_str()))),
-            )
-            .collect();
+    let properties: serde_json::Map<String, Value> = [
+        ("auto.offset.reset".to_string(), Value::from("earliest")),
+        (crate::runner::CACHE_PROPERTY.to_string(), Value::from("0")),
+    ]
+    .into_iter()
+    .chain(
+        case.properties
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::from(v.as_str()))),
+    )
+    .collect();
     let split = case
         .statements
         .iter()

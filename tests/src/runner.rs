@@ -63,9 +63,16 @@ async fn run(case: &Case) -> Result<(), String> {
     result
 }
 
+/// ksqlDB's record cache size: 0 emits every change of an aggregation.
+pub const CACHE_PROPERTY: &str = "ksql.streams.cache.max.bytes.buffering";
+
 async fn drive(case: &Case, log: &EmbeddedLog, engine: &Engine) -> Result<(), String> {
-    let mut properties =
-        Properties::from([("auto.offset.reset".to_string(), "earliest".to_string())]);
+    // ksqlDB's test harness reads from the start and turns the record cache off: every
+    // change an aggregation makes is emitted.
+    let mut properties = Properties::from([
+        ("auto.offset.reset".to_string(), "earliest".to_string()),
+        (CACHE_PROPERTY.to_string(), "0".to_string()),
+    ]);
     properties.extend(case.properties.iter().cloned());
     create_topics(case, log).await?;
     for statement in &case.statements {

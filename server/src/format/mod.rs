@@ -162,6 +162,10 @@ pub struct RowDecoder {
     spec: FormatSpec,
     columns: Vec<(String, SqlType)>,
     appenders: Vec<Appender>,
+    /// JSON columns left NULL without decoding (no query reads them).
+    skipped: Vec<bool>,
+    /// No two column names differ only by case.
+    distinct_names: bool,
 }
 
 impl RowDecoder {
@@ -170,11 +174,27 @@ impl RowDecoder {
             .iter()
             .map(|(_, ty)| Appender::new(ty, capacity))
             .collect();
+        let distinct_names = columns.iter().enumerate().all(|(i, (name, _))| {
+            columns[..i]
+                .iter()
+                .all(|(other, _)| !other.eq_ignore_ascii_case(name))
+        });
         Self {
+            skipped: vec![false; columns.len()],
+            distinct_names,
             spec,
             columns,
             appenders,
         }
+    }
+
+    /// Leaves the JSON columns of `skipped` NULL without decoding them: only for columns
+    /// that take any JSON value (STRING), so that skipping them loses no error.
+    pub fn skipping(mut self, skipped: Vec<bool>) -> Self {
+        if skipped.len() == self.columns.len() {
+            self.skipped = skipped;
+        }
+        self
     }
 
     /// Decodes one payload (`None`: a null record) into one entry per column. On error
@@ -229,6 +249,8 @@ impl RowDecoder {
         let mut visitor = RowVisitor {
             columns: &self.columns,
             appenders: &mut self.appenders,
+            skipped: &self.skipped,
+            distinct_names: self.distinct_names,
             seen: &mut seen,
             first_error: None,
         };
@@ -288,8 +310,58 @@ impl RowDecoder {
 struct RowVisitor<'a> {
     columns: &'a [(String, SqlType)],
     appenders: &'a mut [Appender],
+    skipped: &'a [bool],
+    distinct_names: bool,
     seen: &'a mut [bool],
     first_error: Option<String>,
+}
+
+/// A JSON field name, read as the index of the column it names (an exact match, else a
+/// case-insensitive one), without copying it. Records of a topic mostly list their fields
+/// in one order: the column after the previous field's is tried first.
+struct ColumnOfField<'a> {
+    columns: &'a [(String, SqlType)],
+    expected: usize,
+    /// No two columns' names differ only by case (else the first case-insensitive match
+    /// wins, wherever the expected column is).
+    distinct_names: bool,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for ColumnOfField<'_> {
+    type Value = Option<usize>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, field: D) -> Result<Option<usize>, D::Error> {
+        field.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ColumnOfField<'_> {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, field: &str) -> Result<Option<usize>, E> {
+        let columns = self.columns;
+        if let Some((name, _)) = columns.get(self.expected)
+            && name.as_str() == field
+        {
+            return Ok(Some(self.expected));
+        }
+        let exact = columns.iter().position(|(name, _)| name.as_str() == field);
+        Ok(exact.or_else(|| {
+            // The expected column, unless another matches exactly, which `exact` ruled out.
+            match columns.get(self.expected) {
+                Some((name, _)) if self.distinct_names && name.eq_ignore_ascii_case(field) => {
+                    Some(self.expected)
+                }
+                _ => columns
+                    .iter()
+                    .position(|(name, _)| name.eq_ignore_ascii_case(field)),
+            }
+        }))
+    }
 }
 
 impl<'de> serde::de::Visitor<'de> for &mut RowVisitor<'_> {
@@ -300,18 +372,15 @@ impl<'de> serde::de::Visitor<'de> for &mut RowVisitor<'_> {
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            let index = self
-                .columns
-                .iter()
-                .position(|(name, _)| name.as_str() == key)
-                .or_else(|| {
-                    self.columns
-                        .iter()
-                        .position(|(name, _)| name.eq_ignore_ascii_case(&key))
-                });
+        let mut expected = 0;
+        while let Some(index) = map.next_key_seed(ColumnOfField {
+            columns: self.columns,
+            expected,
+            distinct_names: self.distinct_names,
+        })? {
+            expected = index.map_or(expected, |i| i + 1);
             match index {
-                Some(i) if !self.seen[i] => {
+                Some(i) if !self.seen[i] && !self.skipped[i] => {
                     let raw: &serde_json::value::RawValue = map.next_value()?;
                     self.seen[i] = true;
                     if let Err(error) =

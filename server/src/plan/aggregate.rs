@@ -106,12 +106,47 @@ pub struct AggregatePlan {
     pub over_table: bool,
     /// `EMIT FINAL`: a window's row is emitted once, when the window closes.
     pub emit_final: bool,
+    pub emission: Emission,
+}
+
+/// How an aggregation emits the changes rows make to groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Emission {
+    /// Every input row that changes a group emits the group's new row: ksqlDB with its
+    /// record cache off (`cache.max.bytes.buffering` 0), as its tests run.
+    PerRecord,
+    /// ksqlDB's record cache: changed groups are held, and each emits its latest row once
+    /// when the cache is flushed: every `commit_interval`, when the held groups reach about
+    /// `cache_bytes`, and whenever the query has read all there is to read.
+    Coalesced {
+        cache_bytes: usize,
+        commit_interval: std::time::Duration,
+    },
+}
+
+impl Emission {
+    /// ksqlDB's default record cache: 10 MB.
+    pub const DEFAULT_CACHE_BYTES: usize = 10_000_000;
+    /// ksqlDB's default commit interval: 2 seconds.
+    pub const DEFAULT_COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 }
 
 impl AggregatePlan {
     /// How many group values the aggregated row starts with (window bounds included).
     pub fn group_width(&self) -> usize {
         self.aggregated_schema.fields().len() - self.aggregates.len()
+    }
+
+    /// The expressions over input rows: the filter, the groups and the aggregates'
+    /// arguments and orderings.
+    pub fn input_expressions(&self) -> Vec<Arc<dyn PhysicalExpr>> {
+        let mut expressions: Vec<Arc<dyn PhysicalExpr>> =
+            self.filter.iter().chain(&self.group_by).cloned().collect();
+        for aggregate in &self.aggregates {
+            expressions.extend(aggregate.expressions());
+            expressions.extend(aggregate.order_bys().iter().map(|o| o.expr.clone()));
+        }
+        expressions
     }
 
     /// The names of the group values in the aggregated row.
@@ -280,6 +315,7 @@ impl Planner {
             windowing,
             over_table: false,
             emit_final: false,
+            emission: Emission::PerRecord,
         })
     }
 }

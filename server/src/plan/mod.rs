@@ -92,6 +92,17 @@ pub struct StatelessPlan {
     pub output_schema: SchemaRef,
 }
 
+impl StatelessPlan {
+    /// The expressions over input rows: the filter and the projection.
+    pub fn input_expressions(&self) -> Vec<Arc<dyn PhysicalExpr>> {
+        self.filter
+            .iter()
+            .chain(self.projection.iter().map(|c| &c.expr))
+            .cloned()
+            .collect()
+    }
+}
+
 /// One output column: its name, how it is computed, and the input column it copies when it
 /// is a plain column reference (which is how key columns carry through a query).
 #[derive(Debug, Clone)]

@@ -7,14 +7,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arrow::array::{Array, ArrayRef, RecordBatch};
 use tokio::sync::watch;
 
 use super::{ProcessingLog, QuerySpec, QueryState, read_committed, until_running};
 use crate::log::{Acks, IsolationLevel, Log, ProducerRecord, Record, TopicPartitionOffset};
-use crate::plan::aggregate::AggregatePlan;
+use crate::plan::aggregate::{AggregatePlan, Emission};
 use crate::runtime::aggregate::{Aggregation, Changes, windowed_key};
 use crate::runtime::{RecordError, SourceDecoder};
 use riffle_grammar::ast::SourceKind;
@@ -47,6 +47,8 @@ pub(super) struct AggregateTask {
     /// The table's current rows, for pull queries.
     pub materialized: Option<Arc<super::materialized::Materialized>>,
     pub delivery: Delivery,
+    /// Coalesced emission: changes made since the last flush that are not groups' rows.
+    pub held: Vec<Changes>,
 }
 
 impl AggregateTask {
@@ -59,7 +61,24 @@ impl AggregateTask {
             .map_err(|e| self.fail("starting the aggregation", &e))?;
         self.rebuild(&mut aggregation).await?;
         let partitions: Vec<i32> = self.positions.keys().copied().collect();
+        let coalesced = match self.plan.emission {
+            Emission::PerRecord => None,
+            Emission::Coalesced {
+                cache_bytes,
+                commit_interval,
+            } => Some((cache_bytes, commit_interval)),
+        };
+        // Coalesced emission: what was read since the last flush is neither delivered nor
+        // committed until the flush.
+        let mut unflushed = false;
+        let mut last_flush = Instant::now();
         loop {
+            if unflushed && *self.state.borrow() != QueryState::Running {
+                if !self.flush(&mut aggregation, &partitions).await? {
+                    return Ok(());
+                }
+                unflushed = false;
+            }
             if !until_running(&mut self.state).await {
                 return Ok(());
             }
@@ -77,45 +96,103 @@ impl AggregateTask {
                 }
                 read_any = true;
                 let changes = self.fold(&mut aggregation, &response.records, partition, true);
-                if let Delivery::Subscriber { rows, remaining } = &mut self.delivery {
-                    for change in &changes {
-                        if !send_rows(change, rows, remaining).await {
-                            return Ok(());
-                        }
-                    }
-                    self.positions.insert(partition, response.next_offset);
+                self.positions.insert(partition, response.next_offset);
+                if coalesced.is_some() {
+                    // Changes that are never coalesced (EMIT FINAL rows, the tombstones of
+                    // merged sessions) go out when the groups' rows do.
+                    self.held.extend(changes);
+                    unflushed = true;
                     continue;
                 }
-                let records = self.to_records(&changes);
-                if let Some(topic) = &self.spec.sink_topic
-                    && !records.is_empty()
-                {
-                    self.log
-                        .produce(topic, records, Acks::All)
-                        .await
-                        .map_err(|e| self.fail("writing to the sink", &e))?;
+                if !self.deliver(&changes).await? {
+                    return Ok(());
                 }
-                self.positions.insert(partition, response.next_offset);
-                self.log
-                    .commit_offsets(
-                        &self.spec.id,
-                        &[TopicPartitionOffset {
-                            topic: self.spec.source.topic.clone(),
-                            partition,
-                            offset: response.next_offset,
-                        }],
-                    )
-                    .await
-                    .map_err(|e| self.fail("committing the position", &e))?;
-                let next = response.next_offset;
-                self.progress.send_modify(|progress| {
-                    progress.insert(partition, next);
-                });
+                self.commit(&[partition]).await?;
+            }
+            if let Some((cache_bytes, commit_interval)) = coalesced
+                && unflushed
+                && (!read_any
+                    || aggregation.cached_bytes() >= cache_bytes
+                    || last_flush.elapsed() >= commit_interval)
+            {
+                if !self.flush(&mut aggregation, &partitions).await? {
+                    return Ok(());
+                }
+                unflushed = false;
+                last_flush = Instant::now();
+                continue;
             }
             if !read_any && !self.wait_for_records(&partitions).await? {
                 return Ok(());
             }
         }
+    }
+
+    /// Coalesced emission: delivers the held changes and the changed groups' latest rows,
+    /// then commits every partition's position; `false` once a subscriber is done.
+    async fn flush(
+        &mut self,
+        aggregation: &mut Aggregation,
+        partitions: &[i32],
+    ) -> Result<bool, String> {
+        let flushed = aggregation
+            .flush()
+            .map_err(|e| self.fail("emitting the changed groups", &e))?;
+        let mut changes = std::mem::take(&mut self.held);
+        changes.push(flushed);
+        if !self.deliver(&changes).await? {
+            return Ok(false);
+        }
+        self.commit(partitions).await?;
+        Ok(true)
+    }
+
+    /// Sends changes where they go: rows to a subscriber (`false` once its `LIMIT` is
+    /// reached or it is gone), or records to the sink topic and the materialized rows.
+    async fn deliver(&mut self, changes: &[Changes]) -> Result<bool, String> {
+        if let Delivery::Subscriber { rows, remaining } = &mut self.delivery {
+            for change in changes {
+                if !send_rows(change, rows, remaining).await {
+                    return Ok(false);
+                }
+            }
+            return Ok(true);
+        }
+        let records = self.to_records(changes);
+        if let Some(topic) = &self.spec.sink_topic
+            && !records.is_empty()
+        {
+            self.log
+                .produce(topic, records, Acks::All)
+                .await
+                .map_err(|e| self.fail("writing to the sink", &e))?;
+        }
+        Ok(true)
+    }
+
+    /// Commits the positions reached in `partitions` (a persistent query's), and reports
+    /// them as the query's progress.
+    async fn commit(&self, partitions: &[i32]) -> Result<(), String> {
+        let offsets: Vec<TopicPartitionOffset> = partitions
+            .iter()
+            .map(|&partition| TopicPartitionOffset {
+                topic: self.spec.source.topic.clone(),
+                partition,
+                offset: self.positions[&partition],
+            })
+            .collect();
+        if matches!(self.delivery, Delivery::Sink) {
+            self.log
+                .commit_offsets(&self.spec.id, &offsets)
+                .await
+                .map_err(|e| self.fail("committing the position", &e))?;
+        }
+        self.progress.send_modify(|progress| {
+            for offset in &offsets {
+                progress.insert(offset.partition, offset.offset);
+            }
+        });
+        Ok(())
     }
 
     /// Waits (at most a second) until a partition has records or the query's state
@@ -152,6 +229,12 @@ impl AggregateTask {
             })
             .await
             .map_err(|e| self.fail("rebuilding the state", &e))?;
+        }
+        if self.plan.emission != Emission::PerRecord {
+            let changes = aggregation
+                .flush()
+                .map_err(|e| self.fail("rebuilding the state", &e))?;
+            let _ = self.to_records(&[changes]);
         }
         Ok(())
     }

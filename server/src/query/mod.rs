@@ -134,6 +134,21 @@ pub enum QueryPlan {
     Aggregate(Arc<crate::plan::aggregate::AggregatePlan>),
 }
 
+impl QueryPlan {
+    /// The input columns the plan reads, by name.
+    pub fn used_columns(&self) -> std::collections::HashSet<String> {
+        let expressions = match self {
+            QueryPlan::Stateless(plan) => plan.input_expressions(),
+            QueryPlan::Aggregate(plan) => plan.input_expressions(),
+        };
+        expressions
+            .iter()
+            .flat_map(datafusion::physical_expr::utils::collect_columns)
+            .map(|column| column.name().to_string())
+            .collect()
+    }
+}
+
 /// What a persistent query runs.
 #[derive(Debug, Clone)]
 pub struct QuerySpec {
@@ -209,7 +224,9 @@ impl PersistentQuery {
         let (progress_sender, progress) = watch::channel(starts.clone());
         let progress_sender = Arc::new(progress_sender);
         let failure = Arc::new(Mutex::new(None));
-        let decoder = Arc::new(SourceDecoder::new(spec.source.clone()));
+        let decoder = Arc::new(
+            SourceDecoder::new(spec.source.clone()).reading_only(&spec.plan.used_columns()),
+        );
         let spawn = |id: String,
                      partition: Option<i32>,
                      work: std::pin::Pin<
@@ -286,6 +303,7 @@ impl PersistentQuery {
                 let task = aggregate::AggregateTask {
                     materialized: Some(table),
                     delivery: aggregate::Delivery::Sink,
+                    held: Vec::new(),
                     log: log.clone(),
                     spec: spec.clone(),
                     plan: plan.clone(),

@@ -8,13 +8,17 @@
 //! time seen; a record for a window that ended more than the grace period before stream
 //! time is late and dropped. A `HAVING` that stops holding for a group emits a tombstone.
 //!
+//! With coalesced emission (ksqlDB's record cache, on by default) a changed group is only
+//! marked; [`Aggregation::flush`] emits each marked group's latest row once. Per-record
+//! emission (the cache off, as ksqlDB's tests run) emits every change as it happens.
+//!
 //! With `EMIT FINAL` nothing is emitted as rows arrive; once stream time passes a window's
 //! end plus the grace period, its row is emitted once and its state dropped. As in ksqlDB,
 //! a time window is only emitted while it is retained (start at least stream time minus
 //! size plus grace, or the `RETENTION`): a jump in stream time skips the windows it
 //! passes over.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch};
@@ -24,7 +28,11 @@ use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
 
 use crate::plan::PlanError;
-use crate::plan::aggregate::{AggregatePlan, WindowKind};
+use crate::plan::aggregate::{AggregatePlan, Emission, WindowKind};
+
+/// The hash maps of the state: keys are group bytes, hashed fast (no untrusted-input
+/// flooding concern: a group only exists once a record made it).
+type StateMap<V> = HashMap<Box<[u8]>, V, foldhash::fast::RandomState>;
 
 /// One group's state.
 #[derive(Debug)]
@@ -35,6 +43,8 @@ struct Group {
     /// Whether the group's last output was a row (not filtered out by `HAVING`).
     shown: bool,
     window: Option<(i64, i64)>,
+    /// Coalesced emission: changed since the last flush.
+    dirty: bool,
 }
 
 /// What one input row did to the output: a group's new row, or a tombstone.
@@ -86,18 +96,24 @@ pub struct Aggregation {
     plan: Arc<AggregatePlan>,
     /// Turns group values into bytes: with the window bounds appended, the state's key.
     converter: RowConverter,
-    groups: HashMap<Box<[u8]>, Group>,
+    groups: StateMap<Group>,
     /// Sessions per group (the group values' bytes): their (start, end), for merging.
-    sessions: HashMap<Box<[u8]>, Vec<(i64, i64)>>,
+    sessions: StateMap<Vec<(i64, i64)>>,
+    /// Windowed groups by window end, for eviction.
+    window_ends: BTreeSet<(i64, Box<[u8]>)>,
+    /// Coalesced emission: the state keys of the groups changed since the last flush, in
+    /// the order they first changed, and about how many bytes the cache holds.
+    dirty: Vec<Box<[u8]>>,
+    dirty_bytes: usize,
     /// The key of the group being updated (no allocation per row).
     key_buffer: Vec<u8>,
     /// Over a table: each key's current row, its group and aggregate arguments, to take
     /// back out of the group when the row changes or is deleted.
-    previous: HashMap<Box<[u8]>, PreviousRow>,
+    previous: StateMap<PreviousRow>,
     stream_time: i64,
     /// `EMIT FINAL`: the windows not emitted yet, by start (time windows) or end
     /// (sessions), with their state keys.
-    pending_windows: std::collections::BTreeSet<(i64, Box<[u8]>)>,
+    pending_windows: BTreeSet<(i64, Box<[u8]>)>,
     /// `EMIT FINAL`: the close time of the last emission.
     last_close: Option<i64>,
     /// Records dropped because their window had closed.
@@ -145,11 +161,14 @@ impl Aggregation {
         Ok(Aggregation {
             converter: RowConverter::new(sort_fields)?,
             plan,
-            groups: HashMap::new(),
-            sessions: HashMap::new(),
+            groups: StateMap::default(),
+            sessions: StateMap::default(),
+            window_ends: BTreeSet::new(),
+            dirty: Vec::new(),
+            dirty_bytes: 0,
             key_buffer: Vec::new(),
-            previous: HashMap::new(),
-            pending_windows: std::collections::BTreeSet::new(),
+            previous: StateMap::default(),
+            pending_windows: BTreeSet::new(),
             last_close: None,
             stream_time: i64::MIN,
             late_records: 0,
@@ -319,7 +338,10 @@ impl Aggregation {
                 self.emit_closed_windows(cause, &mut pending)?;
             }
             self.processed += 1;
-            if self.processed.is_multiple_of(EVICT_EVERY) {
+            // Coalesced emission evicts when it flushes, so no changed group goes unseen.
+            if self.processed.is_multiple_of(EVICT_EVERY)
+                && self.plan.emission == Emission::PerRecord
+            {
                 self.evict_closed_windows();
             }
         }
@@ -350,6 +372,15 @@ impl Aggregation {
         }
         group.timestamp = group.timestamp.max(time);
         if !emit {
+            return Ok(());
+        }
+        if self.plan.emission != Emission::PerRecord {
+            mark_dirty(
+                group,
+                &previous.group,
+                &mut self.dirty,
+                &mut self.dirty_bytes,
+            );
             return Ok(());
         }
         let values = evaluate(&mut group.accumulators)?;
@@ -384,6 +415,9 @@ impl Aggregation {
             if let (true, Some((start, _))) = (self.plan.emit_final, window) {
                 self.pending_windows.insert((start, key.clone()));
             }
+            if let Some((_, end)) = window {
+                self.window_ends.insert((end, key.clone()));
+            }
             self.groups.insert(key, group);
         }
         let group = self
@@ -395,6 +429,15 @@ impl Aggregation {
         }
         group.timestamp = group.timestamp.max(at.time);
         if self.plan.emit_final {
+            return Ok(());
+        }
+        if self.plan.emission != Emission::PerRecord {
+            mark_dirty(
+                group,
+                &self.key_buffer,
+                &mut self.dirty,
+                &mut self.dirty_bytes,
+            );
             return Ok(());
         }
         let values = evaluate(&mut group.accumulators)?;
@@ -480,8 +523,14 @@ impl Aggregation {
         }
         merged.timestamp = merged.timestamp.max(time);
         let key = state_key(at.group, Some(window));
-        if emit_final {
-            self.pending_windows.insert((window.1, key.clone()));
+        self.window_ends.insert((window.1, key.clone()));
+        let coalesced = self.plan.emission != Emission::PerRecord;
+        if emit_final || coalesced {
+            if emit_final {
+                self.pending_windows.insert((window.1, key.clone()));
+            } else {
+                mark_dirty(&mut merged, &key, &mut self.dirty, &mut self.dirty_bytes);
+            }
             self.groups.insert(key, merged);
             let mut sessions = others;
             sessions.push(window);
@@ -523,7 +572,7 @@ impl Aggregation {
             .collect();
         let mut columns: Vec<ArrayRef> = match batch_rows {
             _ if plan.group_by.is_empty() => Vec::new(),
-            Some(rows) => {
+            Some(rows) if group_rows.is_some() => {
                 let indices = arrow::array::UInt32Array::from(rows);
                 groups
                     .iter()
@@ -531,7 +580,7 @@ impl Aggregation {
                     .collect::<Result<_, _>>()?
             }
             // Some groups are only known by their bytes: all are converted back from bytes.
-            None => {
+            _ => {
                 let parser = self.converter.parser();
                 let rows = pending.rows.iter().map(|g| match (g, group_rows) {
                     (GroupRow::Batch(row), Some(rows)) => rows.row(*row as usize),
@@ -726,12 +775,62 @@ impl Aggregation {
         };
         let keep_for = (windowing.grace + gap).max(windowing.retention.unwrap_or(0));
         let horizon = self.stream_time.saturating_sub(keep_for);
-        self.groups
-            .retain(|_, group| group.window.is_none_or(|(_, end)| end > horizon));
-        for sessions in self.sessions.values_mut() {
-            sessions.retain(|(_, end)| *end > horizon);
+        // Windows that end after the horizon stay (an empty key is the first of an end).
+        let kept = self
+            .window_ends
+            .split_off(&(horizon.saturating_add(1), Box::default()));
+        let closed = std::mem::replace(&mut self.window_ends, kept);
+        for (_, key) in closed {
+            let Some(group) = self.groups.remove(&key) else {
+                continue;
+            };
+            if let (WindowKind::Session { .. }, Some(window)) = (windowing.kind, group.window) {
+                let group_bytes = &key[..key.len().saturating_sub(16)];
+                if let Some(sessions) = self.sessions.get_mut(group_bytes) {
+                    sessions.retain(|s| *s != window);
+                    if sessions.is_empty() {
+                        self.sessions.remove(group_bytes);
+                    }
+                }
+            }
         }
-        self.sessions.retain(|_, sessions| !sessions.is_empty());
+    }
+
+    /// Coalesced emission: the latest row of each group changed since the last flush (a
+    /// tombstone where `HAVING` stopped holding), then forgets closed windows.
+    pub fn flush(&mut self) -> Result<Changes, PlanError> {
+        let mut pending = Pending::new(self.plan.aggregates.len());
+        self.dirty_bytes = 0;
+        for key in std::mem::take(&mut self.dirty) {
+            let Some(group) = self.groups.get_mut(&key) else {
+                continue;
+            };
+            if !std::mem::take(&mut group.dirty) {
+                continue;
+            }
+            let values = evaluate(&mut group.accumulators)?;
+            let group_len = key.len() - if group.window.is_some() { 16 } else { 0 };
+            let having_key = self.plan.having.is_some().then(|| key.clone());
+            if having_key.is_none() {
+                group.shown = true;
+            }
+            pending.push_change(
+                (GroupRow::Stored(key[..group_len].into()), 0),
+                values,
+                false,
+                group.timestamp,
+                group.window,
+                having_key,
+            );
+        }
+        let changes = self.finish(pending, &[], None)?;
+        self.evict_closed_windows();
+        Ok(changes)
+    }
+
+    /// Coalesced emission: about how many bytes the changed groups hold.
+    pub fn cached_bytes(&self) -> usize {
+        self.dirty_bytes
     }
 }
 
@@ -793,6 +892,15 @@ impl Pending {
     }
 }
 
+/// Coalesced emission: marks a group changed (once until the next flush).
+fn mark_dirty(group: &mut Group, key: &[u8], dirty: &mut Vec<Box<[u8]>>, bytes: &mut usize) {
+    if !std::mem::replace(&mut group.dirty, true) {
+        dirty.push(key.into());
+        // The key, its row and the cache's bookkeeping, as Kafka Streams' cache counts them.
+        *bytes += key.len() + 64;
+    }
+}
+
 /// A group with fresh accumulators.
 fn new_group(
     plan: &AggregatePlan,
@@ -814,6 +922,7 @@ fn new_group(
         timestamp: time,
         shown: false,
         window,
+        dirty: false,
     })
 }
 
@@ -894,6 +1003,20 @@ mod tests {
 
     /// An aggregation of `query` over a stream `CLICKS (USER STRING, ROWTIME BIGINT)`.
     fn aggregation(query: &str, emit_final: bool) -> Aggregation {
+        aggregation_with(query, |plan| plan.emit_final = emit_final)
+    }
+
+    /// An aggregation of `query` with coalesced emission.
+    fn coalesced(query: &str) -> Aggregation {
+        aggregation_with(query, |plan| {
+            plan.emission = Emission::Coalesced {
+                cache_bytes: Emission::DEFAULT_CACHE_BYTES,
+                commit_interval: Emission::DEFAULT_COMMIT_INTERVAL,
+            }
+        })
+    }
+
+    fn aggregation_with(query: &str, adjust: impl FnOnce(&mut AggregatePlan)) -> Aggregation {
         use arrow::datatypes::{DataType, Field, Schema};
         let planner = crate::plan::Planner::new();
         let schema = Arc::new(Schema::new(vec![
@@ -914,7 +1037,7 @@ mod tests {
         let mut plan = runtime
             .block_on(planner.plan_aggregate(&query, &["USER".to_string()]))
             .expect("plans");
-        plan.emit_final = emit_final;
+        adjust(&mut plan);
         Aggregation::new(Arc::new(plan)).expect("starts")
     }
 
@@ -962,6 +1085,81 @@ mod tests {
         assert_eq!(changes.output.num_rows(), 1000);
         assert_eq!(counts.groups.len(), 1, "emitted windows are dropped");
         assert_eq!(counts.pending_windows.len(), 1);
+    }
+
+    fn counts(changes: &Changes) -> Vec<i64> {
+        changes
+            .output
+            .column_by_name("N")
+            .and_then(|c| c.as_primitive_opt::<Int64Type>().cloned())
+            .expect("counts")
+            .values()
+            .to_vec()
+    }
+
+    #[test]
+    fn coalesced_emission_emits_each_changed_group_once_per_flush() {
+        let mut per_user = coalesced("SELECT USER, COUNT(*) AS N FROM CLICKS GROUP BY USER;");
+        let changes = per_user
+            .process(&clicks(&["a", "b", "a"], &[1, 2, 3]))
+            .expect("folds");
+        assert_eq!(changes.output.num_rows(), 0, "nothing before a flush");
+        let changes = per_user.process(&clicks(&["a"], &[4])).expect("folds");
+        assert_eq!(changes.output.num_rows(), 0);
+        assert!(per_user.cached_bytes() > 0);
+        let flushed = per_user.flush().expect("flushes");
+        assert_eq!(
+            counts(&flushed),
+            [3, 1],
+            "a then b, each with its latest count"
+        );
+        assert_eq!(flushed.timestamps.values().to_vec(), [4, 2]);
+        assert_eq!(per_user.cached_bytes(), 0);
+        assert_eq!(per_user.flush().expect("flushes").output.num_rows(), 0);
+        per_user.process(&clicks(&["b"], &[5])).expect("folds");
+        assert_eq!(counts(&per_user.flush().expect("flushes")), [2]);
+    }
+
+    #[test]
+    fn coalesced_emission_sends_a_tombstone_only_for_a_group_it_showed() {
+        let mut pairs =
+            coalesced("SELECT USER, COUNT(*) AS N FROM CLICKS GROUP BY USER HAVING COUNT(*) = 2;");
+        // One and three within a flush: never shown, so no tombstone either.
+        pairs
+            .process(&clicks(&["a", "b", "b", "b"], &[1, 2, 3, 4]))
+            .expect("folds");
+        let flushed = pairs.flush().expect("flushes");
+        assert_eq!(flushed.output.num_rows(), 0);
+        // Two for a, shown; then a third: a tombstone.
+        pairs.process(&clicks(&["a"], &[5])).expect("folds");
+        let flushed = pairs.flush().expect("flushes");
+        assert_eq!(
+            (counts(&flushed), flushed.tombstones),
+            (vec![2], vec![false])
+        );
+        pairs.process(&clicks(&["a"], &[6])).expect("folds");
+        assert_eq!(pairs.flush().expect("flushes").tombstones, [true]);
+    }
+
+    #[test]
+    fn coalesced_sessions_tombstone_only_the_sessions_already_emitted() {
+        let mut sessions = coalesced(
+            "SELECT USER, COUNT(*) AS N FROM CLICKS WINDOW SESSION (20 MILLISECONDS) \
+             GROUP BY USER;",
+        );
+        sessions
+            .process(&clicks(&["a", "a"], &[0, 30]))
+            .expect("folds");
+        let flushed = sessions.flush().expect("flushes");
+        assert_eq!(flushed.windows, [Some((0, 0)), Some((30, 30))]);
+        // A record between them merges both sessions: their tombstones come at once, the
+        // merged session's row with the next flush.
+        let changes = sessions.process(&clicks(&["a"], &[15])).expect("folds");
+        assert_eq!(changes.tombstones, [true, true]);
+        assert_eq!(changes.windows, [Some((0, 0)), Some((30, 30))]);
+        let flushed = sessions.flush().expect("flushes");
+        assert_eq!(flushed.windows, [Some((0, 30))]);
+        assert_eq!(counts(&flushed), [3]);
     }
 
     #[test]

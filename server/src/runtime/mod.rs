@@ -39,6 +39,8 @@ pub struct SourceDecoder {
     header_columns: Vec<(String, Option<String>)>,
     /// `TIMESTAMP_FORMAT`, for a string `TIMESTAMP` column.
     timestamp_pattern: Option<TimePattern>,
+    /// The value columns left NULL without decoding (see [`SourceDecoder::reading_only`]).
+    skipped_values: Vec<bool>,
 }
 
 impl SourceDecoder {
@@ -50,9 +52,30 @@ impl SourceDecoder {
                 .as_deref()
                 .and_then(|p| TimePattern::compile(p).ok()),
             key_columns: source.key_columns(),
+            skipped_values: vec![false; source.value_columns().len()],
             value_columns: source.value_columns(),
             source,
         }
+    }
+
+    /// Decodes only the value columns a query reads (`used`, by name) and the timestamp
+    /// column, where skipping a column cannot hide an error: JSON STRING columns, which
+    /// take any value. The others are NULL in the batches.
+    pub fn reading_only(mut self, used: &std::collections::HashSet<String>) -> Self {
+        if self.source.value_format.format != crate::format::Format::Json {
+            return self;
+        }
+        let timestamp = self.source.timestamp.as_deref();
+        self.skipped_values = self
+            .value_columns
+            .iter()
+            .map(|(name, ty)| {
+                *ty == SqlType::String
+                    && !used.contains(name)
+                    && !timestamp.is_some_and(|t| t.eq_ignore_ascii_case(name))
+            })
+            .collect();
+        self
     }
 
     /// Decodes records of one partition. Records that fail to decode are left out and
@@ -68,7 +91,8 @@ impl SourceDecoder {
             self.source.value_format.clone(),
             self.value_columns.clone(),
             count,
-        );
+        )
+        .skipping(self.skipped_values.clone());
         let mut keep = Vec::with_capacity(count);
         let mut errors = Vec::new();
         let mut bounds = self

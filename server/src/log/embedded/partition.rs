@@ -443,11 +443,16 @@ impl Partition {
             }
             let available = (plan.readable_end - position) as usize;
             let want = available.min((*budget).max(HEADER_LEN));
-            let mut chunk = self.read(&plan.file, position, want)?;
-            let first = BatchHeader::parse(&chunk).map_err(|d| self.defect(offset, d))?;
-            if first.size > chunk.len() {
-                chunk = self.read(&plan.file, position, first.size.min(available))?;
-            }
+            let header = self.read(&plan.file, position, HEADER_LEN.min(available))?;
+            let first = BatchHeader::parse(&header).map_err(|d| self.defect(offset, d))?;
+            // At least the first batch, however large.
+            let want = want.max(first.size).min(available);
+            let chunk = segment::map_at(&plan.file, position, want).map_err(|e| {
+                LogError::io(
+                    format!("reading topic '{}' partition {}", self.topic, self.id),
+                    e,
+                )
+            })?;
             let mut at = 0;
             while at < chunk.len() && offset < end_offset && records.len() < max_records {
                 let rest = chunk.slice(at..);

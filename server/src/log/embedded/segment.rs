@@ -360,6 +360,35 @@ pub fn read_at(file: &File, position: u64, len: usize) -> io::Result<Bytes> {
     Ok(buffer.freeze())
 }
 
+/// Reads below this many bytes are copied; larger ones are mapped.
+const MAP_MIN: usize = 256 * 1024;
+
+/// The `len` bytes at `position` of a segment's written part (below its size), mapped into
+/// memory rather than copied when there are many: the records of a fetch are slices of
+/// the mapping, which lives as long as they do. Falls back to [`read_at`].
+#[allow(unsafe_code)]
+pub fn map_at(file: &File, position: u64, len: usize) -> io::Result<Bytes> {
+    if len < MAP_MIN {
+        return read_at(file, position, len);
+    }
+    // SAFETY: the mapping is read-only and covers bytes below the segment's size, which
+    // never change once written: appends only add bytes past the size (a direct write
+    // rewrites the last block with the same bytes), files are only cut back to their size
+    // or past it, and cleaning writes a new file renamed over the old one, whose pages stay
+    // mapped. So no byte of the mapping changes or goes beyond the end of the file.
+    let mapped = unsafe {
+        memmap2::MmapOptions::new()
+            .offset(position)
+            .len(len)
+            .populate()
+            .map(file)
+    };
+    match mapped {
+        Ok(mapped) => Ok(Bytes::from_owner(mapped)),
+        Err(_) => read_at(file, position, len),
+    }
+}
+
 /// Whether the file holds only zero bytes from `position` to `file_len`, and fewer than a
 /// block of them: the padding a direct write leaves past the last batch.
 fn is_zero_padding(file: &File, position: u64, file_len: u64) -> io::Result<bool> {
