@@ -110,21 +110,51 @@ async fn a_windowed_count_keeps_counting_across_a_restart() {
     engine.shutdown().await;
 }
 
+/// An engine over a fresh embedded log in `dir`, with `statements` run.
+async fn engine_with(
+    dir: &std::path::Path,
+    statements: &str,
+    properties: &Properties,
+) -> (EmbeddedLog, Engine) {
+    let log = EmbeddedLog::open(dir, EmbeddedOptions::default()).expect("opens");
+    let engine = Engine::start(Arc::new(log.clone())).await.expect("starts");
+    engine
+        .execute(statements, properties)
+        .await
+        .expect("statements run");
+    (log, engine)
+}
+
+/// Every record of a one-partition topic: key, value (`None`: a tombstone) and time.
+async fn all_records(log: &EmbeddedLog, topic: &str) -> Vec<(String, Option<String>, i64)> {
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    log.fetch(&FetchRequest::new(topic, 0, 0))
+        .await
+        .expect("readable")
+        .records
+        .iter()
+        .map(|r| {
+            (
+                text(r.key.as_deref().unwrap_or_default()),
+                r.value.as_deref().map(text),
+                r.timestamp,
+            )
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn having_emits_a_tombstone_when_a_group_stops_qualifying() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("opens");
-    let engine = Engine::start(Arc::new(log.clone())).await.expect("starts");
-    engine
-        .execute(
-            "CREATE STREAM clicks (user STRING KEY, page STRING) \
-               WITH (kafka_topic='clicks', value_format='JSON', partitions=1);
-             CREATE TABLE pairs AS SELECT page, COUNT(*) AS n FROM clicks \
-               GROUP BY page HAVING COUNT(*) = 2;",
-            &earliest_per_record(),
-        )
-        .await
-        .expect("statements run");
+    let (log, engine) = engine_with(
+        dir.path(),
+        "CREATE STREAM clicks (user STRING KEY, page STRING) \
+           WITH (kafka_topic='clicks', value_format='JSON', partitions=1);
+         CREATE TABLE pairs AS SELECT page, COUNT(*) AS n FROM clicks \
+           GROUP BY page HAVING COUNT(*) = 2;",
+        &earliest_per_record(),
+    )
+    .await;
     log.produce(
         "clicks",
         (0..3).map(|i| click("ann", "/home", i)).collect(),
@@ -133,25 +163,8 @@ async fn having_emits_a_tombstone_when_a_group_stops_qualifying() {
     .await
     .expect("produced");
     engine.wait_until_caught_up().await.expect("caught up");
-    let response = log
-        .fetch(&FetchRequest::new("PAIRS", 0, 0))
-        .await
-        .expect("readable");
-    let records: Vec<(String, Option<String>, i64)> = response
-        .records
-        .iter()
-        .map(|r| {
-            (
-                String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned(),
-                r.value
-                    .as_deref()
-                    .map(|v| String::from_utf8_lossy(v).into_owned()),
-                r.timestamp,
-            )
-        })
-        .collect();
     assert_eq!(
-        records,
+        all_records(&log, "PAIRS").await,
         [
             ("/home".to_string(), Some(r#"{"N":2}"#.to_string()), 1),
             ("/home".to_string(), None, 2),
@@ -344,17 +357,14 @@ async fn tables_take_updates_and_deletes_back_out_of_their_aggregates_across_a_r
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn by_default_a_burst_of_records_gives_one_row_per_group_as_ksqldbs_record_cache_does() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("opens");
-    let engine = Engine::start(Arc::new(log.clone())).await.expect("starts");
-    engine
-        .execute(
-            "CREATE STREAM clicks (user STRING KEY, page STRING) \
-               WITH (kafka_topic='clicks', value_format='JSON', partitions=1);
-             CREATE TABLE per_user AS SELECT user, COUNT(*) AS n FROM clicks GROUP BY user;",
-            &earliest(),
-        )
-        .await
-        .expect("statements run");
+    let (log, engine) = engine_with(
+        dir.path(),
+        "CREATE STREAM clicks (user STRING KEY, page STRING) \
+           WITH (kafka_topic='clicks', value_format='JSON', partitions=1);
+         CREATE TABLE per_user AS SELECT user, COUNT(*) AS n FROM clicks GROUP BY user;",
+        &earliest(),
+    )
+    .await;
     let burst = (0..5)
         .map(|i| click("ann", "/a", i))
         .chain((5..7).map(|i| click("bob", "/b", i)))
@@ -363,26 +373,11 @@ async fn by_default_a_burst_of_records_gives_one_row_per_group_as_ksqldbs_record
         .await
         .expect("produced");
     engine.wait_until_caught_up().await.expect("caught up");
-    let response = log
-        .fetch(&FetchRequest::new("PER_USER", 0, 0))
-        .await
-        .expect("readable");
-    let rows: Vec<(String, String, i64)> = response
-        .records
-        .iter()
-        .map(|r| {
-            (
-                String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned(),
-                String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned(),
-                r.timestamp,
-            )
-        })
-        .collect();
     assert_eq!(
-        rows,
+        all_records(&log, "PER_USER").await,
         [
-            ("ann".to_string(), r#"{"N":5}"#.to_string(), 4),
-            ("bob".to_string(), r#"{"N":2}"#.to_string(), 6),
+            ("ann".to_string(), Some(r#"{"N":5}"#.to_string()), 4),
+            ("bob".to_string(), Some(r#"{"N":2}"#.to_string()), 6),
         ],
         "each group's latest row, once"
     );
