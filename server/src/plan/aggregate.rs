@@ -129,6 +129,11 @@ impl Emission {
     pub const DEFAULT_CACHE_BYTES: usize = 10_000_000;
     /// ksqlDB's default commit interval: 2 seconds.
     pub const DEFAULT_COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+    /// Whether changed groups are held until a flush.
+    pub fn coalesces(self) -> bool {
+        self != Emission::PerRecord
+    }
 }
 
 impl AggregatePlan {

@@ -47,8 +47,6 @@ pub(super) struct AggregateTask {
     /// The table's current rows, for pull queries.
     pub materialized: Option<Arc<super::materialized::Materialized>>,
     pub delivery: Delivery,
-    /// Coalesced emission: changes made since the last flush that are not groups' rows.
-    pub held: Vec<Changes>,
 }
 
 impl AggregateTask {
@@ -69,12 +67,14 @@ impl AggregateTask {
             } => Some((cache_bytes, commit_interval)),
         };
         // Coalesced emission: what was read since the last flush is neither delivered nor
-        // committed until the flush.
+        // committed until the flush; `held` are the changes that are not groups' rows
+        // (EMIT FINAL rows, the tombstones of merged sessions), delivered with it.
         let mut unflushed = false;
+        let mut held: Vec<Changes> = Vec::new();
         let mut last_flush = Instant::now();
         loop {
             if unflushed && *self.state.borrow() != QueryState::Running {
-                if !self.flush(&mut aggregation, &partitions).await? {
+                if !self.flush(&mut aggregation, &mut held, &partitions).await? {
                     return Ok(());
                 }
                 unflushed = false;
@@ -98,9 +98,7 @@ impl AggregateTask {
                 let changes = self.fold(&mut aggregation, &response.records, partition, true);
                 self.positions.insert(partition, response.next_offset);
                 if coalesced.is_some() {
-                    // Changes that are never coalesced (EMIT FINAL rows, the tombstones of
-                    // merged sessions) go out when the groups' rows do.
-                    self.held.extend(changes);
+                    held.extend(changes);
                     unflushed = true;
                     continue;
                 }
@@ -115,7 +113,7 @@ impl AggregateTask {
                     || aggregation.cached_bytes() >= cache_bytes
                     || last_flush.elapsed() >= commit_interval)
             {
-                if !self.flush(&mut aggregation, &partitions).await? {
+                if !self.flush(&mut aggregation, &mut held, &partitions).await? {
                     return Ok(());
                 }
                 unflushed = false;
@@ -133,12 +131,13 @@ impl AggregateTask {
     async fn flush(
         &mut self,
         aggregation: &mut Aggregation,
+        held: &mut Vec<Changes>,
         partitions: &[i32],
     ) -> Result<bool, String> {
         let flushed = aggregation
             .flush()
             .map_err(|e| self.fail("emitting the changed groups", &e))?;
-        let mut changes = std::mem::take(&mut self.held);
+        let mut changes = std::mem::take(held);
         changes.push(flushed);
         if !self.deliver(&changes).await? {
             return Ok(false);
@@ -230,7 +229,7 @@ impl AggregateTask {
             .await
             .map_err(|e| self.fail("rebuilding the state", &e))?;
         }
-        if self.plan.emission != Emission::PerRecord {
+        if self.plan.emission.coalesces() {
             let changes = aggregation
                 .flush()
                 .map_err(|e| self.fail("rebuilding the state", &e))?;

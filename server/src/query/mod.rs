@@ -303,7 +303,6 @@ impl PersistentQuery {
                 let task = aggregate::AggregateTask {
                     materialized: Some(table),
                     delivery: aggregate::Delivery::Sink,
-                    held: Vec::new(),
                     log: log.clone(),
                     spec: spec.clone(),
                     plan: plan.clone(),

@@ -181,7 +181,6 @@ impl TransientQuery {
                 rows: sender,
                 remaining: limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX)),
             },
-            held: Vec::new(),
         };
         spawn_logged(task.run(), "a push query's aggregation stopped");
         Ok(TransientQuery::streaming(id, schema, rows, stop))

@@ -28,7 +28,7 @@ use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
 
 use crate::plan::PlanError;
-use crate::plan::aggregate::{AggregatePlan, Emission, WindowKind};
+use crate::plan::aggregate::{AggregatePlan, WindowKind};
 
 /// The hash maps of the state: keys are group bytes, hashed fast (no untrusted-input
 /// flooding concern: a group only exists once a record made it).
@@ -138,6 +138,11 @@ fn state_key(group: &[u8], window: Option<(i64, i64)>) -> Box<[u8]> {
     let mut key = Vec::with_capacity(group.len() + 16);
     fill_state_key(&mut key, group, window);
     key.into_boxed_slice()
+}
+
+/// The group's bytes of a state key: without the window bounds, when it has them.
+fn group_of_state_key(key: &[u8], windowed: bool) -> &[u8] {
+    &key[..key.len().saturating_sub(if windowed { 16 } else { 0 })]
 }
 
 /// [`state_key`] written into a reused buffer.
@@ -339,9 +344,7 @@ impl Aggregation {
             }
             self.processed += 1;
             // Coalesced emission evicts when it flushes, so no changed group goes unseen.
-            if self.processed.is_multiple_of(EVICT_EVERY)
-                && self.plan.emission == Emission::PerRecord
-            {
+            if self.processed.is_multiple_of(EVICT_EVERY) && !self.plan.emission.coalesces() {
                 self.evict_closed_windows();
             }
         }
@@ -374,7 +377,7 @@ impl Aggregation {
         if !emit {
             return Ok(());
         }
-        if self.plan.emission != Emission::PerRecord {
+        if self.plan.emission.coalesces() {
             mark_dirty(
                 group,
                 &previous.group,
@@ -431,7 +434,7 @@ impl Aggregation {
         if self.plan.emit_final {
             return Ok(());
         }
-        if self.plan.emission != Emission::PerRecord {
+        if self.plan.emission.coalesces() {
             mark_dirty(
                 group,
                 &self.key_buffer,
@@ -524,28 +527,21 @@ impl Aggregation {
         merged.timestamp = merged.timestamp.max(time);
         let key = state_key(at.group, Some(window));
         self.window_ends.insert((window.1, key.clone()));
-        let coalesced = self.plan.emission != Emission::PerRecord;
-        if emit_final || coalesced {
-            if emit_final {
-                self.pending_windows.insert((window.1, key.clone()));
-            } else {
-                mark_dirty(&mut merged, &key, &mut self.dirty, &mut self.dirty_bytes);
-            }
-            self.groups.insert(key, merged);
-            let mut sessions = others;
-            sessions.push(window);
-            self.sessions.insert(at.group.into(), sessions);
-            return Ok(());
+        if emit_final {
+            self.pending_windows.insert((window.1, key.clone()));
+        } else if self.plan.emission.coalesces() {
+            mark_dirty(&mut merged, &key, &mut self.dirty, &mut self.dirty_bytes);
+        } else {
+            let values = evaluate(&mut merged.accumulators)?;
+            pending.push(
+                at,
+                values,
+                false,
+                merged.timestamp,
+                Some(window),
+                Some(key.clone()),
+            );
         }
-        let values = evaluate(&mut merged.accumulators)?;
-        pending.push(
-            at,
-            values,
-            false,
-            merged.timestamp,
-            Some(window),
-            Some(key.clone()),
-        );
         self.groups.insert(key, merged);
         let mut sessions = others;
         sessions.push(window);
@@ -745,7 +741,7 @@ impl Aggregation {
                 continue;
             };
             let values = evaluate(&mut group.accumulators)?;
-            let group_bytes = &entry.1[..entry.1.len().saturating_sub(16)];
+            let group_bytes = group_of_state_key(&entry.1, true);
             if let (WindowKind::Session { .. }, Some(window)) = (windowing.kind, group.window)
                 && let Some(sessions) = self.sessions.get_mut(group_bytes)
             {
@@ -785,7 +781,7 @@ impl Aggregation {
                 continue;
             };
             if let (WindowKind::Session { .. }, Some(window)) = (windowing.kind, group.window) {
-                let group_bytes = &key[..key.len().saturating_sub(16)];
+                let group_bytes = group_of_state_key(&key, true);
                 if let Some(sessions) = self.sessions.get_mut(group_bytes) {
                     sessions.retain(|s| *s != window);
                     if sessions.is_empty() {
@@ -809,13 +805,13 @@ impl Aggregation {
                 continue;
             }
             let values = evaluate(&mut group.accumulators)?;
-            let group_len = key.len() - if group.window.is_some() { 16 } else { 0 };
+            let group_bytes = group_of_state_key(&key, group.window.is_some());
             let having_key = self.plan.having.is_some().then(|| key.clone());
             if having_key.is_none() {
                 group.shown = true;
             }
             pending.push_change(
-                (GroupRow::Stored(key[..group_len].into()), 0),
+                (GroupRow::Stored(group_bytes.into()), 0),
                 values,
                 false,
                 group.timestamp,
@@ -1000,6 +996,7 @@ pub fn windows_of(kind: WindowKind, time: i64) -> Vec<(i64, i64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::aggregate::Emission;
 
     /// An aggregation of `query` over a stream `CLICKS (USER STRING, ROWTIME BIGINT)`.
     fn aggregation(query: &str, emit_final: bool) -> Aggregation {

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use super::batch::{
     BatchDefect, BatchHeader, BatchProducer, HEADER_LEN, RecordRef, decode_records, encode_batch,
 };
-use super::segment::{self, ScannedBatch, Segment, parse_segment_name, read_at};
+use super::segment::{self, ScannedBatch, Segment, parse_segment_name};
 use crate::log::{
     FetchRequest, FetchResponse, IsolationLevel, LogError, ProducerIdentity, ProducerRecord,
     Record, Result, TopicConfig,
@@ -443,16 +443,11 @@ impl Partition {
             }
             let available = (plan.readable_end - position) as usize;
             let want = available.min((*budget).max(HEADER_LEN));
-            let header = self.read(&plan.file, position, HEADER_LEN.min(available))?;
-            let first = BatchHeader::parse(&header).map_err(|d| self.defect(offset, d))?;
-            // At least the first batch, however large.
-            let want = want.max(first.size).min(available);
-            let chunk = segment::map_at(&plan.file, position, want).map_err(|e| {
-                LogError::io(
-                    format!("reading topic '{}' partition {}", self.topic, self.id),
-                    e,
-                )
-            })?;
+            let mut chunk = self.read(&plan.file, position, want)?;
+            let first = BatchHeader::parse(&chunk).map_err(|d| self.defect(offset, d))?;
+            if first.size > chunk.len() {
+                chunk = self.read(&plan.file, position, first.size.min(available))?;
+            }
             let mut at = 0;
             while at < chunk.len() && offset < end_offset && records.len() < max_records {
                 let rest = chunk.slice(at..);
@@ -519,7 +514,7 @@ impl Partition {
     }
 
     fn read(&self, file: &File, position: u64, len: usize) -> Result<Bytes> {
-        read_at(file, position, len).map_err(|e| {
+        segment::map_at(file, position, len).map_err(|e| {
             LogError::io(
                 format!("reading topic '{}' partition {}", self.topic, self.id),
                 e,
