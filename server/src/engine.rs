@@ -1962,6 +1962,9 @@ impl Engine {
             state.paused.remove(&id);
             if let Some(query) = state.queries.remove(&id) {
                 query.stop().await;
+                // Its state goes with it, as ksqlDB deletes a terminated query's internal
+                // topics.
+                crate::query::delete_changelog(&*self.log, &id).await?;
             }
         }
         Ok(done("Query terminated.".into(), None))

@@ -387,3 +387,88 @@ async fn by_default_a_burst_of_records_gives_one_row_per_group_as_ksqldbs_record
     );
     engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_aggregation_reads_its_state_back_from_its_changelog_not_its_source() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let hours_ago = |hours: i64| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis() as i64;
+        now - hours * 3_600_000
+    };
+    {
+        let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("opens");
+        // Small segments and a retention of an hour: the cleaner drops what is older.
+        let config = riffle_server::log::TopicConfig {
+            retention_ms: Some(3_600_000),
+            segment_bytes: 1024,
+            ..riffle_server::log::TopicConfig::new(1)
+        };
+        log.create_topic("clicks", config).await.expect("creates");
+        let engine = Engine::start(Arc::new(log.clone())).await.expect("starts");
+        engine
+            .execute(
+                "CREATE STREAM clicks (user STRING KEY, page STRING) \
+                   WITH (kafka_topic='clicks', value_format='JSON');
+                 CREATE TABLE per_user AS SELECT user, COUNT(*) AS n FROM clicks GROUP BY user;",
+                &earliest(),
+            )
+            .await
+            .expect("statements run");
+        let old: Vec<ProducerRecord> = (0..60)
+            .map(|i| {
+                let user = if i % 3 == 0 { "bob" } else { "ann" };
+                click(user, &format!("/page/{i:040}"), hours_ago(2))
+            })
+            .collect();
+        // In several writes: a segment rolls between batches.
+        for batch in old.chunks(10) {
+            log.produce("clicks", batch.to_vec(), Acks::All)
+                .await
+                .expect("produced");
+        }
+        engine.wait_until_caught_up().await.expect("caught up");
+        engine.shutdown().await;
+    }
+    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("reopens");
+    log.clean_now().expect("cleans");
+    let (first, _) = log
+        .offsets(
+            "clicks",
+            0,
+            riffle_server::log::IsolationLevel::ReadCommitted,
+        )
+        .await
+        .expect("offsets");
+    assert!(first > 0, "retention removed the source's first records");
+    let topics = log.list_topics().await.expect("topics");
+    assert!(
+        topics
+            .iter()
+            .any(|t| t.ends_with("-Aggregate-Aggregate-Materialize-changelog")),
+        "{topics:?}"
+    );
+    let engine = Engine::start(Arc::new(log.clone()))
+        .await
+        .expect("restarts");
+    log.produce(
+        "clicks",
+        vec![
+            click("ann", "/new", hours_ago(0)),
+            click("bob", "/new", hours_ago(0)),
+        ],
+        Acks::All,
+    )
+    .await
+    .expect("produced");
+    engine.wait_until_caught_up().await.expect("caught up");
+    let rows = pull(&engine, "SELECT * FROM per_user;").await;
+    assert_eq!(
+        rows,
+        ["ann|41", "bob|21"],
+        "the counts go on from the state before the restart, though its records are gone"
+    );
+    engine.shutdown().await;
+}

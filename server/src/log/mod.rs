@@ -7,6 +7,7 @@
 
 pub mod embedded;
 pub mod partitioner;
+pub mod transaction;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

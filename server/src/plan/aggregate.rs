@@ -92,6 +92,8 @@ pub struct AggregatePlan {
     /// The `GROUP BY` expressions, over input rows (window bounds are not among them).
     pub group_by: Vec<Arc<dyn PhysicalExpr>>,
     pub aggregates: Vec<Arc<AggregateFunctionExpr>>,
+    /// The rows the aggregation reads (the source's, with `ROWTIME` and window bounds).
+    pub input_schema: SchemaRef,
     /// The aggregated row: the group values (then the window bounds), then the aggregates.
     pub aggregated_schema: SchemaRef,
     /// `HAVING`, over the aggregated row.
@@ -313,6 +315,7 @@ impl Planner {
             filter,
             group_by,
             aggregates,
+            input_schema: Arc::new(arrow_input.clone()),
             aggregated_schema: Arc::new(aggregated.as_arrow().clone()),
             having,
             projection: columns,

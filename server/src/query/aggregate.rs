@@ -1,9 +1,12 @@
 //! A persistent aggregation: one task reads every partition of the source (a group's rows
 //! may sit in any of them), folds records into the [`Aggregation`] state, and writes each
-//! change to the sink table's topic, then commits its position.
+//! change to the sink table's topic, the state's changes to its changelog topic and its
+//! positions, in one transaction.
 //!
-//! At start the state is rebuilt by reading the source again from where the query first
-//! started up to its committed position, without writing anything; then the query goes on.
+//! At start the state is read back from the changelog, which matches the committed positions
+//! exactly, so nothing is counted twice. Without a usable changelog (a query started by
+//! another version, `EMIT FINAL`, state types without a changelog format) the state is
+//! rebuilt by reading the source again from where the query first started.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,9 +16,13 @@ use arrow::array::{Array, ArrayRef, RecordBatch};
 use tokio::sync::watch;
 
 use super::{ProcessingLog, QuerySpec, QueryState, read_committed, until_running};
-use crate::log::{Acks, IsolationLevel, Log, ProducerRecord, Record, TopicPartitionOffset};
+use crate::log::transaction::TransactionalProducer;
+use crate::log::{
+    GroupOffsets, IsolationLevel, Log, LogError, ProducerRecord, Record, TopicPartitionOffset,
+};
 use crate::plan::aggregate::{AggregatePlan, Emission};
 use crate::runtime::aggregate::{Aggregation, Changes, windowed_key};
+use crate::runtime::state::{StateStore, ensure_changelog, read_changelog};
 use crate::runtime::{RecordError, SourceDecoder};
 use riffle_grammar::ast::SourceKind;
 
@@ -47,6 +54,24 @@ pub(super) struct AggregateTask {
     /// The table's current rows, for pull queries.
     pub materialized: Option<Arc<super::materialized::Materialized>>,
     pub delivery: Delivery,
+    /// The state's changelog topic (persistent queries, see [`changelog_topic`]).
+    pub changelog: Option<String>,
+    /// Writes a persistent query's output, changelog and positions (set by `run`).
+    pub producer: Option<TransactionalProducer>,
+}
+
+/// The changelog topic of a persistent aggregation's state, named as ksqlDB names it (with
+/// ksqlDB's default service id).
+pub fn changelog_topic(query_id: &str) -> String {
+    format!("_confluent-ksql-default_query_{query_id}-Aggregate-Aggregate-Materialize-changelog")
+}
+
+/// Deletes a terminated aggregation's changelog topic, when it has one.
+pub async fn delete_changelog(log: &dyn Log, query_id: &str) -> Result<(), LogError> {
+    match log.delete_topic(&changelog_topic(query_id)).await {
+        Ok(()) | Err(LogError::UnknownTopic(_)) => Ok(()),
+        Err(error) => Err(error),
+    }
 }
 
 impl AggregateTask {
@@ -57,7 +82,15 @@ impl AggregateTask {
     pub async fn run(mut self) -> Result<(), String> {
         let mut aggregation = Aggregation::new(self.plan.clone())
             .map_err(|e| self.fail("starting the aggregation", &e))?;
-        self.rebuild(&mut aggregation).await?;
+        if matches!(self.delivery, Delivery::Sink) {
+            // Fences a producer the query had before a restart, aborting what it left open.
+            let producer =
+                TransactionalProducer::new(self.log.clone(), &format!("riffle-{}", self.spec.id))
+                    .await
+                    .map_err(|e| self.fail("registering the query's producer", &e))?;
+            self.producer = Some(producer);
+        }
+        self.restore(&mut aggregation).await?;
         let partitions: Vec<i32> = self.positions.keys().copied().collect();
         let coalesced = match self.plan.emission {
             Emission::PerRecord => None,
@@ -74,7 +107,7 @@ impl AggregateTask {
         let mut last_flush = Instant::now();
         loop {
             if unflushed && *self.state.borrow() != QueryState::Running {
-                if !self.flush(&mut aggregation, &mut held, &partitions).await? {
+                if !self.flush(&mut aggregation, &mut held).await? {
                     return Ok(());
                 }
                 unflushed = false;
@@ -102,10 +135,9 @@ impl AggregateTask {
                     unflushed = true;
                     continue;
                 }
-                if !self.deliver(&changes).await? {
+                if !self.complete(&mut aggregation, &changes).await? {
                     return Ok(());
                 }
-                self.commit(&[partition]).await?;
             }
             if let Some((cache_bytes, commit_interval)) = coalesced
                 && unflushed
@@ -113,7 +145,7 @@ impl AggregateTask {
                     || aggregation.cached_bytes() >= cache_bytes
                     || last_flush.elapsed() >= commit_interval)
             {
-                if !self.flush(&mut aggregation, &mut held, &partitions).await? {
+                if !self.flush(&mut aggregation, &mut held).await? {
                     return Ok(());
                 }
                 unflushed = false;
@@ -126,72 +158,80 @@ impl AggregateTask {
         }
     }
 
-    /// Coalesced emission: delivers the held changes and the changed groups' latest rows,
-    /// then commits every partition's position; `false` once a subscriber is done.
+    /// Coalesced emission: completes the held changes and the changed groups' latest rows;
+    /// `false` once a subscriber is done.
     async fn flush(
         &mut self,
         aggregation: &mut Aggregation,
         held: &mut Vec<Changes>,
-        partitions: &[i32],
     ) -> Result<bool, String> {
         let flushed = aggregation
             .flush()
             .map_err(|e| self.fail("emitting the changed groups", &e))?;
         let mut changes = std::mem::take(held);
         changes.push(flushed);
-        if !self.deliver(&changes).await? {
-            return Ok(false);
-        }
-        self.commit(partitions).await?;
-        Ok(true)
+        self.complete(aggregation, &changes).await
     }
 
-    /// Sends changes where they go: rows to a subscriber (`false` once its `LIMIT` is
-    /// reached or it is gone), or records to the sink topic and the materialized rows.
-    async fn deliver(&mut self, changes: &[Changes]) -> Result<bool, String> {
+    /// Sends changes where they go and moves the query's positions on: rows to a
+    /// subscriber (`false` once its `LIMIT` is reached or it is gone); or, in one
+    /// transaction, records to the sink topic, the state's changes to the changelog and the
+    /// positions reached (the materialized rows follow at once).
+    async fn complete(
+        &mut self,
+        aggregation: &mut Aggregation,
+        changes: &[Changes],
+    ) -> Result<bool, String> {
         if let Delivery::Subscriber { rows, remaining } = &mut self.delivery {
             for change in changes {
                 if !send_rows(change, rows, remaining).await {
                     return Ok(false);
                 }
             }
+            self.report_progress();
             return Ok(true);
         }
         let records = self.to_records(changes);
-        if let Some(topic) = &self.spec.sink_topic
-            && !records.is_empty()
-        {
-            self.log
-                .produce(topic, records, Acks::All)
-                .await
-                .map_err(|e| self.fail("writing to the sink", &e))?;
+        let state = aggregation
+            .changelog_records()
+            .map_err(|e| self.fail("writing the state", &e))?;
+        let offsets = GroupOffsets {
+            group: self.spec.id.clone(),
+            offsets: self
+                .positions
+                .iter()
+                .map(|(&partition, &offset)| TopicPartitionOffset {
+                    topic: self.spec.source.topic.clone(),
+                    partition,
+                    offset,
+                })
+                .collect(),
+        };
+        let mut producer = self
+            .producer
+            .take()
+            .ok_or_else(|| self.fail("writing", &"internal: no producer"))?;
+        let written = async {
+            if let Some(topic) = &self.spec.sink_topic {
+                producer.send(topic, records).await?;
+            }
+            if let Some(topic) = &self.changelog {
+                producer.send(topic, state).await?;
+            }
+            producer.commit(Some(offsets)).await
         }
+        .await;
+        self.producer = Some(producer);
+        written.map_err(|e| self.fail("committing the output, state and position", &e))?;
+        self.report_progress();
         Ok(true)
     }
 
-    /// Commits the positions reached in `partitions` (a persistent query's), and reports
-    /// them as the query's progress.
-    async fn commit(&self, partitions: &[i32]) -> Result<(), String> {
-        let offsets: Vec<TopicPartitionOffset> = partitions
-            .iter()
-            .map(|&partition| TopicPartitionOffset {
-                topic: self.spec.source.topic.clone(),
-                partition,
-                offset: self.positions[&partition],
-            })
-            .collect();
-        if matches!(self.delivery, Delivery::Sink) {
-            self.log
-                .commit_offsets(&self.spec.id, &offsets)
-                .await
-                .map_err(|e| self.fail("committing the position", &e))?;
-        }
+    /// Reports the positions reached as the query's progress.
+    fn report_progress(&self) {
         self.progress.send_modify(|progress| {
-            for offset in &offsets {
-                progress.insert(offset.partition, offset.offset);
-            }
+            progress.extend(self.positions.iter().map(|(p, o)| (*p, *o)));
         });
-        Ok(())
     }
 
     /// Waits (at most a second) until a partition has records or the query's state
@@ -214,6 +254,70 @@ impl AggregateTask {
             }
             changed = self.state.changed() => Ok(changed.is_ok()),
         }
+    }
+
+    /// Brings back the state the query had when it stopped: from the changelog when it has
+    /// a usable one, else by re-reading the source (then the whole state is written to the
+    /// changelog at once, so the next start reads it from there).
+    async fn restore(&mut self, aggregation: &mut Aggregation) -> Result<(), String> {
+        let Some(topic) = self.changelog.clone() else {
+            return self.rebuild(aggregation).await;
+        };
+        let has_codec = aggregation
+            .with_changelog()
+            .map_err(|e| self.fail("starting the changelog", &e))?;
+        if !has_codec {
+            tracing::info!(
+                query = %self.spec.id,
+                "the state holds values without a changelog format: it is rebuilt from the \
+                 source at each start"
+            );
+            self.changelog = None;
+            return self.rebuild(aggregation).await;
+        }
+        let existed = ensure_changelog(&*self.log, &topic)
+            .await
+            .map_err(|e| self.fail("creating the changelog", &e))?;
+        let fresh = self
+            .positions
+            .iter()
+            .all(|(partition, offset)| self.origins.get(partition).is_none_or(|o| o == offset));
+        if existed {
+            let entries = read_changelog(&*self.log, &topic)
+                .await
+                .map_err(|e| self.fail("reading the changelog", &e))?;
+            let restored = aggregation
+                .restore(&entries)
+                .map_err(|e| self.fail("restoring the state", &e))?;
+            if restored {
+                let rows = aggregation
+                    .current_rows()
+                    .map_err(|e| self.fail("restoring the state", &e))?;
+                let _ = self.to_records(&[rows]);
+                return Ok(());
+            }
+            if !entries.is_empty() {
+                tracing::info!(
+                    query = %self.spec.id,
+                    "the changelog was written by another version or plan: the state is \
+                     rebuilt from the source"
+                );
+                self.log
+                    .delete_topic(&topic)
+                    .await
+                    .map_err(|e| self.fail("replacing the changelog", &e))?;
+                ensure_changelog(&*self.log, &topic)
+                    .await
+                    .map_err(|e| self.fail("replacing the changelog", &e))?;
+            }
+        }
+        if fresh {
+            return Ok(());
+        }
+        self.rebuild(aggregation).await?;
+        aggregation.mark_all_changed();
+        self.complete(aggregation, &[]).await?;
+        Ok(())
     }
 
     /// Reads the records processed before a restart into the state, writing nothing.

@@ -6,6 +6,8 @@
 //! [`PersistentQuery::start`].
 
 mod aggregate;
+
+pub use aggregate::{changelog_topic, delete_changelog};
 pub mod materialized;
 pub mod print;
 pub mod transient;
@@ -303,6 +305,10 @@ impl PersistentQuery {
                 let task = aggregate::AggregateTask {
                     materialized: Some(table),
                     delivery: aggregate::Delivery::Sink,
+                    // EMIT FINAL's emitted windows leave the state but stay in the
+                    // table: it rebuilds both from the source.
+                    changelog: (!plan.emit_final).then(|| aggregate::changelog_topic(&spec.id)),
+                    producer: None,
                     log: log.clone(),
                     spec: spec.clone(),
                     plan: plan.clone(),

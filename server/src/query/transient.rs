@@ -181,6 +181,8 @@ impl TransientQuery {
                 rows: sender,
                 remaining: limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX)),
             },
+            changelog: None,
+            producer: None,
         };
         spawn_logged(task.run(), "a push query's aggregation stopped");
         Ok(TransientQuery::streaming(id, schema, rows, stop))

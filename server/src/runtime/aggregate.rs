@@ -30,6 +30,8 @@ use datafusion::logical_expr::Accumulator;
 use crate::plan::PlanError;
 use crate::plan::aggregate::{AggregatePlan, WindowKind};
 
+mod changelog;
+
 /// The hash maps of the state: keys are group bytes, hashed fast (no untrusted-input
 /// flooding concern: a group only exists once a record made it).
 type StateMap<V> = HashMap<Box<[u8]>, V, foldhash::fast::RandomState>;
@@ -43,7 +45,8 @@ struct Group {
     /// Whether the group's last output was a row (not filtered out by `HAVING`).
     shown: bool,
     window: Option<(i64, i64)>,
-    /// Coalesced emission: changed since the last flush.
+    /// Changed since the last flush (coalesced emission) or, with a changelog, since the
+    /// last changelog write.
     dirty: bool,
 }
 
@@ -101,10 +104,20 @@ pub struct Aggregation {
     sessions: StateMap<Vec<(i64, i64)>>,
     /// Windowed groups by window end, for eviction.
     window_ends: BTreeSet<(i64, Box<[u8]>)>,
-    /// Coalesced emission: the state keys of the groups changed since the last flush, in
-    /// the order they first changed, and about how many bytes the cache holds.
+    /// The state keys of the groups changed since the last flush (coalesced emission) or,
+    /// with a changelog, since the last changelog write, in the order they first changed;
+    /// and about how many bytes the cache holds.
     dirty: Vec<Box<[u8]>>,
     dirty_bytes: usize,
+    /// Whether the state is written to a changelog ([`changelog`]): changes are then
+    /// tracked until [`StateStore::changelog_records`] takes them.
+    changelogged: bool,
+    /// With a changelog: the keys flushed since the last changelog write, and the keys of
+    /// the groups dropped (closed windows, merged sessions) and table rows changed.
+    unlogged: Vec<Box<[u8]>>,
+    removed: Vec<Box<[u8]>>,
+    previous_changed: Vec<Box<[u8]>>,
+    changelog: Option<changelog::StateCodec>,
     /// The key of the group being updated (no allocation per row).
     key_buffer: Vec<u8>,
     /// Over a table: each key's current row, its group and aggregate arguments, to take
@@ -171,6 +184,11 @@ impl Aggregation {
             window_ends: BTreeSet::new(),
             dirty: Vec::new(),
             dirty_bytes: 0,
+            changelogged: false,
+            unlogged: Vec::new(),
+            removed: Vec::new(),
+            previous_changed: Vec::new(),
+            changelog: None,
             key_buffer: Vec::new(),
             previous: StateMap::default(),
             pending_windows: BTreeSet::new(),
@@ -319,6 +337,9 @@ impl Aggregation {
                         arguments,
                     },
                 );
+                if self.changelogged {
+                    self.previous_changed.push(keys[cause].into());
+                }
                 continue;
             }
             match plan.windowing {
@@ -363,6 +384,9 @@ impl Aggregation {
         let Some(previous) = self.previous.remove(key) else {
             return Ok(());
         };
+        if self.changelogged {
+            self.previous_changed.push(key.into());
+        }
         let Some(group) = self.groups.get_mut(&previous.group) else {
             return Ok(());
         };
@@ -374,16 +398,15 @@ impl Aggregation {
             accumulator.retract_batch(&arrays)?;
         }
         group.timestamp = group.timestamp.max(time);
-        if !emit {
-            return Ok(());
-        }
-        if self.plan.emission.coalesces() {
+        if self.changelogged || self.plan.emission.coalesces() {
             mark_dirty(
                 group,
                 &previous.group,
                 &mut self.dirty,
                 &mut self.dirty_bytes,
             );
+        }
+        if !emit || self.plan.emission.coalesces() {
             return Ok(());
         }
         let values = evaluate(&mut group.accumulators)?;
@@ -431,16 +454,15 @@ impl Aggregation {
             accumulator.update_batch(values)?;
         }
         group.timestamp = group.timestamp.max(at.time);
-        if self.plan.emit_final {
-            return Ok(());
-        }
-        if self.plan.emission.coalesces() {
+        if self.changelogged || self.plan.emission.coalesces() {
             mark_dirty(
                 group,
                 &self.key_buffer,
                 &mut self.dirty,
                 &mut self.dirty_bytes,
             );
+        }
+        if self.plan.emit_final || self.plan.emission.coalesces() {
             return Ok(());
         }
         let values = evaluate(&mut group.accumulators)?;
@@ -503,6 +525,9 @@ impl Aggregation {
             let Some(mut old) = self.groups.remove(&old_key) else {
                 continue;
             };
+            if self.changelogged {
+                self.removed.push(old_key.clone());
+            }
             if old.shown && !emit_final {
                 let values = evaluate(&mut old.accumulators)?;
                 pending.push(at, values, true, old.timestamp, Some(*old_window), None);
@@ -527,11 +552,12 @@ impl Aggregation {
         merged.timestamp = merged.timestamp.max(time);
         let key = state_key(at.group, Some(window));
         self.window_ends.insert((window.1, key.clone()));
+        if self.changelogged || self.plan.emission.coalesces() {
+            mark_dirty(&mut merged, &key, &mut self.dirty, &mut self.dirty_bytes);
+        }
         if emit_final {
             self.pending_windows.insert((window.1, key.clone()));
-        } else if self.plan.emission.coalesces() {
-            mark_dirty(&mut merged, &key, &mut self.dirty, &mut self.dirty_bytes);
-        } else {
+        } else if !self.plan.emission.coalesces() {
             let values = evaluate(&mut merged.accumulators)?;
             pending.push(
                 at,
@@ -724,8 +750,10 @@ impl Aggregation {
                     .pending_windows
                     .split_off(&(retained_from, Box::default()));
                 let expired = std::mem::replace(&mut self.pending_windows, retained);
-                for (_, key) in &expired {
-                    self.groups.remove(key);
+                for (_, key) in expired {
+                    if self.groups.remove(&key).is_some() && self.changelogged {
+                        self.removed.push(key);
+                    }
                 }
                 let from = lower.max(retained_from);
                 self.pending_windows
@@ -740,6 +768,9 @@ impl Aggregation {
             let Some(mut group) = self.groups.remove(&entry.1) else {
                 continue;
             };
+            if self.changelogged {
+                self.removed.push(entry.1.clone());
+            }
             let values = evaluate(&mut group.accumulators)?;
             let group_bytes = group_of_state_key(&entry.1, true);
             if let (WindowKind::Session { .. }, Some(window)) = (windowing.kind, group.window)
@@ -789,6 +820,9 @@ impl Aggregation {
                     }
                 }
             }
+            if self.changelogged {
+                self.removed.push(key);
+            }
         }
     }
 
@@ -804,20 +838,12 @@ impl Aggregation {
             if !std::mem::take(&mut group.dirty) {
                 continue;
             }
-            let values = evaluate(&mut group.accumulators)?;
-            let group_bytes = group_of_state_key(&key, group.window.is_some());
-            let having_key = self.plan.having.is_some().then(|| key.clone());
-            if having_key.is_none() {
-                group.shown = true;
+            if !self.plan.emit_final {
+                push_group_row(&mut pending, &key, group, self.plan.having.is_some())?;
             }
-            pending.push_change(
-                (GroupRow::Stored(group_bytes.into()), 0),
-                values,
-                false,
-                group.timestamp,
-                group.window,
-                having_key,
-            );
+            if self.changelogged {
+                self.unlogged.push(key);
+            }
         }
         let changes = self.finish(pending, &[], None)?;
         self.evict_closed_windows();
@@ -886,6 +912,30 @@ impl Pending {
         self.input_rows.push(cause);
         self.groups.push(group);
     }
+}
+
+/// Records a stored group's current row as a change; with `HAVING`, with the group's state
+/// key for the bookkeeping (without, the row is shown).
+fn push_group_row(
+    pending: &mut Pending,
+    key: &[u8],
+    group: &mut Group,
+    having: bool,
+) -> Result<(), PlanError> {
+    let values = evaluate(&mut group.accumulators)?;
+    let group_bytes = group_of_state_key(key, group.window.is_some());
+    if !having {
+        group.shown = true;
+    }
+    pending.push_change(
+        (GroupRow::Stored(group_bytes.into()), 0),
+        values,
+        false,
+        group.timestamp,
+        group.window,
+        having.then(|| key.into()),
+    );
+    Ok(())
 }
 
 /// Coalesced emission: marks a group changed (once until the next flush).
@@ -997,6 +1047,7 @@ pub fn windows_of(kind: WindowKind, time: i64) -> Vec<(i64, i64)> {
 mod tests {
     use super::*;
     use crate::plan::aggregate::Emission;
+    use crate::runtime::state::StateStore;
 
     /// An aggregation of `query` over a stream `CLICKS (USER STRING, ROWTIME BIGINT)`.
     fn aggregation(query: &str, emit_final: bool) -> Aggregation {
@@ -1157,6 +1208,138 @@ mod tests {
         let flushed = sessions.flush().expect("flushes");
         assert_eq!(flushed.windows, [Some((0, 30))]);
         assert_eq!(counts(&flushed), [3]);
+    }
+
+    /// The latest changelog record of each key, as a compacted changelog reads back.
+    fn compacted(records: &[crate::log::ProducerRecord]) -> Vec<(bytes::Bytes, bytes::Bytes)> {
+        let mut latest: Vec<(bytes::Bytes, Option<bytes::Bytes>)> = Vec::new();
+        for record in records {
+            let key = record.key.clone().expect("changelog records have keys");
+            match latest.iter_mut().find(|(k, _)| *k == key) {
+                Some(entry) => entry.1 = record.value.clone(),
+                None => latest.push((key, record.value.clone())),
+            }
+        }
+        latest
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v?)))
+            .collect()
+    }
+
+    /// What a batch did, comparably.
+    fn observed(changes: &Changes) -> String {
+        format!(
+            "{} {:?} {:?} {:?}",
+            arrow::util::pretty::pretty_format_batches(std::slice::from_ref(&changes.output))
+                .expect("formats"),
+            changes.tombstones,
+            changes.windows,
+            changes.timestamps.values()
+        )
+    }
+
+    /// Runs `query` over two batches, once straight through and once with the state
+    /// written to a changelog after the first and restored into a new aggregation; answers
+    /// both outputs of the second batch.
+    fn straight_and_restored(query: &str, adjust: fn(&mut AggregatePlan)) -> (String, String) {
+        let first = clicks(&["a", "b", "a"], &[1, 5, 12]);
+        let then = clicks(&["c", "b"], &[14, 30]);
+        let second = clicks(&["a", "b", "c", "a"], &[31, 33, 18, 40]);
+        let mut straight = aggregation_with(query, adjust);
+        straight.process(&first).expect("folds");
+        straight.process(&then).expect("folds");
+        let expected = straight.process(&second).expect("folds");
+        // Two writes: the second's records replace the first's where keys meet.
+        let mut before = aggregation_with(query, adjust);
+        assert!(before.with_changelog().expect("has a codec"));
+        before.process(&first).expect("folds");
+        let mut records = before.changelog_records().expect("writes");
+        before.process(&then).expect("folds");
+        records.extend(before.changelog_records().expect("writes"));
+        let mut after = aggregation_with(query, adjust);
+        assert!(after.with_changelog().expect("has a codec"));
+        assert!(after.restore(&compacted(&records)).expect("restores"));
+        let restored = after.process(&second).expect("folds");
+        (observed(&expected), observed(&restored))
+    }
+
+    #[test]
+    fn a_restored_aggregation_goes_on_as_if_it_had_never_stopped() {
+        let aggregates = "COUNT(*) AS N, SUM(ROWTIME) AS S, AVG(ROWTIME) AS A, \
+            MIN(ROWTIME) AS LO, MAX(USER) AS HI, COLLECT_LIST(ROWTIME) AS L, \
+            COLLECT_SET(USER) AS CS, TOPK(ROWTIME, 2) AS T, HISTOGRAM(USER) AS H, \
+            EARLIEST_BY_OFFSET(ROWTIME) AS E, LATEST_BY_OFFSET(ROWTIME) AS LT, \
+            STDDEV_SAMP(ROWTIME) AS SD, COUNT_DISTINCT(ROWTIME) AS CD";
+        for window in [
+            "",
+            "WINDOW TUMBLING (SIZE 20 MILLISECONDS, GRACE PERIOD 10 MILLISECONDS)",
+            "WINDOW HOPPING (SIZE 20 MILLISECONDS, ADVANCE BY 10 MILLISECONDS)",
+            "WINDOW SESSION (10 MILLISECONDS)",
+        ] {
+            let query = format!(
+                "SELECT USER, {aggregates} FROM CLICKS {window} GROUP BY USER \
+                 HAVING COUNT(*) < 3;"
+            );
+            let (straight, restored) = straight_and_restored(&query, |_| {});
+            assert_eq!(straight, restored, "{window}");
+        }
+    }
+
+    #[test]
+    fn a_restored_emit_final_aggregation_emits_the_windows_it_held() {
+        let query = "SELECT USER, COUNT(*) AS N FROM CLICKS WINDOW TUMBLING (SIZE 20 \
+            MILLISECONDS, GRACE PERIOD 0 MILLISECONDS) GROUP BY USER EMIT FINAL;";
+        let (straight, restored) = straight_and_restored(query, |plan| plan.emit_final = true);
+        assert!(straight.contains("| b    | 2 |"), "{straight}");
+        assert_eq!(straight, restored);
+    }
+
+    #[test]
+    fn a_restored_table_aggregation_takes_back_rows_it_read_before() {
+        let query = "SELECT USER, COUNT(*) AS N, COLLECT_LIST(ROWTIME) AS L FROM CLICKS \
+            GROUP BY USER;";
+        let over_table = |plan: &mut AggregatePlan| plan.over_table = true;
+        let mut before = aggregation_with(query, over_table);
+        assert!(before.with_changelog().expect("has a codec"));
+        let rows = clicks(&["a", "a", "b"], &[1, 2, 3]);
+        before
+            .process_table(&rows, &[b"k1", b"k2", b"k3"])
+            .expect("folds");
+        let records = before.changelog_records().expect("writes");
+        let mut after = aggregation_with(query, over_table);
+        assert!(after.with_changelog().expect("has a codec"));
+        assert!(after.restore(&compacted(&records)).expect("restores"));
+        // k1 moves from a to b; k2 is deleted.
+        let moved = clicks(&["b"], &[4]);
+        let changes = after.process_table(&moved, &[b"k1"]).expect("folds");
+        let deleted = after.delete(&[(b"k2", 5)]).expect("deletes");
+        let pretty = |c: &Changes| {
+            arrow::util::pretty::pretty_format_batches(std::slice::from_ref(&c.output))
+                .expect("formats")
+                .to_string()
+        };
+        let (changes, deleted) = (pretty(&changes), pretty(&deleted));
+        assert!(changes.contains("| a    | 1 | [2]    |"), "{changes}");
+        assert!(changes.contains("| b    | 2 | [3, 4] |"), "{changes}");
+        assert!(deleted.contains("| a    | 0 | [] |"), "{deleted}");
+    }
+
+    #[test]
+    fn a_changelog_from_another_plan_is_not_read() {
+        let mut counts = aggregation(
+            "SELECT USER, COUNT(*) AS N FROM CLICKS GROUP BY USER;",
+            false,
+        );
+        assert!(counts.with_changelog().expect("has a codec"));
+        counts.process(&clicks(&["a"], &[1])).expect("folds");
+        let records = counts.changelog_records().expect("writes");
+        let mut sums = aggregation(
+            "SELECT USER, SUM(ROWTIME) AS N FROM CLICKS GROUP BY USER;",
+            false,
+        );
+        assert!(sums.with_changelog().expect("has a codec"));
+        assert!(!sums.restore(&compacted(&records)).expect("reads"));
+        assert!(sums.groups.is_empty());
     }
 
     #[test]
