@@ -2044,6 +2044,15 @@ impl Engine {
             }
             None if source.kind == SourceKind::Table => {
                 drop(state);
+                let scans = properties
+                    .get("ksql.query.pull.table.scan.enabled")
+                    .is_none_or(|enabled| !enabled.eq_ignore_ascii_case("false"));
+                crate::plan::key_conditions::check_key_conditions(
+                    query.selection.as_ref(),
+                    &source.key_columns(),
+                    scans,
+                )
+                .map_err(EngineError::Statement)?;
                 return self.pull_table(&query, source).await;
             }
             None => Mode::Pull,

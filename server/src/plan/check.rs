@@ -106,11 +106,14 @@ fn refuse(binary: &BinaryExpr, name: &str, schema: &DFSchema) -> Option<String> 
         return None;
     }
     Some(format!(
-        "Cannot compare {} ({}) to {} ({}) with {name}.",
+        "Cannot compare {} ({}) to {} ({}) with {name}.\nStatement: ({} {} {})",
         text(&binary.left),
         type_name(&left),
         text(&binary.right),
         type_name(&right),
+        text(&binary.left),
+        symbol(binary.op),
+        text(&binary.right),
     ))
 }
 

@@ -7,6 +7,8 @@
 pub mod aggregate;
 mod check;
 pub mod grouping;
+pub mod key_conditions;
+mod operators;
 mod rewrite;
 
 use std::sync::Arc;
@@ -125,10 +127,17 @@ impl Planner {
         // ksqlDB upper-cases unquoted identifiers itself; `1.5` is a DECIMAL literal.
         options.sql_parser.enable_ident_normalization = false;
         options.sql_parser.parse_float_as_decimal = true;
-        let state = SessionStateBuilder::new()
+        let mut state = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()
             .build();
+        // Registered last: consulted only for what DataFusion's own planners leave alone.
+        if let Err(error) = datafusion::execution::FunctionRegistry::register_expr_planner(
+            &mut state,
+            Arc::new(operators::KsqlOperators),
+        ) {
+            tracing::error!(%error, "ksqlDB's operators could not be registered");
+        }
         let context = SessionContext::new_with_state(state);
         crate::functions::register(&context);
         Self { context }

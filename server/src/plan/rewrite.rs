@@ -5,8 +5,8 @@
 //! and `MAP(k := v)` becomes `make_map(k, v)`; `IFNULL` becomes `COALESCE`.
 //!
 //! Two of ksqlDB's semantics are rewrites too: a comparison is never NULL (`a = b` is false
-//! when either side is NULL), and a string compared with `ROWTIME` is a point in time
-//! (`ROWTIME > '2020-01-01T00:00'`).
+//! when either side is NULL), and a string compared with `ROWTIME`, `WINDOWSTART` or
+//! `WINDOWEND` is a point in time (`ROWTIME > '2020-01-01T00:00'`).
 
 use std::ops::ControlFlow;
 
@@ -89,7 +89,8 @@ fn guard_below_connectives(expr: &mut Expr) {
     }
 }
 
-fn is_comparison(op: &BinaryOperator) -> bool {
+/// Whether an operator compares (`=`, `<>`, `<`, `<=`, `>`, `>=`).
+pub(crate) fn is_comparison(op: &BinaryOperator) -> bool {
     matches!(
         op,
         BinaryOperator::Eq
@@ -116,11 +117,13 @@ impl VisitorMut for ComparisonGuard {
     }
 }
 
-/// Whether `expr` is the `ROWTIME` pseudo column, bare or qualified.
+/// Whether `expr` is a column of epoch milliseconds that ksqlDB compares with timestamp
+/// strings: `ROWTIME` or a window bound, bare or qualified.
 fn is_rowtime(expr: &Expr) -> bool {
+    let is_time = |name: &str| matches!(name, "ROWTIME" | "WINDOWSTART" | "WINDOWEND");
     match expr {
-        Expr::Identifier(ident) => ident.value == "ROWTIME",
-        Expr::CompoundIdentifier(parts) => parts.last().is_some_and(|p| p.value == "ROWTIME"),
+        Expr::Identifier(ident) => is_time(&ident.value),
+        Expr::CompoundIdentifier(parts) => parts.last().is_some_and(|p| is_time(&p.value)),
         _ => false,
     }
 }
@@ -160,7 +163,9 @@ pub fn parse_timestamp(text: &str) -> Option<i64> {
         hour = parts.next()?.parse().ok()?;
         minute = parts.next().map_or(Some(0), |m| m.parse().ok())?;
         second = parts.next().map_or(Some(0), |s| s.parse().ok())?;
-        if parts.next().is_some() || hour > 23 || minute > 59 || second > 59 {
+        // Hour 24 (with nothing after it) is the end of the day: the next day's start.
+        let end_of_day = hour == 24 && minute == 0 && second == 0 && fraction.is_none();
+        if parts.next().is_some() || (hour > 23 && !end_of_day) || minute > 59 || second > 59 {
             return None;
         }
         if let Some(fraction) = fraction {
@@ -334,6 +339,12 @@ mod tests {
             Some(1_581_323_504_001)
         );
         assert_eq!(parse_timestamp("1969-12-31T23:59:59Z"), Some(-1_000));
+        assert_eq!(
+            parse_timestamp("2020-02-24T24"),
+            parse_timestamp("2020-02-25"),
+            "hour 24 ends the day"
+        );
+        assert_eq!(parse_timestamp("2020-02-24T24:01"), None);
         assert_eq!(parse_timestamp("2019-13-01"), None);
         assert_eq!(parse_timestamp("not a time"), None);
     }
