@@ -22,12 +22,28 @@ pub fn cpu_seconds() -> f64 {
 
 /// Peak resident memory of this process, in MiB, from `/proc/self/status`.
 pub fn peak_memory_mib() -> f64 {
+    status_mib("VmHWM:")
+}
+
+/// Resets the peak [`peak_memory_mib`] reports to the current resident memory (Linux's
+/// `/proc/self/clear_refs`), so that a phase's peak is its own; `false` where not possible.
+pub fn reset_peak_memory() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// Resident memory of this process now, in MiB.
+pub fn resident_memory_mib() -> f64 {
+    status_mib("VmRSS:")
+}
+
+/// A memory line of `/proc/self/status` (in kB there), in MiB.
+fn status_mib(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
             status
                 .lines()
-                .find(|line| line.starts_with("VmHWM:"))
+                .find(|line| line.starts_with(field))
                 .and_then(|line| line.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<f64>().ok())
         })

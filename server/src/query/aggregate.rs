@@ -60,6 +60,9 @@ pub(super) struct AggregateTask {
     pub producer: Option<TransactionalProducer>,
 }
 
+/// How many changed groups a flush encodes and sends at once.
+const FLUSH_CHUNK_GROUPS: usize = 4096;
+
 /// The changelog topic of a persistent aggregation's state, named as ksqlDB names it (with
 /// ksqlDB's default service id).
 pub fn changelog_topic(query_id: &str) -> String {
@@ -158,26 +161,52 @@ impl AggregateTask {
         }
     }
 
-    /// Coalesced emission: completes the held changes and the changed groups' latest rows;
-    /// `false` once a subscriber is done.
+    /// Coalesced emission: completes the held changes and the changed groups' latest rows,
+    /// a chunk of groups at a time (so a large cache never has all its rows encoded at
+    /// once); `false` once a subscriber is done.
     async fn flush(
         &mut self,
         aggregation: &mut Aggregation,
         held: &mut Vec<Changes>,
     ) -> Result<bool, String> {
-        let flushed = aggregation
-            .flush()
-            .map_err(|e| self.fail("emitting the changed groups", &e))?;
-        let mut changes = std::mem::take(held);
-        changes.push(flushed);
-        self.complete(aggregation, &changes).await
+        let held = std::mem::take(held);
+        if !self.send(aggregation, &held).await? {
+            return Ok(false);
+        }
+        let mut changed = aggregation.take_changed();
+        while !changed.is_empty() {
+            let chunk: Vec<u32> = changed
+                .drain(..changed.len().min(FLUSH_CHUNK_GROUPS))
+                .collect();
+            let rows = aggregation
+                .flush_groups(chunk)
+                .map_err(|e| self.fail("emitting the changed groups", &e))?;
+            if !self.send(aggregation, &[rows]).await? {
+                return Ok(false);
+            }
+        }
+        aggregation.end_flush();
+        self.complete(aggregation, &[]).await
     }
 
-    /// Sends changes where they go and moves the query's positions on: rows to a
-    /// subscriber (`false` once its `LIMIT` is reached or it is gone); or, in one
-    /// transaction, records to the sink topic, the state's changes to the changelog and the
-    /// positions reached (the materialized rows follow at once).
+    /// Sends changes and moves the query's positions on: see [`AggregateTask::send`] and
+    /// [`AggregateTask::commit`].
     async fn complete(
+        &mut self,
+        aggregation: &mut Aggregation,
+        changes: &[Changes],
+    ) -> Result<bool, String> {
+        if !self.send(aggregation, changes).await? {
+            return Ok(false);
+        }
+        self.commit().await?;
+        Ok(true)
+    }
+
+    /// Sends changes where they go: rows to a subscriber (`false` once its `LIMIT` is
+    /// reached or it is gone); or, into the open transaction, records to the sink topic and
+    /// the state's changes to the changelog (the materialized rows follow at once).
+    async fn send(
         &mut self,
         aggregation: &mut Aggregation,
         changes: &[Changes],
@@ -188,25 +217,12 @@ impl AggregateTask {
                     return Ok(false);
                 }
             }
-            self.report_progress();
             return Ok(true);
         }
         let records = self.to_records(changes);
         let state = aggregation
             .changelog_records()
             .map_err(|e| self.fail("writing the state", &e))?;
-        let offsets = GroupOffsets {
-            group: self.spec.id.clone(),
-            offsets: self
-                .positions
-                .iter()
-                .map(|(&partition, &offset)| TopicPartitionOffset {
-                    topic: self.spec.source.topic.clone(),
-                    partition,
-                    offset,
-                })
-                .collect(),
-        };
         let mut producer = self
             .producer
             .take()
@@ -218,13 +234,39 @@ impl AggregateTask {
             if let Some(topic) = &self.changelog {
                 producer.send(topic, state).await?;
             }
-            producer.commit(Some(offsets)).await
+            Ok::<(), LogError>(())
         }
         .await;
         self.producer = Some(producer);
-        written.map_err(|e| self.fail("committing the output, state and position", &e))?;
-        self.report_progress();
+        written.map_err(|e| self.fail("writing the output and state", &e))?;
         Ok(true)
+    }
+
+    /// Commits what was sent with the positions reached, atomically (a persistent query's),
+    /// and reports the positions as the query's progress.
+    async fn commit(&mut self) -> Result<(), String> {
+        if let Some(producer) = &mut self.producer {
+            let offsets = GroupOffsets {
+                group: self.spec.id.clone(),
+                offsets: self
+                    .positions
+                    .iter()
+                    .map(|(&partition, &offset)| TopicPartitionOffset {
+                        topic: self.spec.source.topic.clone(),
+                        partition,
+                        offset,
+                    })
+                    .collect(),
+            };
+            producer.commit(Some(offsets)).await.map_err(|e| {
+                format!(
+                    "{}: committing the output, state and position: {e}",
+                    self.spec.id
+                )
+            })?;
+        }
+        self.report_progress();
+        Ok(())
     }
 
     /// Reports the positions reached as the query's progress.

@@ -8,10 +8,11 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use arrow::row::{OwnedRow, RowConverter, SortField};
+use arrow::row::{RowConverter, SortField};
 use parking_lot::Mutex;
 
 use crate::log::ProducerRecord;
+use crate::runtime::arena_map::ArenaMap;
 use crate::types::SqlType;
 
 #[derive(Debug)]
@@ -26,10 +27,14 @@ pub struct Materialized {
     windowed: bool,
     /// Rows by their record key bytes (window included): one-row slices of the batches
     /// the changes came in, copied together from time to time (see [`Rows::compact`]),
-    /// or, when every column's type allows it, Arrow's compact row format.
+    /// or, when every column's type allows it, Arrow's compact row format (by key bytes,
+    /// in an [`ArenaMap`]: a row costs its bytes and a few words).
     rows: Mutex<Rows>,
-    encoded: Option<(RowConverter, Mutex<BTreeMap<bytes::Bytes, OwnedRow>>)>,
+    encoded: Option<(RowConverter, Mutex<EncodedRows>)>,
 }
+
+/// Rows in Arrow's row format, by key bytes.
+type EncodedRows = ArenaMap<Box<[u8]>>;
 
 #[derive(Debug, Default)]
 struct Rows {
@@ -82,7 +87,7 @@ impl Materialized {
         let encoded = RowConverter::supports_fields(&sort_fields)
             .then(|| RowConverter::new(sort_fields).ok())
             .flatten()
-            .map(|converter| (converter, Mutex::new(BTreeMap::new())));
+            .map(|converter| (converter, Mutex::new(ArenaMap::default())));
         Materialized {
             encoded,
             schema: Arc::new(Schema::new(fields)),
@@ -152,11 +157,15 @@ impl Materialized {
         {
             let mut table = table.lock();
             for (row, record) in records.iter().enumerate().take(rows) {
-                let key = record.key.clone().unwrap_or_default();
+                let key = record.key.as_deref().unwrap_or_default();
                 match record.value {
-                    None => table.remove(&key),
-                    Some(_) => table.insert(key, encoded.row(row).owned()),
-                };
+                    None => {
+                        table.remove(key);
+                    }
+                    Some(_) => {
+                        table.insert(key, encoded.row(row).data().into());
+                    }
+                }
             }
             return;
         }
@@ -207,7 +216,9 @@ impl Materialized {
             let Some(row) = table.get(bytes.as_slice()) else {
                 return Some(empty());
             };
-            let columns = converter.convert_rows([row.row()]).ok()?;
+            let columns = converter
+                .convert_rows([converter.parser().parse(row)])
+                .ok()?;
             return RecordBatch::try_new(self.schema.clone(), columns).ok();
         }
         let table = self.rows.lock();
@@ -224,7 +235,10 @@ impl Materialized {
     pub fn snapshot(&self) -> RecordBatch {
         if let Some((converter, table)) = &self.encoded {
             let table = table.lock();
-            let columns = converter.convert_rows(table.values().map(|row| row.row()));
+            let mut rows: Vec<(&[u8], &Box<[u8]>)> = table.iter().collect();
+            rows.sort_unstable_by_key(|(key, _)| *key);
+            let parser = converter.parser();
+            let columns = converter.convert_rows(rows.iter().map(|(_, row)| parser.parse(row)));
             if let Ok(batch) = columns.and_then(|c| RecordBatch::try_new(self.schema.clone(), c)) {
                 return batch;
             }

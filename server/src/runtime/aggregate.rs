@@ -32,6 +32,8 @@ use crate::plan::aggregate::{AggregatePlan, WindowKind};
 
 mod changelog;
 
+use super::arena_map::ArenaMap;
+
 /// The hash maps of the state: keys are group bytes, hashed fast (no untrusted-input
 /// flooding concern: a group only exists once a record made it).
 type StateMap<V> = HashMap<Box<[u8]>, V, foldhash::fast::RandomState>;
@@ -39,12 +41,12 @@ type StateMap<V> = HashMap<Box<[u8]>, V, foldhash::fast::RandomState>;
 /// One group's state.
 #[derive(Debug)]
 struct Group {
-    accumulators: Vec<Box<dyn Accumulator>>,
+    /// Inline for the common single aggregate: no allocation besides the accumulator's.
+    accumulators: smallvec::SmallVec<[Box<dyn Accumulator>; 1]>,
     /// The largest record time that went into the group: the time of its output records.
     timestamp: i64,
     /// Whether the group's last output was a row (not filtered out by `HAVING`).
     shown: bool,
-    window: Option<(i64, i64)>,
     /// Changed since the last flush (coalesced emission) or, with a changelog, since the
     /// last changelog write.
     dirty: bool,
@@ -99,22 +101,24 @@ pub struct Aggregation {
     plan: Arc<AggregatePlan>,
     /// Turns group values into bytes: with the window bounds appended, the state's key.
     converter: RowConverter,
-    groups: StateMap<Group>,
+    groups: ArenaMap<Group>,
     /// Sessions per group (the group values' bytes): their (start, end), for merging.
     sessions: StateMap<Vec<(i64, i64)>>,
-    /// Windowed groups by window end, for eviction.
-    window_ends: BTreeSet<(i64, Box<[u8]>)>,
+    /// Windowed groups by window end and slot, for eviction. (A slot freed by a merged
+    /// session or an `EMIT FINAL` window may hold another group later: eviction checks
+    /// the group's end.)
+    window_ends: BTreeSet<(i64, u32)>,
     /// The state keys of the groups changed since the last flush (coalesced emission) or,
     /// with a changelog, since the last changelog write, in the order they first changed;
     /// and about how many bytes the cache holds.
-    dirty: Vec<Box<[u8]>>,
+    dirty: Vec<u32>,
     dirty_bytes: usize,
     /// Whether the state is written to a changelog ([`changelog`]): changes are then
     /// tracked until [`StateStore::changelog_records`] takes them.
     changelogged: bool,
     /// With a changelog: the keys flushed since the last changelog write, and the keys of
     /// the groups dropped (closed windows, merged sessions) and table rows changed.
-    unlogged: Vec<Box<[u8]>>,
+    unlogged: Vec<u32>,
     removed: Vec<Box<[u8]>>,
     previous_changed: Vec<Box<[u8]>>,
     changelog: Option<changelog::StateCodec>,
@@ -158,6 +162,16 @@ fn group_of_state_key(key: &[u8], windowed: bool) -> &[u8] {
     &key[..key.len().saturating_sub(if windowed { 16 } else { 0 })]
 }
 
+/// The window of a state key: its last 16 bytes, when windowed.
+fn window_of_state_key(key: &[u8], windowed: bool) -> Option<(i64, i64)> {
+    if !windowed || key.len() < 16 {
+        return None;
+    }
+    let bounds = &key[key.len() - 16..];
+    let long = |b: &[u8]| <[u8; 8]>::try_from(b).map(i64::from_be_bytes).ok();
+    Some((long(&bounds[..8])?, long(&bounds[8..])?))
+}
+
 /// [`state_key`] written into a reused buffer.
 fn fill_state_key(key: &mut Vec<u8>, group: &[u8], window: Option<(i64, i64)>) {
     key.clear();
@@ -179,7 +193,7 @@ impl Aggregation {
         Ok(Aggregation {
             converter: RowConverter::new(sort_fields)?,
             plan,
-            groups: StateMap::default(),
+            groups: ArenaMap::default(),
             sessions: StateMap::default(),
             window_ends: BTreeSet::new(),
             dirty: Vec::new(),
@@ -387,7 +401,10 @@ impl Aggregation {
         if self.changelogged {
             self.previous_changed.push(key.into());
         }
-        let Some(group) = self.groups.get_mut(&previous.group) else {
+        let Some(slot) = self.groups.slot(&previous.group) else {
+            return Ok(());
+        };
+        let Some(group) = self.groups.value_at(slot) else {
             return Ok(());
         };
         for (accumulator, values) in group.accumulators.iter_mut().zip(&previous.arguments) {
@@ -401,7 +418,8 @@ impl Aggregation {
         if self.changelogged || self.plan.emission.coalesces() {
             mark_dirty(
                 group,
-                &previous.group,
+                slot,
+                previous.group.len(),
                 &mut self.dirty,
                 &mut self.dirty_bytes,
             );
@@ -435,20 +453,24 @@ impl Aggregation {
         pending: &mut Pending,
     ) -> Result<(), PlanError> {
         fill_state_key(&mut self.key_buffer, at.group, window);
-        if !self.groups.contains_key(self.key_buffer.as_slice()) {
-            let group = new_group(&self.plan, at.time, window)?;
-            let key = self.key_buffer.clone().into_boxed_slice();
-            if let (true, Some((start, _))) = (self.plan.emit_final, window) {
-                self.pending_windows.insert((start, key.clone()));
+        let slot = match self.groups.slot(&self.key_buffer) {
+            Some(slot) => slot,
+            None => {
+                let group = new_group(&self.plan, at.time)?;
+                let slot = self.groups.insert(&self.key_buffer, group);
+                if let (true, Some((start, _))) = (self.plan.emit_final, window) {
+                    self.pending_windows
+                        .insert((start, self.key_buffer.as_slice().into()));
+                }
+                if let Some((_, end)) = window {
+                    self.window_ends.insert((end, slot));
+                }
+                slot
             }
-            if let Some((_, end)) = window {
-                self.window_ends.insert((end, key.clone()));
-            }
-            self.groups.insert(key, group);
-        }
+        };
         let group = self
             .groups
-            .get_mut(self.key_buffer.as_slice())
+            .value_at(slot)
             .ok_or_else(|| PlanError::Plan("internal: a group vanished".into()))?;
         for (accumulator, values) in group.accumulators.iter_mut().zip(args) {
             accumulator.update_batch(values)?;
@@ -457,7 +479,8 @@ impl Aggregation {
         if self.changelogged || self.plan.emission.coalesces() {
             mark_dirty(
                 group,
-                &self.key_buffer,
+                slot,
+                self.key_buffer.len(),
                 &mut self.dirty,
                 &mut self.dirty_bytes,
             );
@@ -514,7 +537,7 @@ impl Aggregation {
             return Ok(());
         }
         let window = (start, end);
-        let mut merged = new_group(&self.plan, time, Some(window))?;
+        let mut merged = new_group(&self.plan, time)?;
         let emit_final = self.plan.emit_final;
         for old_window in &touching {
             let old_key = state_key(at.group, Some(*old_window));
@@ -551,10 +574,6 @@ impl Aggregation {
         }
         merged.timestamp = merged.timestamp.max(time);
         let key = state_key(at.group, Some(window));
-        self.window_ends.insert((window.1, key.clone()));
-        if self.changelogged || self.plan.emission.coalesces() {
-            mark_dirty(&mut merged, &key, &mut self.dirty, &mut self.dirty_bytes);
-        }
         if emit_final {
             self.pending_windows.insert((window.1, key.clone()));
         } else if !self.plan.emission.coalesces() {
@@ -568,7 +587,19 @@ impl Aggregation {
                 Some(key.clone()),
             );
         }
-        self.groups.insert(key, merged);
+        let slot = self.groups.insert(&key, merged);
+        self.window_ends.insert((window.1, slot));
+        if (self.changelogged || self.plan.emission.coalesces())
+            && let Some(merged) = self.groups.value_at(slot)
+        {
+            mark_dirty(
+                merged,
+                slot,
+                key.len(),
+                &mut self.dirty,
+                &mut self.dirty_bytes,
+            );
+        }
         let mut sessions = others;
         sessions.push(window);
         self.sessions.insert(at.group.into(), sessions);
@@ -773,7 +804,8 @@ impl Aggregation {
             }
             let values = evaluate(&mut group.accumulators)?;
             let group_bytes = group_of_state_key(&entry.1, true);
-            if let (WindowKind::Session { .. }, Some(window)) = (windowing.kind, group.window)
+            let window = window_of_state_key(&entry.1, true);
+            if let (WindowKind::Session { .. }, Some(window)) = (windowing.kind, window)
                 && let Some(sessions) = self.sessions.get_mut(group_bytes)
             {
                 sessions.retain(|s| *s != window);
@@ -783,7 +815,7 @@ impl Aggregation {
                 values,
                 false,
                 group.timestamp,
-                group.window,
+                window,
                 None,
             );
         }
@@ -802,16 +834,22 @@ impl Aggregation {
         };
         let keep_for = (windowing.grace + gap).max(windowing.retention.unwrap_or(0));
         let horizon = self.stream_time.saturating_sub(keep_for);
-        // Windows that end after the horizon stay (an empty key is the first of an end).
-        let kept = self
-            .window_ends
-            .split_off(&(horizon.saturating_add(1), Box::default()));
+        // Windows that end after the horizon stay.
+        let kept = self.window_ends.split_off(&(horizon.saturating_add(1), 0));
         let closed = std::mem::replace(&mut self.window_ends, kept);
-        for (_, key) in closed {
-            let Some(group) = self.groups.remove(&key) else {
-                continue;
+        for (end, slot) in closed {
+            let key: Box<[u8]> = match self.groups.at_slot(slot) {
+                Some((key, _)) if window_of_state_key(key, true).is_some_and(|w| w.1 == end) => {
+                    key.into()
+                }
+                _ => continue,
             };
-            if let (WindowKind::Session { .. }, Some(window)) = (windowing.kind, group.window) {
+            if self.groups.remove(&key).is_none() {
+                continue;
+            }
+            if let (WindowKind::Session { .. }, Some(window)) =
+                (windowing.kind, window_of_state_key(&key, true))
+            {
                 let group_bytes = group_of_state_key(&key, true);
                 if let Some(sessions) = self.sessions.get_mut(group_bytes) {
                     sessions.retain(|s| *s != window);
@@ -827,27 +865,51 @@ impl Aggregation {
     }
 
     /// Coalesced emission: the latest row of each group changed since the last flush (a
-    /// tombstone where `HAVING` stopped holding), then forgets closed windows.
+    /// tombstone where `HAVING` stopped holding), then forgets closed windows. (The task
+    /// flushes in chunks: [`Aggregation::take_changed`], [`Aggregation::flush_groups`],
+    /// [`Aggregation::end_flush`].)
     pub fn flush(&mut self) -> Result<Changes, PlanError> {
-        let mut pending = Pending::new(self.plan.aggregates.len());
+        let slots = self.take_changed();
+        let changes = self.flush_groups(slots)?;
+        self.end_flush();
+        Ok(changes)
+    }
+
+    /// Coalesced emission: the slots of the groups changed since the last flush, in the
+    /// order they first changed; the cache counts as empty from here.
+    pub fn take_changed(&mut self) -> Vec<u32> {
         self.dirty_bytes = 0;
-        for key in std::mem::take(&mut self.dirty) {
-            let Some(group) = self.groups.get_mut(&key) else {
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// Coalesced emission: the latest rows of some of the groups [`Aggregation::take_changed`]
+    /// answered.
+    pub fn flush_groups(&mut self, slots: Vec<u32>) -> Result<Changes, PlanError> {
+        let mut pending = Pending::new(self.plan.aggregates.len());
+        let having = self.plan.having.is_some();
+        let windowed = self.plan.windowing.is_some();
+        for slot in slots {
+            // A slot freed and taken again since it was marked holds a group that is only
+            // flushed if it was marked itself.
+            let Some((key, group)) = self.groups.at_slot(slot) else {
                 continue;
             };
             if !std::mem::take(&mut group.dirty) {
                 continue;
             }
             if !self.plan.emit_final {
-                push_group_row(&mut pending, &key, group, self.plan.having.is_some())?;
+                push_group_row(&mut pending, key, group, having, windowed)?;
             }
             if self.changelogged {
-                self.unlogged.push(key);
+                self.unlogged.push(slot);
             }
         }
-        let changes = self.finish(pending, &[], None)?;
+        self.finish(pending, &[], None)
+    }
+
+    /// Coalesced emission: ends a flush by forgetting closed windows.
+    pub fn end_flush(&mut self) {
         self.evict_closed_windows();
-        Ok(changes)
     }
 
     /// Coalesced emission: about how many bytes the changed groups hold.
@@ -921,9 +983,10 @@ fn push_group_row(
     key: &[u8],
     group: &mut Group,
     having: bool,
+    windowed: bool,
 ) -> Result<(), PlanError> {
     let values = evaluate(&mut group.accumulators)?;
-    let group_bytes = group_of_state_key(key, group.window.is_some());
+    let group_bytes = group_of_state_key(key, windowed);
     if !having {
         group.shown = true;
     }
@@ -932,27 +995,29 @@ fn push_group_row(
         values,
         false,
         group.timestamp,
-        group.window,
+        window_of_state_key(key, windowed),
         having.then(|| key.into()),
     );
     Ok(())
 }
 
-/// Coalesced emission: marks a group changed (once until the next flush).
-fn mark_dirty(group: &mut Group, key: &[u8], dirty: &mut Vec<Box<[u8]>>, bytes: &mut usize) {
+/// Marks a group changed (once until the next flush or changelog write), by its slot.
+fn mark_dirty(
+    group: &mut Group,
+    slot: u32,
+    key_length: usize,
+    dirty: &mut Vec<u32>,
+    bytes: &mut usize,
+) {
     if !std::mem::replace(&mut group.dirty, true) {
-        dirty.push(key.into());
+        dirty.push(slot);
         // The key, its row and the cache's bookkeeping, as Kafka Streams' cache counts them.
-        *bytes += key.len() + 64;
+        *bytes += key_length + 64;
     }
 }
 
 /// A group with fresh accumulators.
-fn new_group(
-    plan: &AggregatePlan,
-    time: i64,
-    window: Option<(i64, i64)>,
-) -> Result<Group, PlanError> {
+fn new_group(plan: &AggregatePlan, time: i64) -> Result<Group, PlanError> {
     Ok(Group {
         accumulators: plan
             .aggregates
@@ -967,7 +1032,6 @@ fn new_group(
             .collect::<Result<_, _>>()?,
         timestamp: time,
         shown: false,
-        window,
         dirty: false,
     })
 }

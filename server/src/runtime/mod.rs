@@ -3,6 +3,7 @@
 //! for a sink topic ([`SinkEncoder`]).
 
 pub mod aggregate;
+pub mod arena_map;
 pub mod state;
 
 use std::sync::Arc;

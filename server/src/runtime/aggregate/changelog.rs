@@ -137,9 +137,10 @@ impl Aggregation {
     pub fn current_rows(&mut self) -> Result<Changes, PlanError> {
         let mut pending = Pending::new(self.plan.aggregates.len());
         let having = self.plan.having.is_some();
+        let windowed = self.plan.windowing.is_some();
         for (key, group) in self.groups.iter_mut() {
             if group.shown {
-                push_group_row(&mut pending, key, group, having)?;
+                push_group_row(&mut pending, key, group, having, windowed)?;
             }
         }
         self.finish(pending, &[], None)
@@ -214,18 +215,8 @@ impl Aggregation {
             .ok_or_else(|| PlanError::Plan("internal: a group's shown flag".into()))?;
         let windowing = self.plan.windowing;
         for (row, (key, _)) in entries.iter().enumerate() {
-            let window = match windowing {
-                Some(_) if key.len() >= 16 => {
-                    let bounds = &key[key.len() - 16..];
-                    let long = |b: &[u8]| <[u8; 8]>::try_from(b).map(i64::from_be_bytes);
-                    match (long(&bounds[..8]), long(&bounds[8..])) {
-                        (Ok(start), Ok(end)) => Some((start, end)),
-                        _ => None,
-                    }
-                }
-                _ => None,
-            };
-            let mut group = new_group(&self.plan, times.value(row), window)?;
+            let window = window_of_state_key(key, windowing.is_some());
+            let mut group = new_group(&self.plan, times.value(row))?;
             group.shown = shown.is_valid(row) && shown.value(row);
             for (accumulator, range) in group.accumulators.iter_mut().zip(&ranges) {
                 let states: Vec<ArrayRef> = columns[range.clone()]
@@ -234,22 +225,21 @@ impl Aggregation {
                     .collect();
                 accumulator.merge_batch(&states)?;
             }
-            let key: Box<[u8]> = (*key).into();
+            let slot = self.groups.insert(key, group);
             if let (Some(windowing), Some((start, end))) = (windowing, window) {
-                self.window_ends.insert((end, key.clone()));
+                self.window_ends.insert((end, slot));
                 let session = matches!(windowing.kind, WindowKind::Session { .. });
                 if self.plan.emit_final {
                     let at = if session { end } else { start };
-                    self.pending_windows.insert((at, key.clone()));
+                    self.pending_windows.insert((at, (*key).into()));
                 }
                 if session {
                     self.sessions
-                        .entry(group_of_state_key(&key, true).into())
+                        .entry(group_of_state_key(key, true).into())
                         .or_default()
                         .push((start, end));
                 }
             }
-            self.groups.insert(key, group);
         }
         Ok(())
     }
@@ -309,15 +299,15 @@ impl StateStore for Aggregation {
         }
         // Coalesced emission hands its groups over at each flush; per-record emission
         // leaves them marked.
-        let mut keys = std::mem::take(&mut self.unlogged);
+        let mut slots = std::mem::take(&mut self.unlogged);
         if !self.plan.emission.coalesces() {
-            keys.append(&mut self.dirty);
+            slots.append(&mut self.dirty);
             self.dirty_bytes = 0;
         }
-        let mut written = Vec::with_capacity(keys.len());
-        let mut rows = Vec::with_capacity(keys.len());
-        for key in keys {
-            let Some(group) = self.groups.get_mut(&key) else {
+        let mut written = Vec::with_capacity(slots.len());
+        let mut rows = Vec::with_capacity(slots.len());
+        for slot in slots {
+            let Some((key, group)) = self.groups.at_slot(slot) else {
                 continue;
             };
             group.dirty = false;
@@ -329,14 +319,14 @@ impl StateStore for Aggregation {
                 row.extend(accumulator.state()?);
             }
             rows.push(row);
-            written.push(key);
+            written.push(tagged(GROUP, key));
         }
         let values = self.codec()?.groups.encode(&rows)?;
         records.extend(
             written
-                .iter()
+                .into_iter()
                 .zip(values)
-                .map(|(key, value)| put(tagged(GROUP, key), value)),
+                .map(|(key, value)| put(key, value)),
         );
         self.table_row_records(&mut records)?;
         records.push(put(Bytes::from_static(META), self.meta()?));
@@ -377,7 +367,7 @@ impl StateStore for Aggregation {
         if !self.changelogged {
             return;
         }
-        self.unlogged.extend(self.groups.keys().cloned());
+        self.unlogged.extend(self.groups.slots());
         self.previous_changed.extend(self.previous.keys().cloned());
     }
 }
