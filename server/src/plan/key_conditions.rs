@@ -88,11 +88,11 @@ fn column(expr: &Expr) -> Option<&str> {
     }
 }
 
-/// Whether an expression names any column (it cannot be resolved before reading rows).
-fn mentions_columns(expr: &Expr) -> bool {
+/// Whether an expression names a column that `wanted` accepts.
+fn mentions(expr: &Expr, wanted: impl Fn(&str) -> bool) -> bool {
     let mut found = false;
     let _ = sqlparser::ast::visit_expressions(expr, |e| {
-        if matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) {
+        if column(e).is_some_and(&wanted) {
             found = true;
             return std::ops::ControlFlow::Break(());
         }
@@ -101,19 +101,17 @@ fn mentions_columns(expr: &Expr) -> bool {
     found
 }
 
-/// Whether an expression mentions one of the key columns.
-fn mentions_key<'a>(expr: &Expr, keys: &'a [(String, SqlType)]) -> Option<&'a str> {
-    let mut found = None;
-    let _ = sqlparser::ast::visit_expressions(expr, |e| {
-        if let Some(name) = column(e)
-            && let Some((key, _)) = keys.iter().find(|(k, _)| k == name)
-        {
-            found = Some(key.as_str());
-            return std::ops::ControlFlow::Break(());
-        }
-        std::ops::ControlFlow::Continue(())
-    });
-    found
+/// What a condition that does not compare a key column directly says: nothing about the
+/// keys, unless (without scans) it uses a key inside an expression.
+fn without_direct_key<'a>(
+    condition: &Expr,
+    keys: &[(String, SqlType)],
+    scans: bool,
+) -> Result<Option<&'a str>, String> {
+    if !scans && mentions(condition, |name| keys.iter().any(|(k, _)| k == name)) {
+        return Err(NOT_DIRECT.into());
+    }
+    Ok(None)
 }
 
 /// The key column a condition constrains (`None` for a condition on other columns).
@@ -130,13 +128,10 @@ fn key_condition<'a>(
             negated: false,
         } => {
             let Some((key, key_type)) = find_key(expr) else {
-                return match (scans, mentions_key(expr, keys)) {
-                    (false, Some(_)) => Err(NOT_DIRECT.into()),
-                    _ => Ok(None),
-                };
+                return without_direct_key(expr, keys, scans);
             };
             for value in list {
-                if mentions_columns(value) {
+                if mentions(value, |_| true) {
                     return match scans {
                         true => Ok(None),
                         false => Err(NOT_RESOLVABLE.into()),
@@ -150,17 +145,12 @@ fn key_condition<'a>(
             let (key, other) = match (find_key(left), find_key(right)) {
                 (Some(key), _) => (key, right.as_ref()),
                 (None, Some(key)) => (key, left.as_ref()),
-                (None, None) => {
-                    return match (scans, mentions_key(condition, keys)) {
-                        (false, Some(_)) => Err(NOT_DIRECT.into()),
-                        _ => Ok(None),
-                    };
-                }
+                (None, None) => return without_direct_key(condition, keys, scans),
             };
             if scans {
                 return Ok(Some(key.0.as_str()));
             }
-            if mentions_columns(other) {
+            if mentions(other, |_| true) {
                 return Err(NOT_RESOLVABLE.into());
             }
             if matches!(op, BinaryOperator::NotEq) {

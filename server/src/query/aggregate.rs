@@ -245,26 +245,23 @@ impl AggregateTask {
     /// Commits what was sent with the positions reached, atomically (a persistent query's),
     /// and reports the positions as the query's progress.
     async fn commit(&mut self) -> Result<(), String> {
-        if let Some(producer) = &mut self.producer {
-            let offsets = GroupOffsets {
-                group: self.spec.id.clone(),
-                offsets: self
-                    .positions
-                    .iter()
-                    .map(|(&partition, &offset)| TopicPartitionOffset {
-                        topic: self.spec.source.topic.clone(),
-                        partition,
-                        offset,
-                    })
-                    .collect(),
-            };
-            producer.commit(Some(offsets)).await.map_err(|e| {
-                format!(
-                    "{}: committing the output, state and position: {e}",
-                    self.spec.id
-                )
-            })?;
-        }
+        let offsets = GroupOffsets {
+            group: self.spec.id.clone(),
+            offsets: self
+                .positions
+                .iter()
+                .map(|(&partition, &offset)| TopicPartitionOffset {
+                    topic: self.spec.source.topic.clone(),
+                    partition,
+                    offset,
+                })
+                .collect(),
+        };
+        let committed = match &mut self.producer {
+            Some(producer) => producer.commit(Some(offsets)).await,
+            None => Ok(()),
+        };
+        committed.map_err(|e| self.fail("committing the output, state and position", &e))?;
         self.report_progress();
         Ok(())
     }

@@ -108,19 +108,16 @@ pub struct Aggregation {
     /// session or an `EMIT FINAL` window may hold another group later: eviction checks
     /// the group's end.)
     window_ends: BTreeSet<(i64, u32)>,
-    /// The state keys of the groups changed since the last flush (coalesced emission) or,
-    /// with a changelog, since the last changelog write, in the order they first changed;
-    /// and about how many bytes the cache holds.
-    dirty: Vec<u32>,
-    dirty_bytes: usize,
-    /// Whether the state is written to a changelog ([`changelog`]): changes are then
-    /// tracked until [`StateStore::changelog_records`] takes them.
-    changelogged: bool,
-    /// With a changelog: the keys flushed since the last changelog write, and the keys of
-    /// the groups dropped (closed windows, merged sessions) and table rows changed.
+    /// The groups changed since the last flush (coalesced emission) or, with a changelog,
+    /// since the last changelog write.
+    dirty: DirtyGroups,
+    /// With a changelog (see [`changelog`]): the slots flushed since the last changelog
+    /// write, and the keys of the groups dropped (closed windows, merged sessions) and of
+    /// the table rows changed.
     unlogged: Vec<u32>,
     removed: Vec<Box<[u8]>>,
     previous_changed: Vec<Box<[u8]>>,
+    /// How the state is written to its changelog; `None` without one.
     changelog: Option<changelog::StateCodec>,
     /// The key of the group being updated (no allocation per row).
     key_buffer: Vec<u8>,
@@ -196,9 +193,7 @@ impl Aggregation {
             groups: ArenaMap::default(),
             sessions: StateMap::default(),
             window_ends: BTreeSet::new(),
-            dirty: Vec::new(),
-            dirty_bytes: 0,
-            changelogged: false,
+            dirty: DirtyGroups::default(),
             unlogged: Vec::new(),
             removed: Vec::new(),
             previous_changed: Vec::new(),
@@ -351,7 +346,7 @@ impl Aggregation {
                         arguments,
                     },
                 );
-                if self.changelogged {
+                if self.changelog.is_some() {
                     self.previous_changed.push(keys[cause].into());
                 }
                 continue;
@@ -398,9 +393,10 @@ impl Aggregation {
         let Some(previous) = self.previous.remove(key) else {
             return Ok(());
         };
-        if self.changelogged {
+        if self.changelog.is_some() {
             self.previous_changed.push(key.into());
         }
+        let track = self.tracks_changes();
         let Some(slot) = self.groups.slot(&previous.group) else {
             return Ok(());
         };
@@ -415,14 +411,8 @@ impl Aggregation {
             accumulator.retract_batch(&arrays)?;
         }
         group.timestamp = group.timestamp.max(time);
-        if self.changelogged || self.plan.emission.coalesces() {
-            mark_dirty(
-                group,
-                slot,
-                previous.group.len(),
-                &mut self.dirty,
-                &mut self.dirty_bytes,
-            );
+        if track {
+            self.dirty.mark(group, slot, previous.group.len());
         }
         if !emit || self.plan.emission.coalesces() {
             return Ok(());
@@ -452,6 +442,7 @@ impl Aggregation {
         args: &[Vec<ArrayRef>],
         pending: &mut Pending,
     ) -> Result<(), PlanError> {
+        let track = self.tracks_changes();
         fill_state_key(&mut self.key_buffer, at.group, window);
         let slot = match self.groups.slot(&self.key_buffer) {
             Some(slot) => slot,
@@ -476,14 +467,8 @@ impl Aggregation {
             accumulator.update_batch(values)?;
         }
         group.timestamp = group.timestamp.max(at.time);
-        if self.changelogged || self.plan.emission.coalesces() {
-            mark_dirty(
-                group,
-                slot,
-                self.key_buffer.len(),
-                &mut self.dirty,
-                &mut self.dirty_bytes,
-            );
+        if track {
+            self.dirty.mark(group, slot, self.key_buffer.len());
         }
         if self.plan.emit_final || self.plan.emission.coalesces() {
             return Ok(());
@@ -548,7 +533,7 @@ impl Aggregation {
             let Some(mut old) = self.groups.remove(&old_key) else {
                 continue;
             };
-            if self.changelogged {
+            if self.changelog.is_some() {
                 self.removed.push(old_key.clone());
             }
             if old.shown && !emit_final {
@@ -587,18 +572,11 @@ impl Aggregation {
                 Some(key.clone()),
             );
         }
+        let track = self.tracks_changes();
         let slot = self.groups.insert(&key, merged);
         self.window_ends.insert((window.1, slot));
-        if (self.changelogged || self.plan.emission.coalesces())
-            && let Some(merged) = self.groups.value_at(slot)
-        {
-            mark_dirty(
-                merged,
-                slot,
-                key.len(),
-                &mut self.dirty,
-                &mut self.dirty_bytes,
-            );
+        if track && let Some(merged) = self.groups.value_at(slot) {
+            self.dirty.mark(merged, slot, key.len());
         }
         let mut sessions = others;
         sessions.push(window);
@@ -782,7 +760,7 @@ impl Aggregation {
                     .split_off(&(retained_from, Box::default()));
                 let expired = std::mem::replace(&mut self.pending_windows, retained);
                 for (_, key) in expired {
-                    if self.groups.remove(&key).is_some() && self.changelogged {
+                    if self.groups.remove(&key).is_some() && self.changelog.is_some() {
                         self.removed.push(key);
                     }
                 }
@@ -799,7 +777,7 @@ impl Aggregation {
             let Some(mut group) = self.groups.remove(&entry.1) else {
                 continue;
             };
-            if self.changelogged {
+            if self.changelog.is_some() {
                 self.removed.push(entry.1.clone());
             }
             let values = evaluate(&mut group.accumulators)?;
@@ -858,7 +836,7 @@ impl Aggregation {
                     }
                 }
             }
-            if self.changelogged {
+            if self.changelog.is_some() {
                 self.removed.push(key);
             }
         }
@@ -878,8 +856,7 @@ impl Aggregation {
     /// Coalesced emission: the slots of the groups changed since the last flush, in the
     /// order they first changed; the cache counts as empty from here.
     pub fn take_changed(&mut self) -> Vec<u32> {
-        self.dirty_bytes = 0;
-        std::mem::take(&mut self.dirty)
+        self.dirty.take()
     }
 
     /// Coalesced emission: the latest rows of some of the groups [`Aggregation::take_changed`]
@@ -900,7 +877,7 @@ impl Aggregation {
             if !self.plan.emit_final {
                 push_group_row(&mut pending, key, group, having, windowed)?;
             }
-            if self.changelogged {
+            if self.changelog.is_some() {
                 self.unlogged.push(slot);
             }
         }
@@ -914,7 +891,12 @@ impl Aggregation {
 
     /// Coalesced emission: about how many bytes the changed groups hold.
     pub fn cached_bytes(&self) -> usize {
-        self.dirty_bytes
+        self.dirty.bytes
+    }
+
+    /// Whether changed groups are marked: for coalesced emission or a changelog.
+    fn tracks_changes(&self) -> bool {
+        self.changelog.is_some() || self.plan.emission.coalesces()
     }
 }
 
@@ -1001,18 +983,28 @@ fn push_group_row(
     Ok(())
 }
 
-/// Marks a group changed (once until the next flush or changelog write), by its slot.
-fn mark_dirty(
-    group: &mut Group,
-    slot: u32,
-    key_length: usize,
-    dirty: &mut Vec<u32>,
-    bytes: &mut usize,
-) {
-    if !std::mem::replace(&mut group.dirty, true) {
-        dirty.push(slot);
-        // The key, its row and the cache's bookkeeping, as Kafka Streams' cache counts them.
-        *bytes += key_length + 64;
+/// The slots of the groups marked changed, in the order they were first marked, and about
+/// how many bytes they hold (what the record cache counts).
+#[derive(Debug, Default)]
+struct DirtyGroups {
+    slots: Vec<u32>,
+    bytes: usize,
+}
+
+impl DirtyGroups {
+    /// Marks a group changed (once until the slots are taken).
+    fn mark(&mut self, group: &mut Group, slot: u32, key_length: usize) {
+        if !std::mem::replace(&mut group.dirty, true) {
+            self.slots.push(slot);
+            // The key, its row and the cache's bookkeeping, as Kafka Streams' cache counts
+            // them.
+            self.bytes += key_length + 64;
+        }
+    }
+
+    fn take(&mut self) -> Vec<u32> {
+        self.bytes = 0;
+        std::mem::take(&mut self.slots)
     }
 }
 

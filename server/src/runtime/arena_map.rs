@@ -192,14 +192,6 @@ impl<V> ArenaMap<V> {
             .filter(|(_, value)| value.is_some())
             .map(|(slot, _)| slot as u32)
     }
-
-    pub fn keys(&self) -> impl Iterator<Item = &[u8]> {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter(|(_, value)| value.is_some())
-            .map(|(slot, _)| Self::key_at(&self.arena, &self.spans, slot as u32))
-    }
 }
 
 #[cfg(test)]
@@ -241,6 +233,6 @@ mod tests {
         for i in 30_000..40_000 {
             assert_eq!(store.get_mut(&key(i)).copied(), Some(i64::from(i)));
         }
-        assert_eq!(store.keys().count(), 10_000);
+        assert_eq!(store.iter().count(), 10_000);
     }
 }

@@ -158,10 +158,6 @@ impl ScalarRows {
         let parsed: Vec<_> = rows.into_iter().map(|bytes| parser.parse(bytes)).collect();
         Ok(self.converter.convert_rows(parsed)?)
     }
-
-    pub fn fields(&self) -> &[FieldRef] {
-        &self.fields
-    }
 }
 
 /// A field of a store's value.

@@ -129,8 +129,7 @@ impl Aggregation {
     /// a value of the state has no changelog format.
     pub fn with_changelog(&mut self) -> Result<bool, PlanError> {
         self.changelog = StateCodec::try_new(&self.plan)?;
-        self.changelogged = self.changelog.is_some();
-        Ok(self.changelogged)
+        Ok(self.changelog.is_some())
     }
 
     /// Every shown group's current row, as changes (what a restored table holds).
@@ -301,8 +300,7 @@ impl StateStore for Aggregation {
         // leaves them marked.
         let mut slots = std::mem::take(&mut self.unlogged);
         if !self.plan.emission.coalesces() {
-            slots.append(&mut self.dirty);
-            self.dirty_bytes = 0;
+            slots.append(&mut self.dirty.take());
         }
         let mut written = Vec::with_capacity(slots.len());
         let mut rows = Vec::with_capacity(slots.len());
@@ -364,7 +362,7 @@ impl StateStore for Aggregation {
     }
 
     fn mark_all_changed(&mut self) {
-        if !self.changelogged {
+        if self.changelog.is_none() {
             return;
         }
         self.unlogged.extend(self.groups.slots());
