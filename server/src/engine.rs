@@ -854,11 +854,26 @@ impl Engine {
             ));
         }
         let input_kind = input.kind;
-        // A query over a table, or an aggregation, produces a table.
-        let produces = if aggregating {
-            SourceKind::Table
+        let joining = !create.query.from.joins.is_empty();
+        if joining && aggregating {
+            return Err(EngineError::Statement(
+                "Aggregating joined rows is not supported yet".into(),
+            ));
+        }
+        let joined = if joining {
+            Some(
+                self.plan_join_query(&state.catalog, &create.query, Some(&create.name.value))
+                    .await?,
+            )
         } else {
-            input_kind
+            None
+        };
+        // A query over a table, or an aggregation, produces a table; a join produces a
+        // stream unless it joins only tables.
+        let produces = match &joined {
+            Some((_, plan, _, _)) => plan.kind,
+            None if aggregating => SourceKind::Table,
+            None => input_kind,
         };
         if produces != create.kind {
             let (result, statement) = match produces {
@@ -885,22 +900,26 @@ impl Engine {
         }
         let sink_properties =
             SourceProperties::from_ast(&create.properties).map_err(EngineError::Statement)?;
-        let (input, plan, key_columns, value_columns) = if aggregating {
-            let query = with_collection_limits(&create.query, properties);
-            let (input, plan, keys, values) = self
-                .plan_aggregate_query(&state.catalog, &query, Some(&name), properties)
-                .await?;
-            (input, QueryPlan::Aggregate(plan), keys, values)
-        } else {
-            let (input, plan, keys, values) = self
-                .plan_query(&state.catalog, &create.query, Some(&name))
-                .await?;
-            (input, QueryPlan::Stateless(plan), keys, values)
-        };
+        let (input, plan, key_columns, value_columns) =
+            if let Some((input, plan, keys, values)) = joined {
+                (input, QueryPlan::Join(plan), keys, values)
+            } else if aggregating {
+                let query = with_collection_limits(&create.query, properties);
+                let (input, plan, keys, values) = self
+                    .plan_aggregate_query(&state.catalog, &query, Some(&name), properties)
+                    .await?;
+                (input, QueryPlan::Aggregate(plan), keys, values)
+            } else {
+                let (input, plan, keys, values) = self
+                    .plan_query(&state.catalog, &create.query, Some(&name))
+                    .await?;
+                (input, QueryPlan::Stateless(plan), keys, values)
+            };
         // A windowed aggregation's table is windowed; so is a stream over a windowed source.
         let window = match &plan {
             QueryPlan::Aggregate(plan) => plan.windowing.map(|w| w.kind),
             QueryPlan::Stateless(_) => input.window,
+            QueryPlan::Join(_) => None,
         };
         let key_format = match sink_properties.key_format_name() {
             Some(format) => FormatSpec::new(Format::parse(format).map_err(EngineError::Statement)?)
@@ -1372,8 +1391,8 @@ impl Engine {
         (
             Source,
             Arc<crate::plan::aggregate::AggregatePlan>,
-            Vec<(String, SqlType)>,
-            Vec<(String, SqlType)>,
+            Columns,
+            Columns,
         ),
         EngineError,
     > {
@@ -1640,6 +1659,129 @@ impl Engine {
         Ok(())
     }
 
+    /// Plans a query with joins and splits its output into key and value columns: the
+    /// first selected join key column (or synthetic key) is the key.
+    async fn plan_join_query(
+        &self,
+        catalog: &Catalog,
+        query: &riffle_grammar::ast::Query,
+        sink_name: Option<&str>,
+    ) -> Result<(Source, Arc<crate::plan::join::JoinPlan>, Columns, Columns), EngineError> {
+        use crate::plan::join::JoinKey;
+        self.check_functions_exist(query)?;
+        let mut sources = Vec::new();
+        for source in
+            std::iter::once(&query.from.source).chain(query.from.joins.iter().map(|j| &j.source))
+        {
+            let name = &source.name.value;
+            sources.push(catalog.source(name).cloned().ok_or_else(|| {
+                EngineError::Statement(format!(
+                    "Exception while preparing statement: {name} does not exist."
+                ))
+            })?);
+        }
+        check_aliases(query)?;
+        let plan = self
+            .planner
+            .plan_join(query, sources)
+            .await
+            .map_err(|error| unresolved_column(error, query))?;
+        if let JoinKey::LeftTable(table, left_keys) = &plan.key {
+            return foreign_key_columns(&plan, table, left_keys, sink_name, query).map(
+                |(keys, values)| {
+                    (
+                        plan.inputs[0].source.clone(),
+                        Arc::new(plan.clone()),
+                        keys,
+                        values,
+                    )
+                },
+            );
+        }
+        let candidates: Vec<(String, String)> = match &plan.key {
+            JoinKey::Synthetic(name) => vec![(name.clone(), name.clone())],
+            JoinKey::Columns(columns) => columns.clone(),
+            JoinKey::LeftTable(..) => Vec::new(),
+        };
+        // The key is the first join key column (left source first) that is selected.
+        let key: Option<String> = candidates
+            .iter()
+            .map(|(c, _)| c)
+            .find(|c| {
+                plan.output
+                    .projection
+                    .iter()
+                    .any(|p| p.source_column.as_ref() == Some(c))
+            })
+            .cloned();
+        let mut key_aliases = Vec::new();
+        let mut keys = Vec::new();
+        let mut values = Vec::new();
+        for (column, field) in plan
+            .output
+            .projection
+            .iter()
+            .zip(plan.output.output_schema.fields())
+        {
+            if sink_name.is_some() && RESERVED_COLUMNS.contains(&column.name.as_str()) {
+                return Err(EngineError::Statement(format!(
+                    "Reserved column name in select: `{}`. Please remove or alias the column.",
+                    column.name
+                )));
+            }
+            let ty = SqlType::from_arrow(field.data_type())
+                .ok_or_else(|| untyped_column(&column.name, field.data_type(), query))?;
+            if key.is_some() && column.source_column == key {
+                if key_aliases.is_empty() {
+                    keys.push((column.name.clone(), ty));
+                }
+                key_aliases.push(column.name.clone());
+            } else {
+                values.push((column.name.clone(), ty));
+            }
+        }
+        let Some(sink_name) = sink_name else {
+            return Ok((plan.inputs[0].source.clone(), Arc::new(plan), keys, values));
+        };
+        if key_aliases.len() > 1 {
+            key_aliases.sort();
+            return Err(EngineError::Statement(format!(
+                "The projection contains a key column (`{}`) more than once, aliased as: {}.",
+                key.unwrap_or_default(),
+                key_aliases.join(" and ")
+            )));
+        }
+        if key.is_none() {
+            return Err(EngineError::Statement(match &plan.key {
+                JoinKey::LeftTable(..) => String::new(),
+                JoinKey::Synthetic(name) => format!(
+                    "Key missing from projection (ie, SELECT). See https://cnfl.io/2LV7ouS.\n\
+                     The query used to build `{sink_name}` must include the join expression \
+                     {name} in its projection (eg, SELECT {name}...).\n{name} was added as a \
+                     synthetic key column because the join criteria did not match any source \
+                     column. This expression must be included in the projection and may be \
+                     aliased. "
+                ),
+                JoinKey::Columns(columns) => {
+                    let written: Vec<&str> = columns.iter().map(|(_, w)| w.as_str()).collect();
+                    format!(
+                        "The query used to build `{sink_name}` must include the join \
+                         expression{} {} in its projection (eg, SELECT {}...).",
+                        if written.len() > 1 { "s" } else { "" },
+                        written.join(" or "),
+                        written.first().copied().unwrap_or_default()
+                    )
+                }
+            }));
+        }
+        if values.is_empty() {
+            return Err(EngineError::Statement(
+                "The projection contains no value columns.".into(),
+            ));
+        }
+        Ok((plan.inputs[0].source.clone(), Arc::new(plan), keys, values))
+    }
+
     /// Plans a query over one source and splits its output into key and value columns.
     async fn plan_query(
         &self,
@@ -1793,7 +1935,7 @@ impl Engine {
         let readers: Vec<String> = state
             .queries
             .values()
-            .filter(|q| q.spec.source.name == name && !materializes(q))
+            .filter(|q| q.spec.reads(&name) && !materializes(q))
             .map(|q| q.id().to_string())
             .collect();
         let writers: Vec<String> = state
@@ -2196,12 +2338,16 @@ impl Engine {
             if query.state() != QueryState::Running {
                 continue;
             }
-            let description = self.log.describe_topic(&query.spec.source.topic).await?;
-            let ends = description
-                .partitions
-                .iter()
-                .map(|p| (p.partition, p.end_offset))
-                .collect();
+            let mut ends = crate::query::Progress::new();
+            for (input, source) in query.spec.inputs().into_iter().enumerate() {
+                let description = self.log.describe_topic(&source.topic).await?;
+                ends.extend(
+                    description
+                        .partitions
+                        .iter()
+                        .map(|p| ((input, p.partition), p.end_offset)),
+                );
+            }
             query
                 .wait_for(&ends)
                 .await
@@ -2644,19 +2790,134 @@ fn execution_plan(
             ));
             plan.filter.clone()
         }
+        QueryPlan::Join(plan) => plan.output.filter.clone(),
     };
     if let Some(filter) = filter {
         steps.push(format!("[ FILTER ] | Condition: {filter}"));
     }
-    steps.push(format!(
-        "[ SOURCE ] | Schema: {} | Topic: {}",
-        source.schema, source.topic
-    ));
+    let sources: Vec<&Source> = match plan {
+        QueryPlan::Join(join) => {
+            for step in join.steps.iter().rev() {
+                steps.push(join_step_text(step));
+            }
+            join.inputs.iter().map(|i| &i.source).collect()
+        }
+        _ => vec![source],
+    };
+    for source in sources {
+        steps.push(format!(
+            "[ SOURCE ] | Schema: {} | Topic: {}",
+            source.schema, source.topic
+        ));
+    }
     steps
         .iter()
         .enumerate()
         .map(|(depth, step)| format!("{} > {step}\n", "\t\t".repeat(depth)))
         .collect()
+}
+
+/// Named, typed columns.
+type Columns = Vec<(String, SqlType)>;
+
+/// The key and value columns of a foreign-key join: the left table's key columns, each
+/// selected once, are the key.
+fn foreign_key_columns(
+    plan: &crate::plan::join::JoinPlan,
+    table: &str,
+    left_keys: &[(String, String)],
+    sink_name: Option<&str>,
+    query: &riffle_grammar::ast::Query,
+) -> Result<(Columns, Columns), EngineError> {
+    let mut keys = Vec::new();
+    let mut values = Vec::new();
+    let mut aliases: Vec<Vec<String>> = vec![Vec::new(); left_keys.len()];
+    for (column, field) in plan
+        .output
+        .projection
+        .iter()
+        .zip(plan.output.output_schema.fields())
+    {
+        let ty = SqlType::from_arrow(field.data_type())
+            .ok_or_else(|| untyped_column(&column.name, field.data_type(), query))?;
+        let key = left_keys
+            .iter()
+            .position(|(joined, _)| column.source_column.as_ref() == Some(joined));
+        match key {
+            Some(index) => {
+                if aliases[index].is_empty() {
+                    keys.push((column.name.clone(), ty));
+                }
+                aliases[index].push(column.name.clone());
+            }
+            None => values.push((column.name.clone(), ty)),
+        }
+    }
+    if sink_name.is_none() {
+        return Ok((keys, values));
+    }
+    if let Some((index, names)) = aliases.iter_mut().enumerate().find(|(_, a)| a.len() > 1) {
+        names.sort();
+        return Err(EngineError::Statement(format!(
+            "The projection contains a key column (`{}`) more than once, aliased as: {}.",
+            left_keys[index].0,
+            names.join(" and ")
+        )));
+    }
+    let missing: Vec<String> = left_keys
+        .iter()
+        .zip(&aliases)
+        .filter(|(_, a)| a.is_empty())
+        .map(|((_, name), _)| format!("`{name}`"))
+        .collect();
+    if !missing.is_empty() {
+        let plural = missing.len() > 1;
+        return Err(EngineError::Statement(format!(
+            "Primary key column{} missing in projection. For foreign-key table-table joins, the \
+             projection must include all primary key columns from the left input table \
+             (`{table}`). Missing column{}: {}.",
+            if plural { "s" } else { "" },
+            if plural { "s" } else { "" },
+            missing.join(", ")
+        )));
+    }
+    Ok((keys, values))
+}
+
+/// `EXPLAIN`'s line for a join step: its type, keys and window.
+fn join_step_text(step: &crate::plan::join::JoinStepPlan) -> String {
+    use crate::runtime::join::StepMode;
+    let kind = match step.kind {
+        riffle_grammar::ast::JoinKind::Inner => "INNER",
+        riffle_grammar::ast::JoinKind::Left => "LEFT",
+        riffle_grammar::ast::JoinKind::Right => "RIGHT",
+        riffle_grammar::ast::JoinKind::Full => "OUTER",
+    };
+    let (shape, window) = match step.mode {
+        StepMode::Windowed {
+            before,
+            after,
+            grace,
+            eager,
+        } => (
+            "STREAM-STREAM",
+            format!(
+                " | Window: before {before} ms, after {after} ms, grace {grace} ms{}",
+                if eager {
+                    " (unmatched rows emitted at once)"
+                } else {
+                    ""
+                }
+            ),
+        ),
+        StepMode::StreamTable => ("STREAM-TABLE", String::new()),
+        StepMode::TableTable => ("TABLE-TABLE", String::new()),
+        StepMode::ForeignKey => ("TABLE-TABLE FOREIGN KEY", String::new()),
+    };
+    format!(
+        "[ JOIN ] | {shape} {kind} | Left key: {} | Right key: {} | Key: {}{window}",
+        step.left_key, step.right_key, step.key_name
+    )
 }
 
 fn done(message: String, query_id: Option<String>) -> StatementResult {

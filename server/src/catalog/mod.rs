@@ -350,7 +350,7 @@ pub fn headers_type() -> SqlType {
     ])))
 }
 
-fn contains_map(ty: &SqlType) -> bool {
+pub(crate) fn contains_map(ty: &SqlType) -> bool {
     match ty {
         SqlType::Map(..) => true,
         SqlType::Array(item) => contains_map(item),
@@ -359,7 +359,7 @@ fn contains_map(ty: &SqlType) -> bool {
     }
 }
 
-fn map_key_error(column: &Column) -> String {
+pub(crate) fn map_key_error(column: &Column) -> String {
     format!(
         "Map keys, including types that contain maps, are not supported as they may lead to \
          unexpected behavior due to inconsistent serialization. Key column name: `{}`. Column \

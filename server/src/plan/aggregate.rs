@@ -31,6 +31,17 @@ pub enum WindowKind {
     Session { gap: i64 },
 }
 
+impl WindowKind {
+    /// ksqlDB's name of the window type (`WINDOW_TYPE`).
+    pub fn name(self) -> &'static str {
+        match self {
+            WindowKind::Tumbling { .. } => "TUMBLING",
+            WindowKind::Hopping { .. } => "HOPPING",
+            WindowKind::Session { .. } => "SESSION",
+        }
+    }
+}
+
 /// A `WINDOW` clause: the windows, and how late a record may be (`GRACE PERIOD`, 24 hours
 /// when not given).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

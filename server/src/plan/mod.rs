@@ -7,6 +7,7 @@
 pub mod aggregate;
 mod check;
 pub mod grouping;
+pub mod join;
 pub mod key_conditions;
 mod operators;
 mod rewrite;

@@ -49,7 +49,7 @@ pub(super) struct AggregateTask {
     /// Where the state began, per partition.
     pub origins: BTreeMap<i32, i64>,
     pub state: watch::Receiver<QueryState>,
-    pub progress: Arc<watch::Sender<BTreeMap<i32, i64>>>,
+    pub progress: Arc<watch::Sender<super::Progress>>,
     pub processing_log: ProcessingLog,
     /// The table's current rows, for pull queries.
     pub materialized: Option<Arc<super::materialized::Materialized>>,
@@ -269,7 +269,7 @@ impl AggregateTask {
     /// Reports the positions reached as the query's progress.
     fn report_progress(&self) {
         self.progress.send_modify(|progress| {
-            progress.extend(self.positions.iter().map(|(p, o)| (*p, *o)));
+            progress.extend(self.positions.iter().map(|(p, o)| ((0, *p), *o)));
         });
     }
 

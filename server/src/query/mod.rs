@@ -6,6 +6,7 @@
 //! [`PersistentQuery::start`].
 
 mod aggregate;
+mod join;
 
 pub use aggregate::{changelog_topic, delete_changelog};
 pub mod materialized;
@@ -30,6 +31,10 @@ use crate::log::{
 use crate::plan::StatelessPlan;
 use crate::runtime::{RecordError, SinkEncoder, SourceDecoder};
 use riffle_grammar::ast::SourceKind;
+
+/// How far a query has read: the next offset per input (its position among the query's
+/// sources) and partition.
+pub type Progress = BTreeMap<(usize, i32), i64>;
 
 /// Where a query starts in a partition it has no committed position for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +139,8 @@ pub enum QueryPlan {
     Stateless(StatelessPlan),
     /// Group and aggregate (maybe in windows): a table.
     Aggregate(Arc<crate::plan::aggregate::AggregatePlan>),
+    /// Join sources, then filter and project the joined rows.
+    Join(Arc<crate::plan::join::JoinPlan>),
 }
 
 impl QueryPlan {
@@ -142,6 +149,8 @@ impl QueryPlan {
         let expressions = match self {
             QueryPlan::Stateless(plan) => plan.input_expressions(),
             QueryPlan::Aggregate(plan) => plan.input_expressions(),
+            // Each joined source is decoded whole.
+            QueryPlan::Join(_) => Vec::new(),
         };
         expressions
             .iter()
@@ -165,6 +174,21 @@ pub struct QuerySpec {
     pub sink_topic: Option<String>,
     pub encoder: SinkEncoder,
     pub start: StartPosition,
+}
+
+impl QuerySpec {
+    /// The sources the query reads: its source, and those it joins.
+    pub fn inputs(&self) -> Vec<&Source> {
+        match &self.plan {
+            QueryPlan::Join(plan) => plan.inputs.iter().map(|i| &i.source).collect(),
+            _ => vec![&self.source],
+        }
+    }
+
+    /// Whether the query reads the source of this name.
+    pub fn reads(&self, name: &str) -> bool {
+        self.inputs().iter().any(|s| s.name == name)
+    }
 }
 
 /// Whether a persistent query's tasks read their source (`PAUSE` and `RESUME` switch it).
@@ -192,7 +216,7 @@ pub struct PersistentQuery {
     pub spec: QuerySpec,
     state: watch::Sender<QueryState>,
     /// The next offset to read, per source partition.
-    progress: watch::Receiver<BTreeMap<i32, i64>>,
+    progress: watch::Receiver<Progress>,
     /// The first error that stopped a partition's task, if any.
     failure: Arc<Mutex<Option<String>>>,
     /// A table's current rows (aggregations), for pull queries.
@@ -209,6 +233,10 @@ impl PersistentQuery {
         processing_log: ProcessingLog,
         initial: QueryState,
     ) -> Result<PersistentQuery, LogError> {
+        if let QueryPlan::Join(plan) = &spec.plan {
+            let plan = plan.clone();
+            return Self::start_join(log, spec, plan, processing_log, initial).await;
+        }
         let partitions = log.describe_topic(&spec.source.topic).await?.partitions;
         let committed = log.committed_offsets(&spec.id, &spec.source.topic).await?;
         let mut starts = BTreeMap::new();
@@ -223,7 +251,8 @@ impl PersistentQuery {
             starts.insert(partition.partition, offset);
         }
         let (state, state_changes) = watch::channel(initial);
-        let (progress_sender, progress) = watch::channel(starts.clone());
+        let (progress_sender, progress) =
+            watch::channel(starts.iter().map(|(p, o)| ((0, *p), *o)).collect());
         let progress_sender = Arc::new(progress_sender);
         let failure = Arc::new(Mutex::new(None));
         let decoder = Arc::new(
@@ -294,6 +323,7 @@ impl PersistentQuery {
                     })
                     .collect()
             }
+            QueryPlan::Join(_) => Vec::new(),
             QueryPlan::Aggregate(plan) => {
                 let table = Arc::new(materialized::Materialized::new(
                     spec.encoder.key_columns.clone(),
@@ -332,6 +362,83 @@ impl PersistentQuery {
         })
     }
 
+    /// Starts a join's task: positions and origins for every partition of every input.
+    async fn start_join(
+        log: Arc<dyn Log>,
+        spec: QuerySpec,
+        plan: Arc<crate::plan::join::JoinPlan>,
+        processing_log: ProcessingLog,
+        initial: QueryState,
+    ) -> Result<PersistentQuery, LogError> {
+        let origin_group = format!("{}-origin", spec.id);
+        let mut positions = Vec::new();
+        let mut origins = Vec::new();
+        let mut progress = Progress::new();
+        for (input, source) in plan.inputs.iter().enumerate() {
+            let topic = &source.source.topic;
+            let partitions = log.describe_topic(topic).await?.partitions;
+            let committed = log.committed_offsets(&spec.id, topic).await?;
+            let starts: BTreeMap<i32, i64> = partitions
+                .iter()
+                .map(|p| {
+                    let start = match spec.start {
+                        StartPosition::Earliest => p.start_offset,
+                        StartPosition::Latest => p.end_offset,
+                    };
+                    (
+                        p.partition,
+                        committed.get(&p.partition).copied().unwrap_or(start),
+                    )
+                })
+                .collect();
+            let mut first = log.committed_offsets(&origin_group, topic).await?;
+            if first.is_empty() {
+                let at: Vec<TopicPartitionOffset> = starts
+                    .iter()
+                    .map(|(&partition, &offset)| TopicPartitionOffset {
+                        topic: topic.clone(),
+                        partition,
+                        offset,
+                    })
+                    .collect();
+                log.commit_offsets(&origin_group, &at).await?;
+                first = starts.clone();
+            }
+            progress.extend(starts.iter().map(|(p, o)| ((input, *p), *o)));
+            positions.push(starts);
+            origins.push(first);
+        }
+        let (state, state_changes) = watch::channel(initial);
+        let (progress_sender, progress) = watch::channel(progress);
+        let failure = Arc::new(Mutex::new(None));
+        let task = join::JoinTask {
+            log,
+            spec: spec.clone(),
+            plan,
+            positions,
+            origins,
+            state: state_changes,
+            progress: Arc::new(progress_sender),
+            processing_log,
+        };
+        let id = spec.id.clone();
+        let failed = failure.clone();
+        let handle = tokio::spawn(async move {
+            if let Err(error) = task.run().await {
+                tracing::error!(query = %id, %error, "query task stopped");
+                failed.lock().get_or_insert(error);
+            }
+        });
+        Ok(PersistentQuery {
+            spec,
+            state,
+            progress,
+            failure,
+            materialized: None,
+            tasks: vec![handle],
+        })
+    }
+
     pub fn id(&self) -> &str {
         &self.spec.id
     }
@@ -347,7 +454,7 @@ impl PersistentQuery {
     }
 
     /// Waits until every partition has processed everything below `ends`.
-    pub async fn wait_for(&self, ends: &BTreeMap<i32, i64>) -> Result<(), String> {
+    pub async fn wait_for(&self, ends: &Progress) -> Result<(), String> {
         let mut progress = self.progress.clone();
         let result = progress
             .wait_for(|done| {
@@ -547,7 +654,7 @@ struct PartitionTask {
     origin: i64,
     offset: i64,
     state: watch::Receiver<QueryState>,
-    progress: Arc<watch::Sender<BTreeMap<i32, i64>>>,
+    progress: Arc<watch::Sender<Progress>>,
     processing_log: ProcessingLog,
     /// The table's current rows (a query over a table), for pull queries.
     materialized: Option<Arc<materialized::Materialized>>,
@@ -886,7 +993,7 @@ impl PartitionTask {
                 .map_err(|e| fail("committing the position", &e))?;
             let (partition, offset) = (self.partition, self.offset);
             self.progress.send_modify(|progress| {
-                progress.insert(partition, offset);
+                progress.insert((0, partition), offset);
             });
         }
     }

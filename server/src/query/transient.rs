@@ -163,7 +163,7 @@ impl TransientQuery {
             }
             state.send_replace(super::QueryState::Stopped);
         });
-        let (progress, _) = watch::channel(positions.clone());
+        let (progress, _) = watch::channel(positions.iter().map(|(p, o)| ((0, *p), *o)).collect());
         let id = spec.id.clone();
         let schema = plan.output_schema.clone();
         let task = super::aggregate::AggregateTask {

@@ -4,6 +4,7 @@
 
 pub mod aggregate;
 pub mod arena_map;
+pub mod join;
 pub mod state;
 
 use std::sync::Arc;

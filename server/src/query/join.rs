@@ -1,0 +1,565 @@
+//! A persistent join: one task reads every partition of every joined source (rows of a key
+//! may sit in any partition, so no repartition is needed), runs the join steps and the
+//! query over the joined rows, and writes the results to the sink topic with its positions
+//! in one transaction.
+//!
+//! At start the join state is rebuilt by reading the sources again, without writing, from
+//! where the query first started to the committed positions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema};
+use tokio::sync::watch;
+
+use super::{
+    ProcessingLog, Progress, QuerySpec, QueryState, evaluate_rows, presence_runs, read_committed,
+    until_running,
+};
+use crate::log::transaction::TransactionalProducer;
+use crate::log::{
+    GroupOffsets, IsolationLevel, Log, LogError, ProducerRecord, Record, TopicPartitionOffset,
+};
+use crate::plan::join::{JOINED_ROW, JoinPlan};
+use crate::runtime::arena_map::ArenaMap;
+use crate::runtime::join::{JoinOutput, JoinStep, ROWTIME, RowChange, Side, SideLayout, StepMode};
+use crate::runtime::{RecordError, SourceDecoder};
+use riffle_grammar::ast::SourceKind;
+
+pub(super) struct JoinTask {
+    pub log: Arc<dyn Log>,
+    pub spec: QuerySpec,
+    pub plan: Arc<JoinPlan>,
+    /// The next offset to read, per input and partition.
+    pub positions: Vec<BTreeMap<i32, i64>>,
+    /// Where the query first started, per input and partition.
+    pub origins: Vec<BTreeMap<i32, i64>>,
+    pub state: watch::Receiver<QueryState>,
+    pub progress: Arc<watch::Sender<Progress>>,
+    pub processing_log: ProcessingLog,
+}
+
+/// What the task changes as it runs.
+struct Running {
+    decoders: Vec<SourceDecoder>,
+    steps: Vec<JoinStep>,
+    /// The keys a table result holds now (a row that leaves the result deletes its key
+    /// only when it was there).
+    present: ArenaMap<()>,
+    /// Re-reading records processed before a restart: nothing is written or logged.
+    rebuilding: bool,
+}
+
+/// The join key a step appends to each input batch.
+const STEP_KEY: &str = "__RIFFLE_STEP_KEY";
+
+impl JoinTask {
+    fn fail(&self, what: &str, error: &dyn std::fmt::Display) -> String {
+        format!("{}: {what}: {error}", self.spec.id)
+    }
+
+    pub async fn run(mut self) -> Result<(), String> {
+        let mut running = Running {
+            decoders: self
+                .plan
+                .inputs
+                .iter()
+                .map(|input| SourceDecoder::new(input.source.clone()))
+                .collect(),
+            steps: self
+                .steps()
+                .map_err(|e| self.fail("starting the join", &e))?,
+            present: ArenaMap::default(),
+            rebuilding: false,
+        };
+        // Fences a producer the query had before a restart, aborting what it left open.
+        let mut producer =
+            TransactionalProducer::new(self.log.clone(), &format!("riffle-{}", self.spec.id))
+                .await
+                .map_err(|e| self.fail("registering the query's producer", &e))?;
+        self.rebuild(&mut running).await?;
+        self.report_progress();
+        loop {
+            if !until_running(&mut self.state).await {
+                return Ok(());
+            }
+            let mut read_any = false;
+            for input in 0..self.positions.len() {
+                let partitions: Vec<i32> = self.positions[input].keys().copied().collect();
+                for partition in partitions {
+                    let offset = self.positions[input][&partition];
+                    let topic = &self.plan.inputs[input].source.topic;
+                    let response = self
+                        .log
+                        .fetch(&read_committed(topic, partition, offset))
+                        .await
+                        .map_err(|e| self.fail("reading a source", &e))?;
+                    if response.next_offset == offset {
+                        continue;
+                    }
+                    read_any = true;
+                    let records = self.process(&mut running, input, partition, &response.records);
+                    self.positions[input].insert(partition, response.next_offset);
+                    let written = async {
+                        if let Some(topic) = &self.spec.sink_topic {
+                            producer.send(topic, records).await?;
+                        }
+                        producer.commit(Some(self.offsets())).await
+                    }
+                    .await;
+                    written.map_err(|e| self.fail("writing the output and position", &e))?;
+                    self.report_progress();
+                }
+            }
+            if !read_any && !self.wait_for_records().await? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The join steps of the plan, each with the layout of its inputs' batches (a step's
+    /// key expression's value is appended to each batch it gets).
+    fn steps(&self) -> Result<Vec<JoinStep>, arrow::error::ArrowError> {
+        let with_key = |schema: &arrow::datatypes::SchemaRef, key_type: &DataType| {
+            let mut fields: Vec<Field> =
+                schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+            fields.push(Field::new(STEP_KEY, key_type.clone(), true));
+            Arc::new(Schema::new(fields))
+        };
+        let source_layout = |schema: &arrow::datatypes::SchemaRef, alias: &str| SideLayout {
+            carried: (0..schema.fields().len()).collect(),
+            time: schema
+                .index_of(&crate::plan::join::joined_name(alias, ROWTIME))
+                .unwrap_or(0),
+            key: schema.fields().len(),
+        };
+        self.plan
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(index, step)| {
+                let left = if index == 0 {
+                    source_layout(&step.left_schema, &self.plan.inputs[0].alias)
+                } else {
+                    let count = step.left_schema.fields().len();
+                    SideLayout {
+                        carried: (0..count - 2).collect(),
+                        time: count - 2,
+                        key: count,
+                    }
+                };
+                let right = source_layout(&step.right_schema, &self.plan.inputs[index + 1].alias);
+                JoinStep::new(
+                    step.kind,
+                    step.mode,
+                    (with_key(&step.left_schema, &step.key_type), left),
+                    (with_key(&step.right_schema, &step.key_type), right),
+                    &step.key_name,
+                )
+                .map(|join| join.with_left_primary_key(step.left_primary_key.clone()))
+            })
+            .collect()
+    }
+
+    /// Reads the sources again from where the query first started to its committed
+    /// positions, a fetch of each partition in turn, writing nothing.
+    async fn rebuild(&self, running: &mut Running) -> Result<(), String> {
+        running.rebuilding = true;
+        let mut at = self.origins.clone();
+        loop {
+            let mut read_any = false;
+            for (input, partitions) in at.iter_mut().enumerate() {
+                for (partition, offset) in partitions.iter_mut() {
+                    let until = self.positions[input].get(partition).copied().unwrap_or(0);
+                    if *offset >= until {
+                        continue;
+                    }
+                    let topic = &self.plan.inputs[input].source.topic;
+                    let response = self
+                        .log
+                        .fetch(&read_committed(topic, *partition, *offset))
+                        .await
+                        .map_err(|e| self.fail("rebuilding the join state", &e))?;
+                    if response.next_offset == *offset {
+                        *offset = until;
+                        continue;
+                    }
+                    let end = response.records.partition_point(|r| r.offset < until);
+                    self.process(running, input, *partition, &response.records[..end]);
+                    *offset = response.next_offset.min(until);
+                    read_any = true;
+                }
+            }
+            if !read_any {
+                break;
+            }
+        }
+        running.rebuilding = false;
+        Ok(())
+    }
+
+    /// The sink records for records of one input's partition, in order.
+    fn process(
+        &self,
+        running: &mut Running,
+        input: usize,
+        partition: i32,
+        records: &[Record],
+    ) -> Vec<ProducerRecord> {
+        let source = &self.plan.inputs[input];
+        let table = source.source.kind == SourceKind::Table;
+        let mut out = Vec::new();
+        for (run, keyed, valued) in presence_runs(records) {
+            // A table's records need a key; a stream's without a value are skipped.
+            if (table && !keyed) || (!table && !valued) {
+                continue;
+            }
+            let (batch, errors) = running.decoders[input].decode(run, partition);
+            for error in errors {
+                self.log_failure(running, error);
+            }
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            let batch = match RecordBatch::try_new(source.schema.clone(), batch.columns().to_vec())
+            {
+                Ok(batch) => batch,
+                Err(error) => {
+                    tracing::error!(query = %self.spec.id, %error, "a decoded batch does not fit the join");
+                    continue;
+                }
+            };
+            let deletes = table.then(|| vec![!valued; batch.num_rows()]);
+            match self.join(running, input, batch, deletes) {
+                Ok(joined) => out.extend(self.finish(running, joined)),
+                Err(message) => self.log_failure(
+                    running,
+                    RecordError {
+                        topic: source.source.topic.clone(),
+                        partition,
+                        offset: run[0].offset,
+                        message,
+                    },
+                ),
+            }
+        }
+        out.retain(|record| record.timestamp.is_none_or(|t| t >= 0));
+        out
+    }
+
+    /// Runs a batch of input `input` through the steps: into the step that joins it, then
+    /// each later step as its left input.
+    fn join(
+        &self,
+        running: &mut Running,
+        input: usize,
+        batch: RecordBatch,
+        deletes: Option<Vec<bool>>,
+    ) -> Result<JoinOutput, String> {
+        let (first, side) = match input {
+            0 => (0, Side::Left),
+            n => (n - 1, Side::Right),
+        };
+        let step = &self.plan.steps[first];
+        let key = match side {
+            Side::Left => &step.left_key,
+            Side::Right => &step.right_key,
+        };
+        let batch = with_key(batch, key, &step.key_type)?;
+        let mut output = running.steps[first]
+            .push(side, batch, deletes.as_deref())
+            .map_err(|e| format!("Error joining: {e}"))?;
+        for later in first + 1..self.plan.steps.len() {
+            let step = &self.plan.steps[later];
+            let deletes = output.deletes();
+            let batch = with_key(output.batch, &step.left_key, &step.key_type)?;
+            let table = matches!(
+                self.plan.steps[later - 1].mode,
+                StepMode::TableTable | StepMode::ForeignKey
+            );
+            output = running.steps[later]
+                .push(Side::Left, batch, table.then_some(deletes.as_slice()))
+                .map_err(|e| format!("Error joining: {e}"))?;
+        }
+        Ok(output)
+    }
+
+    /// The sink records of joined rows: the query's filter and projection, the join key
+    /// as the record key; for a table, rows that leave the result delete their key.
+    fn finish(&self, running: &mut Running, joined: JoinOutput) -> Vec<ProducerRecord> {
+        let rows = joined.batch.num_rows();
+        if rows == 0 {
+            return Vec::new();
+        }
+        let mut columns = joined.batch.columns().to_vec();
+        columns.push(Arc::new(Int64Array::from_iter_values(0..rows as i64)));
+        let batch = match RecordBatch::try_new(self.plan.joined_schema.clone(), columns) {
+            Ok(batch) => batch,
+            Err(error) => {
+                tracing::error!(query = %self.spec.id, %error, "joined rows do not fit the query");
+                return Vec::new();
+            }
+        };
+        // The join key is the result's key, except in a foreign-key join (the left
+        // table's key, selected as it is).
+        let foreign = matches!(self.plan.key, crate::plan::join::JoinKey::LeftTable(..));
+        let key_index = if foreign {
+            None
+        } else {
+            self.plan
+                .joined_schema
+                .index_of(self.plan.key_column())
+                .ok()
+        };
+        let encoder = &self.spec.encoder;
+        let mut encoded: Vec<Option<ProducerRecord>> = (0..rows).map(|_| None).collect();
+        let mut failures = Vec::new();
+        let results = evaluate_rows(&self.plan.output, &batch, |row, message| {
+            failures.push((row, message))
+        });
+        for (row, message) in failures {
+            self.log_failure(
+                running,
+                RecordError {
+                    topic: self.spec.source.topic.clone(),
+                    partition: -1,
+                    offset: row as i64,
+                    message: format!("Error computing the query result: {message}"),
+                },
+            );
+        }
+        for (input, output) in results {
+            let output = match key_index {
+                Some(index) => with_join_key(output, input.column(index), encoder),
+                None => output,
+            };
+            let (Some(rowtime), Some(numbers)) = (
+                input.column_by_name(ROWTIME),
+                input
+                    .column_by_name(JOINED_ROW)
+                    .and_then(|c| c.as_primitive_opt::<Int64Type>()),
+            ) else {
+                continue;
+            };
+            for (record, row) in encoder
+                .encode(&output, rowtime)
+                .into_iter()
+                .zip(numbers.values())
+            {
+                if let Some(slot) = encoded.get_mut(*row as usize) {
+                    *slot = Some(record);
+                }
+            }
+        }
+        if self.plan.kind == SourceKind::Stream {
+            return encoded.into_iter().flatten().collect();
+        }
+        // A table: each row upserts its key, or deletes it when the row is gone or filtered
+        // out and the key was there.
+        let keys = self.result_keys(&batch, key_index);
+        let times = batch
+            .column_by_name(ROWTIME)
+            .and_then(|c| c.as_primitive_opt::<Int64Type>().cloned());
+        let mut out = Vec::with_capacity(rows);
+        for (row, record) in encoded.into_iter().enumerate() {
+            let key = keys.get(row).and_then(|r| r.key.clone());
+            let key_bytes = key.as_deref().unwrap_or_default();
+            let change = joined.changes[row];
+            match record {
+                Some(record) if change == RowChange::Upsert => {
+                    running.present.insert(key_bytes, ());
+                    out.push(record);
+                }
+                _ => {
+                    let held = running.present.remove(key_bytes).is_some();
+                    if held || change == RowChange::DeleteAlways {
+                        out.push(ProducerRecord {
+                            partition: None,
+                            timestamp: times.as_ref().map(|t| t.value(row)),
+                            key,
+                            value: None,
+                            headers: Vec::new(),
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The encoded result key of every joined row: the join key, or (foreign-key joins)
+    /// the selected left key columns.
+    fn result_keys(&self, batch: &RecordBatch, key_index: Option<usize>) -> Vec<ProducerRecord> {
+        let encoder = &self.spec.encoder;
+        let Some(rowtime) = batch.column_by_name(ROWTIME).cloned() else {
+            return Vec::new();
+        };
+        let empty = RecordBatch::try_new_with_options(
+            Arc::new(Schema::empty()),
+            Vec::new(),
+            &arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+        );
+        let Ok(empty) = empty else {
+            return Vec::new();
+        };
+        let keys = match key_index {
+            Some(index) => with_join_key(empty, batch.column(index), encoder),
+            None => {
+                let mut fields = Vec::new();
+                let mut columns = Vec::new();
+                for (name, _) in &encoder.key_columns {
+                    let source = self
+                        .plan
+                        .output
+                        .projection
+                        .iter()
+                        .find(|p| &p.name == name)
+                        .and_then(|p| p.source_column.as_ref())
+                        .and_then(|s| batch.column_by_name(s));
+                    if let Some(column) = source {
+                        fields.push(Field::new(name, column.data_type().clone(), true));
+                        columns.push(column.clone());
+                    }
+                }
+                RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap_or(empty)
+            }
+        };
+        encoder.encode(&keys, &rowtime)
+    }
+
+    fn log_failure(&self, running: &Running, error: RecordError) {
+        if !running.rebuilding {
+            self.processing_log.record(&self.spec.id, error);
+        }
+    }
+
+    /// The positions reached, to commit with the output.
+    fn offsets(&self) -> GroupOffsets {
+        GroupOffsets {
+            group: self.spec.id.clone(),
+            offsets: self
+                .positions
+                .iter()
+                .enumerate()
+                .flat_map(|(input, partitions)| {
+                    let topic = &self.plan.inputs[input].source.topic;
+                    partitions
+                        .iter()
+                        .map(|(&partition, &offset)| TopicPartitionOffset {
+                            topic: topic.clone(),
+                            partition,
+                            offset,
+                        })
+                })
+                .collect(),
+        }
+    }
+
+    fn report_progress(&self) {
+        self.progress.send_modify(|progress| {
+            for (input, partitions) in self.positions.iter().enumerate() {
+                for (&partition, &offset) in partitions {
+                    progress.insert((input, partition), offset);
+                }
+            }
+        });
+    }
+
+    /// Waits (at most a second) until a partition of an input has records or the query's
+    /// state changes; `false` when the query is gone.
+    async fn wait_for_records(&mut self) -> Result<bool, String> {
+        let mut waits = Vec::new();
+        for (input, partitions) in self.positions.iter().enumerate() {
+            let topic = self.plan.inputs[input].source.topic.clone();
+            for (&partition, &offset) in partitions {
+                let log = self.log.clone();
+                let topic = topic.clone();
+                waits.push(Box::pin(async move {
+                    log.wait_for_data(
+                        &topic,
+                        partition,
+                        offset,
+                        IsolationLevel::ReadCommitted,
+                        Duration::from_secs(1),
+                    )
+                    .await
+                }));
+            }
+        }
+        if waits.is_empty() {
+            return Ok(self.state.changed().await.is_ok());
+        }
+        let any = futures_util::future::select_all(waits);
+        tokio::select! {
+            (waited, _, _) = any => {
+                waited.map_err(|e: LogError| self.fail("waiting for records", &e))?;
+                Ok(true)
+            }
+            changed = self.state.changed() => Ok(changed.is_ok()),
+        }
+    }
+}
+
+/// `batch` with the value of a step's key expression appended.
+fn with_key(
+    batch: RecordBatch,
+    key: &Arc<dyn datafusion::physical_expr::PhysicalExpr>,
+    key_type: &DataType,
+) -> Result<RecordBatch, String> {
+    let rows = batch.num_rows();
+    let values = key
+        .evaluate(&batch)
+        .and_then(|v| v.into_array(rows))
+        .map_err(|e| format!("Error computing the join key: {}", e.strip_backtrace()))?;
+    let values = if values.data_type() == key_type {
+        values
+    } else {
+        arrow::compute::cast(&values, key_type).map_err(|e| e.to_string())?
+    };
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new(STEP_KEY, key_type.clone(), true));
+    let mut columns = batch.columns().to_vec();
+    columns.push(values);
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| e.to_string())
+}
+
+/// The output rows with their key column holding the join key (a right join's row keeps
+/// the key even where the selected left key column is NULL).
+fn with_join_key(
+    output: RecordBatch,
+    join_key: &ArrayRef,
+    encoder: &crate::runtime::SinkEncoder,
+) -> RecordBatch {
+    let Some((name, ty)) = encoder.key_columns.first() else {
+        return output;
+    };
+    let target = ty.to_arrow();
+    let key = match arrow::compute::cast(join_key, &target) {
+        Ok(key) => key,
+        Err(_) => return output,
+    };
+    let original = output.clone();
+    let mut fields: Vec<Field> = Vec::with_capacity(output.num_columns() + 1);
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(output.num_columns() + 1);
+    for (field, column) in output.schema().fields().iter().zip(output.columns()) {
+        if field.name() != name {
+            fields.push(field.as_ref().clone());
+            columns.push(column.clone());
+        }
+    }
+    fields.push(Field::new(name, target, true));
+    columns.push(key);
+    RecordBatch::try_new_with_options(
+        Arc::new(Schema::new(fields)),
+        columns,
+        &arrow::array::RecordBatchOptions::new().with_row_count(Some(join_key.len())),
+    )
+    .unwrap_or(original)
+}
