@@ -926,18 +926,44 @@ impl Engine {
                 .with_wrap_single(false),
             None => input.key_format.clone(),
         };
+        if key_columns.is_empty()
+            && create.kind == SourceKind::Stream
+            && sink_properties.key_format_name().is_some()
+        {
+            return Err(EngineError::Statement(
+                "Key format specified for stream without key columns.".into(),
+            ));
+        }
+        if let Some((name, ty)) = key_columns
+            .iter()
+            .find(|(_, ty)| crate::catalog::contains_map(ty))
+        {
+            return Err(EngineError::Statement(crate::catalog::map_key_error(
+                &Column {
+                    name: name.clone(),
+                    ty: ty.clone(),
+                    kind: ColumnKind::Key,
+                },
+            )));
+        }
         let key_format = if key_columns.is_empty() {
             FormatSpec::new(Format::None).with_wrap_single(false)
         } else if key_format.format == Format::None {
-            // A source without key columns gains some (PARTITION BY, GROUP BY): they take
-            // the default key format when it can hold them, else the source's value format.
-            let default = format_defaults(properties)
-                .key_format
-                .and_then(|f| Format::parse(&f).ok())
+            // A source without key columns gains some: they take the default key format;
+            // an aggregation's group keys take the source's value format when the default
+            // cannot hold them (PARTITION BY keys do not: ksqlDB refuses those).
+            let default = input
+                .declared_key_format
+                .filter(|format| *format != Format::None)
+                .or_else(|| {
+                    format_defaults(properties)
+                        .key_format
+                        .and_then(|f| Format::parse(&f).ok())
+                })
                 .unwrap_or(Format::Kafka);
             let format = match input.value_format.format {
                 Format::Kafka | Format::None => default,
-                _ if default.check_columns(&key_columns).is_ok() => default,
+                _ if default.check_columns(&key_columns).is_ok() || !aggregating => default,
                 other => other,
             };
             FormatSpec::new(format)
@@ -967,7 +993,7 @@ impl Engine {
         };
         key_format
             .format
-            .check_columns(&key_columns)
+            .check_key_columns(&key_columns)
             .map_err(|reason| {
                 let columns = as_columns(&key_columns, ColumnKind::Key);
                 EngineError::Statement(crate::catalog::unsupported_schema(
@@ -1050,6 +1076,7 @@ impl Engine {
             created_by_query: true,
             partitions: Some(partitions),
             statement: text.trim().to_string(),
+            declared_key_format: None,
         };
         state.next_query += 1;
         let prefix = match create.kind {
@@ -1686,6 +1713,26 @@ impl Engine {
             .plan_join(query, sources)
             .await
             .map_err(|error| unresolved_column(error, query))?;
+        if !plan.partition_keys.is_empty() {
+            let mut keys = vec![None; plan.partition_keys.len()];
+            let mut values = Vec::new();
+            for (index, (column, field)) in plan
+                .output
+                .projection
+                .iter()
+                .zip(plan.output.output_schema.fields())
+                .enumerate()
+            {
+                let ty = SqlType::from_arrow(field.data_type())
+                    .ok_or_else(|| untyped_column(&column.name, field.data_type(), query))?;
+                match plan.partition_keys.iter().position(|k| *k == index) {
+                    Some(position) => keys[position] = Some((column.name.clone(), ty)),
+                    None => values.push((column.name.clone(), ty)),
+                }
+            }
+            let keys = keys.into_iter().flatten().collect();
+            return Ok((plan.inputs[0].source.clone(), Arc::new(plan), keys, values));
+        }
         if let JoinKey::LeftTable(table, left_keys) = &plan.key {
             return foreign_key_columns(&plan, table, left_keys, sink_name, query).map(
                 |(keys, values)| {
@@ -1828,7 +1875,7 @@ impl Engine {
                 .collect()
         };
         let (query, partition_keys) = if partitioned {
-            partition_by_keys(query, &star_columns)
+            partition_by_keys(query, &star_columns, &input, sink_name)?
         } else {
             (query.clone(), Vec::new())
         };
@@ -2427,10 +2474,18 @@ fn unresolved_column(error: PlanError, query: &riffle_grammar::ast::Query) -> En
 fn partition_by_keys(
     query: &riffle_grammar::ast::Query,
     star_columns: &[String],
-) -> (riffle_grammar::ast::Query, Vec<usize>) {
+    input: &Source,
+    sink_name: Option<&str>,
+) -> Result<(riffle_grammar::ast::Query, Vec<usize>), EngineError> {
     use sqlparser::ast::{Expr, Ident, SelectItem, Value};
     let mut query = query.clone();
     let mut projection = Vec::with_capacity(query.projection.len());
+    // With `*`, a partitioning expression that is not selected is added as a key column;
+    // otherwise a persistent query must select it.
+    let starred = query
+        .projection
+        .iter()
+        .any(|item| matches!(item, SelectItem::Wildcard(_)));
     for item in query.projection.drain(..) {
         match item {
             SelectItem::Wildcard(_) => projection.extend(
@@ -2447,27 +2502,124 @@ fn partition_by_keys(
             other => other,
         }
     }
+    let is_null = |expr: &Expr| matches!(bare(expr), Expr::Value(v) if v.value == Value::Null);
+    if query.partition_by.len() > 1 && query.partition_by.iter().any(is_null) {
+        return Err(EngineError::Statement(
+            "Cannot PARTITION BY multiple columns including NULL".into(),
+        ));
+    }
+    check_partition_columns(&query.partition_by, input)?;
+    // Expressions compare by text, identifiers by name (however they are quoted).
+    let canonical = |expr: &Expr| match bare(expr) {
+        Expr::Identifier(ident) => ident.value.clone(),
+        other => other.to_string(),
+    };
     let mut keys = Vec::new();
+    let mut missing = Vec::new();
     for expr in &query.partition_by {
-        let expr = bare(expr);
-        if matches!(expr, Expr::Value(v) if v.value == Value::Null) {
+        if is_null(expr) {
             continue;
         }
-        let text = expr.to_string();
-        let found = projection.iter().position(|item| match item {
-            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
-                bare(e).to_string() == text
+        let text = canonical(expr);
+        let found: Vec<usize> = projection
+            .iter()
+            .enumerate()
+            .filter(|(_, item)| match item {
+                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                    canonical(e) == text
+                }
+                _ => false,
+            })
+            .map(|(index, _)| index)
+            .collect();
+        if found.len() > 1 && sink_name.is_some() {
+            let mut names: Vec<String> = found
+                .iter()
+                .map(|&index| match &projection[index] {
+                    SelectItem::ExprWithAlias { alias, .. } => alias.value.clone(),
+                    _ => text.clone(),
+                })
+                .collect();
+            names.sort();
+            return Err(EngineError::Statement(format!(
+                "The projection contains a key column (`{text}`) more than once, aliased as: {}.",
+                names.join(" and ")
+            )));
+        }
+        match found.first() {
+            Some(&index) => keys.push(index),
+            None if sink_name.is_some() && !starred => missing.push(()),
+            None => {
+                projection.push(SelectItem::UnnamedExpr(expr.clone()));
+                keys.push(projection.len() - 1);
             }
-            _ => false,
-        });
-        keys.push(found.unwrap_or_else(|| {
-            projection.push(SelectItem::UnnamedExpr(expr.clone()));
-            projection.len() - 1
-        }));
+        }
+    }
+    if let Some(sink_name) = sink_name
+        && !missing.is_empty()
+    {
+        // ksqlDB names every partitioning expression when one is missing.
+        let missing: Vec<String> = query
+            .partition_by
+            .iter()
+            .map(|expr| qualified_text(bare(expr), input))
+            .collect();
+        return Err(EngineError::Statement(format!(
+            "The query used to build `{sink_name}` must include the partitioning expression{} \
+             {} in its projection (eg, SELECT {}...).",
+            if missing.len() > 1 { "s" } else { "" },
+            missing.join(" and "),
+            missing.join(", ")
+        )));
     }
     query.projection = projection;
     query.partition_by.clear();
-    (query, keys)
+    Ok((query, keys))
+}
+
+/// A `PARTITION BY` column must be the source's: it is applied to the input, before the
+/// projection (so a projection alias means nothing there).
+fn check_partition_columns(
+    partition_by: &[sqlparser::ast::Expr],
+    input: &Source,
+) -> Result<(), EngineError> {
+    use sqlparser::ast::Expr;
+    let known = |name: &str| {
+        input.schema.columns.iter().any(|c| c.name == name)
+            || crate::catalog::PSEUDO_COLUMNS
+                .iter()
+                .any(|(p, _)| *p == name)
+    };
+    for expr in partition_by {
+        let name = match expr {
+            Expr::Identifier(ident) => &ident.value,
+            Expr::CompoundIdentifier(parts) if parts.len() == 2 => &parts[1].value,
+            _ => continue,
+        };
+        if !known(name) {
+            return Err(EngineError::Statement(format!(
+                "PARTITION BY column '{name}' cannot be resolved. '{name}' must be a column in \
+                 the source schema since PARTITION BY is applied on the input."
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// An expression as ksqlDB shows it in messages: columns qualified with the source's name
+/// (`ABS(INPUT.ID)`).
+fn qualified_text(expr: &sqlparser::ast::Expr, input: &Source) -> String {
+    use sqlparser::ast::{Expr, Ident};
+    let mut expr = expr.clone();
+    let _ = sqlparser::ast::visit_expressions_mut(&mut expr, |e| {
+        if let Expr::Identifier(ident) = e
+            && input.schema.columns.iter().any(|c| c.name == ident.value)
+        {
+            *e = Expr::CompoundIdentifier(vec![Ident::new(&input.name), ident.clone()]);
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    expr.to_string()
 }
 
 /// The error for a projected column whose type is not a ksqlDB type, most often one that

@@ -54,6 +54,10 @@ pub struct Source {
     pub statement: String,
     /// How its keys are windowed (a windowed aggregation's table), if they are.
     pub window: Option<crate::plan::aggregate::WindowKind>,
+    /// The key format its statement named (`KEY_FORMAT` or `FORMAT`), kept for a source
+    /// without key columns (whose `key_format` is `NONE`): keys a query gives its rows
+    /// take it.
+    pub declared_key_format: Option<Format>,
 }
 
 impl Source {
@@ -264,6 +268,9 @@ impl Catalog {
                 ));
             }
         }
+        let declared_key_format = properties
+            .key_format_name()
+            .and_then(|name| Format::parse(name).ok());
         Ok(Source {
             name,
             kind: create.kind,
@@ -278,6 +285,7 @@ impl Catalog {
             partitions: properties.partitions,
             statement: create.to_string(),
             window,
+            declared_key_format,
         })
     }
 }
@@ -387,7 +395,7 @@ fn key_format_spec(
         format = Format::None;
     }
     format
-        .check_columns(&columns)
+        .check_key_columns(&columns)
         .map_err(|reason| unsupported_schema("Key", format, schema.keys(), &reason))?;
     let mut spec = FormatSpec::new(format).with_wrap_single(false);
     if let Some(delimiter) = &properties.key_delimiter {

@@ -55,6 +55,16 @@ impl Format {
 
     /// Why this format cannot carry these columns, if it cannot.
     pub fn check_columns(self, columns: &[(String, SqlType)]) -> Result<(), String> {
+        self.check(columns, "")
+    }
+
+    /// [`Format::check_columns`] for key columns (named `` `K` INTEGER KEY `` in the reason).
+    pub fn check_key_columns(self, columns: &[(String, SqlType)]) -> Result<(), String> {
+        self.check(columns, " KEY")
+    }
+
+    fn check(self, columns: &[(String, SqlType)], kind: &str) -> Result<(), String> {
+        let names = |columns: &[(String, SqlType)]| names(columns, kind);
         match self {
             Format::Kafka if columns.len() > 1 => Err(format!(
                 "The 'KAFKA' format only supports a single field. Got: [{}]",
@@ -89,10 +99,10 @@ impl fmt::Display for Format {
     }
 }
 
-fn names(columns: &[(String, SqlType)]) -> String {
+fn names(columns: &[(String, SqlType)], kind: &str) -> String {
     columns
         .iter()
-        .map(|(name, ty)| format!("`{name}` {ty}"))
+        .map(|(name, ty)| format!("`{name}` {ty}{kind}"))
         .collect::<Vec<_>>()
         .join(", ")
 }

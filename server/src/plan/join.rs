@@ -81,6 +81,8 @@ pub struct JoinPlan {
     pub kind: SourceKind,
     /// The last step's output with the row-number column the output plan sees.
     pub joined_schema: SchemaRef,
+    /// `PARTITION BY`: the output columns (by position) that are the new key, in order.
+    pub partition_keys: Vec<usize>,
 }
 
 /// The column numbering a joined batch's rows for the output plan (it maps failures and
@@ -108,6 +110,8 @@ struct Named {
     columns: Vec<String>,
     /// `*` stands for these (keys and values).
     star: Vec<String>,
+    /// With `PARTITION BY`, `*` stands for these: values, pseudo columns, then keys.
+    partitioned_star: Vec<String>,
 }
 
 impl Planner {
@@ -152,6 +156,14 @@ impl Planner {
                     .keys()
                     .chain(input.source.schema.values())
                     .map(|c| c.name.clone())
+                    .collect(),
+                partitioned_star: input
+                    .source
+                    .schema
+                    .values()
+                    .map(|c| c.name.clone())
+                    .chain(PSEUDO_COLUMNS.iter().map(|(name, _)| name.to_string()))
+                    .chain(input.source.schema.keys().map(|c| c.name.clone()))
                     .collect(),
             })
             .collect();
@@ -247,7 +259,7 @@ impl Planner {
             .collect();
         fields.push(Field::new(JOINED_ROW, DataType::Int64, false));
         let joined_schema = Arc::new(Schema::new(fields));
-        let output = self
+        let (output, partition_keys) = self
             .plan_joined_query(query, &named, &key, &joined_schema)
             .await?;
         Ok(JoinPlan {
@@ -257,6 +269,7 @@ impl Planner {
             key,
             kind: left_kind,
             joined_schema,
+            partition_keys,
         })
     }
 
@@ -304,20 +317,19 @@ impl Planner {
         planned
     }
 
-    /// The query's projection and `WHERE` over the joined rows.
+    /// The query's projection and `WHERE` over the joined rows, and which output columns
+    /// its `PARTITION BY` makes the key.
     async fn plan_joined_query(
         &self,
         query: &Query,
         named: &[Named],
         key: &JoinKey,
         joined: &SchemaRef,
-    ) -> Result<StatelessPlan, PlanError> {
+    ) -> Result<(StatelessPlan, Vec<usize>), PlanError> {
         if !query.group_by.is_empty() || query.window.is_some() {
             return Err(PlanError::Unsupported("aggregating joined rows".into()));
         }
-        if !query.partition_by.is_empty() {
-            return Err(PlanError::Unsupported("PARTITION BY on joined rows".into()));
-        }
+        let partitioned = !query.partition_by.is_empty();
         let synthetic = match key {
             JoinKey::Synthetic(name) => Some(name.as_str()),
             JoinKey::Columns(_) | JoinKey::LeftTable(..) => None,
@@ -325,11 +337,15 @@ impl Planner {
         let star: Vec<String> = synthetic
             .map(str::to_string)
             .into_iter()
-            .chain(
-                named
-                    .iter()
-                    .flat_map(|n| n.star.iter().map(move |c| joined_name(&n.alias, c))),
-            )
+            .chain(named.iter().flat_map(|n| {
+                let columns = if partitioned {
+                    &n.partitioned_star
+                } else {
+                    &n.star
+                };
+                columns.iter().map(move |c| joined_name(&n.alias, c))
+            }))
+            .filter(|c| !partitioned || Some(c.as_str()) != synthetic)
             .collect();
         let mut projection = Vec::with_capacity(query.projection.len());
         for item in &query.projection {
@@ -373,8 +389,42 @@ impl Planner {
             .clone()
             .map(|w| resolve(w, named, synthetic, "WHERE").map(|r| r.0))
             .transpose()?;
-        self.with_table(joined, over_table(projection, selection), &star)
-            .await
+        let starred = query
+            .projection
+            .iter()
+            .any(|item| matches!(item, SelectItem::Wildcard(_)));
+        let mut partition_keys = Vec::new();
+        for expr in &query.partition_by {
+            let expr = unnested(resolve(expr.clone(), named, synthetic, "PARTITION BY")?.0);
+            let canonical = |e: &SqlExpr| match e {
+                SqlExpr::Identifier(ident) => ident.value.clone(),
+                other => other.to_string(),
+            };
+            let text = canonical(&expr);
+            let found = projection.iter().position(|item| match item {
+                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                    canonical(e) == text
+                }
+                _ => false,
+            });
+            match found {
+                Some(index) => partition_keys.push(index),
+                None if starred => {
+                    projection.push(SelectItem::UnnamedExpr(expr));
+                    partition_keys.push(projection.len() - 1);
+                }
+                None => {
+                    return Err(PlanError::Plan(format!(
+                        "The query must include the partitioning expression {text} in its \
+                         projection (eg, SELECT {text}...)."
+                    )));
+                }
+            }
+        }
+        let plan = self
+            .with_table(joined, over_table(projection, selection), &star)
+            .await?;
+        Ok((plan, partition_keys))
     }
 }
 

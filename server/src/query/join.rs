@@ -305,7 +305,7 @@ impl JoinTask {
         // The join key is the result's key, except in a foreign-key join (the left
         // table's key, selected as it is).
         let foreign = matches!(self.plan.key, crate::plan::join::JoinKey::LeftTable(..));
-        let key_index = if foreign {
+        let key_index = if foreign || !self.plan.partition_keys.is_empty() {
             None
         } else {
             self.plan

@@ -677,6 +677,29 @@ fn null_row(schema: &arrow::datatypes::SchemaRef) -> RecordBatch {
     .unwrap_or_else(|_| RecordBatch::new_empty(schema.clone()))
 }
 
+/// `batch` with the named columns all NULL.
+fn with_null_columns(batch: RecordBatch, names: &[&str]) -> RecordBatch {
+    if names.is_empty() {
+        return batch;
+    }
+    let schema = batch.schema();
+    let (fields, columns): (Vec<arrow::datatypes::Field>, Vec<arrow::array::ArrayRef>) = schema
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .map(|(field, column)| {
+            if names.contains(&field.name().as_str()) {
+                let nulls = arrow::array::new_null_array(field.data_type(), batch.num_rows());
+                (field.as_ref().clone().with_nullable(true), nulls)
+            } else {
+                (field.as_ref().clone(), column.clone())
+            }
+        })
+        .unzip();
+    let schema = Arc::new(arrow::datatypes::Schema::new(fields));
+    RecordBatch::try_new(schema, columns).unwrap_or(batch)
+}
+
 /// Gives each output record the headers of the input record it came from (found by
 /// `ROWOFFSET` in `run`, whose offsets ascend), as Kafka Streams carries headers through.
 fn copy_headers(out: &mut [ProducerRecord], input: &RecordBatch, run: &[Record]) {
@@ -737,14 +760,16 @@ impl PartitionTask {
                 // without a value, so it passes with no key, as ksqlDB's does.
                 let new_key = self.plan.filter.is_none()
                     && self.spec.encoder.key_columns != self.spec.source.key_columns();
-                if same_key || new_key {
+                if same_key {
                     out.extend(run.iter().map(|record| ProducerRecord {
                         partition: None,
                         timestamp: Some(record.timestamp),
-                        key: if same_key { record.key.clone() } else { None },
+                        key: record.key.clone(),
                         value: None,
                         headers: record.headers.clone(),
                     }));
+                } else if new_key {
+                    out.extend(self.rekeyed_null_values(run));
                 }
                 continue;
             }
@@ -882,6 +907,47 @@ impl PartitionTask {
                     tracing::warn!(query = %self.spec.id, "a table's rows could not be materialized")
                 }
             }
+        }
+        out
+    }
+
+    /// Records without a value of a query that sets a new key (`PARTITION BY`): each keeps
+    /// no value and takes the key its row gives with NULL value columns.
+    fn rekeyed_null_values(&self, run: &[Record]) -> Vec<ProducerRecord> {
+        let (batch, errors) = self.decoder.decode_keeping_null_values(run, self.partition);
+        for error in errors {
+            self.log_failure(error);
+        }
+        // A key computed from value columns is NULL: the record has no value.
+        let values: std::collections::HashSet<String> = self
+            .spec
+            .source
+            .value_columns()
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        let from_values: Vec<&str> = self
+            .plan
+            .projection
+            .iter()
+            .filter(|column| {
+                datafusion::physical_expr::utils::collect_columns(&column.expr)
+                    .iter()
+                    .any(|c| values.contains(c.name()))
+            })
+            .map(|column| column.name.as_str())
+            .collect();
+        let mut out = Vec::with_capacity(batch.num_rows());
+        for (input, output) in self.evaluate(&batch) {
+            let output = with_null_columns(output, &from_values);
+            if let Some(rowtime) = input.column_by_name("ROWTIME") {
+                let start = out.len();
+                out.extend(self.spec.encoder.encode(&output, rowtime));
+                copy_headers(&mut out[start..], &input, run);
+            }
+        }
+        for record in &mut out {
+            record.value = None;
         }
         out
     }

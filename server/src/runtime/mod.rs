@@ -84,6 +84,26 @@ impl SourceDecoder {
     /// Decodes records of one partition. Records that fail to decode are left out and
     /// reported; on a stream, records with a null value are skipped, as ksqlDB does.
     pub fn decode(&self, records: &[Record], partition: i32) -> (RecordBatch, Vec<RecordError>) {
+        self.decode_records(records, partition, false)
+    }
+
+    /// Decodes records of one partition as [`SourceDecoder::decode`] does, but keeps a
+    /// stream's records without a value, as rows whose value columns are NULL (their key
+    /// still gives a `PARTITION BY` key).
+    pub fn decode_keeping_null_values(
+        &self,
+        records: &[Record],
+        partition: i32,
+    ) -> (RecordBatch, Vec<RecordError>) {
+        self.decode_records(records, partition, true)
+    }
+
+    fn decode_records(
+        &self,
+        records: &[Record],
+        partition: i32,
+        keep_null_values: bool,
+    ) -> (RecordBatch, Vec<RecordError>) {
         let count = records.len();
         let mut keys = RowDecoder::new(
             self.source.key_format.clone(),
@@ -115,7 +135,9 @@ impl SourceDecoder {
             };
             let key = keys.decode(key_bytes);
             let value = values.decode(record.value.as_deref());
-            let skipped = record.value.is_none() && self.source.kind == SourceKind::Stream;
+            let skipped = record.value.is_none()
+                && self.source.kind == SourceKind::Stream
+                && !keep_null_values;
             let error = key
                 .err()
                 .map(|e| format!("Failed to deserialize key: {e}"))
