@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::{ksql, rows};
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -33,18 +35,6 @@ fn expected_counts(clicks: &[Vec<Value>]) -> BTreeMap<(String, i64), i64> {
     counts
 }
 
-async fn ksql(client: &reqwest::Client, port: u16, sql: &str) {
-    let response = client
-        .post(format!("http://127.0.0.1:{port}/ksql"))
-        .json(&json!({"ksql": sql}))
-        .send()
-        .await
-        .expect("the server answers");
-    let status = response.status();
-    let body = response.text().await.unwrap_or_default();
-    assert!(status.is_success(), "{sql}: {status} {body}");
-}
-
 /// Sends clicks `range` in one `/inserts-stream` request; every row must be acknowledged.
 async fn insert(client: &reqwest::Client, port: u16, range: std::ops::Range<usize>) {
     let acks = try_insert(client, port, range.clone())
@@ -63,35 +53,11 @@ async fn try_insert(
     port: u16,
     range: std::ops::Range<usize>,
 ) -> Result<String, reqwest::Error> {
-    let mut body = json!({"target": "CLICKS"}).to_string();
-    for i in range.clone() {
+    let clicks = range.map(|i| {
         let (user, time) = click(i);
-        body.push('\n');
-        body.push_str(&json!({"USER": user, "PAGE": "/", "TS": time}).to_string());
-    }
-    client
-        .post(format!("http://127.0.0.1:{port}/inserts-stream"))
-        .body(body)
-        .send()
-        .await?
-        .text()
-        .await
-}
-
-/// A query's rows (`/query`), each as its columns.
-async fn rows(client: &reqwest::Client, port: u16, sql: &str) -> Vec<Vec<Value>> {
-    let response = client
-        .post(format!("http://127.0.0.1:{port}/query"))
-        .json(&json!({"ksql": sql}))
-        .send()
-        .await
-        .expect("the server answers");
-    let body: Value = response.json().await.expect("a JSON array");
-    body.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|entry| entry["row"]["columns"].as_array().cloned())
-        .collect()
+        json!({"USER": user, "PAGE": "/", "TS": time})
+    });
+    common::try_insert_rows(client, port, "CLICKS", clicks).await
 }
 
 /// `(user, window start, count)` rows as a map.

@@ -378,10 +378,15 @@ impl PersistentQuery {
             let topic = &source.source.topic;
             let partitions = log.describe_topic(topic).await?.partitions;
             let committed = log.committed_offsets(&spec.id, topic).await?;
+            // A table input is read whole: a join needs the table's current rows.
+            let from = match source.source.kind {
+                SourceKind::Table => StartPosition::Earliest,
+                SourceKind::Stream => spec.start,
+            };
             let starts: BTreeMap<i32, i64> = partitions
                 .iter()
                 .map(|p| {
-                    let start = match spec.start {
+                    let start = match from {
                         StartPosition::Earliest => p.start_offset,
                         StartPosition::Latest => p.end_offset,
                     };

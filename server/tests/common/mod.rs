@@ -1,5 +1,5 @@
 //! Running the real `riffle-server` binary in tests: a free port, a started server (killed,
-//! with SIGKILL, when dropped).
+//! with SIGKILL, when dropped), and the HTTP calls tests make to it.
 
 #![allow(dead_code)]
 
@@ -53,4 +53,55 @@ pub fn start(mut command: Command, port: u16) -> Running {
     });
     assert!(ready, "the server did not start listening");
     server
+}
+
+/// Runs statements through `/ksql`; they must succeed.
+pub async fn ksql(client: &reqwest::Client, port: u16, sql: &str) {
+    let response = client
+        .post(format!("http://127.0.0.1:{port}/ksql"))
+        .json(&serde_json::json!({"ksql": sql}))
+        .send()
+        .await
+        .expect("the server answers");
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    assert!(status.is_success(), "{sql}: {status} {body}");
+}
+
+/// A query's rows (`/query`), each as its columns.
+pub async fn rows(client: &reqwest::Client, port: u16, sql: &str) -> Vec<Vec<serde_json::Value>> {
+    let response = client
+        .post(format!("http://127.0.0.1:{port}/query"))
+        .json(&serde_json::json!({"ksql": sql}))
+        .send()
+        .await
+        .expect("the server answers");
+    let body: serde_json::Value = response.json().await.expect("a JSON array");
+    body.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry["row"]["columns"].as_array().cloned())
+        .collect()
+}
+
+/// Sends rows (JSON objects) to a stream in one `/inserts-stream` request; answers the
+/// acknowledgements, or the error if the request broke (a killed server).
+pub async fn try_insert_rows(
+    client: &reqwest::Client,
+    port: u16,
+    target: &str,
+    rows: impl IntoIterator<Item = serde_json::Value>,
+) -> Result<String, reqwest::Error> {
+    let mut body = serde_json::json!({"target": target}).to_string();
+    for row in rows {
+        body.push('\n');
+        body.push_str(&row.to_string());
+    }
+    client
+        .post(format!("http://127.0.0.1:{port}/inserts-stream"))
+        .body(body)
+        .send()
+        .await?
+        .text()
+        .await
 }
