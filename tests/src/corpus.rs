@@ -25,6 +25,9 @@ pub struct Case {
     pub responses: Option<Vec<Value>>,
     /// `post.sources`: (name, schema) to check after the statements ran.
     pub post_sources: Vec<(String, String)>,
+    /// `post.topics.blacklist`: a pattern no topic may match once the case ran (ksqlDB's
+    /// check that no needless internal topic, such as a repartition, was made).
+    pub topic_blacklist: Option<String>,
     /// Why the case cannot run here (a format that needs a Schema Registry, a disabled case).
     pub skip: Option<String>,
 }
@@ -173,6 +176,9 @@ pub fn load_file(path: &Path) -> Result<Vec<Case>> {
                             ))
                         })
                         .collect(),
+                    topic_blacklist: case["post"]["topics"]["blacklist"]
+                        .as_str()
+                        .map(str::to_string),
                     statements,
                     skip,
                 });

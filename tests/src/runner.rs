@@ -97,6 +97,9 @@ async fn drive(case: &Case, log: &EmbeddedLog, engine: &Engine) -> Result<(), St
     }
     produce_inputs(case, log, engine).await?;
     compare_outputs(case, log, engine).await?;
+    if let Some(pattern) = &case.topic_blacklist {
+        check_topic_blacklist(log, pattern).await?;
+    }
     for (name, schema) in &case.post_sources {
         let source = engine
             .source(name)
@@ -113,6 +116,21 @@ async fn drive(case: &Case, log: &EmbeddedLog, engine: &Engine) -> Result<(), St
         }
     }
     Ok(())
+}
+
+/// Fails when a topic's whole name matches `pattern` (a Java regular expression; the
+/// corpus only uses forms Rust's `regex` reads the same way).
+async fn check_topic_blacklist(log: &EmbeddedLog, pattern: &str) -> Result<(), String> {
+    let whole = regex::Regex::new(&format!("^(?:{pattern})$"))
+        .map_err(|e| format!("the topic blacklist {pattern:?} does not parse: {e}"))?;
+    let topics = log
+        .list_topics()
+        .await
+        .map_err(|e| format!("listing topics: {e}"))?;
+    match topics.iter().find(|topic| whole.is_match(topic)) {
+        Some(topic) => Err(format!("topic {topic} should not exist (matches {pattern})")),
+        None => Ok(()),
+    }
 }
 
 /// Creates the topics the case needs before its statements run.
