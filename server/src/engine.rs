@@ -1140,9 +1140,23 @@ impl Engine {
                 "Cannot insert into {target_name} because it has header columns"
             )));
         }
-        let (input, plan, key_columns, value_columns) = self
-            .plan_query(&state.catalog, &insert.query, Some(&target_name))
-            .await?;
+        let (input, plan, key_columns, value_columns) = if insert.query.from.joins.is_empty() {
+            let (input, plan, keys, values) = self
+                .plan_query(&state.catalog, &insert.query, Some(&target_name))
+                .await?;
+            (input, QueryPlan::Stateless(plan), keys, values)
+        } else {
+            let (input, plan, keys, values) = self
+                .plan_join_query(&state.catalog, &insert.query, Some(&target_name))
+                .await?;
+            if plan.kind == SourceKind::Table {
+                return Err(EngineError::Statement(format!(
+                    "INSERT INTO can only be used to insert into a stream. The query joins \
+                     only tables, so its result is a table, not {target_name}."
+                )));
+            }
+            (input, QueryPlan::Join(plan), keys, values)
+        };
         if key_columns != target.key_columns() || value_columns != target.value_columns() {
             return Err(EngineError::Statement(format!(
                 "Incompatible schema between results and sink.\nResult schema is {}\nSink \
@@ -1158,7 +1172,7 @@ impl Engine {
             statement: text.trim().to_string(),
             sink_name: target_name.clone(),
             source: input,
-            plan: QueryPlan::Stateless(plan),
+            plan,
             sink_topic: Some(target.topic.clone()),
             encoder: SinkEncoder {
                 key_columns,

@@ -128,7 +128,9 @@ async fn check_topic_blacklist(log: &EmbeddedLog, pattern: &str) -> Result<(), S
         .await
         .map_err(|e| format!("listing topics: {e}"))?;
     match topics.iter().find(|topic| whole.is_match(topic)) {
-        Some(topic) => Err(format!("topic {topic} should not exist (matches {pattern})")),
+        Some(topic) => Err(format!(
+            "topic {topic} should not exist (matches {pattern})"
+        )),
         None => Ok(()),
     }
 }

@@ -611,7 +611,6 @@ impl JoinCondition {
     fn of(on: SqlExpr, named: &[Named]) -> Result<Self, PlanError> {
         let on = unnested(on);
         check_qualifiers(&on, named)?;
-        let whole = format!("({on})");
         let SqlExpr::BinaryOp {
             left,
             op: BinaryOperator::Eq,
@@ -625,10 +624,11 @@ impl JoinCondition {
             )));
         };
         let right_index = named.len() - 1;
+        let whole = format!("({} = {})", side_text(&left), side_text(&right));
         let mut sides = Vec::with_capacity(2);
         for side in [*left, *right] {
             let side = unnested(side);
-            let text = side.to_string();
+            let text = side_text(&side);
             let plain = plain_column(&side, named);
             let (resolved, used) = resolve(side, named, None, "JOIN ON")?;
             if used.len() != 1 {
@@ -692,6 +692,14 @@ fn check_qualifiers(expr: &SqlExpr, named: &[Named]) -> Result<(), PlanError> {
     unknown.map_or(Ok(()), Err)
 }
 
+/// A join side as ksqlDB writes it in messages (`null` in lower case).
+fn side_text(expr: &SqlExpr) -> String {
+    match unnested(expr.clone()) {
+        SqlExpr::Value(v) if v.value == sqlparser::ast::Value::Null => "null".into(),
+        other => other.to_string(),
+    }
+}
+
 fn unnested(expr: SqlExpr) -> SqlExpr {
     match expr {
         SqlExpr::Nested(inner) => unnested(*inner),
@@ -730,7 +738,7 @@ fn plain_column(expr: &SqlExpr, named: &[Named]) -> Option<(String, String)> {
         }
         _ => return None,
     };
-    if !source.columns.contains(&column) || PSEUDO_COLUMNS.iter().any(|(p, _)| *p == column) {
+    if !source.columns.contains(&column) {
         return None;
     }
     Some((
