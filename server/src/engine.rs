@@ -581,7 +581,7 @@ impl Engine {
                 return Ok(StatementResult::Explanation(Box::new(QueryDescription {
                     id: spec.id.clone(),
                     statement: spec.statement.clone(),
-                    sources: vec![spec.source.name.clone()],
+                    sources: spec.inputs().iter().map(|s| s.name.clone()).collect(),
                     sinks: vec![spec.sink_name.clone()],
                     sink_topics: spec.sink_topic.iter().cloned().collect(),
                     execution_plan: execution_plan(

@@ -660,3 +660,46 @@ async fn explain_and_describe_tell_what_queries_sources_and_functions_are() {
     );
     engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_is_explained_with_its_sources_keys_and_window_and_keeps_them_from_being_dropped() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("opens");
+    let engine = Engine::start(Arc::new(log.clone())).await.expect("starts");
+    engine
+        .execute(
+            "CREATE STREAM orders (id STRING KEY, amount DOUBLE) \
+               WITH (kafka_topic='orders', value_format='json', partitions=1);
+             CREATE STREAM payments (id STRING KEY, paid DOUBLE) \
+               WITH (kafka_topic='payments', value_format='json', partitions=1);
+             CREATE STREAM paid AS SELECT o.id, amount, paid FROM orders o \
+               LEFT JOIN payments p WITHIN 1 MINUTE GRACE PERIOD 10 SECONDS ON o.id = p.id;",
+            &Properties::new(),
+        )
+        .await
+        .expect("statements run");
+    let results = engine
+        .execute("EXPLAIN CSAS_PAID_0;", &Properties::new())
+        .await
+        .expect("explains");
+    let StatementResult::Explanation(join) = &results[0] else {
+        panic!("{:?}", results[0])
+    };
+    assert_eq!(join.sources, ["ORDERS", "PAYMENTS"]);
+    assert_eq!(
+        join.fields.to_string(),
+        "`O_ID` STRING KEY, `AMOUNT` DOUBLE, `PAID` DOUBLE"
+    );
+    let plan = &join.execution_plan;
+    assert!(
+        plan.contains("[ JOIN ] | STREAM-STREAM LEFT")
+            && plan.contains("before 60000 ms, after 60000 ms, grace 10000 ms")
+            && plan.matches("[ SOURCE ]").count() == 2,
+        "{plan}"
+    );
+    let refused = engine
+        .execute("DROP STREAM payments;", &Properties::new())
+        .await
+        .expect_err("a source a query reads cannot be dropped");
+    assert!(refused.to_string().contains("CSAS_PAID_0"), "{refused}");
+}
