@@ -16,7 +16,7 @@ use crate::format::{Format, FormatSpec};
 use crate::log::{Acks, FetchRequest, Log, LogError, ProducerRecord, TopicConfig};
 use crate::plan::{PlanError, Planner};
 use crate::query::print::{PrintOptions, TopicPrint};
-use crate::query::transient::{Mode, TransientQuery};
+use crate::query::transient::{Mode, StatefulPlan, TransientQuery};
 use crate::query::{
     PersistentQuery, ProcessingLog, QueryPlan, QuerySpec, QueryState, StartPosition,
 };
@@ -2205,11 +2205,19 @@ impl Engine {
         let aggregating = !query.group_by.is_empty()
             || query.window.is_some()
             || !self.aggregate_calls(&query).is_empty();
-        if query.is_push() && aggregating {
-            let query = with_collection_limits(&query, properties);
-            let (source, plan, key_columns, value_columns) = self
-                .plan_aggregate_query(&state.catalog, &query, None, properties)
-                .await?;
+        if query.is_push() && (aggregating || !query.from.joins.is_empty()) {
+            let (source, plan, key_columns, value_columns, window) = if aggregating {
+                let query = with_collection_limits(&query, properties);
+                let (source, plan, keys, values) = self
+                    .plan_aggregate_query(&state.catalog, &query, None, properties)
+                    .await?;
+                let window = plan.windowing.map(|w| w.kind);
+                (source, StatefulPlan::Aggregate(plan), keys, values, window)
+            } else {
+                let (source, plan, keys, values) =
+                    self.plan_join_query(&state.catalog, &query, None).await?;
+                (source, StatefulPlan::Join(plan), keys, values, None)
+            };
             state.next_transient += 1;
             let id = format!("transient_{}_{}", source.name, state.next_transient);
             drop(state);
@@ -2223,14 +2231,17 @@ impl Engine {
                     key_format: source.key_format.clone(),
                     value_format: source.value_format.clone(),
                     timestamp_column: None,
-                    window: plan.windowing.map(|w| w.kind),
+                    window,
                 },
                 source,
-                plan: QueryPlan::Aggregate(plan.clone()),
+                plan: match &plan {
+                    StatefulPlan::Aggregate(plan) => QueryPlan::Aggregate(plan.clone()),
+                    StatefulPlan::Join(plan) => QueryPlan::Join(plan.clone()),
+                },
                 sink_topic: None,
                 start: start_position(properties),
             };
-            return Ok(TransientQuery::start_aggregate(
+            return Ok(TransientQuery::start_stateful(
                 self.log.clone(),
                 spec,
                 plan,

@@ -39,6 +39,9 @@ pub(super) struct JoinTask {
     pub state: watch::Receiver<QueryState>,
     pub progress: Arc<watch::Sender<Progress>>,
     pub processing_log: ProcessingLog,
+    /// A push query's subscriber and how many rows it still wants; `None` for a
+    /// persistent query (which writes to its sink).
+    pub subscriber: Option<(tokio::sync::mpsc::Sender<super::transient::Rows>, usize)>,
 }
 
 /// What the task changes as it runs.
@@ -74,49 +77,132 @@ impl JoinTask {
             present: ArenaMap::default(),
             rebuilding: false,
         };
-        // Fences a producer the query had before a restart, aborting what it left open.
-        let mut producer =
-            TransactionalProducer::new(self.log.clone(), &format!("riffle-{}", self.spec.id))
-                .await
-                .map_err(|e| self.fail("registering the query's producer", &e))?;
-        self.rebuild(&mut running).await?;
-        self.report_progress();
+        // A persistent query writes through a transactional producer (which fences the one
+        // it had before a restart, aborting what that left open) and rebuilds its state; a
+        // push query starts afresh and writes nothing.
+        let mut producer = match self.subscriber {
+            Some(_) => None,
+            None => {
+                let id = format!("riffle-{}", self.spec.id);
+                let producer = TransactionalProducer::new(self.log.clone(), &id)
+                    .await
+                    .map_err(|e| self.fail("registering the query's producer", &e))?;
+                self.rebuild(&mut running).await?;
+                self.report_progress();
+                Some(producer)
+            }
+        };
         loop {
             if !until_running(&mut self.state).await {
                 return Ok(());
             }
             let mut read_any = false;
-            for input in 0..self.positions.len() {
-                let partitions: Vec<i32> = self.positions[input].keys().copied().collect();
-                for partition in partitions {
-                    let offset = self.positions[input][&partition];
-                    let topic = &self.plan.inputs[input].source.topic;
-                    let response = self
-                        .log
-                        .fetch(&read_committed(topic, partition, offset))
-                        .await
-                        .map_err(|e| self.fail("reading a source", &e))?;
-                    if response.next_offset == offset {
-                        continue;
+            let partitions: Vec<(usize, i32)> = self
+                .positions
+                .iter()
+                .enumerate()
+                .flat_map(|(input, p)| p.keys().map(move |&partition| (input, partition)))
+                .collect();
+            for (input, partition) in partitions {
+                let offset = self.positions[input][&partition];
+                let topic = &self.plan.inputs[input].source.topic;
+                let response = self
+                    .log
+                    .fetch(&read_committed(topic, partition, offset))
+                    .await
+                    .map_err(|e| self.fail("reading a source", &e))?;
+                if response.next_offset == offset {
+                    continue;
+                }
+                read_any = true;
+                self.positions[input].insert(partition, response.next_offset);
+                let at = (input, partition);
+                let more = match &mut producer {
+                    Some(producer) => {
+                        let records = self.process(&mut running, at.0, at.1, &response.records);
+                        self.write(producer, records).await?;
+                        true
                     }
-                    read_any = true;
-                    let records = self.process(&mut running, input, partition, &response.records);
-                    self.positions[input].insert(partition, response.next_offset);
-                    let written = async {
-                        if let Some(topic) = &self.spec.sink_topic {
-                            producer.send(topic, records).await?;
-                        }
-                        producer.commit(Some(self.offsets())).await
-                    }
-                    .await;
-                    written.map_err(|e| self.fail("writing the output and position", &e))?;
-                    self.report_progress();
+                    None => self.deliver(&mut running, at, &response.records).await,
+                };
+                if !more {
+                    return Ok(());
                 }
             }
             if !read_any && !self.wait_for_records().await? {
                 return Ok(());
             }
         }
+    }
+
+    /// Writes a persistent query's records to its sink and commits them with the positions
+    /// reached, in one transaction.
+    async fn write(
+        &self,
+        producer: &mut TransactionalProducer,
+        records: Vec<ProducerRecord>,
+    ) -> Result<(), String> {
+        let written = async {
+            if let Some(topic) = &self.spec.sink_topic {
+                producer.send(topic, records).await?;
+            }
+            producer.commit(Some(self.offsets())).await
+        }
+        .await;
+        written.map_err(|e| self.fail("writing the output and position", &e))?;
+        self.report_progress();
+        Ok(())
+    }
+
+    /// Sends a push query's rows for records of one input's partition to its subscriber;
+    /// `false` once its `LIMIT` is reached or it went away.
+    async fn deliver(
+        &mut self,
+        running: &mut Running,
+        (input, partition): (usize, i32),
+        records: &[Record],
+    ) -> bool {
+        let rows = self.joined_rows(running, input, partition, records);
+        let Some((subscriber, remaining)) = &mut self.subscriber else {
+            return false;
+        };
+        for rows in rows {
+            let take = rows.num_rows().min(*remaining);
+            if take == 0 {
+                continue;
+            }
+            *remaining -= take;
+            let sent = subscriber
+                .send(super::transient::Rows::new(rows.slice(0, take)))
+                .await;
+            if sent.is_err() || *remaining == 0 {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// A push query's output rows for records of one input's partition, in order.
+    fn joined_rows(
+        &self,
+        running: &mut Running,
+        input: usize,
+        partition: i32,
+        records: &[Record],
+    ) -> Vec<RecordBatch> {
+        let mut rows = Vec::new();
+        self.each_joined(
+            running,
+            input,
+            partition,
+            records,
+            |task, running, joined| {
+                if let Some((_, results)) = task.evaluate_joined(running, &joined) {
+                    rows.extend(results.into_iter().map(|(_, output)| output));
+                }
+            },
+        );
+        rows
     }
 
     /// The join steps of the plan, each with the layout of its inputs' batches (a step's
@@ -208,9 +294,30 @@ impl JoinTask {
         partition: i32,
         records: &[Record],
     ) -> Vec<ProducerRecord> {
+        let mut out = Vec::new();
+        self.each_joined(
+            running,
+            input,
+            partition,
+            records,
+            |task, running, joined| out.extend(task.finish(running, joined)),
+        );
+        out.retain(|record| record.timestamp.is_none_or(|t| t >= 0));
+        out
+    }
+
+    /// Decodes records of one input's partition and runs them through the join, handing
+    /// each batch of joined rows to `each`.
+    fn each_joined(
+        &self,
+        running: &mut Running,
+        input: usize,
+        partition: i32,
+        records: &[Record],
+        mut each: impl FnMut(&Self, &mut Running, JoinOutput),
+    ) {
         let source = &self.plan.inputs[input];
         let table = source.source.kind == SourceKind::Table;
-        let mut out = Vec::new();
         for (run, keyed, valued) in presence_runs(records) {
             // A table's records need a key; a stream's without a value are skipped.
             if (table && !keyed) || (!table && !valued) {
@@ -233,7 +340,7 @@ impl JoinTask {
             };
             let deletes = table.then(|| vec![!valued; batch.num_rows()]);
             match self.join(running, input, batch, deletes) {
-                Ok(joined) => out.extend(self.finish(running, joined)),
+                Ok(joined) => each(self, running, joined),
                 Err(message) => self.log_failure(
                     running,
                     RecordError {
@@ -245,8 +352,6 @@ impl JoinTask {
                 ),
             }
         }
-        out.retain(|record| record.timestamp.is_none_or(|t| t >= 0));
-        out
     }
 
     /// Runs a batch of input `input` through the steps: into the step that joins it, then
@@ -289,19 +394,10 @@ impl JoinTask {
     /// The sink records of joined rows: the query's filter and projection, the join key
     /// as the record key; for a table, rows that leave the result delete their key.
     fn finish(&self, running: &mut Running, joined: JoinOutput) -> Vec<ProducerRecord> {
-        let rows = joined.batch.num_rows();
-        if rows == 0 {
+        let Some((batch, results)) = self.evaluate_joined(running, &joined) else {
             return Vec::new();
-        }
-        let mut columns = joined.batch.columns().to_vec();
-        columns.push(Arc::new(Int64Array::from_iter_values(0..rows as i64)));
-        let batch = match RecordBatch::try_new(self.plan.joined_schema.clone(), columns) {
-            Ok(batch) => batch,
-            Err(error) => {
-                tracing::error!(query = %self.spec.id, %error, "joined rows do not fit the query");
-                return Vec::new();
-            }
         };
+        let rows = batch.num_rows();
         // The join key is the result's key, except in a foreign-key join (the left
         // table's key, selected as it is).
         let foreign = matches!(self.plan.key, crate::plan::join::JoinKey::LeftTable(..));
@@ -315,21 +411,6 @@ impl JoinTask {
         };
         let encoder = &self.spec.encoder;
         let mut encoded: Vec<Option<ProducerRecord>> = (0..rows).map(|_| None).collect();
-        let mut failures = Vec::new();
-        let results = evaluate_rows(&self.plan.output, &batch, |row, message| {
-            failures.push((row, message))
-        });
-        for (row, message) in failures {
-            self.log_failure(
-                running,
-                RecordError {
-                    topic: self.spec.source.topic.clone(),
-                    partition: -1,
-                    offset: row as i64,
-                    message: format!("Error computing the query result: {message}"),
-                },
-            );
-        }
         for (input, output) in results {
             let output = match key_index {
                 Some(index) => with_join_key(output, input.column(index), encoder),
@@ -387,6 +468,44 @@ impl JoinTask {
             }
         }
         out
+    }
+
+    /// Joined rows with their row numbers, and the query's filter and projection over
+    /// them (pairs of passing input rows and output rows); `None` when there are none.
+    fn evaluate_joined(
+        &self,
+        running: &Running,
+        joined: &JoinOutput,
+    ) -> Option<(RecordBatch, Vec<(RecordBatch, RecordBatch)>)> {
+        let rows = joined.batch.num_rows();
+        if rows == 0 {
+            return None;
+        }
+        let mut columns = joined.batch.columns().to_vec();
+        columns.push(Arc::new(Int64Array::from_iter_values(0..rows as i64)));
+        let batch = match RecordBatch::try_new(self.plan.joined_schema.clone(), columns) {
+            Ok(batch) => batch,
+            Err(error) => {
+                tracing::error!(query = %self.spec.id, %error, "joined rows do not fit the query");
+                return None;
+            }
+        };
+        let mut failures = Vec::new();
+        let results = evaluate_rows(&self.plan.output, &batch, |row, message| {
+            failures.push((row, message))
+        });
+        for (row, message) in failures {
+            self.log_failure(
+                running,
+                RecordError {
+                    topic: self.spec.source.topic.clone(),
+                    partition: -1,
+                    offset: row as i64,
+                    message: format!("Error computing the query result: {message}"),
+                },
+            );
+        }
+        Some((batch, results))
     }
 
     /// The encoded result key of every joined row: the join key, or (foreign-key joins)

@@ -376,26 +376,8 @@ impl PersistentQuery {
         let mut progress = Progress::new();
         for (input, source) in plan.inputs.iter().enumerate() {
             let topic = &source.source.topic;
-            let partitions = log.describe_topic(topic).await?.partitions;
             let committed = log.committed_offsets(&spec.id, topic).await?;
-            // A table input is read whole: a join needs the table's current rows.
-            let from = match source.source.kind {
-                SourceKind::Table => StartPosition::Earliest,
-                SourceKind::Stream => spec.start,
-            };
-            let starts: BTreeMap<i32, i64> = partitions
-                .iter()
-                .map(|p| {
-                    let start = match from {
-                        StartPosition::Earliest => p.start_offset,
-                        StartPosition::Latest => p.end_offset,
-                    };
-                    (
-                        p.partition,
-                        committed.get(&p.partition).copied().unwrap_or(start),
-                    )
-                })
-                .collect();
+            let starts = join_starts(&*log, &source.source, spec.start, &committed).await?;
             let mut first = log.committed_offsets(&origin_group, topic).await?;
             if first.is_empty() {
                 let at: Vec<TopicPartitionOffset> = starts
@@ -425,6 +407,7 @@ impl PersistentQuery {
             state: state_changes,
             progress: Arc::new(progress_sender),
             processing_log,
+            subscriber: None,
         };
         let id = spec.id.clone();
         let failed = failure.clone();
@@ -492,6 +475,34 @@ impl PersistentQuery {
             let _ = task.await;
         }
     }
+}
+
+/// Where a join starts reading a source, per partition: its committed position, else
+/// `start`, except that a table input is read whole (a join needs the table's rows).
+pub(crate) async fn join_starts(
+    log: &dyn Log,
+    source: &Source,
+    start: StartPosition,
+    committed: &BTreeMap<i32, i64>,
+) -> Result<BTreeMap<i32, i64>, LogError> {
+    let from = match source.kind {
+        SourceKind::Table => StartPosition::Earliest,
+        SourceKind::Stream => start,
+    };
+    let partitions = log.describe_topic(&source.topic).await?.partitions;
+    Ok(partitions
+        .iter()
+        .map(|p| {
+            let first = match from {
+                StartPosition::Earliest => p.start_offset,
+                StartPosition::Latest => p.end_offset,
+            };
+            (
+                p.partition,
+                committed.get(&p.partition).copied().unwrap_or(first),
+            )
+        })
+        .collect())
 }
 
 /// A fetch of committed records only (what a query may read).

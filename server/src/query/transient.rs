@@ -41,6 +41,13 @@ impl Rows {
     }
 }
 
+/// The state a push query keeps, when it keeps some.
+#[derive(Debug, Clone)]
+pub enum StatefulPlan {
+    Aggregate(Arc<crate::plan::aggregate::AggregatePlan>),
+    Join(Arc<crate::plan::join::JoinPlan>),
+}
+
 /// A running transient query: rows arrive on [`TransientQuery::next_rows`].
 #[derive(Debug)]
 pub struct TransientQuery {
@@ -131,60 +138,82 @@ impl TransientQuery {
         }
     }
 
-    /// A push query with `GROUP BY`: an aggregation over every partition of the source whose
-    /// changed rows stream to the subscriber.
-    pub async fn start_aggregate(
+    /// A push query that keeps state (`GROUP BY`, joins): one task over every partition
+    /// of its sources, whose rows stream to the subscriber.
+    pub async fn start_stateful(
         log: Arc<dyn Log>,
         spec: super::QuerySpec,
-        plan: Arc<crate::plan::aggregate::AggregatePlan>,
+        plan: StatefulPlan,
         limit: Option<u64>,
         processing_log: ProcessingLog,
     ) -> Result<TransientQuery, LogError> {
-        let partitions = log.describe_topic(&spec.source.topic).await?.partitions;
-        let positions: std::collections::BTreeMap<i32, i64> = partitions
-            .iter()
-            .map(|p| {
-                let from = match spec.start {
-                    StartPosition::Earliest => p.start_offset,
-                    StartPosition::Latest => p.end_offset,
-                };
-                (p.partition, from)
-            })
-            .collect();
         let (sender, rows) = mpsc::channel(16);
-        let (stop, mut stopped) = watch::channel(false);
-        // The task follows a query state; closing the query stops it.
-        let (state, state_changes) = watch::channel(super::QueryState::Running);
-        tokio::spawn(async move {
-            while stopped.changed().await.is_ok() {
-                if *stopped.borrow() {
-                    break;
-                }
-            }
-            state.send_replace(super::QueryState::Stopped);
-        });
-        let (progress, _) = watch::channel(positions.iter().map(|(p, o)| ((0, *p), *o)).collect());
+        let (stop, stopped) = watch::channel(false);
+        let state = follow_stop(stopped);
+        let remaining = limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
         let id = spec.id.clone();
-        let schema = plan.output_schema.clone();
-        let task = super::aggregate::AggregateTask {
-            log,
-            decoder: Arc::new(SourceDecoder::new(spec.source.clone())),
-            spec,
-            plan,
-            origins: positions.clone(),
-            positions,
-            state: state_changes,
-            progress: Arc::new(progress),
-            processing_log,
-            materialized: None,
-            delivery: super::aggregate::Delivery::Subscriber {
-                rows: sender,
-                remaining: limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX)),
-            },
-            changelog: None,
-            producer: None,
+        let schema = match plan {
+            StatefulPlan::Aggregate(plan) => {
+                let partitions = log.describe_topic(&spec.source.topic).await?.partitions;
+                let positions: std::collections::BTreeMap<i32, i64> = partitions
+                    .iter()
+                    .map(|p| {
+                        let from = match spec.start {
+                            StartPosition::Earliest => p.start_offset,
+                            StartPosition::Latest => p.end_offset,
+                        };
+                        (p.partition, from)
+                    })
+                    .collect();
+                let progress = positions.iter().map(|(p, o)| ((0, *p), *o)).collect();
+                let schema = plan.output_schema.clone();
+                let task = super::aggregate::AggregateTask {
+                    log,
+                    decoder: Arc::new(SourceDecoder::new(spec.source.clone())),
+                    spec,
+                    plan,
+                    origins: positions.clone(),
+                    positions,
+                    state,
+                    progress: Arc::new(watch::channel(progress).0),
+                    processing_log,
+                    materialized: None,
+                    delivery: super::aggregate::Delivery::Subscriber {
+                        rows: sender,
+                        remaining,
+                    },
+                    changelog: None,
+                    producer: None,
+                };
+                spawn_logged(task.run(), "a push query's aggregation stopped");
+                schema
+            }
+            StatefulPlan::Join(plan) => {
+                let mut positions = Vec::new();
+                let mut progress = super::Progress::new();
+                for (input, source) in plan.inputs.iter().enumerate() {
+                    let none = Default::default();
+                    let starts =
+                        super::join_starts(&*log, &source.source, spec.start, &none).await?;
+                    progress.extend(starts.iter().map(|(p, o)| ((input, *p), *o)));
+                    positions.push(starts);
+                }
+                let schema = plan.output.output_schema.clone();
+                let task = super::join::JoinTask {
+                    log,
+                    spec,
+                    plan,
+                    origins: positions.clone(),
+                    positions,
+                    state,
+                    progress: Arc::new(watch::channel(progress).0),
+                    processing_log,
+                    subscriber: Some((sender, remaining)),
+                };
+                spawn_logged(task.run(), "a push query's join stopped");
+                schema
+            }
         };
-        spawn_logged(task.run(), "a push query's aggregation stopped");
         Ok(TransientQuery::streaming(id, schema, rows, stop))
     }
 
@@ -422,4 +451,19 @@ fn tombstone_rows(plan: &StatelessPlan, decoded: &RecordBatch) -> RecordBatch {
         &arrow::array::RecordBatchOptions::new().with_row_count(Some(rows)),
     )
     .unwrap_or_else(|_| RecordBatch::new_empty(plan.output_schema.clone()))
+}
+
+/// A query state for a task that follows a transient query's stop signal: closing the
+/// query stops the task.
+fn follow_stop(mut stopped: watch::Receiver<bool>) -> watch::Receiver<super::QueryState> {
+    let (state, state_changes) = watch::channel(super::QueryState::Running);
+    tokio::spawn(async move {
+        while stopped.changed().await.is_ok() {
+            if *stopped.borrow() {
+                break;
+            }
+        }
+        state.send_replace(super::QueryState::Stopped);
+    });
+    state_changes
 }
