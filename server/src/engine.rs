@@ -919,7 +919,12 @@ impl Engine {
         let window = match &plan {
             QueryPlan::Aggregate(plan) => plan.windowing.map(|w| w.kind),
             QueryPlan::Stateless(_) => input.window,
-            QueryPlan::Join(_) => None,
+            // A join of windowed sources keeps their windows.
+            QueryPlan::Join(plan) => plan
+                .steps
+                .first()
+                .and_then(|step| step.window_bounds.as_ref())
+                .and(input.window),
         };
         let key_format = match sink_properties.key_format_name() {
             Some(format) => FormatSpec::new(Format::parse(format).map_err(EngineError::Statement)?)

@@ -54,6 +54,9 @@ pub struct JoinStepPlan {
     pub key_name: String,
     /// Foreign-key joins: the left table's own key columns in `left_schema`.
     pub left_primary_key: Vec<usize>,
+    /// Joins of windowed sources: the window bound columns (start, end) of the left and
+    /// the right input, which are part of the join key.
+    pub window_bounds: Option<[(String, String); 2]>,
 }
 
 /// What the result's key column is.
@@ -154,8 +157,16 @@ impl Planner {
                     .source
                     .schema
                     .keys()
-                    .chain(input.source.schema.values())
                     .map(|c| c.name.clone())
+                    .chain(
+                        input
+                            .source
+                            .window
+                            .iter()
+                            .flat_map(|_| crate::plan::aggregate::WINDOW_BOUNDS)
+                            .map(str::to_string),
+                    )
+                    .chain(input.source.schema.values().map(|c| c.name.clone()))
                     .collect(),
                 partitioned_star: input
                     .source
@@ -197,6 +208,11 @@ impl Planner {
             }
             check_key_type(&condition, &left_type)?;
             let mode = check_table_keys(mode, join.kind, &condition, &inputs[..=index + 1])?;
+            let window_bounds = window_bounds(&inputs[..=index + 1], &condition, mode)?;
+            let key_type = match &window_bounds {
+                Some(_) => windowed_key_type(&left_type),
+                None => left_type,
+            };
             let synthetic = join.kind == JoinKind::Full
                 || (condition.left_column.is_none() && condition.right_column.is_none());
             let mut left_primary_key = Vec::new();
@@ -234,7 +250,7 @@ impl Planner {
                 .chain(right.schema.fields().iter().map(|f| f.as_ref().clone()))
                 .collect();
             fields.push(Field::new(ROWTIME, DataType::Int64, true));
-            fields.push(Field::new(&key_name, left_type.clone(), true));
+            fields.push(Field::new(&key_name, key_type.clone(), true));
             let output_schema = Arc::new(Schema::new(fields));
             left_kind = match (left_kind, right.source.kind) {
                 (SourceKind::Table, SourceKind::Table) => SourceKind::Table,
@@ -247,9 +263,10 @@ impl Planner {
                 left_key,
                 right_schema: right.schema.clone(),
                 right_key,
-                key_type: left_type,
+                key_type,
                 key_name,
                 left_primary_key,
+                window_bounds,
             });
         }
         let mut fields: Vec<Field> = left_schema
@@ -518,8 +535,35 @@ fn check_sources(refs: &[&SourceRef], sources: &[Source]) -> Result<(), PlanErro
             kind.name()
         )));
     }
-    if windows.iter().any(|(_, w)| w.is_some()) {
-        return Err(PlanError::Unsupported("joining windowed sources".into()));
+    let kinds: Vec<crate::plan::aggregate::WindowKind> =
+        windows.iter().filter_map(|(_, w)| *w).collect();
+    if let [left, right, ..] = kinds.as_slice() {
+        let session = |k: &crate::plan::aggregate::WindowKind| {
+            matches!(k, crate::plan::aggregate::WindowKind::Session { .. })
+        };
+        if session(left) != session(right) {
+            return Err(PlanError::Plan(format!(
+                "Incompatible windowed sources.\nLeft source: {}\nRight source: {}\nSession \
+                 windowed sources can only be joined to other session windowed sources, and may \
+                 still not result in expected behaviour as session bounds must be an exact \
+                 match for the join to work\nHopping and tumbling windowed sources can only be \
+                 joined to other hopping and tumbling windowed sources",
+                left.name(),
+                right.name()
+            )));
+        }
+        if left != right {
+            return Err(PlanError::Plan(
+                "Implicit repartitioning of windowed sources is not supported. See \
+                 https://github.com/confluentinc/ksql/issues/4385."
+                    .into(),
+            ));
+        }
+        if kinds.len() > 2 {
+            return Err(PlanError::Unsupported(
+                "joining more than two windowed sources".into(),
+            ));
+        }
     }
     Ok(())
 }
@@ -768,6 +812,16 @@ fn check_key_type(condition: &JoinCondition, key_type: &DataType) -> Result<(), 
     )))
 }
 
+/// Whether a join side (its joined name, if a plain column) is its source's only key
+/// column.
+fn is_key_of(input: &JoinInput, column: &Option<(String, String)>) -> bool {
+    let mut keys = input.source.schema.keys();
+    match (keys.next(), keys.next(), column) {
+        (Some(key), None, Some((name, _))) => *name == joined_name(&input.alias, &key.name),
+        _ => false,
+    }
+}
+
 /// A table side must be joined on its primary key; a table–table join whose left side is
 /// not the left table's key is a foreign-key join.
 fn check_table_keys(
@@ -777,15 +831,6 @@ fn check_table_keys(
     inputs: &[JoinInput],
 ) -> Result<StepMode, PlanError> {
     let right = &inputs[inputs.len() - 1];
-    let is_key_of = |input: &JoinInput, column: &Option<(String, String)>| {
-        let keys: Vec<String> = input
-            .source
-            .schema
-            .keys()
-            .map(|c| joined_name(&input.alias, &c.name))
-            .collect();
-        keys.len() == 1 && column.as_ref().is_some_and(|(name, _)| *name == keys[0])
-    };
     match mode {
         StepMode::Windowed { .. } | StepMode::ForeignKey => Ok(mode),
         StepMode::StreamTable if is_key_of(right, &condition.right_column) => Ok(mode),
@@ -817,6 +862,52 @@ fn check_table_keys(
             }
         }
     }
+}
+
+/// A join of windowed sources keys its rows by key and window: each side must be joined
+/// on its key column (moving rows of a window to another key is a repartition ksqlDB
+/// refuses); answers the bound columns of both sides.
+fn window_bounds(
+    inputs: &[JoinInput],
+    condition: &JoinCondition,
+    mode: StepMode,
+) -> Result<Option<[(String, String); 2]>, PlanError> {
+    let (left, right) = (&inputs[0], &inputs[inputs.len() - 1]);
+    if left.source.window.is_none() || right.source.window.is_none() {
+        return Ok(None);
+    }
+    if mode == StepMode::ForeignKey {
+        return Err(PlanError::Plan(
+            "Foreign-key table-table joins are not supported on windowed tables.".into(),
+        ));
+    }
+    if !is_key_of(left, &condition.left_column) || !is_key_of(right, &condition.right_column) {
+        return Err(PlanError::Plan(
+            "Implicit repartitioning of windowed sources is not supported. See \
+             https://github.com/confluentinc/ksql/issues/4385."
+                .into(),
+        ));
+    }
+    let bounds = |input: &JoinInput| {
+        let [start, end] = crate::plan::aggregate::WINDOW_BOUNDS;
+        (
+            joined_name(&input.alias, start),
+            joined_name(&input.alias, end),
+        )
+    };
+    Ok(Some([bounds(left), bounds(right)]))
+}
+
+/// The key of a windowed join: the join key with its window's bounds.
+pub fn windowed_key_type(key: &DataType) -> DataType {
+    DataType::Struct(
+        vec![
+            Field::new("KEY", key.clone(), true),
+            Field::new("WINDOWSTART", DataType::Int64, true),
+            Field::new("WINDOWEND", DataType::Int64, true),
+        ]
+        .into(),
+    )
 }
 
 /// `ROWKEY`, or `ROWKEY_n` when a source has a column of that name.

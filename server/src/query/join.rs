@@ -372,14 +372,18 @@ impl JoinTask {
             Side::Left => &step.left_key,
             Side::Right => &step.right_key,
         };
-        let batch = with_key(batch, key, &step.key_type)?;
+        let bounds = step.window_bounds.as_ref().map(|b| match side {
+            Side::Left => &b[0],
+            Side::Right => &b[1],
+        });
+        let batch = with_key(batch, key, &step.key_type, bounds)?;
         let mut output = running.steps[first]
             .push(side, batch, deletes.as_deref())
             .map_err(|e| format!("Error joining: {e}"))?;
         for later in first + 1..self.plan.steps.len() {
             let step = &self.plan.steps[later];
             let deletes = output.deletes();
-            let batch = with_key(output.batch, &step.left_key, &step.key_type)?;
+            let batch = with_key(output.batch, &step.left_key, &step.key_type, None)?;
             let table = matches!(
                 self.plan.steps[later - 1].mode,
                 StepMode::TableTable | StepMode::ForeignKey
@@ -424,11 +428,11 @@ impl JoinTask {
             ) else {
                 continue;
             };
-            for (record, row) in encoder
-                .encode(&output, rowtime)
-                .into_iter()
-                .zip(numbers.values())
-            {
+            let mut records = encoder.encode(&output, rowtime);
+            if let (Some(kind), Some(bounds)) = (encoder.window, self.window_columns()) {
+                super::window_keys(&mut records, &input, kind, bounds);
+            }
+            for (record, row) in records.into_iter().zip(numbers.values()) {
                 if let Some(slot) = encoded.get_mut(*row as usize) {
                     *slot = Some(record);
                 }
@@ -468,6 +472,12 @@ impl JoinTask {
             }
         }
         out
+    }
+
+    /// The columns holding a windowed join's output windows: the left input's bounds.
+    fn window_columns(&self) -> Option<(&str, &str)> {
+        let bounds = self.plan.steps.first()?.window_bounds.as_ref()?;
+        Some((bounds[0].0.as_str(), bounds[0].1.as_str()))
     }
 
     /// Joined rows with their row numbers, and the query's filter and projection over
@@ -621,21 +631,42 @@ impl JoinTask {
     }
 }
 
-/// `batch` with the value of a step's key expression appended.
+/// `batch` with the value of a step's key expression appended; in a join of windowed
+/// sources, with the row's window (its `bounds` columns) beside it.
 fn with_key(
     batch: RecordBatch,
     key: &Arc<dyn datafusion::physical_expr::PhysicalExpr>,
     key_type: &DataType,
+    bounds: Option<&(String, String)>,
 ) -> Result<RecordBatch, String> {
     let rows = batch.num_rows();
     let values = key
         .evaluate(&batch)
         .and_then(|v| v.into_array(rows))
         .map_err(|e| format!("Error computing the join key: {}", e.strip_backtrace()))?;
-    let values = if values.data_type() == key_type {
-        values
-    } else {
-        arrow::compute::cast(&values, key_type).map_err(|e| e.to_string())?
+    let cast = |values: ArrayRef, to: &DataType| {
+        if values.data_type() == to {
+            Ok(values)
+        } else {
+            arrow::compute::cast(&values, to).map_err(|e| e.to_string())
+        }
+    };
+    let values = match (bounds, key_type) {
+        (Some((start, end)), DataType::Struct(fields)) => {
+            let bound = |name: &str| {
+                batch
+                    .column_by_name(name)
+                    .cloned()
+                    .ok_or_else(|| format!("internal: no window bound {name} in a joined row"))
+            };
+            let key = cast(values, fields[0].data_type())?;
+            let columns = vec![key, bound(start)?, bound(end)?];
+            Arc::new(
+                arrow::array::StructArray::try_new(fields.clone(), columns, None)
+                    .map_err(|e| e.to_string())?,
+            )
+        }
+        _ => cast(values, key_type)?,
     };
     let mut fields: Vec<Field> = batch
         .schema()

@@ -732,19 +732,23 @@ fn copy_headers(out: &mut [ProducerRecord], input: &RecordBatch, run: &[Record])
     }
 }
 
+/// The window bound columns of a windowed source's rows.
+const WINDOW_BOUNDS: (&str, &str) = ("WINDOWSTART", "WINDOWEND");
+
 /// Gives each output key the window of its input row (a stream over a windowed source
-/// keeps the windows).
-fn window_keys(
+/// keeps the windows), found in the columns named `bounds`.
+pub(crate) fn window_keys(
     out: &mut [ProducerRecord],
     input: &RecordBatch,
     kind: crate::plan::aggregate::WindowKind,
+    (start, end): (&str, &str),
 ) {
     let bound = |name: &str| {
         input
             .column_by_name(name)
             .and_then(|c| c.as_primitive_opt::<Int64Type>().cloned())
     };
-    let (Some(starts), Some(ends)) = (bound("WINDOWSTART"), bound("WINDOWEND")) else {
+    let (Some(starts), Some(ends)) = (bound(start), bound(end)) else {
         return;
     };
     for (row, record) in out.iter_mut().enumerate() {
@@ -805,7 +809,7 @@ impl PartitionTask {
                         copy_headers(&mut out[start..], &input, run);
                     }
                     if let Some(kind) = self.spec.encoder.window {
-                        window_keys(&mut out[start..], &input, kind);
+                        window_keys(&mut out[start..], &input, kind, WINDOW_BOUNDS);
                     }
                 }
             }
@@ -851,7 +855,7 @@ impl PartitionTask {
                         let mut encoded = self.spec.encoder.encode(&output, rowtime);
                         copy_headers(&mut encoded, &input, run);
                         if let Some(kind) = self.spec.encoder.window {
-                            window_keys(&mut encoded, &input, kind);
+                            window_keys(&mut encoded, &input, kind, WINDOW_BOUNDS);
                         }
                         if let Some(input_offsets) = input
                             .column_by_name("ROWOFFSET")
