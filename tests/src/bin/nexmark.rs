@@ -24,6 +24,12 @@ const BID_STREAM: &str = "CREATE STREAM bid (auction BIGINT, bidder BIGINT, pric
     channel STRING, url STRING, date_time STRING, extra STRING) \
     WITH (kafka_topic='bid', value_format='JSON');";
 
+/// The auctions as a table keyed by id (loaded with keys for the join query).
+const AUCTION_TABLE: &str = "CREATE TABLE auction (id BIGINT PRIMARY KEY, item_name STRING, \
+    description STRING, initial_bid BIGINT, reserve BIGINT, date_time STRING, expires STRING, \
+    seller BIGINT, category BIGINT, extra STRING) WITH (kafka_topic='auction', \
+    value_format='JSON');";
+
 /// The bids in event time (`date_time`), for the windowed queries.
 const BID_TIMED_STREAM: &str = "CREATE STREAM bid_timed (auction BIGINT, bidder BIGINT, \
     price BIGINT, channel STRING, url STRING, date_time STRING, extra STRING) \
@@ -38,6 +44,10 @@ fn query_sql(name: &str) -> Option<&'static str> {
              extra FROM bid;"
         }
         "q2" => "CREATE STREAM q2 AS SELECT auction, price FROM bid WHERE auction % 123 = 0;",
+        "enrich" => {
+            "CREATE STREAM enrich AS SELECT b.auction, b.price, a.seller, a.category FROM bid b \
+             LEFT JOIN auction a ON b.auction = a.id;"
+        }
         "tumble" => {
             "CREATE TABLE tumble AS SELECT auction, COUNT(*) AS n FROM bid_timed \
              WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY auction;"
@@ -79,33 +89,12 @@ async fn run(data: PathBuf, queries: Vec<String>) -> Result<()> {
         cleaner_interval: std::time::Duration::from_secs(24 * 3600),
     };
     let log = EmbeddedLog::open(dir.path(), options)?;
-    let mut shards: Vec<PathBuf> = std::fs::read_dir(data.join("bid"))
-        .context("reading the bid folder")?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "ndjson"))
-        .collect();
-    shards.sort();
-    log.create_topic("bid", TopicConfig::new(shards.len() as i32))
-        .await?;
     let started = Instant::now();
-    let mut bids = 0u64;
-    for (partition, shard) in shards.iter().enumerate() {
-        let reader = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(shard)?);
-        let mut batch = Vec::with_capacity(10_000);
-        for line in reader.lines() {
-            batch.push(ProducerRecord {
-                partition: Some(partition as i32),
-                value: Some(Bytes::from(line?)),
-                ..ProducerRecord::default()
-            });
-            if batch.len() == 10_000 {
-                bids += batch.len() as u64;
-                log.produce("bid", std::mem::take(&mut batch), Acks::Leader)
-                    .await?;
-            }
-        }
-        bids += batch.len() as u64;
-        log.produce("bid", batch, Acks::Leader).await?;
+    // Bids go to partitions by shard, without keys.
+    let bids = load_topic(&log, &data.join("bid"), "bid", |_| Ok(None)).await?;
+    if queries.iter().any(|q| q == "enrich") {
+        let auctions = load_auctions(&log, &data.join("auction")).await?;
+        println!("loaded {auctions} auctions, keyed by id");
     }
     println!(
         "loaded {bids} bids into the embedded log in {:.1} s (peak memory {:.0} MiB)",
@@ -125,6 +114,7 @@ async fn run(data: PathBuf, queries: Vec<String>) -> Result<()> {
         let engine = Engine::start(Arc::new(log.clone())).await?;
         engine.execute(BID_STREAM, &properties).await.ok();
         engine.execute(BID_TIMED_STREAM, &properties).await.ok();
+        engine.execute(AUCTION_TABLE, &properties).await.ok();
         // Each query's peak is its own: memory is measured from here.
         let resident_before = resident_memory_mib();
         reset_peak_memory();
@@ -148,6 +138,58 @@ async fn run(data: PathBuf, queries: Vec<String>) -> Result<()> {
     Ok(())
 }
 
+/// Writes the auctions to a topic of their own, each keyed by its id (a BIGINT in the KAFKA
+/// key format: eight bytes, big-endian); answers how many.
+async fn load_auctions(log: &EmbeddedLog, folder: &std::path::Path) -> Result<u64> {
+    load_topic(log, folder, "auction", |line| {
+        let id = serde_json::from_str::<Value>(line)?["id"]
+            .as_i64()
+            .context("an auction without id")?;
+        Ok(Some(Bytes::copy_from_slice(&id.to_be_bytes())))
+    })
+    .await
+}
+
+/// Writes the `.ndjson` shards of `folder` to a new topic with a partition per shard, a
+/// record per line keyed by `key_of`; answers how many records.
+async fn load_topic(
+    log: &EmbeddedLog,
+    folder: &std::path::Path,
+    topic: &str,
+    key_of: impl Fn(&str) -> Result<Option<Bytes>>,
+) -> Result<u64> {
+    let mut shards: Vec<PathBuf> = std::fs::read_dir(folder)
+        .with_context(|| format!("reading {}", folder.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "ndjson"))
+        .collect();
+    shards.sort();
+    log.create_topic(topic, TopicConfig::new(shards.len() as i32))
+        .await?;
+    let mut count = 0u64;
+    for (partition, shard) in shards.iter().enumerate() {
+        let reader = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(shard)?);
+        let mut batch = Vec::with_capacity(10_000);
+        for line in reader.lines() {
+            let line = line?;
+            batch.push(ProducerRecord {
+                partition: Some(partition as i32),
+                key: key_of(&line)?,
+                value: Some(Bytes::from(line)),
+                ..ProducerRecord::default()
+            });
+            if batch.len() == 10_000 {
+                count += batch.len() as u64;
+                log.produce(topic, std::mem::take(&mut batch), Acks::Leader)
+                    .await?;
+            }
+        }
+        count += batch.len() as u64;
+        log.produce(topic, batch, Acks::Leader).await?;
+    }
+    Ok(count)
+}
+
 /// Aggregates of the sink, in the form of the README's reference answers.
 async fn check_output(log: &EmbeddedLog, query: &str) -> Result<String> {
     if query == "tumble" {
@@ -158,6 +200,7 @@ async fn check_output(log: &EmbeddedLog, query: &str) -> Result<String> {
     let (mut rows, mut auction, mut bidder, mut price, mut extra) =
         (0u64, 0i128, 0i128, 0i128, 0u64);
     let mut decimal_price = 0i128; // q1: thousandths
+    let mut matched = 0u64; // enrich: bids that found their auction
     let mut max_time = String::new();
     for partition in description.partitions {
         let mut offset = partition.start_offset;
@@ -171,6 +214,7 @@ async fn check_output(log: &EmbeddedLog, query: &str) -> Result<String> {
                 let value: Value =
                     serde_json::from_slice(record.value.as_deref().unwrap_or(b"null"))?;
                 rows += 1;
+                matched += u64::from(!value["SELLER"].is_null());
                 auction += i128::from(value["AUCTION"].as_i64().unwrap_or(0));
                 bidder += i128::from(value["BIDDER"].as_i64().unwrap_or(0));
                 if let Some(p) = value["PRICE"].as_i64() {
@@ -201,6 +245,8 @@ async fn check_output(log: &EmbeddedLog, query: &str) -> Result<String> {
             "rows {rows}; sum(0.908 * price) {}",
             riffle_server::types::decimal::format_decimal(decimal_price, 3)
         ),
+        // The auction is the result's key (not in the value).
+        "enrich" => format!("rows {rows}; with their auction {matched}; sum(price) {price}"),
         _ => format!("rows {rows}; sum(auction) {auction}; sum(price) {price}"),
     })
 }
