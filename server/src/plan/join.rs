@@ -668,11 +668,15 @@ impl JoinCondition {
             )));
         };
         let right_index = named.len() - 1;
-        let whole = format!("({} = {})", side_text(&left), side_text(&right));
+        let whole = format!(
+            "({} = {})",
+            side_text(&left, named),
+            side_text(&right, named)
+        );
         let mut sides = Vec::with_capacity(2);
         for side in [*left, *right] {
             let side = unnested(side);
-            let text = side_text(&side);
+            let text = side_text(&side, named);
             let plain = plain_column(&side, named);
             let (resolved, used) = resolve(side, named, None, "JOIN ON")?;
             if used.len() != 1 {
@@ -737,11 +741,24 @@ fn check_qualifiers(expr: &SqlExpr, named: &[Named]) -> Result<(), PlanError> {
 }
 
 /// A join side as ksqlDB writes it in messages (`null` in lower case).
-fn side_text(expr: &SqlExpr) -> String {
-    match unnested(expr.clone()) {
-        SqlExpr::Value(v) if v.value == sqlparser::ast::Value::Null => "null".into(),
-        other => other.to_string(),
+/// Columns are qualified with the one source that has them (`CAST(T.X AS STRING)`).
+fn side_text(expr: &SqlExpr, named: &[Named]) -> String {
+    let mut expr = unnested(expr.clone());
+    if let SqlExpr::Value(v) = &expr
+        && v.value == sqlparser::ast::Value::Null
+    {
+        return "null".into();
     }
+    let _ = sqlparser::ast::visit_expressions_mut(&mut expr, |e| {
+        if let SqlExpr::Identifier(ident) = e {
+            let mut having = named.iter().filter(|n| n.columns.contains(&ident.value));
+            if let (Some(source), None) = (having.next(), having.next()) {
+                *e = SqlExpr::CompoundIdentifier(vec![Ident::new(&source.alias), ident.clone()]);
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    expr.to_string()
 }
 
 fn unnested(expr: SqlExpr) -> SqlExpr {
