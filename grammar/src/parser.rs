@@ -142,6 +142,11 @@ impl KsqlParser<'_> {
             Vec::new()
         };
         let partition_by = if self.parse_words(&["PARTITION", "BY"]) {
+            if self.parser.peek_token_ref().token == Token::LParen
+                && self.parser.peek_nth_token_ref(1).token == Token::RParen
+            {
+                return Err(self.error_here("PARTITION BY requires at least one expression"));
+            }
             self.parse_grouping_list()?
         } else {
             Vec::new()

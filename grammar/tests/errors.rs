@@ -25,6 +25,12 @@ fn fails_with(sql: &str, line: u64, column: u64, message: &str) {
 #[test]
 fn select_errors() {
     fails_with(
+        "SELECT * FROM s PARTITION BY () EMIT CHANGES;",
+        1,
+        30,
+        "PARTITION BY requires at least one expression",
+    );
+    fails_with(
         "SELECT * FROM;",
         1,
         14,
