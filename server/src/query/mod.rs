@@ -938,13 +938,19 @@ impl PartitionTask {
         for error in errors {
             self.log_failure(error);
         }
-        // A key computed from value columns is NULL: the record has no value.
+        // A key computed from value columns is NULL: the record has no value (nor, as
+        // ksqlDB sees it, the pseudo columns it carries beside the value).
         let values: std::collections::HashSet<String> = self
             .spec
             .source
             .value_columns()
             .into_iter()
             .map(|(name, _)| name)
+            .chain(
+                crate::catalog::PSEUDO_COLUMNS
+                    .iter()
+                    .map(|(name, _)| name.to_string()),
+            )
             .collect();
         let from_values: Vec<&str> = self
             .plan
