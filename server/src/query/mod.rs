@@ -302,6 +302,7 @@ impl PersistentQuery {
                         false,
                     )));
                 }
+                let from_values = Arc::new(from_values(&spec.source, &plan));
                 starts
                     .into_iter()
                     .map(|(partition, offset)| {
@@ -318,6 +319,7 @@ impl PersistentQuery {
                             processing_log: processing_log.clone(),
                             materialized: materialized.clone(),
                             rebuilding: false,
+                            from_values: from_values.clone(),
                         };
                         spawn(spec.id.clone(), Some(partition), Box::pin(task.run()))
                     })
@@ -676,6 +678,34 @@ struct PartitionTask {
     materialized: Option<Arc<materialized::Materialized>>,
     /// Replaying records processed before a restart: failures are not logged again.
     rebuilding: bool,
+    /// The output columns computed from value or pseudo columns: NULL for a record
+    /// without a value (see [`from_values`]).
+    from_values: Arc<Vec<String>>,
+}
+
+/// The output columns a plan computes from the source's value columns or its pseudo
+/// columns: for a record without a value they are NULL, as ksqlDB sees them (the pseudo
+/// columns travel beside the value there).
+fn from_values(source: &Source, plan: &StatelessPlan) -> Vec<String> {
+    let values: std::collections::HashSet<String> = source
+        .value_columns()
+        .into_iter()
+        .map(|(name, _)| name)
+        .chain(
+            crate::catalog::PSEUDO_COLUMNS
+                .iter()
+                .map(|(name, _)| name.to_string()),
+        )
+        .collect();
+    plan.projection
+        .iter()
+        .filter(|column| {
+            datafusion::physical_expr::utils::collect_columns(&column.expr)
+                .iter()
+                .any(|c| values.contains(c.name()))
+        })
+        .map(|column| column.name.clone())
+        .collect()
 }
 
 /// A row of NULLs of `schema` (a tombstone's row).
@@ -694,7 +724,7 @@ fn null_row(schema: &arrow::datatypes::SchemaRef) -> RecordBatch {
 }
 
 /// `batch` with the named columns all NULL.
-fn with_null_columns(batch: RecordBatch, names: &[&str]) -> RecordBatch {
+fn with_null_columns(batch: RecordBatch, names: &[String]) -> RecordBatch {
     if names.is_empty() {
         return batch;
     }
@@ -704,7 +734,7 @@ fn with_null_columns(batch: RecordBatch, names: &[&str]) -> RecordBatch {
         .iter()
         .zip(batch.columns())
         .map(|(field, column)| {
-            if names.contains(&field.name().as_str()) {
+            if names.contains(field.name()) {
                 let nulls = arrow::array::new_null_array(field.data_type(), batch.num_rows());
                 (field.as_ref().clone().with_nullable(true), nulls)
             } else {
@@ -938,34 +968,9 @@ impl PartitionTask {
         for error in errors {
             self.log_failure(error);
         }
-        // A key computed from value columns is NULL: the record has no value (nor, as
-        // ksqlDB sees it, the pseudo columns it carries beside the value).
-        let values: std::collections::HashSet<String> = self
-            .spec
-            .source
-            .value_columns()
-            .into_iter()
-            .map(|(name, _)| name)
-            .chain(
-                crate::catalog::PSEUDO_COLUMNS
-                    .iter()
-                    .map(|(name, _)| name.to_string()),
-            )
-            .collect();
-        let from_values: Vec<&str> = self
-            .plan
-            .projection
-            .iter()
-            .filter(|column| {
-                datafusion::physical_expr::utils::collect_columns(&column.expr)
-                    .iter()
-                    .any(|c| values.contains(c.name()))
-            })
-            .map(|column| column.name.as_str())
-            .collect();
         let mut out = Vec::with_capacity(batch.num_rows());
         for (input, output) in self.evaluate(&batch) {
-            let output = with_null_columns(output, &from_values);
+            let output = with_null_columns(output, &self.from_values);
             if let Some(rowtime) = input.column_by_name("ROWTIME") {
                 let start = out.len();
                 out.extend(self.spec.encoder.encode(&output, rowtime));
