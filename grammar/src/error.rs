@@ -49,10 +49,13 @@ impl fmt::Display for Position {
 /// The message names what was found and what was expected; `position` points at the first
 /// character of the offending token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{position}: {message}")]
+#[error("{}{position}: {message}", if *.preparing { "Failed to prepare statement: " } else { "" })]
 pub struct ParseError {
     pub message: String,
     pub position: Position,
+    /// Found while building the statement from valid syntax (a literal out of range),
+    /// which ksqlDB reports as "Failed to prepare statement: …".
+    pub preparing: bool,
 }
 
 impl ParseError {
@@ -60,7 +63,14 @@ impl ParseError {
         Self {
             message: message.into(),
             position: position.into(),
+            preparing: false,
         }
+    }
+
+    /// The same error, found while preparing the statement rather than reading its syntax.
+    pub fn preparing(mut self) -> Self {
+        self.preparing = true;
+        self
     }
 
     /// Converts sqlparser's error, whose position is only embedded in its message text

@@ -75,7 +75,10 @@ fn number_out_of_range(
     } else {
         None
     };
-    message.map(|m| ParseError::new(m, Position::from(start)))
+    // ksqlDB reports these one column right of the literal's first character (its AST
+    // builder adds one to a column that is already 1-based); scripts written against it
+    // see the same position here.
+    message.map(|m| ParseError::new(m, Position::new(start.line, start.column + 1)).preparing())
 }
 
 fn unsupported(expr: &Expr) -> Option<ParseError> {

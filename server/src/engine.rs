@@ -4,10 +4,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use riffle_grammar::Position;
 use riffle_grammar::ast::{
     AlterSource, CreateAsSelect, CreateSource, DropSource, InsertInto, QueryTarget, Show,
     SourceKind, Statement,
 };
+use sqlparser::ast::Ident;
 use tokio::sync::Mutex;
 
 use crate::catalog::properties::SourceProperties;
@@ -30,6 +32,9 @@ pub enum EngineError {
     Parse(#[from] riffle_grammar::ParseError),
     #[error("{0}")]
     Statement(String),
+    /// A statement error about one name or expression of it, which `position` points at.
+    #[error("Line: {}, Col: {}: {message}", position.line, position.column)]
+    Located { position: Position, message: String },
     #[error("{0} is not supported yet")]
     Unsupported(String),
     #[error("{0}")]
@@ -43,9 +48,39 @@ impl From<PlanError> for EngineError {
     fn from(error: PlanError) -> Self {
         match error {
             PlanError::Plan(message) => EngineError::Statement(message),
+            PlanError::Located { position, message } => EngineError::Located { position, message },
             PlanError::Unsupported(what) => EngineError::Unsupported(what),
         }
     }
+}
+
+impl EngineError {
+    /// An error about `ident`, located at it when the parser recorded where it is.
+    pub fn at(ident: &Ident, message: String) -> Self {
+        match position_of(ident) {
+            Some(position) => EngineError::Located { position, message },
+            None => EngineError::Statement(message),
+        }
+    }
+
+    /// Moves the position of an error found in one statement to where that statement
+    /// starts in its script.
+    fn offset_by(self, origin: Position) -> Self {
+        match self {
+            EngineError::Parse(error) => EngineError::Parse(error.offset_by(origin)),
+            EngineError::Located { position, message } => EngineError::Located {
+                position: position.offset_by(origin),
+                message,
+            },
+            other => other,
+        }
+    }
+}
+
+/// Where the parser found `ident` (a name made up by the planner has no position).
+pub fn position_of(ident: &Ident) -> Option<Position> {
+    let start = ident.span.start;
+    (start.line > 0).then(|| Position::new(start.line, start.column))
 }
 
 /// What a statement produced.
@@ -360,7 +395,8 @@ impl Engine {
                 _ => {
                     let result = self
                         .execute_statement(&statement, &statement_text, &session.properties)
-                        .await?;
+                        .await
+                        .map_err(|e| e.offset_by(text.position))?;
                     if changes_catalog(&statement) {
                         self.record_command(&statement_text, &session.properties)
                             .await?;
@@ -430,7 +466,7 @@ impl Engine {
             Statement::Terminate(target) => self.terminate(target).await,
             Statement::Pause(target) => self.pause_or_resume(target, QueryState::Paused).await,
             Statement::Resume(target) => self.pause_or_resume(target, QueryState::Running).await,
-            Statement::Explain(explain) => self.explain(explain).await,
+            Statement::Explain(explain) => self.explain(explain, properties).await,
             Statement::Describe(riffle_grammar::ast::Describe::Function(name)) => {
                 Ok(StatementResult::Function(
                     self.planner.describe_function(&name.value).ok_or_else(|| {
@@ -560,6 +596,7 @@ impl Engine {
     async fn explain(
         &self,
         explain: &riffle_grammar::ast::Explain,
+        properties: &Properties,
     ) -> Result<StatementResult, EngineError> {
         use riffle_grammar::ast::Explain;
         let state = self.state.lock().await;
@@ -616,7 +653,7 @@ impl Engine {
             },
         };
         let (input, plan, key_columns, value_columns) = self
-            .plan_query(&state.catalog, query, sink.as_deref())
+            .plan_query(&state.catalog, query, sink.as_deref(), properties)
             .await?;
         let fields = LogicalSchema::from_key_and_value_columns(&key_columns, &value_columns);
         let sink_topic = sink
@@ -701,6 +738,7 @@ impl Engine {
         text: &str,
         properties: &Properties,
     ) -> Result<StatementResult, EngineError> {
+        crate::catalog::check_key_constraints(create)?;
         let mut state = self.state.lock().await;
         let mut source = state
             .catalog
@@ -761,8 +799,9 @@ impl Engine {
                 "internal: could not plan the materialization of {name}"
             )));
         };
-        let (input, plan, key_columns, value_columns) =
-            self.plan_query(&state.catalog, &query, None).await?;
+        let (input, plan, key_columns, value_columns) = self
+            .plan_query(&state.catalog, &query, None, &Properties::new())
+            .await?;
         let query_id = format!("CST_{name}_{}", state.next_query);
         state.next_query += 1;
         let spec = QuerySpec {
@@ -911,7 +950,7 @@ impl Engine {
                 (input, QueryPlan::Aggregate(plan), keys, values)
             } else {
                 let (input, plan, keys, values) = self
-                    .plan_query(&state.catalog, &create.query, Some(&name))
+                    .plan_query(&state.catalog, &create.query, Some(&name), properties)
                     .await?;
                 (input, QueryPlan::Stateless(plan), keys, values)
             };
@@ -1048,10 +1087,14 @@ impl Engine {
                  '{column}'"
             )));
         }
-        let topic = sink_properties
-            .kafka_topic
-            .clone()
-            .unwrap_or_else(|| name.clone());
+        // Without KAFKA_TOPIC the sink's topic is named after it, behind the
+        // `ksql.output.topic.name.prefix` a deployment may set.
+        let topic = sink_properties.kafka_topic.clone().unwrap_or_else(|| {
+            let prefix = properties
+                .get("ksql.output.topic.name.prefix")
+                .map_or("", String::as_str);
+            format!("{prefix}{name}")
+        });
         let partitions = match sink_properties.partitions {
             Some(partitions) => partitions,
             None => self
@@ -1125,11 +1168,12 @@ impl Engine {
     ) -> Result<StatementResult, EngineError> {
         let mut state = self.state.lock().await;
         let target_name = insert.target.value.clone();
-        let target = state
-            .catalog
-            .source(&target_name)
-            .cloned()
-            .ok_or_else(|| EngineError::Statement(format!("{target_name} does not exist.")))?;
+        let target = state.catalog.source(&target_name).cloned().ok_or_else(|| {
+            EngineError::at(
+                &insert.target,
+                format!("Source `{target_name}` does not exist."),
+            )
+        })?;
         if target.kind == SourceKind::Table {
             return Err(EngineError::Statement(format!(
                 "INSERT INTO can only be used to insert into a stream. {target_name} is a table."
@@ -1147,7 +1191,12 @@ impl Engine {
         }
         let (input, plan, key_columns, value_columns) = if insert.query.from.joins.is_empty() {
             let (input, plan, keys, values) = self
-                .plan_query(&state.catalog, &insert.query, Some(&target_name))
+                .plan_query(
+                    &state.catalog,
+                    &insert.query,
+                    Some(&target_name),
+                    properties,
+                )
                 .await?;
             (input, QueryPlan::Stateless(plan), keys, values)
         } else {
@@ -1673,6 +1722,21 @@ impl Engine {
                  aggregations"
             ))
         };
+        // Without a window there are no bounds: selected as they are, they are names the
+        // sink cannot have.
+        if query.window.is_none() {
+            for item in &query.projection {
+                if let sqlparser::ast::SelectItem::UnnamedExpr(Expr::Identifier(ident)) = item
+                    && crate::plan::aggregate::WINDOW_BOUNDS.contains(&ident.value.as_str())
+                {
+                    return Err(EngineError::Statement(format!(
+                        "Reserved column name in select: `{}`. Please remove or alias the \
+                         column.",
+                        ident.value
+                    )));
+                }
+            }
+        }
         if let Some(bound) = query.selection.as_ref().and_then(bound_in) {
             return Err(EngineError::Statement(format!(
                 "Error in WHERE expression: Unknown column {bound}."
@@ -1849,11 +1913,16 @@ impl Engine {
     }
 
     /// Plans a query over one source and splits its output into key and value columns.
+    ///
+    /// The sink's key columns keep the source's key order, and every key must be selected;
+    /// with `ksql.new.query.planner.enabled` they follow the projection and may be left
+    /// out (the sink is then keyless), as ksqlDB's newer planner does.
     async fn plan_query(
         &self,
         catalog: &Catalog,
         query: &riffle_grammar::ast::Query,
         sink_name: Option<&str>,
+        properties: &Properties,
     ) -> Result<
         (
             Source,
@@ -1948,10 +2017,41 @@ impl Engine {
                 values.push((column.name.clone(), ty));
             }
         }
+        if sink_name.is_some() && !partitioned {
+            for key in &key_names {
+                let aliases: Vec<&str> = plan
+                    .projection
+                    .iter()
+                    .filter(|c| c.source_column.as_ref() == Some(key))
+                    .map(|c| c.name.as_str())
+                    .collect();
+                if let Some((last, init @ [_, ..])) = aliases.split_last() {
+                    let init = init.join(", ");
+                    return Err(EngineError::Statement(format!(
+                        "The projection contains a key column (`{key}`) more than once, \
+                         aliased as: {init} and {last}."
+                    )));
+                }
+            }
+        }
+        let new_planner = properties
+            .get("ksql.new.query.planner.enabled")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        if !new_planner && !partitioned {
+            let source_position = |name: &String| {
+                let source = plan
+                    .projection
+                    .iter()
+                    .find(|c| &c.name == name)
+                    .and_then(|c| c.source_column.as_ref());
+                key_names.iter().position(|k| Some(k) == source)
+            };
+            keys.sort_by_key(|(name, _)| source_position(name));
+        }
         keys.extend(partition_key_columns.into_iter().flatten());
         let missing: Vec<&String> = key_names
             .iter()
-            .filter(|_| !partitioned)
+            .filter(|_| !partitioned && !new_planner)
             .filter(|key| {
                 !plan
                     .projection
@@ -1962,7 +2062,8 @@ impl Engine {
         if let Some(sink_name) = sink_name
             && !missing.is_empty()
         {
-            let names: Vec<&str> = missing.iter().map(|k| k.as_str()).collect();
+            // ksqlDB names every key column, not only the missing ones.
+            let names: Vec<&str> = key_names.iter().map(|k| k.as_str()).collect();
             let listed = match names.split_last() {
                 Some((last, [])) => last.to_string(),
                 Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
@@ -2255,7 +2356,9 @@ impl Engine {
             )
             .await?);
         }
-        let (source, plan, _, _) = self.plan_query(&state.catalog, &query, None).await?;
+        let (source, plan, _, _) = self
+            .plan_query(&state.catalog, &query, None, &Properties::new())
+            .await?;
         let mode = match query.emit {
             Some(riffle_grammar::ast::EmitMode::Changes) => Mode::Push,
             Some(riffle_grammar::ast::EmitMode::Final) => {
@@ -2828,13 +2931,28 @@ fn key_literal(query: &riffle_grammar::ast::Query, keys: &[String]) -> Option<St
 /// A projection may not name a column after a pseudo column.
 fn check_aliases(query: &riffle_grammar::ast::Query) -> Result<(), EngineError> {
     for item in &query.projection {
-        if let sqlparser::ast::SelectItem::ExprWithAlias { alias, .. } = item
+        if let sqlparser::ast::SelectItem::ExprWithAlias { alias, expr } = item
             && RESERVED_COLUMNS.contains(&alias.value.as_str())
         {
-            return Err(EngineError::Statement(format!(
-                "`{}` is a reserved column name. You cannot use it as an alias for a column.",
-                alias.value
-            )));
+            // `l.ROWTIME AS ROWTIME` selects the pseudo column under its own name: ksqlDB
+            // refuses the selection, not the alias.
+            let renamed = match expr {
+                sqlparser::ast::Expr::CompoundIdentifier(parts) => {
+                    parts.last().is_none_or(|p| p.value != alias.value)
+                }
+                _ => true,
+            };
+            return Err(EngineError::Statement(if renamed {
+                format!(
+                    "`{}` is a reserved column name. You cannot use it as an alias for a column.",
+                    alias.value
+                )
+            } else {
+                format!(
+                    "Reserved column name in select: `{}`. Please remove or alias the column.",
+                    alias.value
+                )
+            }));
         }
     }
     Ok(())

@@ -75,20 +75,26 @@ async fn drive(case: &Case, log: &EmbeddedLog, engine: &Engine) -> Result<(), St
     ]);
     properties.extend(case.properties.iter().cloned());
     create_topics(case, log).await?;
-    for statement in &case.statements {
-        match engine.execute(statement, &properties).await {
-            Ok(_) => {}
-            Err(error) => {
-                let message = error.to_string();
-                return match &case.expected_error {
-                    Some(expected) if message.contains(expected.as_str()) => Ok(()),
-                    Some(expected) => Err(format!(
-                        "expected an error containing {expected:?}, got {message:?}"
-                    )),
-                    None => Err(format!("statement failed: {message}\n  {statement}")),
-                };
-            }
-        }
+    // As ksqlDB's test driver, the statements run as one script, one per line: errors
+    // point at their line and column in it.
+    let script = case
+        .statements
+        .iter()
+        .map(|statement| match statement.trim_end().ends_with(';') {
+            true => statement.clone(),
+            false => format!("{statement};"),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    if let Err(error) = engine.execute(&script, &properties).await {
+        let message = error.to_string();
+        return match &case.expected_error {
+            Some(expected) if message.contains(expected.as_str()) => Ok(()),
+            Some(expected) => Err(format!(
+                "expected an error containing {expected:?}, got {message:?}"
+            )),
+            None => Err(format!("statement failed: {message}")),
+        };
     }
     if let Some(expected) = &case.expected_error {
         return Err(format!(

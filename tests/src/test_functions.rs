@@ -1,8 +1,8 @@
 //! Equivalents of the aggregate functions ksqlDB's conformance tests load from its own test
 //! sources (`TEST_UDAF`, `MULTI_ARG`, `FOUR_ARG`, `FIVE_ARG`, `VAR_ARG`, `MID_VAR_ARG`,
-//! `GENERIC_VAR_ARG`, `OBJ_COL_ARG`) and the scalar `BAD_UDF`: registered by the conformance
-//! runner only, never by
-//! the shipped server. Their behaviour is what the corpus's expected outputs show:
+//! `GENERIC_VAR_ARG`, `OBJ_COL_ARG`) and the scalars `BAD_UDF`, `TEST_UDF`, `WHENCONDITION`,
+//! `WHENRESULT` and `TOSTRUCT`: registered by the conformance runner only, never by the
+//! shipped server. Their behaviour is what the corpus's expected outputs show:
 //!
 //! - `MULTI_ARG(BIGINT, STRING, INT, STRING…)`, `FOUR_ARG(BIGINT, STRING, STRING, STRING,
 //!   INT, STRING…)`, `FIVE_ARG(BIGINT, STRING, STRING, STRING, INT, INT, STRING…)`: start at
@@ -26,7 +26,7 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility,
 };
 use datafusion::physical_expr::expressions::Literal;
-use riffle_server::functions::udf::refused_parameters;
+use riffle_server::functions::udf::{KsqlFunction, refused_parameters};
 
 /// The test functions, to register with an engine.
 pub fn aggregate_functions() -> Vec<AggregateUDF> {
@@ -343,10 +343,116 @@ impl Accumulator for TestAccumulator {
 
 /// The test scalar functions, to register with an engine.
 pub fn scalar_functions() -> Vec<datafusion::logical_expr::ScalarUDF> {
-    vec![datafusion::logical_expr::ScalarUDF::new_from_impl(BadUdf {
-        signature: Signature::any(1, Volatility::Volatile),
-        calls: Arc::default(),
-    })]
+    use datafusion::logical_expr::ScalarUDF;
+    vec![
+        ScalarUDF::new_from_impl(BadUdf {
+            signature: Signature::any(1, Volatility::Volatile),
+            calls: Arc::default(),
+        }),
+        // Volatile: the laziness checks count calls on rows, which folding literal
+        // arguments while planning would make.
+        KsqlFunction::volatile_udf("test_udf", test_udf_type, test_udf),
+        KsqlFunction::volatile_udf(
+            "whencondition",
+            |types| evaluated_type(types, DataType::Boolean),
+            evaluated,
+        ),
+        KsqlFunction::volatile_udf(
+            "whenresult",
+            |types| evaluated_type(types, DataType::Int32),
+            evaluated,
+        ),
+        KsqlFunction::volatile_udf("tostruct", to_struct_type, to_struct),
+    ]
+}
+
+fn is_null_or_string(t: &DataType) -> bool {
+    t == &DataType::Null || is_string(t)
+}
+
+/// `TEST_UDF`'s overloads, as ksqlDB's test function has them: each answers the name of
+/// the Java method that ksqlDB picks (`doStuffIntString`, …); a STRUCT argument answers
+/// its field `A`; without arguments it answers the STRUCT `{A: 'foo'}`.
+fn test_udf_type(types: &[DataType]) -> Option<DataType> {
+    let string = match types {
+        [] => return to_struct_type(&[DataType::Utf8]),
+        [DataType::Struct(fields)] => fields.iter().any(|f| f.name() == "A"),
+        [DataType::Int32 | DataType::Int64, s] => is_null_or_string(s),
+        [DataType::Int64, DataType::Int64, s] => is_null_or_string(s),
+        longs => longs.iter().all(|t| t == &DataType::Int64),
+    };
+    string.then_some(DataType::Utf8)
+}
+
+fn test_udf(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef> {
+    let rows = args.first().map_or(1, |a| a.len());
+    let method = match args
+        .iter()
+        .map(|a| a.data_type())
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [] => {
+            let field_a: ArrayRef = Arc::new(arrow::array::StringArray::from(vec!["foo"]));
+            return to_struct(&[field_a], &DataType::Utf8);
+        }
+        [DataType::Struct(_)] => {
+            let field = args[0].as_struct().column_by_name("A").cloned();
+            return field.ok_or_else(|| DataFusionError::Execution("no field A".into()));
+        }
+        [DataType::Int32, _] => "doStuffIntString",
+        [DataType::Int64, _] => "doStuffLongString",
+        [DataType::Int64, DataType::Int64, s] if is_null_or_string(s) => "doStuffLongLongString",
+        _ => "doStuffLongVarargs",
+    };
+    Ok(Arc::new(arrow::array::StringArray::from(vec![
+        method;
+        rows
+    ])))
+}
+
+/// `WHENCONDITION(BOOLEAN answer, BOOLEAN expected)` / `WHENRESULT(INT answer, BOOLEAN
+/// expected)`: answer their first argument, and fail when evaluated on a row where the
+/// second says they should not have been (the corpus checks CASE evaluates lazily).
+fn evaluated_type(types: &[DataType], answer: DataType) -> Option<DataType> {
+    match types {
+        [first, DataType::Boolean] if first == &answer || first == &DataType::Int64 => Some(answer),
+        _ => None,
+    }
+}
+
+fn evaluated(args: &[ArrayRef], answer: &DataType) -> Result<ArrayRef> {
+    let [value, expected] = args else {
+        return Err(DataFusionError::Execution("two arguments expected".into()));
+    };
+    if expected.as_boolean().iter().any(|e| e == Some(false)) {
+        return Err(DataFusionError::Execution(
+            "evaluated although its branch was not taken".into(),
+        ));
+    }
+    Ok(arrow::compute::cast(value, answer)?)
+}
+
+/// `TOSTRUCT(STRING)`: a `STRUCT<A STRING>` holding the string.
+fn to_struct_type(types: &[DataType]) -> Option<DataType> {
+    match types {
+        [t] if is_null_or_string(t) => Some(DataType::Struct(
+            vec![Field::new("A", DataType::Utf8, true)].into(),
+        )),
+        _ => None,
+    }
+}
+
+fn to_struct(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef> {
+    let [value] = args else {
+        return Err(DataFusionError::Execution("one argument expected".into()));
+    };
+    let value = arrow::compute::cast(value, &DataType::Utf8)?;
+    Ok(Arc::new(StructArray::new(
+        vec![Field::new("A", DataType::Utf8, true)].into(),
+        vec![value],
+        None,
+    )))
 }
 
 /// `BAD_UDF`: fails on an INT; on a BOOLEAN fails when true, else answers 0; on a STRING

@@ -13,6 +13,7 @@ use arrow::datatypes::{Field, Schema, SchemaRef};
 use riffle_grammar::ast::{ColumnConstraint, CreateSource, SourceKind};
 
 use crate::format::{Format, FormatSpec};
+use crate::plan::PlanError;
 use crate::types::{Column, ColumnKind, LogicalSchema, SqlType, StructField};
 use properties::SourceProperties;
 
@@ -200,25 +201,6 @@ impl Catalog {
                     column.name.value
                 ));
             }
-            match (create.kind, &column.constraint) {
-                (SourceKind::Stream, Some(ColumnConstraint::PrimaryKey)) => {
-                    return Err(format!(
-                        "Column `{}` is a 'PRIMARY KEY' column: please use 'KEY' for streams.\n\
-                         Tables have PRIMARY KEYs, which are unique and NON NULL.\n\
-                         Streams have KEYs, which have no uniqueness or NON NULL constraints.",
-                        column.name.value
-                    ));
-                }
-                (SourceKind::Table, Some(ColumnConstraint::Key)) => {
-                    return Err(format!(
-                        "Column `{}` is a 'KEY' column: please use 'PRIMARY KEY' for tables.\n\
-                         Tables have PRIMARY KEYs, which are unique and NON NULL.\n\
-                         Streams have KEYs, which have no uniqueness or NON NULL constraints.",
-                        column.name.value
-                    ));
-                }
-                _ => {}
-            }
         }
         let mut seen = std::collections::HashSet::new();
         for column in &create.columns {
@@ -254,6 +236,9 @@ impl Catalog {
             }
         }
         let window = source_window(&properties)?;
+        if window.is_some() && schema.keys().next().is_none() {
+            return Err("Windowed sources require a key column.".into());
+        }
         let topic = properties.kafka_topic.clone().ok_or_else(|| {
             "Missing required property \"KAFKA_TOPIC\" which has no default value.".to_string()
         })?;
@@ -322,6 +307,30 @@ fn source_window(
             "Unknown window type: '{other}'. Valid values are: SESSION, HOPPING, TUMBLING"
         )),
     }
+}
+
+/// Refuses `PRIMARY KEY` columns in streams and `KEY` columns in tables, pointing at the
+/// column.
+pub fn check_key_constraints(create: &CreateSource) -> Result<(), PlanError> {
+    for column in &create.columns {
+        let (wrong, right, noun) = match (create.kind, &column.constraint) {
+            (SourceKind::Stream, Some(ColumnConstraint::PrimaryKey)) => {
+                ("PRIMARY KEY", "KEY", "streams")
+            }
+            (SourceKind::Table, Some(ColumnConstraint::Key)) => ("KEY", "PRIMARY KEY", "tables"),
+            _ => continue,
+        };
+        return Err(PlanError::at(
+            &column.name,
+            format!(
+                "Column `{}` is a '{wrong}' column: please use '{right}' for {noun}.\n\
+                 Tables have PRIMARY KEYs, which are unique and NON NULL.\n\
+                 Streams have KEYs, which have no uniqueness or NON NULL constraints.",
+                column.name.value
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A duration such as `30 SECONDS`, in milliseconds.
@@ -516,6 +525,7 @@ mod tests {
         let Statement::CreateSource(create) = parse_statement(sql).expect("parses") else {
             panic!("not a CREATE")
         };
+        check_key_constraints(&create).map_err(|e| e.to_string())?;
         Catalog::default().declare_source(&create, &FormatDefaults::default())
     }
 

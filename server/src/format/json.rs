@@ -426,12 +426,17 @@ pub fn java_double(value: f64) -> String {
     // Shortest round-trip digits, then Java's scientific layout.
     let text = format!("{value:e}");
     let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
-    let mantissa = if mantissa.contains('.') {
-        mantissa.to_string()
-    } else {
-        format!("{mantissa}.0")
-    };
-    format!("{mantissa}E{exponent}")
+    if mantissa.contains('.') {
+        return format!("{mantissa}E{exponent}");
+    }
+    // Java always writes a second digit, and picks the two-digit decimal closest to the
+    // value: 5e-324 (4.94…e-324) is `4.9E-324`, 1e23 is `1.0E23`.
+    let two_digits = format!("{value:.1e}");
+    if two_digits.parse::<f64>() == Ok(value) {
+        let (mantissa, exponent) = two_digits.split_once('e').unwrap_or((&two_digits, "0"));
+        return format!("{mantissa}E{exponent}");
+    }
+    format!("{mantissa}.0E{exponent}")
 }
 
 pub fn push_string(out: &mut String, value: &str) {
@@ -566,6 +571,11 @@ mod tests {
             (1.5e-4, "1.5E-4"),
             (-1234.5, "-1234.5"),
             (0.001, "0.001"),
+            (f64::from_bits(1), "4.9E-324"),
+            (-f64::from_bits(1), "-4.9E-324"),
+            (1e23, "1.0E23"),
+            (f64::MAX, "1.7976931348623157E308"),
+            (f64::MIN_POSITIVE, "2.2250738585072014E-308"),
         ] {
             assert_eq!(java_double(value), text);
         }

@@ -31,6 +31,16 @@ pub fn functions() -> Vec<ScalarUDF> {
         KsqlFunction::udf("generate_series", generate_series_type, generate_series),
         KsqlFunction::udf("entries", entries_type, entries),
         KsqlFunction::udf("map_union", map_union_type, map_union),
+        // `STRUCT()`: the planner's name for a struct without fields.
+        KsqlFunction::udf(
+            "empty_struct",
+            |args| args.is_empty().then(|| DataType::Struct(Fields::empty())),
+            |_, _| {
+                Ok(Arc::new(arrow::array::StructArray::new_empty_fields(
+                    1, None,
+                )))
+            },
+        ),
     ]
 }
 

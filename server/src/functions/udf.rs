@@ -27,9 +27,30 @@ pub struct KsqlFunction {
 impl KsqlFunction {
     /// `return_type` answers `None` for argument types the function does not take.
     pub fn udf(name: &'static str, return_type: ReturnType, invoke: Invoke) -> ScalarUDF {
+        Self::with_volatility(name, return_type, invoke, Volatility::Immutable)
+    }
+
+    /// A function whose every call counts: it is never folded into a constant while
+    /// planning, and runs once per row even on constant arguments.
+    pub fn volatile_udf(name: &'static str, return_type: ReturnType, invoke: Invoke) -> ScalarUDF {
+        Self::with_volatility(name, return_type, invoke, Volatility::Volatile)
+    }
+
+    fn with_volatility(
+        name: &'static str,
+        return_type: ReturnType,
+        invoke: Invoke,
+        volatility: Volatility,
+    ) -> ScalarUDF {
+        use datafusion::logical_expr::TypeSignature;
+        // Any arguments, none included: `return_type` says which it takes.
+        let signature = Signature::one_of(
+            vec![TypeSignature::Nullary, TypeSignature::VariadicAny],
+            volatility,
+        );
         ScalarUDF::new_from_impl(KsqlFunction {
             name,
-            signature: Signature::variadic_any(Volatility::Immutable),
+            signature,
             return_type,
             invoke,
         })
@@ -67,10 +88,11 @@ impl ScalarUDFImpl for KsqlFunction {
         &self,
         args: ScalarFunctionArgs,
     ) -> datafusion::error::Result<ColumnarValue> {
-        let all_scalars = args
-            .args
-            .iter()
-            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let all_scalars = self.signature.volatility != Volatility::Volatile
+            && args
+                .args
+                .iter()
+                .all(|a| matches!(a, ColumnarValue::Scalar(_)));
         let rows = if all_scalars { 1 } else { args.number_rows };
         let arrays = args
             .args
@@ -78,7 +100,8 @@ impl ScalarUDFImpl for KsqlFunction {
             .map(|a| a.to_array(rows))
             .collect::<Result<Vec<_>, _>>()?;
         let out = (self.invoke)(&arrays, args.return_type())?;
-        if all_scalars {
+        // Without arguments a function answers one value, the same for every row.
+        if all_scalars || arrays.is_empty() {
             Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?))
         } else {
             Ok(ColumnarValue::Array(out))

@@ -166,13 +166,9 @@ impl Planner {
                             .flat_map(|_| crate::plan::aggregate::WINDOW_BOUNDS)
                             .map(str::to_string),
                     )
-                    .chain(input.source.schema.values().map(|c| c.name.clone()))
+                    .chain(non_keys(&input.source.schema))
                     .collect(),
-                partitioned_star: input
-                    .source
-                    .schema
-                    .values()
-                    .map(|c| c.name.clone())
+                partitioned_star: non_keys(&input.source.schema)
                     .chain(PSEUDO_COLUMNS.iter().map(|(name, _)| name.to_string()))
                     .chain(input.source.schema.keys().map(|c| c.name.clone()))
                     .collect(),
@@ -995,6 +991,15 @@ fn resolve(
     }
 }
 
+/// The columns after the keys that `*` stands for: values and headers, as declared.
+fn non_keys(schema: &crate::types::LogicalSchema) -> impl Iterator<Item = String> + '_ {
+    schema
+        .columns
+        .iter()
+        .filter(|c| c.kind != crate::types::ColumnKind::Key)
+        .map(|c| c.name.clone())
+}
+
 /// Marks a struct field name (`s->f`) while its expression is rewritten: it is no column.
 const FIELD_MARK: char = '\u{1}';
 
@@ -1009,13 +1014,17 @@ struct Resolver<'a> {
 }
 
 impl Resolver<'_> {
-    fn qualified(&mut self, qualifier: &str, column: &str) -> Result<String, PlanError> {
+    fn qualified(&mut self, qualifier_ident: &Ident, column: &str) -> Result<String, PlanError> {
+        let qualifier = qualifier_ident.value.as_str();
         let source = find_qualifier(self.named, qualifier)?;
         if !source.columns.iter().any(|c| c == column) {
-            return Err(PlanError::Plan(format!(
-                "{} column '{qualifier}.{column}' cannot be resolved.",
-                self.clause
-            )));
+            return Err(PlanError::at(
+                qualifier_ident,
+                format!(
+                    "{} column '{qualifier}.{column}' cannot be resolved.",
+                    self.clause
+                ),
+            ));
         }
         if let Some(index) = self.named.iter().position(|n| std::ptr::eq(n, source)) {
             self.used.insert(index);
@@ -1025,7 +1034,8 @@ impl Resolver<'_> {
 
     /// An unqualified name: the one source's column of that name; pseudo columns and the
     /// synthetic key are the joined rows' own.
-    fn unqualified(&mut self, column: &str) -> Result<Option<String>, PlanError> {
+    fn unqualified(&mut self, ident: &Ident) -> Result<Option<String>, PlanError> {
+        let column = ident.value.as_str();
         if Some(column) == self.synthetic || PSEUDO_COLUMNS.iter().any(|(p, _)| *p == column) {
             return Ok(None);
         }
@@ -1038,14 +1048,17 @@ impl Resolver<'_> {
                 self.used.insert(*one);
                 Ok(Some(joined_name(&self.named[*one].alias, column)))
             }
-            several => Err(PlanError::Plan(format!(
-                "Column '{column}' is ambiguous. Could be {}.",
-                several
-                    .iter()
-                    .map(|&i| format!("{}.{column}", self.named[i].alias))
-                    .collect::<Vec<_>>()
-                    .join(" or ")
-            ))),
+            several => Err(PlanError::at(
+                ident,
+                format!(
+                    "Column '{column}' is ambiguous. Could be {}.",
+                    several
+                        .iter()
+                        .map(|&i| format!("{}.{column}", self.named[i].alias))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                ),
+            )),
         }
     }
 }
@@ -1082,10 +1095,10 @@ impl VisitorMut for Resolver<'_> {
                 return ControlFlow::Continue(());
             }
             SqlExpr::Identifier(ident) if ident.quote_style != Some(FIELD_MARK) => {
-                self.unqualified(&ident.value)
+                self.unqualified(ident)
             }
             SqlExpr::CompoundIdentifier(parts) if parts.len() == 2 => {
-                self.qualified(&parts[0].value, &parts[1].value).map(Some)
+                self.qualified(&parts[0], &parts[1].value).map(Some)
             }
             _ => return ControlFlow::Continue(()),
         };

@@ -38,8 +38,24 @@ use sqlparser::dialect::GenericDialect;
 pub enum PlanError {
     #[error("{0}")]
     Plan(String),
+    /// A planning error about one name of the query, which `position` points at.
+    #[error("Line: {}, Col: {}: {message}", position.line, position.column)]
+    Located {
+        position: riffle_grammar::Position,
+        message: String,
+    },
     #[error("{0} is not supported yet")]
     Unsupported(String),
+}
+
+impl PlanError {
+    /// An error about `ident`, located at it when the parser recorded where it is.
+    pub fn at(ident: &Ident, message: String) -> Self {
+        match crate::engine::position_of(ident) {
+            Some(position) => PlanError::Located { position, message },
+            None => PlanError::Plan(message),
+        }
+    }
 }
 
 impl From<arrow::error::ArrowError> for PlanError {
@@ -556,7 +572,7 @@ impl Planner {
                 });
         }
         let mut statement = SqlStatement::Query(sql_query);
-        rewrite::for_datafusion(&mut statement);
+        rewrite::for_datafusion(&mut statement)?;
         Ok(statement)
     }
 }
@@ -639,14 +655,26 @@ fn name_columns(projection: Vec<SelectItem>, source_columns: &[String]) -> Vec<S
         .collect()
 }
 
+/// A reference to the column `name`, quoted when DataFusion would otherwise read it as
+/// something else (`@TIMESTAMP` is a variable unquoted).
+pub fn column_ident(name: &str) -> Ident {
+    if name.starts_with('@') {
+        Ident::with_quote('`', name)
+    } else {
+        Ident::new(name)
+    }
+}
+
 /// Replaces `*` and `source.*` with the columns they stand for.
 fn expand_stars(projection: &[SelectItem], star_columns: &[String]) -> Vec<SelectItem> {
     let mut expanded = Vec::with_capacity(projection.len());
     for item in projection {
         match item {
-            SelectItem::Wildcard(_) => expanded.extend(star_columns.iter().map(|name| {
-                SelectItem::UnnamedExpr(SqlExpr::Identifier(Ident::new(name.clone())))
-            })),
+            SelectItem::Wildcard(_) => expanded.extend(
+                star_columns
+                    .iter()
+                    .map(|name| SelectItem::UnnamedExpr(SqlExpr::Identifier(column_ident(name)))),
+            ),
             SelectItem::QualifiedWildcard(
                 SelectItemQualifiedWildcardKind::ObjectName(qualifier),
                 _,
@@ -656,10 +684,10 @@ fn expand_stars(projection: &[SelectItem], star_columns: &[String]) -> Vec<Selec
                     .iter()
                     .filter_map(|part| part.as_ident().cloned())
                     .collect();
-                parts.push(Ident::new(name.clone()));
+                parts.push(column_ident(name));
                 SelectItem::ExprWithAlias {
                     expr: SqlExpr::CompoundIdentifier(parts),
-                    alias: Ident::new(name.clone()),
+                    alias: column_ident(name),
                 }
             })),
             other => expanded.push(other.clone()),

@@ -15,9 +15,13 @@ use sqlparser::ast::{
     FunctionArguments, Ident, ObjectName, SelectItem, Statement, Value, VisitMut, VisitorMut,
 };
 
-/// Rewrites every expression of `statement` in place.
-pub fn for_datafusion(statement: &mut Statement) {
-    let _ = statement.visit(&mut DereferenceRewriter);
+/// Rewrites every expression of `statement` in place; fails on a constructor ksqlDB
+/// refuses (`STRUCT(a := 1, a := 2)`).
+pub fn for_datafusion(statement: &mut Statement) -> Result<(), super::PlanError> {
+    match statement.visit(&mut DereferenceRewriter) {
+        ControlFlow::Break(message) => Err(super::PlanError::Plan(message)),
+        ControlFlow::Continue(()) => Ok(()),
+    }
 }
 
 /// Number literals typed as ksqlDB types them: an integer that fits 32 bits is an INT
@@ -197,10 +201,10 @@ fn split_zone(text: &str) -> Option<(&str, i64)> {
 struct DereferenceRewriter;
 
 impl VisitorMut for DereferenceRewriter {
-    type Break = ();
+    type Break = String;
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Self::Break> {
-        rewrite_constructor(expr);
+        rewrite_constructor(expr)?;
         int_literal(expr);
         match expr {
             Expr::BinaryOp { op, left, right } if is_comparison(op) => {
@@ -253,10 +257,11 @@ impl VisitorMut for DereferenceRewriter {
     }
 }
 
-/// `STRUCT(A := x, …)` → `named_struct('A', x, …)`; `MAP(k := v, …)` → `make_map(k, v, …)`.
-fn rewrite_constructor(expr: &mut Expr) {
+/// `STRUCT(A := x, …)` → `named_struct('A', x, …)` (`STRUCT()` → `empty_struct()`);
+/// `MAP(k := v, …)` → `make_map(k, v, …)`.
+fn rewrite_constructor(expr: &mut Expr) -> ControlFlow<String> {
     let Expr::Function(function) = expr else {
-        return;
+        return ControlFlow::Continue(());
     };
     let name = function.name.to_string().to_uppercase();
     if name == "COUNT" {
@@ -275,22 +280,57 @@ fn rewrite_constructor(expr: &mut Expr) {
             }
             _ => {}
         }
-        return;
+        return ControlFlow::Continue(());
+    }
+    if name == "COALESCE"
+        && matches!(&function.args, FunctionArguments::List(l) if l.args.is_empty())
+    {
+        // DataFusion's own message for this names its coercion internals.
+        return ControlFlow::Break("Function 'COALESCE' does not accept parameters ().".into());
+    }
+    if name == "ARRAY_SORT"
+        && let FunctionArguments::List(list) = &mut function.args
+        && (1..=2).contains(&list.args.len())
+    {
+        // ksqlDB moves NULLs to the end whichever the direction; DataFusion puts them
+        // first unless told.
+        if list.args.len() == 1 {
+            list.args
+                .push(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::value(
+                    Value::SingleQuotedString("ASC".into()),
+                ))));
+        }
+        list.args
+            .push(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::value(
+                Value::SingleQuotedString("NULLS LAST".into()),
+            ))));
+        return ControlFlow::Continue(());
     }
     if name == "IFNULL" {
         // DataFusion's `nvl` coerces mismatched arguments to strings; ksqlDB's IFNULL is
         // COALESCE of two.
         function.name = ObjectName::from(vec![Ident::new("coalesce")]);
-        return;
+        return ControlFlow::Continue(());
     }
     let target = match name.as_str() {
         "STRUCT" => "named_struct",
         "MAP" => "make_map",
-        _ => return,
+        _ => return ControlFlow::Continue(()),
     };
+    let empty = match &function.args {
+        FunctionArguments::List(list) => list.args.is_empty(),
+        FunctionArguments::None => true,
+        FunctionArguments::Subquery(_) => false,
+    };
+    if target == "named_struct" && empty {
+        // DataFusion's `named_struct` needs a field; a STRUCT without any is ours.
+        function.name = ObjectName::from(vec![Ident::new("empty_struct")]);
+        return ControlFlow::Continue(());
+    }
     let FunctionArguments::List(list) = &mut function.args else {
-        return;
+        return ControlFlow::Continue(());
     };
+    let mut field_names = std::collections::HashSet::new();
     let mut args = Vec::with_capacity(list.args.len() * 2);
     for arg in list.args.drain(..) {
         match arg {
@@ -301,6 +341,12 @@ fn rewrite_constructor(expr: &mut Expr) {
             } => {
                 let key = match (target, name) {
                     ("named_struct", Expr::Identifier(field)) => {
+                        if !field_names.insert(field.value.clone()) {
+                            return ControlFlow::Break(
+                                "Duplicate field names found in STRUCT: ".to_string()
+                                    + &field.value,
+                            );
+                        }
                         Expr::value(Value::SingleQuotedString(field.value))
                     }
                     (_, key) => key,
@@ -313,6 +359,7 @@ fn rewrite_constructor(expr: &mut Expr) {
     }
     list.args = args;
     function.name = ObjectName::from(vec![Ident::new(target)]);
+    ControlFlow::Continue(())
 }
 
 #[cfg(test)]
