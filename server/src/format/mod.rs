@@ -240,21 +240,30 @@ impl RowDecoder {
             let (_, ty) = &self.columns[0];
             return json::append_raw_json(&mut self.appenders[0], ty, text);
         }
-        if !text.trim_start().starts_with('{') {
-            self.append_nulls(0);
-            return match serde_json::from_str::<serde_json::Value>(text) {
-                Err(error) => Err(format!("Failed to deserialize JSON: {error}")),
-                Ok(serde_json::Value::Null) => Ok(()),
-                Ok(other) => Err(format!(
-                    "Can't convert type. sourceType: {}, requiredType: STRUCT, value: {other}",
-                    if other.is_array() {
-                        "ARRAY"
-                    } else {
-                        "a primitive"
-                    }
-                )),
-            };
+        if text.trim_start().starts_with('{') {
+            // Read from the checked text: the parser then skips its own UTF-8 checks.
+            return self.decode_json_object(serde_json::Deserializer::from_str(text));
         }
+        self.append_nulls(0);
+        match serde_json::from_str::<serde_json::Value>(text) {
+            Err(error) => Err(format!("Failed to deserialize JSON: {error}")),
+            Ok(serde_json::Value::Null) => Ok(()),
+            Ok(other) => Err(format!(
+                "Can't convert type. sourceType: {}, requiredType: STRUCT, value: {other}",
+                if other.is_array() {
+                    "ARRAY"
+                } else {
+                    "a primitive"
+                }
+            )),
+        }
+    }
+
+    /// Decodes a record that is a JSON object into the columns.
+    fn decode_json_object<'de, R: serde_json::de::Read<'de>>(
+        &mut self,
+        mut deserializer: serde_json::Deserializer<R>,
+    ) -> Result<(), String> {
         let mut seen = vec![false; self.columns.len()];
         let mut visitor = RowVisitor {
             columns: &self.columns,
@@ -264,7 +273,6 @@ impl RowDecoder {
             seen: &mut seen,
             first_error: None,
         };
-        let mut deserializer = serde_json::Deserializer::from_str(text);
         let parsed = serde::Deserializer::deserialize_map(&mut deserializer, &mut visitor)
             .and_then(|()| deserializer.end());
         let first_error = visitor.first_error.take();
@@ -354,22 +362,18 @@ impl<'de> serde::de::Visitor<'de> for ColumnOfField<'_> {
 
     fn visit_str<E: serde::de::Error>(self, field: &str) -> Result<Option<usize>, E> {
         let columns = self.columns;
+        // The expected column, when it matches exactly, or in any case when no two
+        // columns differ only by case (no other could then match exactly).
         if let Some((name, _)) = columns.get(self.expected)
-            && name.as_str() == field
+            && (name.as_str() == field || (self.distinct_names && name.eq_ignore_ascii_case(field)))
         {
             return Ok(Some(self.expected));
         }
         let exact = columns.iter().position(|(name, _)| name.as_str() == field);
         Ok(exact.or_else(|| {
-            // The expected column, unless another matches exactly, which `exact` ruled out.
-            match columns.get(self.expected) {
-                Some((name, _)) if self.distinct_names && name.eq_ignore_ascii_case(field) => {
-                    Some(self.expected)
-                }
-                _ => columns
-                    .iter()
-                    .position(|(name, _)| name.eq_ignore_ascii_case(field)),
-            }
+            columns
+                .iter()
+                .position(|(name, _)| name.eq_ignore_ascii_case(field))
         }))
     }
 }

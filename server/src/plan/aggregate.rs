@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{Expr as LogicalExpr, LogicalPlan};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::sql::parser::Statement as DfStatement;
@@ -192,6 +192,57 @@ pub fn windowed_name(source: &str) -> String {
     format!("{source}__WINDOWED")
 }
 
+/// Checks the comparisons of an aggregation's plan (`WHERE`, `HAVING`, projection) by
+/// ksqlDB's type rules.
+fn check_types(plan: &LogicalPlan) -> Result<(), PlanError> {
+    let LogicalPlan::Projection(projection) = plan else {
+        return Ok(());
+    };
+    let (having, aggregate) = match projection.input.as_ref() {
+        LogicalPlan::Filter(filter) => match filter.input.as_ref() {
+            LogicalPlan::Aggregate(aggregate) => (Some(&filter.predicate), aggregate),
+            _ => return Ok(()),
+        },
+        LogicalPlan::Aggregate(aggregate) => (None, aggregate),
+        _ => return Ok(()),
+    };
+    if let LogicalPlan::Filter(filter) = aggregate.input.as_ref() {
+        check::check_comparisons(
+            &filter.predicate,
+            filter.input.schema(),
+            check::Clause::Where,
+        )?;
+    }
+    // Checked over the aggregation's input, with its results written as the calls that
+    // make them: an error then reads `SUM(VALUE)`, as the user wrote it.
+    let unaliased = |expr: &LogicalExpr| {
+        use datafusion::common::tree_node::{Transformed, TreeNode};
+        expr.clone()
+            .transform(|node| {
+                let call = match &node {
+                    LogicalExpr::Column(column) => aggregate
+                        .aggr_expr
+                        .iter()
+                        .find(|a| a.schema_name().to_string() == column.name),
+                    _ => None,
+                };
+                Ok(match call {
+                    Some(call) => Transformed::yes(call.clone()),
+                    None => Transformed::no(node),
+                })
+            })
+            .map(|t| t.data)
+    };
+    let input = aggregate.input.schema();
+    if let Some(predicate) = having {
+        check::check_comparisons(&unaliased(predicate)?, input, check::Clause::Having)?;
+    }
+    for expr in &projection.expr {
+        check::check_comparisons(&unaliased(expr)?, input, check::Clause::Select)?;
+    }
+    Ok(())
+}
+
 impl Planner {
     /// Plans a grouped aggregation. `star_columns` are the columns `*` stands for.
     pub async fn plan_aggregate(
@@ -222,6 +273,9 @@ impl Planner {
             .statement_to_plan(DfStatement::Statement(Box::new(statement)))
             .await
             .map_err(|error| non_boolean_filter(error, &query))?;
+        // ksqlDB's comparison rules apply to the types as written, before the analyzer
+        // coerces them (it casts the '100' of `SUM(V) > '100'` to a number).
+        check_types(&plan)?;
         // Type coercion (SUM of an INT reads it as a BIGINT) happens in the analyzer.
         let plan = state
             .analyzer()
@@ -249,16 +303,7 @@ impl Planner {
         };
         let input_schema = input.schema();
         let arrow_input = input_schema.as_arrow();
-        if let Some(predicate) = &filter {
-            check::check_comparisons(predicate, input_schema, check::Clause::Where)?;
-        }
         let aggregated = aggregate.schema.as_ref();
-        if let Some(predicate) = &having {
-            check::check_comparisons(predicate, aggregated, check::Clause::Having)?;
-        }
-        for expr in &projection.expr {
-            check::check_comparisons(expr, aggregated, check::Clause::Select)?;
-        }
         let filter = filter
             .map(|predicate| {
                 state.create_physical_expr(simplified(predicate, input_schema), input_schema)

@@ -180,6 +180,16 @@ fn text(expr: &Expr) -> String {
         Expr::Literal(value, _) => value.to_string(),
         Expr::Cast(cast) => text(&cast.expr),
         Expr::TryCast(cast) => text(&cast.expr),
+        Expr::AggregateFunction(call) => format!(
+            "{}({})",
+            call.func.name().to_uppercase(),
+            call.params
+                .args
+                .iter()
+                .map(text)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         other => other.to_string(),
     }
 }
