@@ -9,7 +9,6 @@ use riffle_grammar::ast::{
     AlterSource, CreateAsSelect, CreateSource, DropSource, InsertInto, QueryTarget, Show,
     SourceKind, Statement,
 };
-use sqlparser::ast::Ident;
 use tokio::sync::Mutex;
 
 use crate::catalog::properties::SourceProperties;
@@ -55,14 +54,6 @@ impl From<PlanError> for EngineError {
 }
 
 impl EngineError {
-    /// An error about `ident`, located at it when the parser recorded where it is.
-    pub fn at(ident: &Ident, message: String) -> Self {
-        match position_of(ident) {
-            Some(position) => EngineError::Located { position, message },
-            None => EngineError::Statement(message),
-        }
-    }
-
     /// Moves the position of an error found in one statement to where that statement
     /// starts in its script.
     fn offset_by(self, origin: Position) -> Self {
@@ -75,12 +66,6 @@ impl EngineError {
             other => other,
         }
     }
-}
-
-/// Where the parser found `ident` (a name made up by the planner has no position).
-pub fn position_of(ident: &Ident) -> Option<Position> {
-    let start = ident.span.start;
-    (start.line > 0).then(|| Position::new(start.line, start.column))
 }
 
 /// What a statement produced.
@@ -1169,7 +1154,7 @@ impl Engine {
         let mut state = self.state.lock().await;
         let target_name = insert.target.value.clone();
         let target = state.catalog.source(&target_name).cloned().ok_or_else(|| {
-            EngineError::at(
+            PlanError::at(
                 &insert.target,
                 format!("Source `{target_name}` does not exist."),
             )
@@ -1497,13 +1482,7 @@ impl Engine {
         let star_columns: Vec<String> = input
             .schema
             .keys()
-            .chain(
-                input
-                    .schema
-                    .columns
-                    .iter()
-                    .filter(|c| c.kind != ColumnKind::Key),
-            )
+            .chain(input.schema.non_keys())
             .map(|c| c.name.clone())
             .collect();
         self.check_functions_exist(query)?;
@@ -1599,11 +1578,7 @@ impl Engine {
                         && RESERVED_COLUMNS.contains(&column.name.as_str())
                         && !crate::plan::aggregate::WINDOW_BOUNDS.contains(&column.name.as_str())
                     {
-                        return Err(EngineError::Statement(format!(
-                            "Reserved column name in select: `{}`. Please remove or alias the \
-                             column.",
-                            column.name
-                        )));
+                        return Err(reserved_in_select(&column.name));
                     }
                     values.push((column.name.clone(), ty));
                 }
@@ -1729,11 +1704,7 @@ impl Engine {
                 if let sqlparser::ast::SelectItem::UnnamedExpr(Expr::Identifier(ident)) = item
                     && crate::plan::aggregate::WINDOW_BOUNDS.contains(&ident.value.as_str())
                 {
-                    return Err(EngineError::Statement(format!(
-                        "Reserved column name in select: `{}`. Please remove or alias the \
-                         column.",
-                        ident.value
-                    )));
+                    return Err(reserved_in_select(&ident.value));
                 }
             }
         }
@@ -1854,10 +1825,7 @@ impl Engine {
             .zip(plan.output.output_schema.fields())
         {
             if sink_name.is_some() && RESERVED_COLUMNS.contains(&column.name.as_str()) {
-                return Err(EngineError::Statement(format!(
-                    "Reserved column name in select: `{}`. Please remove or alias the column.",
-                    column.name
-                )));
+                return Err(reserved_in_select(&column.name));
             }
             let ty = SqlType::from_arrow(field.data_type())
                 .ok_or_else(|| untyped_column(&column.name, field.data_type(), query))?;
@@ -1934,11 +1902,7 @@ impl Engine {
     > {
         let input = query_source(catalog, query)?;
         let partitioned = !query.partition_by.is_empty();
-        let non_keys = input
-            .schema
-            .columns
-            .iter()
-            .filter(|c| c.kind != ColumnKind::Key);
+        let non_keys = input.schema.non_keys();
         // With PARTITION BY, `*` lists the old keys after the values, as ksqlDB does.
         let star_columns: Vec<String> = if partitioned {
             non_keys
@@ -1991,10 +1955,7 @@ impl Engine {
                 && RESERVED_COLUMNS.contains(&column.name.as_str())
                 && !partition_key
             {
-                return Err(EngineError::Statement(format!(
-                    "Reserved column name in select: `{}`. Please remove or alias the column.",
-                    column.name
-                )));
+                return Err(reserved_in_select(&column.name));
             }
             let ty = SqlType::from_arrow(field.data_type())
                 .ok_or_else(|| untyped_column(&column.name, field.data_type(), query))?;
@@ -2928,6 +2889,13 @@ fn key_literal(query: &riffle_grammar::ast::Query, keys: &[String]) -> Option<St
     find(query.selection.as_ref()?, key)
 }
 
+/// ksqlDB's refusal of a sink column named after a pseudo column or window bound.
+fn reserved_in_select(name: &str) -> EngineError {
+    EngineError::Statement(format!(
+        "Reserved column name in select: `{name}`. Please remove or alias the column."
+    ))
+}
+
 /// A projection may not name a column after a pseudo column.
 fn check_aliases(query: &riffle_grammar::ast::Query) -> Result<(), EngineError> {
     for item in &query.projection {
@@ -2942,17 +2910,13 @@ fn check_aliases(query: &riffle_grammar::ast::Query) -> Result<(), EngineError> 
                 }
                 _ => true,
             };
-            return Err(EngineError::Statement(if renamed {
-                format!(
-                    "`{}` is a reserved column name. You cannot use it as an alias for a column.",
-                    alias.value
-                )
-            } else {
-                format!(
-                    "Reserved column name in select: `{}`. Please remove or alias the column.",
-                    alias.value
-                )
-            }));
+            if !renamed {
+                return Err(reserved_in_select(&alias.value));
+            }
+            return Err(EngineError::Statement(format!(
+                "`{}` is a reserved column name. You cannot use it as an alias for a column.",
+                alias.value
+            )));
         }
     }
     Ok(())

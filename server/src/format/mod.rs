@@ -241,8 +241,7 @@ impl RowDecoder {
             return json::append_raw_json(&mut self.appenders[0], ty, text);
         }
         if text.trim_start().starts_with('{') {
-            // Read from the checked text: the parser then skips its own UTF-8 checks.
-            return self.decode_json_object(serde_json::Deserializer::from_str(text));
+            return self.decode_json_object(text);
         }
         self.append_nulls(0);
         match serde_json::from_str::<serde_json::Value>(text) {
@@ -259,11 +258,10 @@ impl RowDecoder {
         }
     }
 
-    /// Decodes a record that is a JSON object into the columns.
-    fn decode_json_object<'de, R: serde_json::de::Read<'de>>(
-        &mut self,
-        mut deserializer: serde_json::Deserializer<R>,
-    ) -> Result<(), String> {
+    /// Decodes a record that is a JSON object into the columns. (Parsing the checked
+    /// text, not the bytes: serde_json then skips its own per-string UTF-8 checks.)
+    fn decode_json_object(&mut self, text: &str) -> Result<(), String> {
+        let mut deserializer = serde_json::Deserializer::from_str(text);
         let mut seen = vec![false; self.columns.len()];
         let mut visitor = RowVisitor {
             columns: &self.columns,

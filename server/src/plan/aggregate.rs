@@ -192,55 +192,85 @@ pub fn windowed_name(source: &str) -> String {
     format!("{source}__WINDOWED")
 }
 
-/// Checks the comparisons of an aggregation's plan (`WHERE`, `HAVING`, projection) by
-/// ksqlDB's type rules.
-fn check_types(plan: &LogicalPlan) -> Result<(), PlanError> {
-    let LogicalPlan::Projection(projection) = plan else {
-        return Ok(());
-    };
-    let (having, aggregate) = match projection.input.as_ref() {
-        LogicalPlan::Filter(filter) => match filter.input.as_ref() {
-            LogicalPlan::Aggregate(aggregate) => (Some(&filter.predicate), aggregate),
-            _ => return Ok(()),
-        },
-        LogicalPlan::Aggregate(aggregate) => (None, aggregate),
-        _ => return Ok(()),
-    };
-    if let LogicalPlan::Filter(filter) = aggregate.input.as_ref() {
-        check::check_comparisons(
-            &filter.predicate,
-            filter.input.schema(),
-            check::Clause::Where,
-        )?;
+/// The parts of a planned aggregation: `Projection(Filter?(Aggregate(Filter?(scan))))`.
+struct AggregateParts<'a> {
+    projection: &'a datafusion::logical_expr::Projection,
+    having: Option<&'a LogicalExpr>,
+    aggregate: &'a datafusion::logical_expr::Aggregate,
+    filter: Option<&'a LogicalExpr>,
+    /// The scan the aggregation reads.
+    input: &'a LogicalPlan,
+}
+
+impl<'a> AggregateParts<'a> {
+    /// The parts of `plan`, or an error when it has another shape.
+    fn of(plan: &'a LogicalPlan) -> Result<Self, PlanError> {
+        let LogicalPlan::Projection(projection) = plan else {
+            return Err(PlanError::Plan(format!(
+                "internal: expected a projection, got {}",
+                plan.display()
+            )));
+        };
+        let unsupported = || PlanError::Unsupported("this aggregation".into());
+        let (having, aggregate) = match projection.input.as_ref() {
+            LogicalPlan::Filter(filter) => match filter.input.as_ref() {
+                LogicalPlan::Aggregate(aggregate) => (Some(&filter.predicate), aggregate),
+                _ => return Err(unsupported()),
+            },
+            LogicalPlan::Aggregate(aggregate) => (None, aggregate),
+            _ => return Err(unsupported()),
+        };
+        let (filter, input) = match aggregate.input.as_ref() {
+            LogicalPlan::Filter(filter) if is_scan(&filter.input) => {
+                (Some(&filter.predicate), filter.input.as_ref())
+            }
+            input if is_scan(input) => (None, input),
+            _ => return Err(unsupported()),
+        };
+        Ok(Self {
+            projection,
+            having,
+            aggregate,
+            filter,
+            input,
+        })
     }
-    // Checked over the aggregation's input, with its results written as the calls that
-    // make them: an error then reads `SUM(VALUE)`, as the user wrote it.
-    let unaliased = |expr: &LogicalExpr| {
-        use datafusion::common::tree_node::{Transformed, TreeNode};
-        expr.clone()
-            .transform(|node| {
-                let call = match &node {
-                    LogicalExpr::Column(column) => aggregate
-                        .aggr_expr
-                        .iter()
-                        .find(|a| a.schema_name().to_string() == column.name),
-                    _ => None,
-                };
-                Ok(match call {
-                    Some(call) => Transformed::yes(call.clone()),
-                    None => Transformed::no(node),
+
+    /// Checks the comparisons (`WHERE`, `HAVING`, projection) by ksqlDB's type rules.
+    fn check_types(&self) -> Result<(), PlanError> {
+        let input = self.input.schema();
+        if let Some(predicate) = self.filter {
+            check::check_comparisons(predicate, input, check::Clause::Where)?;
+        }
+        // Checked over the aggregation's input, with its results written as the calls
+        // that make them: an error then reads `SUM(VALUE)`, as the user wrote it.
+        let unaliased = |expr: &LogicalExpr| {
+            use datafusion::common::tree_node::{Transformed, TreeNode};
+            expr.clone()
+                .transform(|node| {
+                    let call = match &node {
+                        LogicalExpr::Column(column) => self
+                            .aggregate
+                            .aggr_expr
+                            .iter()
+                            .find(|a| a.schema_name().to_string() == column.name),
+                        _ => None,
+                    };
+                    Ok(match call {
+                        Some(call) => Transformed::yes(call.clone()),
+                        None => Transformed::no(node),
+                    })
                 })
-            })
-            .map(|t| t.data)
-    };
-    let input = aggregate.input.schema();
-    if let Some(predicate) = having {
-        check::check_comparisons(&unaliased(predicate)?, input, check::Clause::Having)?;
+                .map(|t| t.data)
+        };
+        if let Some(predicate) = self.having {
+            check::check_comparisons(&unaliased(predicate)?, input, check::Clause::Having)?;
+        }
+        for expr in &self.projection.expr {
+            check::check_comparisons(&unaliased(expr)?, input, check::Clause::Select)?;
+        }
+        Ok(())
     }
-    for expr in &projection.expr {
-        check::check_comparisons(&unaliased(expr)?, input, check::Clause::Select)?;
-    }
-    Ok(())
 }
 
 impl Planner {
@@ -275,32 +305,19 @@ impl Planner {
             .map_err(|error| non_boolean_filter(error, &query))?;
         // ksqlDB's comparison rules apply to the types as written, before the analyzer
         // coerces them (it casts the '100' of `SUM(V) > '100'` to a number).
-        check_types(&plan)?;
+        AggregateParts::of(&plan)?.check_types()?;
         // Type coercion (SUM of an INT reads it as a BIGINT) happens in the analyzer.
         let plan = state
             .analyzer()
             .execute_and_check(plan, state.config_options(), |_, _| {})?;
-        let LogicalPlan::Projection(projection) = &plan else {
-            return Err(PlanError::Plan(format!(
-                "internal: expected a projection, got {}",
-                plan.display()
-            )));
-        };
-        let (having, aggregate) = match projection.input.as_ref() {
-            LogicalPlan::Filter(filter) => match filter.input.as_ref() {
-                LogicalPlan::Aggregate(aggregate) => (Some(filter.predicate.clone()), aggregate),
-                _ => return Err(PlanError::Unsupported("this aggregation".into())),
-            },
-            LogicalPlan::Aggregate(aggregate) => (None, aggregate),
-            _ => return Err(PlanError::Unsupported("this aggregation".into())),
-        };
-        let (filter, input) = match aggregate.input.as_ref() {
-            LogicalPlan::Filter(filter) if is_scan(&filter.input) => {
-                (Some(filter.predicate.clone()), filter.input.as_ref())
-            }
-            input if is_scan(input) => (None, input),
-            _ => return Err(PlanError::Unsupported("this aggregation".into())),
-        };
+        let AggregateParts {
+            projection,
+            having,
+            aggregate,
+            filter,
+            input,
+        } = AggregateParts::of(&plan)?;
+        let (having, filter) = (having.cloned(), filter.cloned());
         let input_schema = input.schema();
         let arrow_input = input_schema.as_arrow();
         let aggregated = aggregate.schema.as_ref();

@@ -166,9 +166,13 @@ impl Planner {
                             .flat_map(|_| crate::plan::aggregate::WINDOW_BOUNDS)
                             .map(str::to_string),
                     )
-                    .chain(non_keys(&input.source.schema))
+                    .chain(input.source.schema.non_keys().map(|c| c.name.clone()))
                     .collect(),
-                partitioned_star: non_keys(&input.source.schema)
+                partitioned_star: input
+                    .source
+                    .schema
+                    .non_keys()
+                    .map(|c| c.name.clone())
                     .chain(PSEUDO_COLUMNS.iter().map(|(name, _)| name.to_string()))
                     .chain(input.source.schema.keys().map(|c| c.name.clone()))
                     .collect(),
@@ -989,15 +993,6 @@ fn resolve(
         Some(error) => Err(error),
         None => Ok((expr, resolver.used)),
     }
-}
-
-/// The columns after the keys that `*` stands for: values and headers, as declared.
-fn non_keys(schema: &crate::types::LogicalSchema) -> impl Iterator<Item = String> + '_ {
-    schema
-        .columns
-        .iter()
-        .filter(|c| c.kind != crate::types::ColumnKind::Key)
-        .map(|c| c.name.clone())
 }
 
 /// Marks a struct field name (`s->f`) while its expression is rewritten: it is no column.

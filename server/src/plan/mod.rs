@@ -51,9 +51,14 @@ pub enum PlanError {
 impl PlanError {
     /// An error about `ident`, located at it when the parser recorded where it is.
     pub fn at(ident: &Ident, message: String) -> Self {
-        match crate::engine::position_of(ident) {
-            Some(position) => PlanError::Located { position, message },
-            None => PlanError::Plan(message),
+        // A name the planner made up has no span (line 0).
+        let start = ident.span.start;
+        if start.line == 0 {
+            return PlanError::Plan(message);
+        }
+        PlanError::Located {
+            position: riffle_grammar::Position::new(start.line, start.column),
+            message,
         }
     }
 }

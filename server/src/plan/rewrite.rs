@@ -2,7 +2,8 @@
 //!
 //! `s -> f` (ksqlDB's struct dereference, kept as a binary `->` so it prints back as
 //! written) becomes the field access `s.f`; `STRUCT(a := x)` becomes `named_struct('A', x)`
-//! and `MAP(k := v)` becomes `make_map(k, v)`; `IFNULL` becomes `COALESCE`.
+//! (`STRUCT()` becomes `empty_struct()`) and `MAP(k := v)` becomes `make_map(k, v)`;
+//! `IFNULL` becomes `COALESCE`; `ARRAY_SORT` is told to put NULLs last, as ksqlDB's does.
 //!
 //! Two of ksqlDB's semantics are rewrites too: a comparison is never NULL (`a = b` is false
 //! when either side is NULL), and a string compared with `ROWTIME`, `WINDOWSTART` or

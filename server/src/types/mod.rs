@@ -318,6 +318,11 @@ impl LogicalSchema {
         self.columns.iter().filter(|c| c.kind == ColumnKind::Key)
     }
 
+    /// The columns after the keys: values and headers, in declared order.
+    pub fn non_keys(&self) -> impl Iterator<Item = &Column> {
+        self.columns.iter().filter(|c| c.kind != ColumnKind::Key)
+    }
+
     pub fn values(&self) -> impl Iterator<Item = &Column> {
         self.columns.iter().filter(|c| c.kind == ColumnKind::Value)
     }
