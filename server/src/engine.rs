@@ -805,6 +805,7 @@ impl Engine {
             source: input,
             plan: QueryPlan::Stateless(plan),
             start: StartPosition::Earliest,
+            fail_on_invalid_timestamp: false,
         };
         let query = self.start_query(state, spec).await?;
         state.queries.insert(query_id, query);
@@ -879,12 +880,7 @@ impl Engine {
         }
         let input_kind = input.kind;
         let joining = !create.query.from.joins.is_empty();
-        if joining && aggregating {
-            return Err(EngineError::Statement(
-                "Aggregating joined rows is not supported yet".into(),
-            ));
-        }
-        let joined = if joining {
+        let joined = if joining && !aggregating {
             Some(
                 self.plan_join_query(&state.catalog, &create.query, Some(&create.name.value))
                     .await?,
@@ -927,6 +923,13 @@ impl Engine {
         let (input, plan, key_columns, value_columns) =
             if let Some((input, plan, keys, values)) = joined {
                 (input, QueryPlan::Join(plan), keys, values)
+            } else if joining {
+                let query = with_collection_limits(&create.query, properties);
+                let query_id = format!("CTAS_{name}_{}", state.next_query);
+                let (input, plan, keys, values) = self
+                    .plan_join_aggregate_query(&state.catalog, &query, &name, &query_id, properties)
+                    .await?;
+                (input, QueryPlan::JoinAggregate(plan), keys, values)
             } else if aggregating {
                 let query = with_collection_limits(&create.query, properties);
                 let (input, plan, keys, values) = self
@@ -942,6 +945,7 @@ impl Engine {
         // A windowed aggregation's table is windowed; so is a stream over a windowed source.
         let window = match &plan {
             QueryPlan::Aggregate(plan) => plan.windowing.map(|w| w.kind),
+            QueryPlan::JoinAggregate(plan) => plan.aggregate.windowing.map(|w| w.kind),
             QueryPlan::Stateless(_) => input.window,
             // A join of windowed sources keeps their windows.
             QueryPlan::Join(plan) => plan
@@ -1133,6 +1137,7 @@ impl Engine {
                 window,
             },
             start: start_position(properties),
+            fail_on_invalid_timestamp: fails_on_invalid_timestamps(properties),
         };
         let query = self.start_query(&state, spec).await?;
         self.planner
@@ -1222,6 +1227,7 @@ impl Engine {
                 window: target.window,
             },
             start: start_position(properties),
+            fail_on_invalid_timestamp: fails_on_invalid_timestamps(properties),
         };
         let query = self.start_query(&state, spec).await?;
         state.queries.insert(query_id.clone(), query);
@@ -1740,6 +1746,106 @@ impl Engine {
         Ok(())
     }
 
+    /// Plans an aggregation over joined rows: the join (its `WHERE`, every joined column)
+    /// writing to an internal source, and the aggregation over that source with the
+    /// query's references in joined names. Answers the first joined source (whose formats
+    /// the sink defaults to), the plan and the sink's key and value columns.
+    async fn plan_join_aggregate_query(
+        &self,
+        catalog: &Catalog,
+        query: &riffle_grammar::ast::Query,
+        sink_name: &str,
+        query_id: &str,
+        properties: &Properties,
+    ) -> Result<
+        (
+            Source,
+            Arc<crate::query::JoinAggregatePlan>,
+            Columns,
+            Columns,
+        ),
+        EngineError,
+    > {
+        use sqlparser::ast::{Expr, SelectItem};
+        // ksqlDB resolves the window bounds of the joined rows, which have none.
+        for item in &query.projection {
+            if let SelectItem::UnnamedExpr(Expr::Identifier(ident))
+            | SelectItem::ExprWithAlias {
+                expr: Expr::Identifier(ident),
+                ..
+            } = item
+                && crate::plan::aggregate::WINDOW_BOUNDS.contains(&ident.value.as_str())
+            {
+                return Err(EngineError::Statement(format!(
+                    "SELECT column '{}' cannot be resolved.",
+                    ident.value
+                )));
+            }
+        }
+        let join_query = riffle_grammar::ast::Query {
+            projection: vec![SelectItem::Wildcard(Default::default())],
+            from: query.from.clone(),
+            window: None,
+            selection: query.selection.clone(),
+            group_by: Vec::new(),
+            partition_by: Vec::new(),
+            having: None,
+            emit: None,
+            limit: None,
+        };
+        let (left, join, join_keys, join_values) = self
+            .plan_join_query(catalog, &join_query, Some(sink_name))
+            .await?;
+        let key_format = match join_keys.is_empty() {
+            true => FormatSpec::new(Format::None),
+            false => FormatSpec::new(Format::Json),
+        }
+        .with_wrap_single(false);
+        let value_format = FormatSpec::new(Format::Json).with_wrap_single(true);
+        let joined = Source {
+            name: format!("{query_id}_JOINED"),
+            kind: join.kind,
+            schema: LogicalSchema::from_key_and_value_columns(&join_keys, &join_values),
+            topic: crate::query::joined_rows_topic(query_id),
+            key_format: key_format.clone(),
+            value_format: value_format.clone(),
+            timestamp: None,
+            timestamp_format: None,
+            is_source: false,
+            created_by_query: true,
+            partitions: Some(1),
+            statement: String::new(),
+            window: None,
+            declared_key_format: None,
+        };
+        let aggregation = join
+            .aggregation_over_joined(query, &joined.name)
+            .map_err(|error| unresolved_column(error, query))?;
+        let mut scoped = catalog.clone();
+        scoped.insert_source(joined.clone());
+        self.planner
+            .register_source(&joined.name, joined.arrow_schema())?;
+        let planned = self
+            .plan_aggregate_query(&scoped, &aggregation, Some(sink_name), properties)
+            .await;
+        self.planner.deregister_source(&joined.name)?;
+        let (_, aggregate, keys, values) = planned?;
+        let plan = crate::query::JoinAggregatePlan {
+            join,
+            join_encoder: SinkEncoder {
+                key_columns: join_keys,
+                value_columns: join_values,
+                key_format,
+                value_format,
+                timestamp_column: None,
+                window: None,
+            },
+            joined,
+            aggregate,
+        };
+        Ok((left, Arc::new(plan), keys, values))
+    }
+
     /// Plans a query with joins and splits its output into key and value columns: the
     /// first selected join key column (or synthetic key) is the key.
     async fn plan_join_query(
@@ -2234,7 +2340,7 @@ impl Engine {
                 query.stop().await;
                 // Its state goes with it, as ksqlDB deletes a terminated query's internal
                 // topics.
-                crate::query::delete_changelog(&*self.log, &id).await?;
+                crate::query::delete_internal_topics(&*self.log, &id).await?;
             }
         }
         Ok(done("Query terminated.".into(), None))
@@ -2273,6 +2379,12 @@ impl Engine {
             || query.window.is_some()
             || !self.aggregate_calls(&query).is_empty();
         if query.is_push() && (aggregating || !query.from.joins.is_empty()) {
+            if aggregating && !query.from.joins.is_empty() {
+                // A table made with CREATE TABLE … AS SELECT can be queried instead.
+                return Err(EngineError::Unsupported(
+                    "Aggregating joined rows in a push query".into(),
+                ));
+            }
             let (source, plan, key_columns, value_columns, window) = if aggregating {
                 let query = with_collection_limits(&query, properties);
                 let (source, plan, keys, values) = self
@@ -2307,6 +2419,7 @@ impl Engine {
                 },
                 sink_topic: None,
                 start: start_position(properties),
+                fail_on_invalid_timestamp: fails_on_invalid_timestamps(properties),
             };
             return Ok(TransientQuery::start_stateful(
                 self.log.clone(),
@@ -2472,11 +2585,12 @@ impl Engine {
             .collect()
     }
 
-    /// Waits until every running query has processed what its sources hold now.
+    /// Waits until every running query has processed what its sources hold now; fails with
+    /// the error of a query that stopped on one.
     pub async fn wait_until_caught_up(&self) -> Result<(), EngineError> {
         let state = self.state.lock().await;
         for query in state.queries.values() {
-            if query.state() != QueryState::Running {
+            if matches!(query.state(), QueryState::Paused | QueryState::Stopped) {
                 continue;
             }
             let mut ends = crate::query::Progress::new();
@@ -3039,34 +3153,31 @@ fn execution_plan(
             if let Some(having) = &plan.having {
                 steps.push(format!("[ HAVING ] | Condition: {having}"));
             }
-            let aggregates: Vec<&str> = plan.aggregates.iter().map(|a| a.name()).collect();
-            steps.push(format!(
-                "[ AGGREGATE ] | Groups: {} | Aggregates: {}{}",
-                plan.group_by
-                    .iter()
-                    .map(|g| g.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                aggregates.join(", "),
-                plan.windowing
-                    .map(|w| format!(" | Window: {:?}", w.kind))
-                    .unwrap_or_default()
-            ));
+            steps.push(aggregate_step_text(plan));
             plan.filter.clone()
         }
         QueryPlan::Join(plan) => plan.output.filter.clone(),
+        QueryPlan::JoinAggregate(plan) => {
+            steps.push(aggregate_step_text(&plan.aggregate));
+            plan.join.output.filter.clone()
+        }
     };
     if let Some(filter) = filter {
         steps.push(format!("[ FILTER ] | Condition: {filter}"));
     }
-    let sources: Vec<&Source> = match plan {
-        QueryPlan::Join(join) => {
+    let join = match plan {
+        QueryPlan::Join(join) => Some(join),
+        QueryPlan::JoinAggregate(plan) => Some(&plan.join),
+        QueryPlan::Stateless(_) | QueryPlan::Aggregate(_) => None,
+    };
+    let sources: Vec<&Source> = match join {
+        Some(join) => {
             for step in join.steps.iter().rev() {
                 steps.push(join_step_text(step));
             }
             join.inputs.iter().map(|i| &i.source).collect()
         }
-        _ => vec![source],
+        None => vec![source],
     };
     for source in sources {
         steps.push(format!(
@@ -3079,6 +3190,23 @@ fn execution_plan(
         .enumerate()
         .map(|(depth, step)| format!("{} > {step}\n", "\t\t".repeat(depth)))
         .collect()
+}
+
+/// The `[ AGGREGATE ]` step of an execution plan.
+fn aggregate_step_text(plan: &crate::plan::aggregate::AggregatePlan) -> String {
+    let aggregates: Vec<&str> = plan.aggregates.iter().map(|a| a.name()).collect();
+    format!(
+        "[ AGGREGATE ] | Groups: {} | Aggregates: {}{}",
+        plan.group_by
+            .iter()
+            .map(|g| g.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        aggregates.join(", "),
+        plan.windowing
+            .map(|w| format!(" | Window: {:?}", w.kind))
+            .unwrap_or_default()
+    )
 }
 
 /// Named, typed columns.
@@ -3251,6 +3379,14 @@ fn emission(properties: &Properties) -> Result<crate::plan::aggregate::Emission,
             ),
         },
     })
+}
+
+/// `ksql.timestamp.throw.on.invalid`: a record without a valid time stops the query
+/// (by default it is skipped and logged).
+fn fails_on_invalid_timestamps(properties: &Properties) -> bool {
+    properties
+        .get("ksql.timestamp.throw.on.invalid")
+        .is_some_and(|value| value.eq_ignore_ascii_case("true"))
 }
 
 /// `auto.offset.reset` (or its `ksql.streams.` form); ksqlDB's default is `latest`.

@@ -11,6 +11,15 @@ fn earliest() -> Properties {
     Properties::from([("auto.offset.reset".to_string(), "earliest".to_string())])
 }
 
+/// The embedded log in `dir` (created or reopened) and an engine over it.
+async fn open_engine(dir: &std::path::Path) -> (EmbeddedLog, Engine) {
+    let log = EmbeddedLog::open(dir, EmbeddedOptions::default()).expect("log opens");
+    let engine = Engine::start(Arc::new(log.clone()))
+        .await
+        .expect("engine starts");
+    (log, engine)
+}
+
 async fn sink_values(log: &EmbeddedLog, topic: &str) -> Vec<(Option<String>, Option<String>, i64)> {
     let response = log
         .fetch(&FetchRequest::new(topic, 0, 0))
@@ -53,8 +62,7 @@ async fn produce_numbers(log: &EmbeddedLog, from: i64, to: i64) {
 /// An engine over `dir` with the stream `numbers` and the query `evens` reading it from
 /// the earliest offset.
 async fn start_evens(dir: &std::path::Path, partitions: i32) -> (EmbeddedLog, Engine) {
-    let log = EmbeddedLog::open(dir, EmbeddedOptions::default()).expect("opens");
-    let engine = Engine::start(Arc::new(log.clone())).await.expect("starts");
+    let (log, engine) = open_engine(dir).await;
     engine
         .execute(
             &format!(
@@ -72,10 +80,7 @@ async fn start_evens(dir: &std::path::Path, partitions: i32) -> (EmbeddedLog, En
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_persistent_query_filters_and_projects_into_its_sink() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("opens");
-    let engine = Engine::start(Arc::new(log.clone()))
-        .await
-        .expect("engine starts");
+    let (log, engine) = open_engine(dir.path()).await;
     let results = engine
         .execute(
             "CREATE STREAM clicks (user_id STRING KEY, page STRING, dwell BIGINT) \
@@ -175,8 +180,7 @@ async fn a_persistent_query_filters_and_projects_into_its_sink() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statement_errors_name_the_problem() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("opens");
-    let engine = Engine::start(Arc::new(log)).await.expect("engine starts");
+    let (_, engine) = open_engine(dir.path()).await;
     let error = engine
         .execute(
             "CREATE STREAM s (v INT) WITH (kafka_topic='nope', value_format='json');",
@@ -284,8 +288,7 @@ async fn a_restarted_engine_resumes_its_queries_without_losing_or_repeating_reco
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn insert_values_writes_one_record_and_types_alias_structs() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("opens");
-    let engine = Engine::start(Arc::new(log.clone())).await.expect("starts");
+    let (log, engine) = open_engine(dir.path()).await;
     engine
         .execute(
             "CREATE TYPE address AS STRUCT<street STRING, zip INT>;
@@ -334,8 +337,7 @@ async fn insert_values_writes_one_record_and_types_alias_structs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_queries_stream_new_rows_and_pull_queries_read_what_is_there() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("opens");
-    let engine = Engine::start(Arc::new(log.clone())).await.expect("starts");
+    let (log, engine) = open_engine(dir.path()).await;
     engine
         .execute(
             "CREATE STREAM readings (sensor STRING KEY, temp DOUBLE) \
@@ -413,8 +415,7 @@ async fn push_queries_stream_new_rows_and_pull_queries_read_what_is_there() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scripts_set_properties_define_variables_and_describe_sources() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("opens");
-    let engine = Engine::start(Arc::new(log.clone())).await.expect("starts");
+    let (_, engine) = open_engine(dir.path()).await;
     let results = engine
         .execute(
             "DEFINE topic = 'orders';
@@ -509,10 +510,7 @@ async fn a_paused_query_keeps_its_position_across_a_restart_until_resumed() {
         );
         engine.shutdown().await;
     }
-    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("reopens");
-    let engine = Engine::start(Arc::new(log.clone()))
-        .await
-        .expect("restarts");
+    let (log, engine) = open_engine(dir.path()).await;
     produce_numbers(&log, 10, 20).await;
     let results = engine
         .execute("SHOW QUERIES;", &Properties::new())
@@ -551,8 +549,7 @@ async fn a_paused_query_keeps_its_position_across_a_restart_until_resumed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn explain_and_describe_tell_what_queries_sources_and_functions_are() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("opens");
-    let engine = Engine::start(Arc::new(log.clone())).await.expect("starts");
+    let (log, engine) = open_engine(dir.path()).await;
     engine
         .execute(
             "CREATE STREAM orders (id INT KEY, amount DOUBLE) \
@@ -664,8 +661,7 @@ async fn explain_and_describe_tell_what_queries_sources_and_functions_are() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_join_is_explained_with_its_sources_keys_and_window_and_keeps_them_from_being_dropped() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("opens");
-    let engine = Engine::start(Arc::new(log.clone())).await.expect("starts");
+    let (_, engine) = open_engine(dir.path()).await;
     engine
         .execute(
             "CREATE STREAM orders (id STRING KEY, amount DOUBLE) \
@@ -702,4 +698,91 @@ async fn a_join_is_explained_with_its_sources_keys_and_window_and_keeps_them_fro
         .await
         .expect_err("a source a query reads cannot be dropped");
     assert!(refused.to_string().contains("CSAS_PAID_0"), "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_timestamp_is_skipped_unless_the_query_must_throw_on_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (log, engine) = open_engine(dir.path()).await;
+    engine
+        .execute(
+            "CREATE STREAM readings (id BIGINT, ts STRING) WITH (kafka_topic='readings', \
+               value_format='json', partitions=1, timestamp='ts', \
+               timestamp_format='yyyy-MM-dd HH:mm:ss');
+             CREATE STREAM lenient AS SELECT id FROM readings;",
+            &earliest(),
+        )
+        .await
+        .expect("statements run");
+    let mut strict = earliest();
+    strict.insert(
+        "ksql.timestamp.throw.on.invalid".to_string(),
+        "true".to_string(),
+    );
+    engine
+        .execute("CREATE STREAM strict AS SELECT id FROM readings;", &strict)
+        .await
+        .expect("strict query created");
+    log.produce(
+        "readings",
+        vec![
+            ProducerRecord::new(
+                None::<String>,
+                Some(r#"{"id": 1, "ts": "2026-11-26 10:00:00"}"#),
+            ),
+            ProducerRecord::new(None::<String>, Some(r#"{"id": 2, "ts": "not a time"}"#)),
+            ProducerRecord::new(
+                None::<String>,
+                Some(r#"{"id": 3, "ts": "2026-11-26 10:00:01"}"#),
+            ),
+        ],
+        Acks::All,
+    )
+    .await
+    .expect("produced");
+    let error = engine
+        .wait_until_caught_up()
+        .await
+        .expect_err("the strict query stops");
+    assert!(
+        error
+            .to_string()
+            .contains("Fatal user code error in TimestampExtractor callback for record"),
+        "{error}"
+    );
+    let values = |rows: Vec<(Option<String>, Option<String>, i64)>| {
+        rows.into_iter()
+            .map(|(_, value, _)| value)
+            .collect::<Vec<_>>()
+    };
+    // The lenient query skips the record and logs it; the strict one stops before it and
+    // commits nothing past it.
+    assert_eq!(
+        values(sink_values(&log, "LENIENT").await),
+        [
+            Some(r#"{"ID":1}"#.to_string()),
+            Some(r#"{"ID":3}"#.to_string())
+        ]
+    );
+    assert!(
+        engine
+            .processing_log()
+            .entries()
+            .iter()
+            .any(|entry| entry.error.offset == 1 && entry.query_id == "CSAS_LENIENT_0")
+    );
+    assert!(values(sink_values(&log, "STRICT").await).is_empty());
+    assert_eq!(committed(&log, "CSAS_STRICT_1", "readings").await, 0);
+    let results = engine
+        .execute("SHOW QUERIES;", &Properties::new())
+        .await
+        .expect("listed");
+    assert_eq!(
+        query_states(&results[0]),
+        [
+            ("CSAS_LENIENT_0".to_string(), "RUNNING"),
+            ("CSAS_STRICT_1".to_string(), "ERROR")
+        ]
+    );
+    engine.shutdown().await;
 }

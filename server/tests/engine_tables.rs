@@ -13,6 +13,15 @@ fn earliest() -> Properties {
     Properties::from([("auto.offset.reset".to_string(), "earliest".to_string())])
 }
 
+/// The embedded log in `dir` (created or reopened) and an engine over it.
+async fn open_engine(dir: &std::path::Path) -> (EmbeddedLog, Engine) {
+    let log = EmbeddedLog::open(dir, EmbeddedOptions::default()).expect("log opens");
+    let engine = Engine::start(Arc::new(log.clone()))
+        .await
+        .expect("engine starts");
+    (log, engine)
+}
+
 /// [`earliest`], with ksqlDB's record cache off: every change of an aggregation is emitted.
 fn earliest_per_record() -> Properties {
     let mut properties = earliest();
@@ -57,8 +66,7 @@ async fn latest_windowed(log: &EmbeddedLog, topic: &str) -> BTreeMap<(String, i6
 async fn a_windowed_count_keeps_counting_across_a_restart() {
     let dir = tempfile::tempdir().expect("temp dir");
     {
-        let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("opens");
-        let engine = Engine::start(Arc::new(log.clone())).await.expect("starts");
+        let (log, engine) = open_engine(dir.path()).await;
         engine
             .execute(
                 "CREATE STREAM clicks (user STRING KEY, page STRING) \
@@ -88,10 +96,7 @@ async fn a_windowed_count_keeps_counting_across_a_restart() {
         assert_eq!(counts[&("ann".to_string(), 60_000)], r#"{"N":1}"#);
         engine.shutdown().await;
     }
-    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("reopens");
-    let engine = Engine::start(Arc::new(log.clone()))
-        .await
-        .expect("restarts");
+    let (log, engine) = open_engine(dir.path()).await;
     log.produce(
         "clicks",
         vec![click("ann", "/e", 30_000), click("bob", "/f", 61_000)],
@@ -116,8 +121,7 @@ async fn engine_with(
     statements: &str,
     properties: &Properties,
 ) -> (EmbeddedLog, Engine) {
-    let log = EmbeddedLog::open(dir, EmbeddedOptions::default()).expect("opens");
-    let engine = Engine::start(Arc::new(log.clone())).await.expect("starts");
+    let (log, engine) = open_engine(dir).await;
     engine
         .execute(statements, properties)
         .await
@@ -177,8 +181,7 @@ async fn having_emits_a_tombstone_when_a_group_stops_qualifying() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_query_with_group_by_streams_each_change() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("opens");
-    let engine = Engine::start(Arc::new(log.clone())).await.expect("starts");
+    let (log, engine) = open_engine(dir.path()).await;
     engine
         .execute(
             "CREATE STREAM clicks (user STRING KEY, page STRING) \
@@ -284,8 +287,7 @@ async fn tables_take_updates_and_deletes_back_out_of_their_aggregates_across_a_r
                       CREATE TABLE eu_users AS SELECT user, region FROM users \
                         WHERE region = 'eu';";
     {
-        let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("opens");
-        let engine = Engine::start(Arc::new(log.clone())).await.expect("starts");
+        let (log, engine) = open_engine(dir.path()).await;
         engine
             .execute(statements, &earliest())
             .await
@@ -323,10 +325,7 @@ async fn tables_take_updates_and_deletes_back_out_of_their_aggregates_across_a_r
         );
         engine.shutdown().await;
     }
-    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("reopens");
-    let engine = Engine::start(Arc::new(log.clone()))
-        .await
-        .expect("restarts");
+    let (log, engine) = open_engine(dir.path()).await;
     // bob is deleted; cid moves to eu.
     log.produce(
         "users",
@@ -470,5 +469,118 @@ async fn a_restarted_aggregation_reads_its_state_back_from_its_changelog_not_its
         ["ann|41", "bob|21"],
         "the counts go on from the state before the restart, though its records are gone"
     );
+    engine.shutdown().await;
+}
+
+/// Every record of a topic's partition 0 as (key, value) text.
+async fn topic_records(log: &EmbeddedLog, topic: &str) -> Vec<(String, Option<String>)> {
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    log.fetch(&FetchRequest::new(topic, 0, 0))
+        .await
+        .expect("readable")
+        .records
+        .iter()
+        .map(|r| {
+            (
+                r.key.as_deref().map(text).unwrap_or_default(),
+                r.value.as_deref().map(text),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aggregation_over_joined_rows_counts_them_and_continues_after_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let order = |user: &str, amount: i64| {
+        ProducerRecord::new(
+            None::<String>,
+            Some(format!(r#"{{"user": "{user}", "amount": {amount}}}"#)),
+        )
+    };
+    let user = |id: &str, region: &str| {
+        ProducerRecord::new(
+            Some(id.to_string()),
+            Some(format!(r#"{{"region": "{region}"}}"#)),
+        )
+    };
+    {
+        let (log, engine) = open_engine(dir.path()).await;
+        engine
+            .execute(
+                "CREATE TABLE users (id STRING PRIMARY KEY, region STRING) \
+                   WITH (kafka_topic='users', value_format='JSON', partitions=1);
+                 CREATE STREAM orders (user STRING, amount BIGINT) \
+                   WITH (kafka_topic='orders', value_format='JSON', partitions=1);
+                 CREATE TABLE per_region AS SELECT u.region, COUNT(*) AS n, SUM(o.amount) AS total \
+                   FROM orders o JOIN users u ON o.user = u.id \
+                   WHERE o.amount > 0 GROUP BY u.region HAVING COUNT(*) > 0;",
+                &earliest_per_record(),
+            )
+            .await
+            .expect("statements run");
+        log.produce(
+            "users",
+            vec![user("ann", "EU"), user("bob", "US")],
+            Acks::All,
+        )
+        .await
+        .expect("users");
+        engine.wait_until_caught_up().await.expect("caught up");
+        log.produce(
+            "orders",
+            vec![
+                order("ann", 10),
+                order("bob", 5),
+                order("ann", -1),
+                order("eve", 7),
+                order("ann", 1),
+            ],
+            Acks::All,
+        )
+        .await
+        .expect("orders");
+        engine.wait_until_caught_up().await.expect("caught up");
+        assert_eq!(
+            topic_records(&log, "PER_REGION").await,
+            [
+                ("EU".to_string(), Some(r#"{"N":1,"TOTAL":10}"#.to_string())),
+                ("US".to_string(), Some(r#"{"N":1,"TOTAL":5}"#.to_string())),
+                ("EU".to_string(), Some(r#"{"N":2,"TOTAL":11}"#.to_string())),
+            ],
+            "a negative amount is filtered out before the join, eve has no user"
+        );
+        let explained = engine
+            .execute("EXPLAIN CTAS_PER_REGION_0;", &Properties::new())
+            .await
+            .expect("explained");
+        let text = format!("{explained:?}");
+        assert!(
+            text.contains("[ AGGREGATE ]") && text.contains("JOIN"),
+            "{text}"
+        );
+        engine.shutdown().await;
+    }
+    let (log, engine) = open_engine(dir.path()).await;
+    log.produce("orders", vec![order("bob", 2)], Acks::All)
+        .await
+        .expect("more orders");
+    engine.wait_until_caught_up().await.expect("caught up");
+    let records = topic_records(&log, "PER_REGION").await;
+    assert_eq!(
+        records.last(),
+        Some(&("US".to_string(), Some(r#"{"N":2,"TOTAL":7}"#.to_string()))),
+        "the count goes on from the state before the restart"
+    );
+    assert_eq!(records.len(), 4, "nothing emitted twice: {records:?}");
+    let topics = |log: EmbeddedLog| async move { log.list_topics().await.expect("topics") };
+    let repartition =
+        "_confluent-ksql-default_query_CTAS_PER_REGION_0-Aggregate-GroupBy-repartition";
+    assert!(topics(log.clone()).await.iter().any(|t| t == repartition));
+    engine
+        .execute("TERMINATE CTAS_PER_REGION_0;", &Properties::new())
+        .await
+        .expect("terminated");
+    assert!(!topics(log.clone()).await.iter().any(|t| t == repartition));
     engine.shutdown().await;
 }

@@ -2,7 +2,8 @@
 //!
 //! DataFusion coerces freely (`ID >= 'not an int'` casts the string); ksqlDB refuses to
 //! compare a number with a string, orders no ARRAY, MAP or STRUCT, and rejects a comparison
-//! with a bare `NULL`, in a comparison or in arithmetic. Entry points: [`check_comparisons`],
+//! with a bare `NULL`, in a comparison or in arithmetic, and arithmetic on what is not a
+//! number. Entry points: [`check_comparisons`],
 //! [`check_arithmetic`].
 
 use arrow::datatypes::DataType;
@@ -45,36 +46,68 @@ pub fn check_comparisons(expr: &Expr, schema: &DFSchema, clause: Clause) -> Resu
     }
 }
 
-/// Fails with ksqlDB's message at the first arithmetic on a bare `NULL` (`1 + NULL`).
+/// Fails with ksqlDB's message at the first arithmetic it would refuse: on a bare `NULL`
+/// (`1 + NULL`) or on operands that are not numbers (`TRUE + 1.5`).
 pub fn check_arithmetic(expr: &Expr, schema: &DFSchema) -> Result<(), PlanError> {
     let mut problem = None;
     let _ = expr.apply(|node| {
         if let Expr::BinaryExpr(binary) = node
             && binary.op.is_numerical_operators()
-            && (is_null_literal(&binary.left) || is_null_literal(&binary.right))
         {
-            let operand_type = |operand: &Expr| {
-                if is_null_literal(operand) {
-                    return "null".to_string();
-                }
-                operand
-                    .get_type(schema)
-                    .map_or_else(|_| "unknown".into(), |t| type_name(&t))
-            };
-            problem = Some(format!(
-                "Error processing expression: ({} {} {}). Arithmetic on types {} and {} are not \
-                 supported.",
-                text(&binary.left),
-                symbol(binary.op),
-                text(&binary.right),
-                operand_type(&binary.left),
-                operand_type(&binary.right),
-            ));
-            return Ok(TreeNodeRecursion::Stop);
+            problem = refuse_arithmetic(binary, schema);
+            if problem.is_some() {
+                return Ok(TreeNodeRecursion::Stop);
+            }
         }
         Ok(TreeNodeRecursion::Continue)
     });
     problem.map_or(Ok(()), |message| Err(PlanError::Plan(message)))
+}
+
+fn refuse_arithmetic(binary: &BinaryExpr, schema: &DFSchema) -> Option<String> {
+    let statement = format!(
+        "({} {} {})",
+        text(&binary.left),
+        symbol(binary.op),
+        text(&binary.right)
+    );
+    if is_null_literal(&binary.left) || is_null_literal(&binary.right) {
+        let operand_type = |operand: &Expr| {
+            if is_null_literal(operand) {
+                return "null".to_string();
+            }
+            operand
+                .get_type(schema)
+                .map_or_else(|_| "unknown".into(), |t| type_name(&t))
+        };
+        return Some(format!(
+            "Error processing expression: {statement}. Arithmetic on types {} and {} are not \
+             supported.",
+            operand_type(&binary.left),
+            operand_type(&binary.right),
+        ));
+    }
+    let left = binary.left.get_type(schema).ok()?;
+    let right = binary.right.get_type(schema).ok()?;
+    let not_a_number = |t: &DataType| {
+        matches!(
+            SqlType::from_arrow(t),
+            Some(
+                SqlType::Boolean
+                    | SqlType::Bytes
+                    | SqlType::Array(_)
+                    | SqlType::Map(..)
+                    | SqlType::Struct(_)
+            )
+        )
+    };
+    (not_a_number(&left) || not_a_number(&right)).then(|| {
+        format!(
+            "Error processing expression: {statement}. Unsupported arithmetic types. {} {}",
+            base_type_name(&left),
+            base_type_name(&right)
+        )
+    })
 }
 
 /// A `NULL` literal, maybe cast by DataFusion's coercion.
@@ -169,6 +202,15 @@ fn type_name(data_type: &DataType) -> String {
     }
 }
 
+/// A type without its parameters, as ksqlDB names its base types (`DECIMAL`, `ARRAY`).
+fn base_type_name(data_type: &DataType) -> String {
+    let name = type_name(data_type);
+    match name.find(['(', '<']) {
+        Some(end) => name[..end].to_string(),
+        None => name,
+    }
+}
+
 /// An operand as ksqlDB prints it: columns by name, strings quoted.
 fn text(expr: &Expr) -> String {
     match expr {
@@ -180,6 +222,12 @@ fn text(expr: &Expr) -> String {
         Expr::Literal(value, _) => value.to_string(),
         Expr::Cast(cast) => text(&cast.expr),
         Expr::TryCast(cast) => text(&cast.expr),
+        Expr::BinaryExpr(binary) => format!(
+            "({} {} {})",
+            text(&binary.left),
+            symbol(binary.op),
+            text(&binary.right)
+        ),
         Expr::AggregateFunction(call) => format!(
             "{}({})",
             call.func.name().to_uppercase(),

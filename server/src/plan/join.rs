@@ -141,43 +141,7 @@ impl Planner {
                 }
             })
             .collect();
-        let named: Vec<Named> = inputs
-            .iter()
-            .map(|input| Named {
-                alias: input.alias.clone(),
-                name: input.source.name.clone(),
-                columns: input
-                    .source
-                    .arrow_schema()
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().clone())
-                    .collect(),
-                star: input
-                    .source
-                    .schema
-                    .keys()
-                    .map(|c| c.name.clone())
-                    .chain(
-                        input
-                            .source
-                            .window
-                            .iter()
-                            .flat_map(|_| crate::plan::aggregate::WINDOW_BOUNDS)
-                            .map(str::to_string),
-                    )
-                    .chain(input.source.schema.non_keys().map(|c| c.name.clone()))
-                    .collect(),
-                partitioned_star: input
-                    .source
-                    .schema
-                    .non_keys()
-                    .map(|c| c.name.clone())
-                    .chain(PSEUDO_COLUMNS.iter().map(|(name, _)| name.to_string()))
-                    .chain(input.source.schema.keys().map(|c| c.name.clone()))
-                    .collect(),
-            })
-            .collect();
+        let named = named_inputs(&inputs);
         let mut steps: Vec<JoinStepPlan> = Vec::new();
         let mut left_schema = inputs[0].schema.clone();
         let mut left_kind = inputs[0].source.kind;
@@ -442,6 +406,70 @@ impl Planner {
             .with_table(joined, over_table(projection, selection), &star)
             .await?;
         Ok((plan, partition_keys))
+    }
+}
+
+impl JoinPlan {
+    /// The aggregation of a query that groups joined rows, over `joined` (the source whose
+    /// rows are this join's `SELECT *`): its references in joined names (`I1.BAR` →
+    /// `I1_BAR`), a selected column named as the join's `SELECT` names it.
+    pub fn aggregation_over_joined(&self, query: &Query, joined: &str) -> Result<Query, PlanError> {
+        let named = named_inputs(&self.inputs);
+        let synthetic = match &self.key {
+            JoinKey::Synthetic(name) => Some(name.as_str()),
+            JoinKey::Columns(_) | JoinKey::LeftTable(..) => None,
+        };
+        let resolved = |expr: &SqlExpr, clause: &str| {
+            resolve(expr.clone(), &named, synthetic, clause).map(|r| r.0)
+        };
+        let mut projection = Vec::with_capacity(query.projection.len());
+        for item in &query.projection {
+            projection.push(match item {
+                SelectItem::UnnamedExpr(expr) => {
+                    let resolved = resolved(expr, "SELECT")?;
+                    match output_name(expr, &named) {
+                        Some(alias) => SelectItem::ExprWithAlias {
+                            expr: resolved,
+                            alias: Ident::new(alias),
+                        },
+                        None => SelectItem::UnnamedExpr(resolved),
+                    }
+                }
+                SelectItem::ExprWithAlias { expr, alias } => SelectItem::ExprWithAlias {
+                    expr: resolved(expr, "SELECT")?,
+                    alias: alias.clone(),
+                },
+                other => other.clone(),
+            });
+        }
+        let group_by = query
+            .group_by
+            .iter()
+            .map(|expr| resolved(expr, "GROUP BY"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let having = query
+            .having
+            .as_ref()
+            .map(|expr| resolved(expr, "HAVING"))
+            .transpose()?;
+        Ok(Query {
+            projection,
+            from: Relation {
+                source: SourceRef {
+                    name: Ident::new(joined),
+                    alias: None,
+                },
+                joins: Vec::new(),
+            },
+            window: query.window,
+            // The join applies the `WHERE`.
+            selection: None,
+            group_by,
+            partition_by: Vec::new(),
+            having,
+            emit: query.emit,
+            limit: query.limit,
+        })
     }
 }
 
@@ -928,6 +956,47 @@ pub fn windowed_key_type(key: &DataType) -> DataType {
 }
 
 /// `ROWKEY`, or `ROWKEY_n` when a source has a column of that name.
+/// The joined sources as name resolution sees them.
+fn named_inputs(inputs: &[JoinInput]) -> Vec<Named> {
+    inputs
+        .iter()
+        .map(|input| Named {
+            alias: input.alias.clone(),
+            name: input.source.name.clone(),
+            columns: input
+                .source
+                .arrow_schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect(),
+            star: input
+                .source
+                .schema
+                .keys()
+                .map(|c| c.name.clone())
+                .chain(
+                    input
+                        .source
+                        .window
+                        .iter()
+                        .flat_map(|_| crate::plan::aggregate::WINDOW_BOUNDS)
+                        .map(str::to_string),
+                )
+                .chain(input.source.schema.non_keys().map(|c| c.name.clone()))
+                .collect(),
+            partitioned_star: input
+                .source
+                .schema
+                .non_keys()
+                .map(|c| c.name.clone())
+                .chain(PSEUDO_COLUMNS.iter().map(|(name, _)| name.to_string()))
+                .chain(input.source.schema.keys().map(|c| c.name.clone()))
+                .collect(),
+        })
+        .collect()
+}
+
 fn synthetic_key_name(named: &[Named]) -> String {
     let taken = |candidate: &str| {
         named

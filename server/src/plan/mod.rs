@@ -61,6 +61,16 @@ impl PlanError {
             message,
         }
     }
+
+    /// The error as ksqlDB reports a problem of the WHERE clause.
+    pub fn in_where(self) -> Self {
+        match self {
+            PlanError::Plan(message) => {
+                PlanError::Plan(format!("Error in WHERE expression: {message}"))
+            }
+            other => other,
+        }
+    }
 }
 
 impl From<arrow::error::ArrowError> for PlanError {
@@ -149,17 +159,13 @@ impl Planner {
         // ksqlDB upper-cases unquoted identifiers itself; `1.5` is a DECIMAL literal.
         options.sql_parser.enable_ident_normalization = false;
         options.sql_parser.parse_float_as_decimal = true;
-        let mut state = SessionStateBuilder::new()
+        let mut builder = SessionStateBuilder::new()
             .with_config(config)
-            .with_default_features()
+            .with_default_features();
+        let planners = builder.expr_planners().take().unwrap_or_default();
+        let state = builder
+            .with_expr_planners(operators::with_ksql_planners(planners))
             .build();
-        // Registered last: consulted only for what DataFusion's own planners leave alone.
-        if let Err(error) = datafusion::execution::FunctionRegistry::register_expr_planner(
-            &mut state,
-            Arc::new(operators::KsqlOperators),
-        ) {
-            tracing::error!(%error, "ksqlDB's operators could not be registered");
-        }
         let context = SessionContext::new_with_state(state);
         crate::functions::register(&context);
         Self { context }
@@ -209,12 +215,18 @@ impl Planner {
         let query = self.prepare_projection(query, star_columns).await?;
         let statement = self.to_datafusion(&query)?;
         let state = self.context.state();
-        let plan = state
+        let plan = match state
             .statement_to_plan(DfStatement::Statement(Box::new(statement)))
             .await
-            .map_err(|error| non_boolean_filter(error, &query))?;
+        {
+            Ok(plan) => plan,
+            Err(error) => return Err(self.explain_planning_error(error, &query).await),
+        };
         let (exprs, filter, input_schema) = split_projection(&plan)?;
-        for expr in filter.iter().chain(&exprs) {
+        if let Some(predicate) = &filter {
+            check::check_arithmetic(predicate, input_schema).map_err(PlanError::in_where)?;
+        }
+        for expr in &exprs {
             check::check_arithmetic(expr, input_schema)?;
         }
         if let Some(predicate) = &filter {
@@ -583,6 +595,58 @@ impl Planner {
 }
 
 /// DataFusion's refusal of a non-boolean `WHERE` in ksqlDB's words.
+impl Planner {
+    /// DataFusion's planner refuses arithmetic it cannot type before our checks see the
+    /// expressions; each clause is planned alone to find the culprit and say so in ksqlDB's
+    /// words (`Error in WHERE expression: … Unsupported arithmetic types. BOOLEAN DECIMAL`).
+    async fn explain_planning_error(&self, error: DataFusionError, query: &Query) -> PlanError {
+        if !error
+            .to_string()
+            .contains("Cannot coerce arithmetic expression")
+        {
+            return non_boolean_filter(error, query);
+        }
+        let source = &query.from.source;
+        let Ok(table) = self
+            .context
+            .table_provider(datafusion::common::TableReference::bare(
+                source.name.value.clone(),
+            ))
+            .await
+        else {
+            return error.into();
+        };
+        let qualifier = source.alias.as_ref().unwrap_or(&source.name).value.clone();
+        let Ok(schema) = DFSchema::try_from_qualified_schema(qualifier, &table.schema()) else {
+            return error.into();
+        };
+        let state = self.context.state();
+        let check = |expr: &SqlExpr| {
+            let sql = sqlparser::ast::ExprWithAlias {
+                expr: expr.clone(),
+                alias: None,
+            };
+            match state.create_logical_expr_from_sql_expr(sql, &schema) {
+                Ok(planned) => check::check_arithmetic(&planned, &schema),
+                Err(_) => Ok(()),
+            }
+        };
+        if let Some(predicate) = &query.selection
+            && let Err(problem) = check(predicate)
+        {
+            return problem.in_where();
+        }
+        for item in &query.projection {
+            if let SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } = item
+                && let Err(problem) = check(expr)
+            {
+                return problem;
+            }
+        }
+        error.into()
+    }
+}
+
 fn non_boolean_filter(error: DataFusionError, query: &Query) -> PlanError {
     let message = error.to_string();
     let (Some(_), Some(predicate)) = (
@@ -883,6 +947,98 @@ mod tests {
         assert_eq!(out.column(0).as_string::<i32>().value(0), "b");
         assert_eq!(out.column(1).as_primitive::<Int64Type>().value(0), 10);
         assert_eq!(out.column(2).as_string::<i32>().value(0), "y");
+    }
+
+    #[tokio::test]
+    async fn arithmetic_on_what_is_not_a_number_is_refused_in_ksqldb_words() {
+        let (schema, _) = source();
+        let planner = Planner::new();
+        planner.register_source("S", schema).expect("registered");
+        let refusal = async |sql: &str| {
+            let riffle_grammar::Statement::Query(query) =
+                riffle_grammar::parse_statement(sql).expect("parses")
+            else {
+                panic!("a query")
+            };
+            match planner.plan_stateless(&query, &[]).await {
+                Ok(_) => panic!("{sql} was planned"),
+                Err(error) => error.to_string(),
+            }
+        };
+        assert_eq!(
+            refusal("SELECT id FROM s WHERE TRUE + 1.5 EMIT CHANGES").await,
+            "Error in WHERE expression: Error processing expression: (true + 1.5). Unsupported \
+             arithmetic types. BOOLEAN DECIMAL"
+        );
+        assert_eq!(
+            refusal("SELECT v + (v > 1) AS x FROM s EMIT CHANGES").await,
+            "Error processing expression: (V + (V > 1)). Unsupported arithmetic \
+             types. BIGINT BOOLEAN"
+        );
+        assert_eq!(
+            refusal("SELECT v + NULL AS x FROM s EMIT CHANGES").await,
+            "Error processing expression: (V + null). Arithmetic on types BIGINT and null are \
+             not supported."
+        );
+    }
+
+    #[tokio::test]
+    async fn array_elements_take_ksqldb_common_type() {
+        let (schema, batch) = source();
+        let planner = Planner::new();
+        planner.register_source("S", schema).expect("registered");
+        let plan = |sql: &str| {
+            let riffle_grammar::Statement::Query(query) =
+                riffle_grammar::parse_statement(sql).expect("parses")
+            else {
+                panic!("a query")
+            };
+            let planner = planner.clone();
+            async move { planner.plan_stateless(&query, &[]).await }
+        };
+        let numbers = plan("SELECT ARRAY[NULL, 10, '2e1', v] AS a FROM s EMIT CHANGES")
+            .await
+            .expect("plans");
+        assert_eq!(
+            numbers.output_schema.field(0).data_type(),
+            &DataType::List(Arc::new(Field::new_list_field(
+                DataType::Decimal128(19, 0),
+                true
+            )))
+        );
+        let (_, out) = numbers.apply(&batch).expect("runs");
+        let first = out.column(0).as_list::<i32>().value(0);
+        let values = first.as_primitive::<arrow::datatypes::Decimal128Type>();
+        assert_eq!(
+            values.iter().collect::<Vec<_>>(),
+            [None, Some(10), Some(20), Some(1)]
+        );
+        let refused = plan("SELECT ARRAY[1, 'not a number'] AS a FROM s EMIT CHANGES")
+            .await
+            .expect_err("not a number");
+        assert!(
+            refused
+                .to_string()
+                .contains(r#"invalid input syntax for type INTEGER: "not a number""#),
+            "{refused}"
+        );
+        let structs =
+            plan("SELECT ARRAY[STRUCT(x := v), STRUCT(y := id, x := v)] AS a FROM s EMIT CHANGES")
+                .await
+                .expect("plans");
+        let (_, out) = structs.apply(&batch).expect("runs");
+        let second_row = out.column(0).as_list::<i32>().value(1);
+        let merged = second_row.as_struct();
+        let names: Vec<&str> = merged.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["X", "Y"]);
+        assert_eq!(
+            merged
+                .column(1)
+                .as_string::<i32>()
+                .iter()
+                .collect::<Vec<_>>(),
+            [None, Some("b")]
+        );
     }
 
     #[tokio::test]

@@ -58,6 +58,7 @@ pub(super) struct AggregateTask {
     pub changelog: Option<String>,
     /// Writes a persistent query's output, changelog and positions (set by `run`).
     pub producer: Option<TransactionalProducer>,
+    pub fatal: super::FatalRecord,
 }
 
 /// How many changed groups a flush encodes and sends at once.
@@ -67,14 +68,6 @@ const FLUSH_CHUNK_GROUPS: usize = 4096;
 /// ksqlDB's default service id).
 pub fn changelog_topic(query_id: &str) -> String {
     format!("_confluent-ksql-default_query_{query_id}-Aggregate-Aggregate-Materialize-changelog")
-}
-
-/// Deletes a terminated aggregation's changelog topic, when it has one.
-pub async fn delete_changelog(log: &dyn Log, query_id: &str) -> Result<(), LogError> {
-    match log.delete_topic(&changelog_topic(query_id)).await {
-        Ok(()) | Err(LogError::UnknownTopic(_)) => Ok(()),
-        Err(error) => Err(error),
-    }
 }
 
 impl AggregateTask {
@@ -132,6 +125,7 @@ impl AggregateTask {
                 }
                 read_any = true;
                 let changes = self.fold(&mut aggregation, &response.records, partition, true);
+                self.fatal.take(&self.spec.id)?;
                 self.positions.insert(partition, response.next_offset);
                 if coalesced.is_some() {
                     held.extend(changes);
@@ -413,8 +407,8 @@ impl AggregateTask {
                 }
                 (_, true) => {
                     let (batch, errors) = self.decoder.decode(run, partition);
-                    if log {
-                        for error in errors {
+                    for error in errors {
+                        if !self.fatal.note(&error) && log {
                             self.processing_log.record(&self.spec.id, error);
                         }
                     }
@@ -435,7 +429,7 @@ impl AggregateTask {
                     self.fold_batch(
                         aggregation,
                         &batch,
-                        keys.as_deref(),
+                        (keys.as_deref(), run),
                         partition,
                         log,
                         &mut all,
@@ -446,23 +440,37 @@ impl AggregateTask {
         all
     }
 
-    /// Folds decoded rows (a table's with their keys); a batch that fails is folded row by
-    /// row, and the rows that fail are logged.
+    /// Folds decoded rows (a table's with their keys) of the records `run`; a batch that
+    /// fails is folded row by row, and the rows that fail are logged.
     fn fold_batch(
         &self,
         aggregation: &mut Aggregation,
         batch: &RecordBatch,
-        keys: Option<&[&[u8]]>,
+        (keys, run): (Option<&[&[u8]]>, &[Record]),
         partition: i32,
         log: bool,
         all: &mut Vec<Changes>,
     ) {
+        let with_headers = run.iter().any(|record| !record.headers.is_empty());
         let process = |aggregation: &mut Aggregation, from: usize, rows: usize| {
-            let batch = batch.slice(from, rows);
-            match keys {
-                Some(keys) => aggregation.process_table(&batch, &keys[from..from + rows]),
-                None => aggregation.process(&batch),
+            let slice = batch.slice(from, rows);
+            let mut changes = match keys {
+                Some(keys) => aggregation.process_table(&slice, &keys[from..from + rows]),
+                None => aggregation.process(&slice),
+            }?;
+            if with_headers {
+                changes.headers = changes
+                    .input_rows
+                    .iter()
+                    .map(|row| {
+                        let offset = offset_of(batch, from + row);
+                        run.binary_search_by_key(&offset, |r| r.offset)
+                            .map(|at| run[at].headers.clone())
+                            .unwrap_or_default()
+                    })
+                    .collect();
             }
+            Ok::<_, crate::plan::PlanError>(changes)
         };
         if let Ok(changes) = process(aggregation, 0, batch.num_rows()) {
             all.push(changes);
@@ -478,6 +486,7 @@ impl AggregateTask {
                         partition,
                         offset: offset_of(batch, row),
                         message: format!("Error computing the aggregate: {error}"),
+                        fatal: false,
                     },
                 ),
                 Err(_) => {}
@@ -511,6 +520,9 @@ impl AggregateTask {
         for (i, record) in records.iter_mut().enumerate() {
             if changes.tombstones[i] {
                 record.value = None;
+            }
+            if let Some(headers) = changes.headers.get(i) {
+                record.headers = headers.clone();
             }
             if let (Some((start, end)), Some(kind)) =
                 (changes.windows[i], self.plan.windowing.map(|w| w.kind))

@@ -42,6 +42,8 @@ pub(super) struct JoinTask {
     /// A push query's subscriber and how many rows it still wants; `None` for a
     /// persistent query (which writes to its sink).
     pub subscriber: Option<(tokio::sync::mpsc::Sender<super::transient::Rows>, usize)>,
+    /// The transactional id a persistent query writes with.
+    pub producer_id: String,
 }
 
 /// What the task changes as it runs.
@@ -53,6 +55,7 @@ struct Running {
     present: ArenaMap<()>,
     /// Re-reading records processed before a restart: nothing is written or logged.
     rebuilding: bool,
+    fatal: super::FatalRecord,
 }
 
 /// The join key a step appends to each input batch.
@@ -69,13 +72,14 @@ impl JoinTask {
                 .plan
                 .inputs
                 .iter()
-                .map(|input| SourceDecoder::new(input.source.clone()))
+                .map(|input| self.spec.decoder(&input.source))
                 .collect(),
             steps: self
                 .steps()
                 .map_err(|e| self.fail("starting the join", &e))?,
             present: ArenaMap::default(),
             rebuilding: false,
+            fatal: super::FatalRecord::default(),
         };
         // A persistent query writes through a transactional producer (which fences the one
         // it had before a restart, aborting what that left open) and rebuilds its state; a
@@ -83,8 +87,7 @@ impl JoinTask {
         let mut producer = match self.subscriber {
             Some(_) => None,
             None => {
-                let id = format!("riffle-{}", self.spec.id);
-                let producer = TransactionalProducer::new(self.log.clone(), &id)
+                let producer = TransactionalProducer::new(self.log.clone(), &self.producer_id)
                     .await
                     .map_err(|e| self.fail("registering the query's producer", &e))?;
                 self.rebuild(&mut running).await?;
@@ -120,6 +123,7 @@ impl JoinTask {
                 let more = match &mut producer {
                     Some(producer) => {
                         let records = self.process(&mut running, at.0, at.1, &response.records);
+                        running.fatal.take(&self.spec.id)?;
                         self.write(producer, records).await?;
                         true
                     }
@@ -330,6 +334,12 @@ impl JoinTask {
             if batch.num_rows() == 0 {
                 continue;
             }
+            // The decoded rows' offsets find the records whose headers the output carries.
+            let offsets = run
+                .iter()
+                .any(|record| !record.headers.is_empty())
+                .then(|| batch.column_by_name("ROWOFFSET").cloned())
+                .flatten();
             let batch = match RecordBatch::try_new(source.schema.clone(), batch.columns().to_vec())
             {
                 Ok(batch) => batch,
@@ -340,7 +350,24 @@ impl JoinTask {
             };
             let deletes = table.then(|| vec![!valued; batch.num_rows()]);
             match self.join(running, input, batch, deletes) {
-                Ok(joined) => each(self, running, joined),
+                Ok(mut joined) => {
+                    if let Some(offsets) = offsets
+                        .as_ref()
+                        .and_then(|o| o.as_primitive_opt::<Int64Type>())
+                    {
+                        joined.headers = joined
+                            .triggers
+                            .iter()
+                            .map(|row| {
+                                let offset = offsets.value(*row as usize);
+                                run.binary_search_by_key(&offset, |r| r.offset)
+                                    .map(|at| run[at].headers.clone())
+                                    .unwrap_or_default()
+                            })
+                            .collect();
+                    }
+                    each(self, running, joined)
+                }
                 Err(message) => self.log_failure(
                     running,
                     RecordError {
@@ -348,6 +375,7 @@ impl JoinTask {
                         partition,
                         offset: run[0].offset,
                         message,
+                        fatal: false,
                     },
                 ),
             }
@@ -383,6 +411,7 @@ impl JoinTask {
         for later in first + 1..self.plan.steps.len() {
             let step = &self.plan.steps[later];
             let deletes = output.deletes();
+            let triggers = output.triggers;
             let batch = with_key(output.batch, &step.left_key, &step.key_type, None)?;
             let table = matches!(
                 self.plan.steps[later - 1].mode,
@@ -391,6 +420,10 @@ impl JoinTask {
             output = running.steps[later]
                 .push(Side::Left, batch, table.then_some(deletes.as_slice()))
                 .map_err(|e| format!("Error joining: {e}"))?;
+            // Each row's trigger, as a row of the batch pushed into the first step.
+            for trigger in &mut output.triggers {
+                *trigger = triggers[*trigger as usize];
+            }
         }
         Ok(output)
     }
@@ -432,7 +465,10 @@ impl JoinTask {
             if let (Some(kind), Some(bounds)) = (encoder.window, self.window_columns()) {
                 super::window_keys(&mut records, &input, kind, bounds);
             }
-            for (record, row) in records.into_iter().zip(numbers.values()) {
+            for (mut record, row) in records.into_iter().zip(numbers.values()) {
+                if let Some(headers) = joined.headers.get(*row as usize) {
+                    record.headers = headers.clone();
+                }
                 if let Some(slot) = encoded.get_mut(*row as usize) {
                     *slot = Some(record);
                 }
@@ -465,7 +501,7 @@ impl JoinTask {
                             timestamp: times.as_ref().map(|t| t.value(row)),
                             key,
                             value: None,
-                            headers: Vec::new(),
+                            headers: joined.headers.get(row).cloned().unwrap_or_default(),
                         });
                     }
                 }
@@ -512,6 +548,7 @@ impl JoinTask {
                     partition: -1,
                     offset: row as i64,
                     message: format!("Error computing the query result: {message}"),
+                    fatal: false,
                 },
             );
         }
@@ -559,7 +596,7 @@ impl JoinTask {
     }
 
     fn log_failure(&self, running: &Running, error: RecordError) {
-        if !running.rebuilding {
+        if !running.fatal.note(&error) && !running.rebuilding {
             self.processing_log.record(&self.spec.id, error);
         }
     }

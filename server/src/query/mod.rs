@@ -8,7 +8,7 @@
 mod aggregate;
 mod join;
 
-pub use aggregate::{changelog_topic, delete_changelog};
+pub use aggregate::changelog_topic;
 pub mod materialized;
 pub mod print;
 pub mod transient;
@@ -141,6 +141,39 @@ pub enum QueryPlan {
     Aggregate(Arc<crate::plan::aggregate::AggregatePlan>),
     /// Join sources, then filter and project the joined rows.
     Join(Arc<crate::plan::join::JoinPlan>),
+    /// Join sources, then group and aggregate the joined rows: two stages linked by an
+    /// internal topic, as ksqlDB repartitions joined rows before grouping them.
+    JoinAggregate(Arc<JoinAggregatePlan>),
+}
+
+/// The two stages of an aggregation over joined rows.
+#[derive(Debug, Clone)]
+pub struct JoinAggregatePlan {
+    /// The join, its `WHERE` and every joined column (`SELECT *`).
+    pub join: Arc<crate::plan::join::JoinPlan>,
+    /// How the join stage writes its rows to `joined.topic`.
+    pub join_encoder: SinkEncoder,
+    /// The joined rows as the aggregation reads them (an internal source, in no catalog).
+    pub joined: Source,
+    pub aggregate: Arc<crate::plan::aggregate::AggregatePlan>,
+}
+
+/// The internal topic between the stages of an aggregation over joined rows, named as
+/// ksqlDB names its repartition topic (with ksqlDB's default service id).
+pub fn joined_rows_topic(query_id: &str) -> String {
+    format!("_confluent-ksql-default_query_{query_id}-Aggregate-GroupBy-repartition")
+}
+
+/// Deletes a terminated query's internal topics (an aggregation's changelog, the joined
+/// rows an aggregation over a join reads), those it has.
+pub async fn delete_internal_topics(log: &dyn Log, query_id: &str) -> Result<(), LogError> {
+    for topic in [changelog_topic(query_id), joined_rows_topic(query_id)] {
+        match log.delete_topic(&topic).await {
+            Ok(()) | Err(LogError::UnknownTopic(_)) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
 }
 
 impl QueryPlan {
@@ -150,7 +183,7 @@ impl QueryPlan {
             QueryPlan::Stateless(plan) => plan.input_expressions(),
             QueryPlan::Aggregate(plan) => plan.input_expressions(),
             // Each joined source is decoded whole.
-            QueryPlan::Join(_) => Vec::new(),
+            QueryPlan::Join(_) | QueryPlan::JoinAggregate(_) => Vec::new(),
         };
         expressions
             .iter()
@@ -174,6 +207,16 @@ pub struct QuerySpec {
     pub sink_topic: Option<String>,
     pub encoder: SinkEncoder,
     pub start: StartPosition,
+    /// A record without a valid time stops the query (`ksql.timestamp.throw.on.invalid`).
+    pub fail_on_invalid_timestamp: bool,
+}
+
+impl QuerySpec {
+    /// The decoder of one of the query's sources, with the query's error policy.
+    pub(crate) fn decoder(&self, source: &Source) -> SourceDecoder {
+        SourceDecoder::new(source.clone())
+            .failing_on_invalid_timestamps(self.fail_on_invalid_timestamp)
+    }
 }
 
 impl QuerySpec {
@@ -181,6 +224,7 @@ impl QuerySpec {
     pub fn inputs(&self) -> Vec<&Source> {
         match &self.plan {
             QueryPlan::Join(plan) => plan.inputs.iter().map(|i| &i.source).collect(),
+            QueryPlan::JoinAggregate(plan) => plan.join.inputs.iter().map(|i| &i.source).collect(),
             _ => vec![&self.source],
         }
     }
@@ -197,6 +241,8 @@ pub enum QueryState {
     Running,
     Paused,
     Stopped,
+    /// A task stopped on an error (never sent to the tasks; see [`PersistentQuery::state`]).
+    Error,
 }
 
 impl QueryState {
@@ -206,6 +252,7 @@ impl QueryState {
             QueryState::Running => "RUNNING",
             QueryState::Paused => "PAUSED",
             QueryState::Stopped => "TERMINATED",
+            QueryState::Error => "ERROR",
         }
     }
 }
@@ -222,6 +269,17 @@ pub struct PersistentQuery {
     /// A table's current rows (aggregations), for pull queries.
     materialized: Option<Arc<materialized::Materialized>>,
     tasks: Vec<JoinHandle<()>>,
+    /// An aggregation over joined rows runs as two queries (see [`QueryPlan::JoinAggregate`]);
+    /// this one then only stands for them.
+    stages: Option<Stages>,
+}
+
+/// The join stage and the aggregation stage of an aggregation over joined rows.
+#[derive(Debug)]
+struct Stages {
+    log: Arc<dyn Log>,
+    join: Box<PersistentQuery>,
+    aggregate: Box<PersistentQuery>,
 }
 
 impl PersistentQuery {
@@ -233,9 +291,18 @@ impl PersistentQuery {
         processing_log: ProcessingLog,
         initial: QueryState,
     ) -> Result<PersistentQuery, LogError> {
-        if let QueryPlan::Join(plan) = &spec.plan {
-            let plan = plan.clone();
-            return Self::start_join(log, spec, plan, processing_log, initial).await;
+        match &spec.plan {
+            QueryPlan::Join(plan) => {
+                let plan = plan.clone();
+                let producer_id = format!("riffle-{}", spec.id);
+                return Self::start_join(log, spec, plan, processing_log, initial, producer_id)
+                    .await;
+            }
+            QueryPlan::JoinAggregate(plan) => {
+                let plan = plan.clone();
+                return Self::start_join_aggregate(log, spec, plan, processing_log, initial).await;
+            }
+            QueryPlan::Stateless(_) | QueryPlan::Aggregate(_) => {}
         }
         let partitions = log.describe_topic(&spec.source.topic).await?.partitions;
         let committed = log.committed_offsets(&spec.id, &spec.source.topic).await?;
@@ -256,7 +323,8 @@ impl PersistentQuery {
         let progress_sender = Arc::new(progress_sender);
         let failure = Arc::new(Mutex::new(None));
         let decoder = Arc::new(
-            SourceDecoder::new(spec.source.clone()).reading_only(&spec.plan.used_columns()),
+            spec.decoder(&spec.source)
+                .reading_only(&spec.plan.used_columns()),
         );
         let spawn = |id: String,
                      partition: Option<i32>,
@@ -264,10 +332,13 @@ impl PersistentQuery {
             Box<dyn std::future::Future<Output = Result<(), String>> + Send>,
         >| {
             let failure = failure.clone();
+            // Held until the failure is noted, so that waiters see it, not a closed channel.
+            let progress = progress_sender.clone();
             tokio::spawn(async move {
                 if let Err(error) = work.await {
                     tracing::error!(query = %id, ?partition, %error, "query task stopped");
                     failure.lock().get_or_insert(error);
+                    progress.send_modify(|_| {});
                 }
             })
         };
@@ -320,12 +391,13 @@ impl PersistentQuery {
                             materialized: materialized.clone(),
                             rebuilding: false,
                             from_values: from_values.clone(),
+                            fatal: FatalRecord::default(),
                         };
                         spawn(spec.id.clone(), Some(partition), Box::pin(task.run()))
                     })
                     .collect()
             }
-            QueryPlan::Join(_) => Vec::new(),
+            QueryPlan::Join(_) | QueryPlan::JoinAggregate(_) => Vec::new(),
             QueryPlan::Aggregate(plan) => {
                 let table = Arc::new(materialized::Materialized::new(
                     spec.encoder.key_columns.clone(),
@@ -341,6 +413,7 @@ impl PersistentQuery {
                     // table: it rebuilds both from the source.
                     changelog: (!plan.emit_final).then(|| aggregate::changelog_topic(&spec.id)),
                     producer: None,
+                    fatal: FatalRecord::default(),
                     log: log.clone(),
                     spec: spec.clone(),
                     plan: plan.clone(),
@@ -361,6 +434,68 @@ impl PersistentQuery {
             failure,
             materialized,
             tasks,
+            stages: None,
+        })
+    }
+
+    /// Starts an aggregation over joined rows: the join writes its rows to the internal
+    /// topic (its own producer, committing its positions with them), the aggregation reads
+    /// that topic from its start. Both keep the query's id: the aggregation's changelog and
+    /// positions are the query's.
+    async fn start_join_aggregate(
+        log: Arc<dyn Log>,
+        spec: QuerySpec,
+        plan: Arc<JoinAggregatePlan>,
+        processing_log: ProcessingLog,
+        initial: QueryState,
+    ) -> Result<PersistentQuery, LogError> {
+        if log.describe_topic(&plan.joined.topic).await.is_err() {
+            log.create_topic(&plan.joined.topic, crate::log::TopicConfig::new(1))
+                .await?;
+        }
+        let join_spec = QuerySpec {
+            plan: QueryPlan::Join(plan.join.clone()),
+            sink_topic: Some(plan.joined.topic.clone()),
+            encoder: plan.join_encoder.clone(),
+            ..spec.clone()
+        };
+        let producer_id = format!("riffle-{}-join", spec.id);
+        let join = Self::start_join(
+            log.clone(),
+            join_spec,
+            plan.join.clone(),
+            processing_log.clone(),
+            initial,
+            producer_id,
+        )
+        .await?;
+        let aggregate_spec = QuerySpec {
+            source: plan.joined.clone(),
+            plan: QueryPlan::Aggregate(plan.aggregate.clone()),
+            start: StartPosition::Earliest,
+            ..spec.clone()
+        };
+        let aggregate = Box::pin(Self::start(
+            log.clone(),
+            aggregate_spec,
+            processing_log,
+            initial,
+        ))
+        .await?;
+        let (state, _) = watch::channel(initial);
+        let (_, progress) = watch::channel(Progress::new());
+        Ok(PersistentQuery {
+            spec,
+            state,
+            progress,
+            failure: Arc::default(),
+            materialized: aggregate.materialized.clone(),
+            tasks: Vec::new(),
+            stages: Some(Stages {
+                log,
+                join: Box::new(join),
+                aggregate: Box::new(aggregate),
+            }),
         })
     }
 
@@ -371,6 +506,7 @@ impl PersistentQuery {
         plan: Arc<crate::plan::join::JoinPlan>,
         processing_log: ProcessingLog,
         initial: QueryState,
+        producer_id: String,
     ) -> Result<PersistentQuery, LogError> {
         let origin_group = format!("{}-origin", spec.id);
         let mut positions = Vec::new();
@@ -399,6 +535,7 @@ impl PersistentQuery {
         }
         let (state, state_changes) = watch::channel(initial);
         let (progress_sender, progress) = watch::channel(progress);
+        let progress_sender = Arc::new(progress_sender);
         let failure = Arc::new(Mutex::new(None));
         let task = join::JoinTask {
             log,
@@ -407,9 +544,10 @@ impl PersistentQuery {
             positions,
             origins,
             state: state_changes,
-            progress: Arc::new(progress_sender),
+            progress: progress_sender.clone(),
             processing_log,
             subscriber: None,
+            producer_id,
         };
         let id = spec.id.clone();
         let failed = failure.clone();
@@ -417,6 +555,8 @@ impl PersistentQuery {
             if let Err(error) = task.run().await {
                 tracing::error!(query = %id, %error, "query task stopped");
                 failed.lock().get_or_insert(error);
+                // Waiters see the failure, not a closed channel.
+                progress_sender.send_modify(|_| {});
             }
         });
         Ok(PersistentQuery {
@@ -426,6 +566,7 @@ impl PersistentQuery {
             failure,
             materialized: None,
             tasks: vec![handle],
+            stages: None,
         })
     }
 
@@ -440,11 +581,35 @@ impl PersistentQuery {
 
     /// Why the query stopped working, if it did.
     pub fn failure(&self) -> Option<String> {
+        if let Some(stages) = &self.stages {
+            return stages.join.failure().or_else(|| stages.aggregate.failure());
+        }
         self.failure.lock().clone()
     }
 
-    /// Waits until every partition has processed everything below `ends`.
+    /// Waits until every partition has processed everything below `ends` (the positions of
+    /// the query's inputs); for an aggregation over joined rows, until the aggregation has
+    /// also read every joined row written by then.
     pub async fn wait_for(&self, ends: &Progress) -> Result<(), String> {
+        let Some(stages) = &self.stages else {
+            return self.wait_for_own(ends).await;
+        };
+        stages.join.wait_for_own(ends).await?;
+        let topic = &stages.aggregate.spec.source.topic;
+        let description = stages
+            .log
+            .describe_topic(topic)
+            .await
+            .map_err(|e| format!("reading the end of {topic}: {e}"))?;
+        let joined_ends = description
+            .partitions
+            .iter()
+            .map(|p| ((0, p.partition), p.end_offset))
+            .collect();
+        stages.aggregate.wait_for_own(&joined_ends).await
+    }
+
+    async fn wait_for_own(&self, ends: &Progress) -> Result<(), String> {
         let mut progress = self.progress.clone();
         let result = progress
             .wait_for(|done| {
@@ -461,13 +626,21 @@ impl PersistentQuery {
             .map_err(|_| "the query stopped".to_string())
     }
 
+    /// Running, paused or stopped as asked; `Error` once a task stopped on an error.
     pub fn state(&self) -> QueryState {
+        if self.failure().is_some() {
+            return QueryState::Error;
+        }
         *self.state.borrow()
     }
 
     /// Pauses or resumes the query; a paused query keeps its position and reads nothing.
     pub fn set_state(&self, state: QueryState) {
         self.state.send_replace(state);
+        if let Some(stages) = &self.stages {
+            stages.join.set_state(state);
+            stages.aggregate.set_state(state);
+        }
     }
 
     /// Stops the query's tasks and waits for them to finish.
@@ -475,6 +648,10 @@ impl PersistentQuery {
         self.state.send_replace(QueryState::Stopped);
         for task in self.tasks {
             let _ = task.await;
+        }
+        if let Some(stages) = self.stages {
+            Box::pin(stages.join.stop()).await;
+            Box::pin(stages.aggregate.stop()).await;
         }
     }
 }
@@ -549,7 +726,7 @@ pub(crate) async fn replay(
 pub(crate) async fn until_running(state: &mut watch::Receiver<QueryState>) -> bool {
     loop {
         match *state.borrow_and_update() {
-            QueryState::Stopped => return false,
+            QueryState::Stopped | QueryState::Error => return false,
             QueryState::Running => return true,
             QueryState::Paused => {}
         }
@@ -681,6 +858,31 @@ struct PartitionTask {
     /// The output columns computed from value or pseudo columns: NULL for a record
     /// without a value (see [`from_values`]).
     from_values: Arc<Vec<String>>,
+    fatal: FatalRecord,
+}
+
+/// The first record error of a batch that must stop the query (ksqlDB's fatal errors,
+/// such as an invalid timestamp under `ksql.timestamp.throw.on.invalid`): the task notes
+/// it while it processes the batch, then stops before writing or committing anything.
+#[derive(Debug, Default)]
+pub(crate) struct FatalRecord(Mutex<Option<String>>);
+
+impl FatalRecord {
+    /// Notes `error` when it is fatal; answers whether it was.
+    pub(crate) fn note(&self, error: &RecordError) -> bool {
+        if error.fatal {
+            self.0.lock().get_or_insert_with(|| error.message.clone());
+        }
+        error.fatal
+    }
+
+    /// The fatal error noted, as the reason the query stopped.
+    pub(crate) fn take(&self, query_id: &str) -> Result<(), String> {
+        match self.0.lock().take() {
+            Some(message) => Err(format!("{query_id}: {message}")),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The output columns a plan computes from the source's value columns or its pseudo
@@ -1000,6 +1202,7 @@ impl PartitionTask {
                 partition: self.partition,
                 offset,
                 message: format!("Error computing the query result: {message}"),
+                fatal: false,
             });
         })
     }
@@ -1007,7 +1210,7 @@ impl PartitionTask {
     /// Records a failed record in the processing log, unless the task is rebuilding its rows
     /// (the failure was logged when the record was first processed).
     fn log_failure(&self, error: RecordError) {
-        if !self.rebuilding {
+        if !self.fatal.note(&error) && !self.rebuilding {
             self.processing_log.record(&self.spec.id, error);
         }
     }
@@ -1068,6 +1271,7 @@ impl PartitionTask {
                 continue;
             }
             let records = self.process(&response.records);
+            self.fatal.take(&self.spec.id)?;
             if let Some(topic) = &self.spec.sink_topic
                 && !records.is_empty()
             {

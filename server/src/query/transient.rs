@@ -169,7 +169,7 @@ impl TransientQuery {
                 let schema = plan.output_schema.clone();
                 let task = super::aggregate::AggregateTask {
                     log,
-                    decoder: Arc::new(SourceDecoder::new(spec.source.clone())),
+                    decoder: Arc::new(spec.decoder(&spec.source)),
                     spec,
                     plan,
                     origins: positions.clone(),
@@ -184,6 +184,7 @@ impl TransientQuery {
                     },
                     changelog: None,
                     producer: None,
+                    fatal: Default::default(),
                 };
                 spawn_logged(task.run(), "a push query's aggregation stopped");
                 schema
@@ -209,6 +210,7 @@ impl TransientQuery {
                     progress: Arc::new(watch::channel(progress).0),
                     processing_log,
                     subscriber: Some((sender, remaining)),
+                    producer_id: String::new(),
                 };
                 spawn_logged(task.run(), "a push query's join stopped");
                 schema
@@ -390,6 +392,7 @@ impl TransientTask {
                     partition,
                     offset: -1,
                     message,
+                    fatal: false,
                 },
             );
         });

@@ -64,6 +64,9 @@ pub struct Changes {
     pub windows: Vec<Option<(i64, i64)>>,
     /// The index (in the input batch) of the row that caused each change.
     pub input_rows: Vec<usize>,
+    /// The headers of the record that caused each change, which its output record carries
+    /// (as Kafka Streams forwards them); empty when no input record had any.
+    pub headers: Vec<Vec<crate::log::Header>>,
 }
 
 /// Where a change's group values come from.
@@ -712,6 +715,7 @@ impl Aggregation {
             timestamps: Int64Array::from(pick(pending.timestamps, &keep)),
             windows: pick(pending.windows, &keep),
             input_rows: pick(pending.input_rows, &keep),
+            headers: Vec::new(),
         })
     }
 

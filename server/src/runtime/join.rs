@@ -96,6 +96,11 @@ pub struct JoinOutput {
     pub batch: RecordBatch,
     /// What each row does (table results); all upserts for streams.
     pub changes: Vec<RowChange>,
+    /// The row of the pushed batch whose arrival produced each row.
+    pub triggers: Vec<u32>,
+    /// The headers of the record that produced each row, which its output record carries
+    /// (as Kafka Streams forwards them); empty when no input record had any.
+    pub headers: Vec<Vec<crate::log::Header>>,
 }
 
 impl JoinOutput {
@@ -129,6 +134,8 @@ struct Arrival {
 #[derive(Debug, Default)]
 struct Effects {
     pairs: Vec<Pair>,
+    /// For each pair, the row of the pushed batch being processed when it was made.
+    triggers: Vec<u32>,
     released: Vec<(Side, RowRef)>,
 }
 
@@ -347,10 +354,12 @@ impl JoinStep {
                     )
                 }
             }
+            effects.triggers.resize(effects.pairs.len(), row as u32);
         }
         // Rows the state let go of are released once the output is gathered (it may
         // still point at them).
-        let output = self.gather(&effects.pairs)?;
+        let mut output = self.gather(&effects.pairs)?;
+        output.triggers = effects.triggers;
         for (side, row) in effects.released {
             self.rows_mut(side).release(row);
         }
@@ -690,6 +699,8 @@ impl JoinStep {
         Ok(JoinOutput {
             batch,
             changes: pairs.iter().map(|p| p.change).collect(),
+            triggers: Vec::new(),
+            headers: Vec::new(),
         })
     }
 

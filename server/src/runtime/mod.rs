@@ -31,6 +31,9 @@ pub struct RecordError {
     pub partition: i32,
     pub offset: i64,
     pub message: String,
+    /// The record stops the query instead of being skipped (an invalid timestamp under
+    /// `ksql.timestamp.throw.on.invalid`).
+    pub fatal: bool,
 }
 
 /// Decodes a source's records into batches of its Arrow schema.
@@ -44,6 +47,8 @@ pub struct SourceDecoder {
     timestamp_pattern: Option<TimePattern>,
     /// The value columns left NULL without decoding (see [`SourceDecoder::reading_only`]).
     skipped_values: Vec<bool>,
+    /// A record without a valid time stops the query instead of being skipped.
+    fail_on_invalid_timestamp: bool,
 }
 
 impl SourceDecoder {
@@ -58,7 +63,15 @@ impl SourceDecoder {
             skipped_values: vec![false; source.value_columns().len()],
             value_columns: source.value_columns(),
             source,
+            fail_on_invalid_timestamp: false,
         }
+    }
+
+    /// Makes a record without a valid time a fatal error, as ksqlDB's
+    /// `ksql.timestamp.throw.on.invalid` does.
+    pub fn failing_on_invalid_timestamps(mut self, fail: bool) -> Self {
+        self.fail_on_invalid_timestamp = fail;
+        self
     }
 
     /// Decodes only the value columns a query reads (`used`, by name) and the timestamp
@@ -152,6 +165,7 @@ impl SourceDecoder {
                     partition,
                     offset: record.offset,
                     message: message.clone(),
+                    fatal: false,
                 });
             }
             keep.push(error.is_none() && !skipped);
@@ -172,13 +186,24 @@ impl SourceDecoder {
                 let valid = times.is_valid(row) && times.value(row) >= 0;
                 if !valid && keep[row] {
                     keep[row] = false;
+                    let fatal = self.fail_on_invalid_timestamp;
+                    let message = match fatal {
+                        true => format!(
+                            "Fatal user code error in TimestampExtractor callback for record \
+                             (topic {}, partition {partition}, offset {}): the record has no \
+                             valid time (it is negative, NULL or not in TIMESTAMP_FORMAT)",
+                            self.source.topic, record.offset
+                        ),
+                        false => "Invalid timestamp: the record has no valid time (it is \
+                                  negative, NULL or not in TIMESTAMP_FORMAT); it is skipped"
+                            .into(),
+                    };
                     errors.push(RecordError {
                         topic: self.source.topic.clone(),
                         partition,
                         offset: record.offset,
-                        message: "Invalid timestamp: the record has no valid time (it is \
-                                  negative, NULL or not in TIMESTAMP_FORMAT); it is skipped"
-                            .into(),
+                        message,
+                        fatal,
                     });
                 }
             }
