@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::appender::Appender;
 use crate::types::SqlType;
-use crate::types::decimal::{format_decimal, parse_decimal};
+use crate::types::decimal::{parse_decimal, push_decimal};
 
 /// Appends one JSON value to a column: always exactly one entry, a null where the value does
 /// not convert (and the error says why).
@@ -324,10 +324,7 @@ pub fn write_json(out: &mut String, array: &ArrayRef, ty: &SqlType, row: usize) 
         SqlType::BigInt => push_integer(out, downcast::<Int64Array>(array).value(row)),
         SqlType::Double => push_double(out, downcast::<Float64Array>(array).value(row)),
         SqlType::Decimal { scale, .. } => {
-            out.push_str(&format_decimal(
-                downcast::<Decimal128Array>(array).value(row),
-                *scale,
-            ));
+            push_decimal(out, downcast::<Decimal128Array>(array).value(row), *scale);
         }
         SqlType::String => push_string(out, downcast::<StringArray>(array).value(row)),
         SqlType::Bytes => {

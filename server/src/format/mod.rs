@@ -7,6 +7,7 @@
 
 pub mod appender;
 pub mod delimited;
+mod flat_json;
 pub mod json;
 pub mod kafka;
 
@@ -176,6 +177,10 @@ pub struct RowDecoder {
     skipped: Vec<bool>,
     /// No two column names differ only by case.
     distinct_names: bool,
+    /// The fields of the record being decoded, when it is a flat object, and which
+    /// columns they filled (both reused from record to record).
+    flat_fields: Vec<flat_json::FlatField>,
+    seen_columns: Vec<bool>,
 }
 
 impl RowDecoder {
@@ -192,6 +197,8 @@ impl RowDecoder {
         Self {
             skipped: vec![false; columns.len()],
             distinct_names,
+            flat_fields: Vec::new(),
+            seen_columns: Vec::new(),
             spec,
             columns,
             appenders,
@@ -258,9 +265,13 @@ impl RowDecoder {
         }
     }
 
-    /// Decodes a record that is a JSON object into the columns. (Parsing the checked
-    /// text, not the bytes: serde_json then skips its own per-string UTF-8 checks.)
+    /// Decodes a record that is a JSON object into the columns: a flat one with the
+    /// scanner of [`flat_json`], any other with `serde_json`. (Parsing the checked text,
+    /// not the bytes: serde_json then skips its own per-string UTF-8 checks.)
     fn decode_json_object(&mut self, text: &str) -> Result<(), String> {
+        if flat_json::scan_flat_object(text.as_bytes(), &mut self.flat_fields) {
+            return self.decode_flat_object(text);
+        }
         let mut deserializer = serde_json::Deserializer::from_str(text);
         let mut seen = vec![false; self.columns.len()];
         let mut visitor = RowVisitor {
@@ -283,6 +294,38 @@ impl RowDecoder {
             // Columns appended before the syntax error keep their values; the record is
             // reported (and dropped by the caller).
             return Err(format!("Failed to deserialize JSON: {error}"));
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Decodes the fields the scanner found in `text`: each into the column it names (the
+    /// first of duplicate fields wins, as with `serde_json`), NULL for columns it lacks.
+    fn decode_flat_object(&mut self, text: &str) -> Result<(), String> {
+        let seen = &mut self.seen_columns;
+        seen.clear();
+        seen.resize(self.columns.len(), false);
+        let mut first_error = None;
+        let mut expected = 0;
+        for (name, value) in &self.flat_fields {
+            let field = &text[name.clone()];
+            let Some(i) = column_of_field(&self.columns, expected, self.distinct_names, field)
+            else {
+                continue;
+            };
+            expected = i + 1;
+            if seen[i] || self.skipped[i] {
+                continue;
+            }
+            seen[i] = true;
+            let (appender, ty) = (&mut self.appenders[i], &self.columns[i].1);
+            if let Err(error) = json::append_raw_json(appender, ty, &text[value.clone()]) {
+                first_error.get_or_insert(error);
+            }
+        }
+        for (appender, seen) in self.appenders.iter_mut().zip(seen.iter()) {
+            if !seen {
+                appender.append_null();
+            }
         }
         first_error.map_or(Ok(()), Err)
     }
@@ -359,21 +402,39 @@ impl<'de> serde::de::Visitor<'de> for ColumnOfField<'_> {
     }
 
     fn visit_str<E: serde::de::Error>(self, field: &str) -> Result<Option<usize>, E> {
-        let columns = self.columns;
-        // The expected column, when it matches exactly, or in any case when no two
-        // columns differ only by case (no other could then match exactly).
-        if let Some((name, _)) = columns.get(self.expected)
-            && (name.as_str() == field || (self.distinct_names && name.eq_ignore_ascii_case(field)))
-        {
-            return Ok(Some(self.expected));
-        }
-        let exact = columns.iter().position(|(name, _)| name.as_str() == field);
-        Ok(exact.or_else(|| {
-            columns
-                .iter()
-                .position(|(name, _)| name.eq_ignore_ascii_case(field))
-        }))
+        Ok(column_of_field(
+            self.columns,
+            self.expected,
+            self.distinct_names,
+            field,
+        ))
     }
+}
+
+/// The column a JSON field names: an exact match, else a case-insensitive one. The
+/// `expected` column is tried first when it matches exactly, or in any case when no two
+/// columns differ only by case (`distinct_names`: no other could then match exactly).
+fn column_of_field(
+    columns: &[(String, SqlType)],
+    expected: usize,
+    distinct_names: bool,
+    field: &str,
+) -> Option<usize> {
+    let matches_expected = |name: &str| match distinct_names {
+        true => name.eq_ignore_ascii_case(field),
+        false => name == field,
+    };
+    if let Some((name, _)) = columns.get(expected)
+        && matches_expected(name)
+    {
+        return Some(expected);
+    }
+    let exact = columns.iter().position(|(name, _)| name.as_str() == field);
+    exact.or_else(|| {
+        columns
+            .iter()
+            .position(|(name, _)| name.eq_ignore_ascii_case(field))
+    })
 }
 
 impl<'de> serde::de::Visitor<'de> for &mut RowVisitor<'_> {
@@ -564,6 +625,72 @@ mod tests {
         assert_eq!(
             encode_all(&unwrapped, &cols, &arrays),
             [Some("10".to_string()), None]
+        );
+    }
+
+    #[test]
+    fn flat_json_records_decode_as_nested_ones_do() {
+        let spec = FormatSpec::new(Format::Json);
+        let cols = columns(&[
+            ("ID", SqlType::BigInt),
+            ("NAME", SqlType::String),
+            (
+                "PRICE",
+                SqlType::Decimal {
+                    precision: 6,
+                    scale: 2,
+                },
+            ),
+            ("TAGS", SqlType::Array(Box::new(SqlType::String))),
+        ]);
+        // Each flat record (the scanner's) beside the same record with a nested value
+        // (serde_json's): the flat columns decode alike.
+        let records: [&[u8]; 6] = [
+            br#"{"id": 1, "name": "a", "price": 1.5}"#,
+            br#"{"ID":2,"Name":"b","price":"2.25","id":99}"#,
+            br#"{"price": 3, "other": true}"#,
+            br#"{"id": "x", "name": 5}"#,
+            br#"{"name": "tab\tescaped", "id": 6}"#,
+            br#"{"id": 7,}"#,
+        ];
+        let with_tags: Vec<Vec<u8>> = records
+            .iter()
+            .map(|r| {
+                let text = String::from_utf8_lossy(r);
+                text.replacen('{', r#"{"tags": ["t"], "#, 1).into_bytes()
+            })
+            .collect();
+        let flat: Vec<Option<&[u8]>> = records.iter().map(|r| Some(*r)).collect();
+        let nested: Vec<Option<&[u8]>> = with_tags.iter().map(|r| Some(r.as_slice())).collect();
+        let (flat_arrays, flat_results) = decode_all(&spec, &cols, &flat);
+        let (nested_arrays, nested_results) = decode_all(&spec, &cols, &nested);
+        let flat_columns = &cols[..3];
+        assert_eq!(
+            encode_all(&spec, flat_columns, &flat_arrays[..3]),
+            encode_all(&spec, flat_columns, &nested_arrays[..3])
+        );
+        assert_eq!(
+            encode_all(&spec, flat_columns, &flat_arrays[..3])[..3],
+            [
+                Some(r#"{"ID":1,"NAME":"a","PRICE":1.50}"#.to_string()),
+                Some(r#"{"ID":2,"NAME":"b","PRICE":2.25}"#.to_string()),
+                Some(r#"{"ID":null,"NAME":null,"PRICE":3.00}"#.to_string()),
+            ]
+        );
+        assert_eq!(
+            encode_all(&spec, flat_columns, &flat_arrays[..3])[4],
+            Some(r#"{"ID":6,"NAME":"tab\tescaped","PRICE":null}"#.to_string())
+        );
+        for (flat, nested) in flat_results.iter().zip(&nested_results) {
+            assert_eq!(flat.is_ok(), nested.is_ok(), "{flat:?} / {nested:?}");
+        }
+        assert!(flat_results[3].is_err(), "a string where a BIGINT goes");
+        assert!(
+            flat_results[5]
+                .as_ref()
+                .is_err_and(|e| e.starts_with("Failed to deserialize JSON")),
+            "{:?}",
+            flat_results[5]
         );
     }
 

@@ -1,7 +1,7 @@
 //! Exact DECIMAL text ↔ Arrow's `i128` unscaled values, rounding HALF_UP as Java's
 //! `BigDecimal.setScale` does in ksqlDB.
 //!
-//! Entry points: [`parse_decimal`], [`format_decimal`].
+//! Entry points: [`parse_decimal`], [`format_decimal`], [`push_decimal`].
 
 /// Parses `12.365`, `-0.5`, `1.2E3` or `7` into an unscaled value with `scale` fraction
 /// digits, refusing values that need more than `precision` digits.
@@ -64,15 +64,31 @@ pub fn parse_decimal(text: &str, precision: u8, scale: u8) -> Result<i128, Strin
 
 /// `123650` with scale 4 is `12.3650`.
 pub fn format_decimal(unscaled: i128, scale: u8) -> String {
-    let digits = unscaled.unsigned_abs().to_string();
-    let scale = usize::from(scale);
-    let sign = if unscaled < 0 { "-" } else { "" };
-    if scale == 0 {
-        return format!("{sign}{digits}");
+    let mut text = String::new();
+    push_decimal(&mut text, unscaled, scale);
+    text
+}
+
+/// Appends what [`format_decimal`] gives to `out`, without allocating.
+pub fn push_decimal(out: &mut String, unscaled: i128, scale: u8) {
+    let mut buffer = itoa::Buffer::new();
+    let digits = buffer.format(unscaled.unsigned_abs());
+    if unscaled < 0 {
+        out.push('-');
     }
-    let padded = format!("{digits:0>width$}", width = scale + 1);
-    let (whole, fraction) = padded.split_at(padded.len() - scale);
-    format!("{sign}{whole}.{fraction}")
+    let scale = usize::from(scale);
+    if scale == 0 {
+        out.push_str(digits);
+    } else if digits.len() <= scale {
+        out.push_str("0.");
+        out.extend(std::iter::repeat_n('0', scale - digits.len()));
+        out.push_str(digits);
+    } else {
+        let (whole, fraction) = digits.split_at(digits.len() - scale);
+        out.push_str(whole);
+        out.push('.');
+        out.push_str(fraction);
+    }
 }
 
 #[cfg(test)]
