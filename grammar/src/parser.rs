@@ -147,7 +147,7 @@ impl KsqlParser<'_> {
             {
                 return Err(self.error_here("PARTITION BY requires at least one expression"));
             }
-            self.parse_grouping_list()?
+            self.parse_partition_list()?
         } else {
             Vec::new()
         };
@@ -233,6 +233,24 @@ impl KsqlParser<'_> {
     /// `GROUP BY a, b` or `GROUP BY (a, b)`; likewise for `PARTITION BY`.
     fn parse_grouping_list(&mut self) -> Result<Vec<Expr>> {
         let mut expressions = self.parse_expr_list()?;
+        if let [Expr::Tuple(items)] = expressions.as_mut_slice() {
+            return Ok(std::mem::take(items));
+        }
+        Ok(expressions)
+    }
+
+    /// `PARTITION BY` takes ksqlDB's value expressions: no comparison or boolean operator
+    /// outside parentheses (`PARTITION BY name AND age` is a syntax error at `AND`).
+    fn parse_partition_list(&mut self) -> Result<Vec<Expr>> {
+        let mut expressions = self.comma_separated(|this| {
+            let limit = sqlparser::dialect::Dialect::prec_value(
+                &DIALECT,
+                sqlparser::dialect::Precedence::Eq,
+            );
+            let expr = this.sql(|p| p.parse_subexpr(limit))?;
+            check_expr(&expr)?;
+            Ok(expr)
+        })?;
         if let [Expr::Tuple(items)] = expressions.as_mut_slice() {
             return Ok(std::mem::take(items));
         }

@@ -31,6 +31,12 @@ fn select_errors() {
         "PARTITION BY requires at least one expression",
     );
     fails_with(
+        "SELECT * FROM s PARTITION BY name AND age EMIT CHANGES;",
+        1,
+        35,
+        "Syntax Error",
+    );
+    fails_with(
         "SELECT * FROM;",
         1,
         14,

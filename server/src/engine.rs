@@ -31,9 +31,14 @@ pub enum EngineError {
     Parse(#[from] riffle_grammar::ParseError),
     #[error("{0}")]
     Statement(String),
-    /// A statement error about one name or expression of it, which `position` points at.
-    #[error("Line: {}, Col: {}: {message}", position.line, position.column)]
-    Located { position: Position, message: String },
+    /// A statement error about one name or expression of it, which `position` points at
+    /// (after `prefix`, as ksqlDB words some errors).
+    #[error("{prefix}Line: {}, Col: {}: {message}", position.line, position.column)]
+    Located {
+        position: Position,
+        message: String,
+        prefix: &'static str,
+    },
     #[error("{0} is not supported yet")]
     Unsupported(String),
     #[error("{0}")]
@@ -47,7 +52,15 @@ impl From<PlanError> for EngineError {
     fn from(error: PlanError) -> Self {
         match error {
             PlanError::Plan(message) => EngineError::Statement(message),
-            PlanError::Located { position, message } => EngineError::Located { position, message },
+            PlanError::Located {
+                position,
+                message,
+                prefix,
+            } => EngineError::Located {
+                position,
+                message,
+                prefix,
+            },
             PlanError::Unsupported(what) => EngineError::Unsupported(what),
         }
     }
@@ -59,9 +72,14 @@ impl EngineError {
     fn offset_by(self, origin: Position) -> Self {
         match self {
             EngineError::Parse(error) => EngineError::Parse(error.offset_by(origin)),
-            EngineError::Located { position, message } => EngineError::Located {
+            EngineError::Located {
+                position,
+                message,
+                prefix,
+            } => EngineError::Located {
                 position: position.offset_by(origin),
                 message,
+                prefix,
             },
             other => other,
         }

@@ -706,7 +706,8 @@ impl JoinCondition {
             let side = unnested(side);
             let text = side_text(&side, named);
             let plain = plain_column(&side, named);
-            let (resolved, used) = resolve(side, named, None, "JOIN ON")?;
+            let (resolved, used) =
+                resolve(side, named, None, "JOIN ON").map_err(PlanError::while_preparing)?;
             if used.len() != 1 {
                 return Err(PlanError::Plan(format!(
                     "Invalid comparison expression '{text}' in join '{whole}'. Each side of the \

@@ -38,11 +38,13 @@ use sqlparser::dialect::GenericDialect;
 pub enum PlanError {
     #[error("{0}")]
     Plan(String),
-    /// A planning error about one name of the query, which `position` points at.
-    #[error("Line: {}, Col: {}: {message}", position.line, position.column)]
+    /// A planning error about one name of the query, which `position` points at; `prefix`
+    /// is what ksqlDB says before the position for some errors.
+    #[error("{prefix}Line: {}, Col: {}: {message}", position.line, position.column)]
     Located {
         position: riffle_grammar::Position,
         message: String,
+        prefix: &'static str,
     },
     #[error("{0} is not supported yet")]
     Unsupported(String),
@@ -59,6 +61,22 @@ impl PlanError {
         PlanError::Located {
             position: riffle_grammar::Position::new(start.line, start.column),
             message,
+            prefix: "",
+        }
+    }
+
+    /// The error as ksqlDB reports one found while it prepares the statement (a join
+    /// condition's names): `Exception while preparing statement: Line: …`.
+    pub fn while_preparing(self) -> Self {
+        match self {
+            PlanError::Located {
+                position, message, ..
+            } => PlanError::Located {
+                position,
+                message,
+                prefix: "Exception while preparing statement: ",
+            },
+            other => other,
         }
     }
 
