@@ -462,12 +462,7 @@ impl AggregateTask {
                 changes.headers = changes
                     .input_rows
                     .iter()
-                    .map(|row| {
-                        let offset = offset_of(batch, from + row);
-                        run.binary_search_by_key(&offset, |r| r.offset)
-                            .map(|at| run[at].headers.clone())
-                            .unwrap_or_default()
-                    })
+                    .map(|row| super::headers_at(run, offset_of(batch, from + row)))
                     .collect();
             }
             Ok::<_, crate::plan::PlanError>(changes)

@@ -358,12 +358,7 @@ impl JoinTask {
                         joined.headers = joined
                             .triggers
                             .iter()
-                            .map(|row| {
-                                let offset = offsets.value(*row as usize);
-                                run.binary_search_by_key(&offset, |r| r.offset)
-                                    .map(|at| run[at].headers.clone())
-                                    .unwrap_or_default()
-                            })
+                            .map(|row| super::headers_at(run, offsets.value(*row as usize)))
                             .collect();
                     }
                     each(self, running, joined)

@@ -958,10 +958,16 @@ fn copy_headers(out: &mut [ProducerRecord], input: &RecordBatch, run: &[Record])
         return;
     };
     for (record, offset) in out.iter_mut().zip(offsets.values()) {
-        if let Ok(index) = run.binary_search_by_key(offset, |r| r.offset) {
-            record.headers = run[index].headers.clone();
-        }
+        record.headers = headers_at(run, *offset);
     }
+}
+
+/// The headers of the record at `offset` in `run` (records in offset order); none when it
+/// is not there.
+pub(crate) fn headers_at(run: &[Record], offset: i64) -> Vec<crate::log::Header> {
+    run.binary_search_by_key(&offset, |r| r.offset)
+        .map(|at| run[at].headers.clone())
+        .unwrap_or_default()
 }
 
 /// The window bound columns of a windowed source's rows.
