@@ -111,6 +111,11 @@ async fn a_windowed_count_keeps_counting_across_a_restart() {
         r#"{"N":3}"#,
         "the count goes on from the state before the restart"
     );
+    assert_eq!(
+        pull(&engine, "SELECT * FROM per_region WHERE region = 'US';").await,
+        ["US|2|7"],
+        "the aggregation's table answers pull queries"
+    );
     assert_eq!(counts[&("bob".to_string(), 60_000)], r#"{"N":1}"#);
     engine.shutdown().await;
 }
