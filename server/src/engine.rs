@@ -2603,10 +2603,11 @@ impl Engine {
             .collect()
     }
 
-    /// Waits until every running query has processed what its sources hold now; fails with
-    /// the error of a query that stopped on one.
+    /// Waits until every running query has processed what its sources hold now, or has
+    /// stopped on an error; fails with the first such error.
     pub async fn wait_until_caught_up(&self) -> Result<(), EngineError> {
         let state = self.state.lock().await;
+        let mut first_error = None;
         for query in state.queries.values() {
             if matches!(query.state(), QueryState::Paused | QueryState::Stopped) {
                 continue;
@@ -2621,12 +2622,11 @@ impl Engine {
                         .map(|p| ((input, p.partition), p.end_offset)),
                 );
             }
-            query
-                .wait_for(&ends)
-                .await
-                .map_err(EngineError::Statement)?;
+            if let Err(error) = query.wait_for(&ends).await {
+                first_error.get_or_insert(EngineError::Statement(error));
+            }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Stops every query, then the processing log's writer.

@@ -720,9 +720,13 @@ async fn an_invalid_timestamp_is_skipped_unless_the_query_must_throw_on_it() {
         "true".to_string(),
     );
     engine
-        .execute("CREATE STREAM strict AS SELECT id FROM readings;", &strict)
+        .execute(
+            "CREATE STREAM strict AS SELECT id FROM readings;
+             CREATE TABLE strict_counts AS SELECT id, COUNT(*) AS n FROM readings GROUP BY id;",
+            &strict,
+        )
         .await
-        .expect("strict query created");
+        .expect("strict queries created");
     log.produce(
         "readings",
         vec![
@@ -755,8 +759,8 @@ async fn an_invalid_timestamp_is_skipped_unless_the_query_must_throw_on_it() {
             .map(|(_, value, _)| value)
             .collect::<Vec<_>>()
     };
-    // The lenient query skips the record and logs it; the strict one stops before it and
-    // commits nothing past it.
+    // The lenient query skips the record and logs it; the strict one writes what came
+    // before it, then stops there (its position stays at the record).
     assert_eq!(
         values(sink_values(&log, "LENIENT").await),
         [
@@ -771,8 +775,16 @@ async fn an_invalid_timestamp_is_skipped_unless_the_query_must_throw_on_it() {
             .iter()
             .any(|entry| entry.error.offset == 1 && entry.query_id == "CSAS_LENIENT_0")
     );
-    assert!(values(sink_values(&log, "STRICT").await).is_empty());
-    assert_eq!(committed(&log, "CSAS_STRICT_1", "readings").await, 0);
+    assert_eq!(
+        values(sink_values(&log, "STRICT").await),
+        [Some(r#"{"ID":1}"#.to_string())]
+    );
+    assert_eq!(committed(&log, "CSAS_STRICT_1", "readings").await, 1);
+    assert_eq!(
+        values(sink_values(&log, "STRICT_COUNTS").await),
+        [Some(r#"{"N":1}"#.to_string())],
+        "the aggregation counts the record before the bad one, then stops"
+    );
     let results = engine
         .execute("SHOW QUERIES;", &Properties::new())
         .await
@@ -781,7 +793,8 @@ async fn an_invalid_timestamp_is_skipped_unless_the_query_must_throw_on_it() {
         query_states(&results[0]),
         [
             ("CSAS_LENIENT_0".to_string(), "RUNNING"),
-            ("CSAS_STRICT_1".to_string(), "ERROR")
+            ("CSAS_STRICT_1".to_string(), "ERROR"),
+            ("CTAS_STRICT_COUNTS_2".to_string(), "ERROR")
         ]
     );
     engine.shutdown().await;

@@ -58,7 +58,6 @@ pub(super) struct AggregateTask {
     pub changelog: Option<String>,
     /// Writes a persistent query's output, changelog and positions (set by `run`).
     pub producer: Option<TransactionalProducer>,
-    pub fatal: super::FatalRecord,
 }
 
 /// How many changed groups a flush encodes and sends at once.
@@ -124,16 +123,22 @@ impl AggregateTask {
                     continue;
                 }
                 read_any = true;
-                let changes = self.fold(&mut aggregation, &response.records, partition, true);
-                self.fatal.take(&self.spec.id)?;
-                self.positions.insert(partition, response.next_offset);
+                let (records, fatal) =
+                    super::until_fatal(&self.decoder, &response.records, partition);
+                let changes = self.fold(&mut aggregation, records, partition, true);
+                let next = fatal.as_ref().map_or(response.next_offset, |e| e.offset);
+                self.positions.insert(partition, next);
                 if coalesced.is_some() {
                     held.extend(changes);
                     unflushed = true;
-                    continue;
-                }
-                if !self.complete(&mut aggregation, &changes).await? {
+                } else if !self.complete(&mut aggregation, &changes).await? {
                     return Ok(());
+                }
+                if let Some(error) = fatal {
+                    if unflushed {
+                        self.flush(&mut aggregation, &mut held).await?;
+                    }
+                    return Err(format!("{}: {}", self.spec.id, error.message));
                 }
             }
             if let Some((cache_bytes, commit_interval)) = coalesced
@@ -407,8 +412,8 @@ impl AggregateTask {
                 }
                 (_, true) => {
                     let (batch, errors) = self.decoder.decode(run, partition);
-                    for error in errors {
-                        if !self.fatal.note(&error) && log {
+                    if log {
+                        for error in errors {
                             self.processing_log.record(&self.spec.id, error);
                         }
                     }

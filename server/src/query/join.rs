@@ -55,7 +55,6 @@ struct Running {
     present: ArenaMap<()>,
     /// Re-reading records processed before a restart: nothing is written or logged.
     rebuilding: bool,
-    fatal: super::FatalRecord,
 }
 
 /// The join key a step appends to each input batch.
@@ -79,7 +78,6 @@ impl JoinTask {
                 .map_err(|e| self.fail("starting the join", &e))?,
             present: ArenaMap::default(),
             rebuilding: false,
-            fatal: super::FatalRecord::default(),
         };
         // A persistent query writes through a transactional producer (which fences the one
         // it had before a restart, aborting what that left open) and rebuilds its state; a
@@ -118,17 +116,22 @@ impl JoinTask {
                     continue;
                 }
                 read_any = true;
-                self.positions[input].insert(partition, response.next_offset);
+                let (records, fatal) =
+                    super::until_fatal(&running.decoders[input], &response.records, partition);
+                let next = fatal.as_ref().map_or(response.next_offset, |e| e.offset);
+                self.positions[input].insert(partition, next);
                 let at = (input, partition);
                 let more = match &mut producer {
                     Some(producer) => {
-                        let records = self.process(&mut running, at.0, at.1, &response.records);
-                        running.fatal.take(&self.spec.id)?;
-                        self.write(producer, records).await?;
+                        let out = self.process(&mut running, at.0, at.1, records);
+                        self.write(producer, out).await?;
                         true
                     }
-                    None => self.deliver(&mut running, at, &response.records).await,
+                    None => self.deliver(&mut running, at, records).await,
                 };
+                if let Some(error) = fatal {
+                    return Err(format!("{}: {}", self.spec.id, error.message));
+                }
                 if !more {
                     return Ok(());
                 }
@@ -591,7 +594,7 @@ impl JoinTask {
     }
 
     fn log_failure(&self, running: &Running, error: RecordError) {
-        if !running.fatal.note(&error) && !running.rebuilding {
+        if !running.rebuilding {
             self.processing_log.record(&self.spec.id, error);
         }
     }

@@ -391,7 +391,6 @@ impl PersistentQuery {
                             materialized: materialized.clone(),
                             rebuilding: false,
                             from_values: from_values.clone(),
-                            fatal: FatalRecord::default(),
                         };
                         spawn(spec.id.clone(), Some(partition), Box::pin(task.run()))
                     })
@@ -413,7 +412,6 @@ impl PersistentQuery {
                     // table: it rebuilds both from the source.
                     changelog: (!plan.emit_final).then(|| aggregate::changelog_topic(&spec.id)),
                     producer: None,
-                    fatal: FatalRecord::default(),
                     log: log.clone(),
                     spec: spec.clone(),
                     plan: plan.clone(),
@@ -858,30 +856,23 @@ struct PartitionTask {
     /// The output columns computed from value or pseudo columns: NULL for a record
     /// without a value (see [`from_values`]).
     from_values: Arc<Vec<String>>,
-    fatal: FatalRecord,
 }
 
-/// The first record error of a batch that must stop the query (ksqlDB's fatal errors,
-/// such as an invalid timestamp under `ksql.timestamp.throw.on.invalid`): the task notes
-/// it while it processes the batch, then stops before writing or committing anything.
-#[derive(Debug, Default)]
-pub(crate) struct FatalRecord(Mutex<Option<String>>);
-
-impl FatalRecord {
-    /// Notes `error` when it is fatal; answers whether it was.
-    pub(crate) fn note(&self, error: &RecordError) -> bool {
-        if error.fatal {
-            self.0.lock().get_or_insert_with(|| error.message.clone());
+/// The records a task may process from a fetch, and the error that then stops the query:
+/// with `ksql.timestamp.throw.on.invalid`, those before the first record without a valid
+/// time (as Kafka Streams processes records until the one its timestamp extractor fails
+/// on). The query then writes and commits what it processed, and stops there.
+pub(crate) fn until_fatal<'a>(
+    decoder: &SourceDecoder,
+    records: &'a [Record],
+    partition: i32,
+) -> (&'a [Record], Option<RecordError>) {
+    match decoder.first_fatal(records, partition) {
+        Some(error) => {
+            let end = records.partition_point(|r| r.offset < error.offset);
+            (&records[..end], Some(error))
         }
-        error.fatal
-    }
-
-    /// The fatal error noted, as the reason the query stopped.
-    pub(crate) fn take(&self, query_id: &str) -> Result<(), String> {
-        match self.0.lock().take() {
-            Some(message) => Err(format!("{query_id}: {message}")),
-            None => Ok(()),
-        }
+        None => (records, None),
     }
 }
 
@@ -1216,7 +1207,7 @@ impl PartitionTask {
     /// Records a failed record in the processing log, unless the task is rebuilding its rows
     /// (the failure was logged when the record was first processed).
     fn log_failure(&self, error: RecordError) {
-        if !self.fatal.note(&error) && !self.rebuilding {
+        if !self.rebuilding {
             self.processing_log.record(&self.spec.id, error);
         }
     }
@@ -1276,8 +1267,8 @@ impl PartitionTask {
                 }
                 continue;
             }
-            let records = self.process(&response.records);
-            self.fatal.take(&self.spec.id)?;
+            let (processed, fatal) = until_fatal(&self.decoder, &response.records, self.partition);
+            let records = self.process(processed);
             if let Some(topic) = &self.spec.sink_topic
                 && !records.is_empty()
             {
@@ -1286,7 +1277,7 @@ impl PartitionTask {
                     .await
                     .map_err(|e| fail("writing to the sink", &e))?;
             }
-            self.offset = response.next_offset;
+            self.offset = fatal.as_ref().map_or(response.next_offset, |e| e.offset);
             self.log
                 .commit_offsets(
                     &self.spec.id,
@@ -1302,6 +1293,9 @@ impl PartitionTask {
             self.progress.send_modify(|progress| {
                 progress.insert((0, partition), offset);
             });
+            if let Some(error) = fatal {
+                return Err(format!("{}: {}", self.spec.id, error.message));
+            }
         }
     }
 }

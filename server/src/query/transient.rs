@@ -184,7 +184,6 @@ impl TransientQuery {
                     },
                     changelog: None,
                     producer: None,
-                    fatal: Default::default(),
                 };
                 spawn_logged(task.run(), "a push query's aggregation stopped");
                 schema

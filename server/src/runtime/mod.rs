@@ -94,6 +94,24 @@ impl SourceDecoder {
         self
     }
 
+    /// The first record of `records` (those with a value) that must stop the query: one
+    /// without a valid time when the decoder fails on those. `None` otherwise, at no cost.
+    pub fn first_fatal(&self, records: &[Record], partition: i32) -> Option<RecordError> {
+        if !self.fail_on_invalid_timestamp {
+            return None;
+        }
+        let (_, errors) = self.decode_records(records, partition, false);
+        let valued = |offset: i64| {
+            records
+                .iter()
+                .any(|r| r.offset == offset && r.value.is_some())
+        };
+        errors
+            .into_iter()
+            .filter(|e| e.fatal && valued(e.offset))
+            .min_by_key(|e| e.offset)
+    }
+
     /// Decodes records of one partition. Records that fail to decode are left out and
     /// reported; on a stream, records with a null value are skipped, as ksqlDB does.
     pub fn decode(&self, records: &[Record], partition: i32) -> (RecordBatch, Vec<RecordError>) {
