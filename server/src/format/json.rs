@@ -185,6 +185,17 @@ pub fn append_json(appender: &mut Appender, ty: &SqlType, value: &Value) -> Resu
     }
 }
 
+/// Whether JSON can carry the type: its objects' keys are strings, so a MAP needs STRING
+/// keys, at any depth.
+pub fn supports(ty: &SqlType) -> bool {
+    match ty {
+        SqlType::Map(key, value) => **key == SqlType::String && supports(value),
+        SqlType::Array(item) => supports(item),
+        SqlType::Struct(fields) => fields.iter().all(|f| supports(&f.ty)),
+        _ => true,
+    }
+}
+
 /// Appends one field given as raw JSON text (a slice of the record, not yet parsed).
 /// Flat values take a fast path without allocating; the rest go through [`append_json`].
 pub fn append_raw_json(appender: &mut Appender, ty: &SqlType, raw: &str) -> Result<(), String> {

@@ -85,6 +85,9 @@ impl Format {
                 )),
                 None => Ok(()),
             },
+            Format::Json if columns.iter().any(|(_, ty)| !json::supports(ty)) => {
+                Err("JSON only supports MAP types with STRING keys".into())
+            }
             Format::None if !columns.is_empty() => Err(format!(
                 "The 'NONE' format can only be used when no columns are defined. Got: [{}]",
                 names(columns)
@@ -766,5 +769,20 @@ mod tests {
         assert!(Format::Delimited.check_columns(&nested).is_err());
         assert!(Format::None.check_columns(&nested).is_err());
         assert!(Format::Json.check_columns(&nested).is_ok());
+        let map = |key: SqlType| {
+            SqlType::Array(Box::new(SqlType::Map(
+                Box::new(key),
+                Box::new(SqlType::Double),
+            )))
+        };
+        assert!(
+            Format::Json
+                .check_columns(&columns(&[("M", map(SqlType::String))]))
+                .is_ok()
+        );
+        assert_eq!(
+            Format::Json.check_columns(&columns(&[("M", map(SqlType::Integer))])),
+            Err("JSON only supports MAP types with STRING keys".to_string())
+        );
     }
 }
