@@ -180,8 +180,8 @@ pub struct RowDecoder {
     skipped: Vec<bool>,
     /// No two column names differ only by case.
     distinct_names: bool,
-    /// The fields of the record being decoded, when it is a flat object, and which
-    /// columns they filled (both reused from record to record).
+    /// The fields of the JSON record being decoded, when it is a flat object, and which
+    /// columns its fields filled (both reused from record to record).
     flat_fields: Vec<flat_json::FlatField>,
     seen_columns: Vec<bool>,
 }
@@ -269,44 +269,27 @@ impl RowDecoder {
     }
 
     /// Decodes a record that is a JSON object into the columns: a flat one with the
-    /// scanner of [`flat_json`], any other with `serde_json`. (Parsing the checked text,
-    /// not the bytes: serde_json then skips its own per-string UTF-8 checks.)
+    /// scanner of [`flat_json`], any other with `serde_json`; columns no field filled are
+    /// NULL.
     fn decode_json_object(&mut self, text: &str) -> Result<(), String> {
-        if flat_json::scan_flat_object(text.as_bytes(), &mut self.flat_fields) {
-            return self.decode_flat_object(text);
-        }
-        let mut deserializer = serde_json::Deserializer::from_str(text);
-        let mut seen = vec![false; self.columns.len()];
-        let mut visitor = RowVisitor {
-            columns: &self.columns,
-            appenders: &mut self.appenders,
-            skipped: &self.skipped,
-            distinct_names: self.distinct_names,
-            seen: &mut seen,
-            first_error: None,
+        self.seen_columns.clear();
+        self.seen_columns.resize(self.columns.len(), false);
+        let decoded = match flat_json::scan_flat_object(text.as_bytes(), &mut self.flat_fields) {
+            true => self.decode_flat_object(text),
+            false => self.decode_nested_object(text),
         };
-        let parsed = serde::Deserializer::deserialize_map(&mut deserializer, &mut visitor)
-            .and_then(|()| deserializer.end());
-        let first_error = visitor.first_error.take();
-        for (appender, seen) in self.appenders.iter_mut().zip(&seen) {
+        for (appender, seen) in self.appenders.iter_mut().zip(&self.seen_columns) {
             if !seen {
                 appender.append_null();
             }
         }
-        if let Err(error) = parsed {
-            // Columns appended before the syntax error keep their values; the record is
-            // reported (and dropped by the caller).
-            return Err(format!("Failed to deserialize JSON: {error}"));
-        }
-        first_error.map_or(Ok(()), Err)
+        decoded
     }
 
-    /// Decodes the fields the scanner found in `text`: each into the column it names (the
-    /// first of duplicate fields wins, as with `serde_json`), NULL for columns it lacks.
+    /// Decodes the fields the scanner found in `text`, each into the column it names (the
+    /// first of duplicate fields wins, as with `serde_json`).
     fn decode_flat_object(&mut self, text: &str) -> Result<(), String> {
         let seen = &mut self.seen_columns;
-        seen.clear();
-        seen.resize(self.columns.len(), false);
         let mut first_error = None;
         let mut expected = 0;
         for (name, value) in &self.flat_fields {
@@ -325,10 +308,28 @@ impl RowDecoder {
                 first_error.get_or_insert(error);
             }
         }
-        for (appender, seen) in self.appenders.iter_mut().zip(seen.iter()) {
-            if !seen {
-                appender.append_null();
-            }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Decodes any JSON object with `serde_json`. (Parsing the checked text, not the
+    /// bytes: serde_json then skips its own per-string UTF-8 checks.)
+    fn decode_nested_object(&mut self, text: &str) -> Result<(), String> {
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let mut visitor = RowVisitor {
+            columns: &self.columns,
+            appenders: &mut self.appenders,
+            skipped: &self.skipped,
+            distinct_names: self.distinct_names,
+            seen: &mut self.seen_columns,
+            first_error: None,
+        };
+        let parsed = serde::Deserializer::deserialize_map(&mut deserializer, &mut visitor)
+            .and_then(|()| deserializer.end());
+        let first_error = visitor.first_error.take();
+        if let Err(error) = parsed {
+            // Columns appended before the syntax error keep their values; the record is
+            // reported (and dropped by the caller).
+            return Err(format!("Failed to deserialize JSON: {error}"));
         }
         first_error.map_or(Ok(()), Err)
     }

@@ -103,8 +103,8 @@ impl SourceDecoder {
         let (_, errors) = self.decode_records(records, partition, false);
         let valued = |offset: i64| {
             records
-                .iter()
-                .any(|r| r.offset == offset && r.value.is_some())
+                .binary_search_by_key(&offset, |r| r.offset)
+                .is_ok_and(|at| records[at].value.is_some())
         };
         errors
             .into_iter()
