@@ -19,7 +19,7 @@ use crate::plan::{PlanError, Planner};
 use crate::query::print::{PrintOptions, TopicPrint};
 use crate::query::transient::{Mode, StatefulPlan, TransientQuery};
 use crate::query::{
-    PersistentQuery, ProcessingLog, QueryPlan, QuerySpec, QueryState, StartPosition,
+    PersistentQuery, ProcessingLog, QueryPlan, QuerySpec, QueryState, StartPosition, TaskOptions,
 };
 use crate::runtime::SinkEncoder;
 use crate::types::{Column, ColumnKind, LogicalSchema, SqlType};
@@ -823,7 +823,7 @@ impl Engine {
             source: input,
             plan: QueryPlan::Stateless(plan),
             start: StartPosition::Earliest,
-            fail_on_invalid_timestamp: false,
+            options: TaskOptions::default(),
         };
         let query = self.start_query(state, spec).await?;
         state.queries.insert(query_id, query);
@@ -1155,7 +1155,7 @@ impl Engine {
                 window,
             },
             start: start_position(properties),
-            fail_on_invalid_timestamp: fails_on_invalid_timestamps(properties),
+            options: task_options(properties)?,
         };
         let query = self.start_query(&state, spec).await?;
         self.planner
@@ -1245,7 +1245,7 @@ impl Engine {
                 window: target.window,
             },
             start: start_position(properties),
-            fail_on_invalid_timestamp: fails_on_invalid_timestamps(properties),
+            options: task_options(properties)?,
         };
         let query = self.start_query(&state, spec).await?;
         state.queries.insert(query_id.clone(), query);
@@ -2437,7 +2437,7 @@ impl Engine {
                 },
                 sink_topic: None,
                 start: start_position(properties),
-                fail_on_invalid_timestamp: fails_on_invalid_timestamps(properties),
+                options: task_options(properties)?,
             };
             return Ok(TransientQuery::start_stateful(
                 self.log.clone(),
@@ -3367,19 +3367,7 @@ fn format_defaults(properties: &Properties) -> FormatDefaults {
 /// emits every change; otherwise changes are coalesced (10 MB and 2 s by default).
 fn emission(properties: &Properties) -> Result<crate::plan::aggregate::Emission, EngineError> {
     use crate::plan::aggregate::Emission;
-    let number = |names: &[&str]| -> Result<Option<u64>, EngineError> {
-        let Some((name, value)) = names
-            .iter()
-            .find_map(|name| properties.get(*name).map(|value| (name, value)))
-        else {
-            return Ok(None);
-        };
-        value.trim().parse().map(Some).map_err(|_| {
-            EngineError::Statement(format!(
-                "Invalid value {value} for configuration {name}: Not a number of type LONG"
-            ))
-        })
-    };
+    let number = |names: &[&str]| long_property(properties, names);
     let cache = number(&[
         "ksql.streams.cache.max.bytes.buffering",
         "cache.max.bytes.buffering",
@@ -3399,12 +3387,34 @@ fn emission(properties: &Properties) -> Result<crate::plan::aggregate::Emission,
     })
 }
 
-/// `ksql.timestamp.throw.on.invalid`: a record without a valid time stops the query
-/// (by default it is skipped and logged).
-fn fails_on_invalid_timestamps(properties: &Properties) -> bool {
-    properties
-        .get("ksql.timestamp.throw.on.invalid")
-        .is_some_and(|value| value.eq_ignore_ascii_case("true"))
+/// The first of `names` that is set, as a non-negative number (a LONG configuration).
+fn long_property(properties: &Properties, names: &[&str]) -> Result<Option<u64>, EngineError> {
+    let Some((name, value)) = names
+        .iter()
+        .find_map(|name| properties.get(*name).map(|value| (name, value)))
+    else {
+        return Ok(None);
+    };
+    value.trim().parse().map(Some).map_err(|_| {
+        EngineError::Statement(format!(
+            "Invalid value {value} for configuration {name}: Not a number of type LONG"
+        ))
+    })
+}
+
+/// A query's task options: `ksql.timestamp.throw.on.invalid` (a record without a valid
+/// time stops the query; by default it is skipped and logged) and `max.task.idle.ms`.
+fn task_options(properties: &Properties) -> Result<TaskOptions, EngineError> {
+    let idle = long_property(
+        properties,
+        &["ksql.streams.max.task.idle.ms", "max.task.idle.ms"],
+    )?;
+    Ok(TaskOptions {
+        fail_on_invalid_timestamp: properties
+            .get("ksql.timestamp.throw.on.invalid")
+            .is_some_and(|value| value.eq_ignore_ascii_case("true")),
+        max_task_idle: std::time::Duration::from_millis(idle.unwrap_or(0)),
+    })
 }
 
 /// `auto.offset.reset` (or its `ksql.streams.` form); ksqlDB's default is `latest`.

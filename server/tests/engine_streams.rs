@@ -799,3 +799,88 @@ async fn an_invalid_timestamp_is_skipped_unless_the_query_must_throw_on_it() {
     );
     engine.shutdown().await;
 }
+
+/// Orders and payments, a partition each.
+const ORDERS_AND_PAYMENTS: &str = "CREATE STREAM orders (id STRING KEY, amount DOUBLE) \
+    WITH (kafka_topic='orders', value_format='json', partitions=1);
+    CREATE STREAM payments (id STRING KEY, paid DOUBLE) \
+    WITH (kafka_topic='payments', value_format='json', partitions=1);";
+
+/// An engine over the log in `dir` with [`ORDERS_AND_PAYMENTS`] declared.
+async fn open_orders_and_payments(dir: &std::path::Path) -> (EmbeddedLog, Engine) {
+    let (log, engine) = open_engine(dir).await;
+    engine
+        .execute(ORDERS_AND_PAYMENTS, &Properties::new())
+        .await
+        .expect("statements run");
+    (log, engine)
+}
+
+/// Each order with its payment, within a second.
+const PAID: &str = "CREATE STREAM paid AS SELECT o.id, amount, paid FROM orders o \
+    JOIN payments p WITHIN 1 SECOND GRACE PERIOD 1 SECOND ON o.id = p.id;";
+
+/// Three minutes of records, one a second, keyed `o0`, `o1`, …: `value` at each second
+/// plus `offset` ms.
+fn each_second(value: &str, offset: i64) -> Vec<ProducerRecord> {
+    (0..180)
+        .map(|i| json(&format!("o{i}"), value, i * 1000 + offset))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_started_over_written_records_pairs_them_in_event_time() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (log, engine) = open_orders_and_payments(dir.path()).await;
+    // Three minutes of orders, then the payments of the same three minutes, each half a
+    // second after its order: read input by input, the join would see every order before
+    // the first payment, when the first orders' windows have long expired.
+    for (topic, records) in [
+        ("orders", each_second(r#"{"amount": 1.0}"#, 0)),
+        ("payments", each_second(r#"{"paid": 1.0}"#, 500)),
+    ] {
+        log.produce(topic, records, Acks::All)
+            .await
+            .expect("produced");
+    }
+    engine
+        .execute(PAID, &earliest())
+        .await
+        .expect("the join starts");
+    engine.wait_until_caught_up().await.expect("caught up");
+    let paid = sink_values(&log, "PAID").await;
+    assert_eq!(paid.len(), 180, "every order meets its payment: {paid:?}");
+    assert_eq!(paid[0].0.as_deref(), Some("o0"));
+    assert_eq!(paid[179].2, 179_500, "a pair has its later row's time");
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_with_max_task_idle_waits_for_the_input_that_has_nothing_yet() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (log, engine) = open_orders_and_payments(dir.path()).await;
+    let mut idle = earliest();
+    idle.insert("max.task.idle.ms".to_string(), "soon".to_string());
+    let refused = engine.execute(PAID, &idle).await.expect_err("not a number");
+    assert!(
+        refused
+            .to_string()
+            .contains("Invalid value soon for configuration max.task.idle.ms"),
+        "{refused}"
+    );
+    log.produce("orders", each_second(r#"{"amount": 1.0}"#, 0), Acks::All)
+        .await
+        .expect("produced");
+    idle.insert("max.task.idle.ms".to_string(), "5000".to_string());
+    engine.execute(PAID, &idle).await.expect("the join starts");
+    // The orders wait for the payments (written after the join started), rather than
+    // expiring before their payments come. (The last payment then waits up to the idle
+    // time for an order after it, as Kafka Streams' tasks wait.)
+    log.produce("payments", each_second(r#"{"paid": 1.0}"#, 500), Acks::All)
+        .await
+        .expect("produced");
+    engine.wait_until_caught_up().await.expect("caught up");
+    let paid = sink_values(&log, "PAID").await;
+    assert_eq!(paid.len(), 180, "every order meets its payment: {paid:?}");
+    engine.shutdown().await;
+}

@@ -95,6 +95,22 @@ impl Windowing {
     }
 }
 
+impl Windowing {
+    /// How long a window stays in the table for pull queries, by stream time: `RETENTION`,
+    /// or ksqlDB's default of one day (never less than size plus grace).
+    pub fn table_retention(&self) -> i64 {
+        let size = match self.kind {
+            WindowKind::Tumbling { size } | WindowKind::Hopping { size, .. } => size,
+            WindowKind::Session { gap } => gap,
+        };
+        self.retention
+            .unwrap_or(DEFAULT_RETENTION_MS)
+            .max(size.saturating_add(self.grace))
+    }
+}
+
+const DEFAULT_RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
+
 /// A grouped aggregation, ready to run on batches of one source.
 #[derive(Debug, Clone)]
 pub struct AggregatePlan {

@@ -8,12 +8,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use tokio::sync::watch;
 
+use super::join_inputs::{self, Columns, DecodedRun, Next, PartitionBuffer};
 use super::{
     ProcessingLog, Progress, QuerySpec, QueryState, evaluate_rows, presence_runs, read_committed,
     until_running,
@@ -55,6 +56,12 @@ struct Running {
     present: ArenaMap<()>,
     /// Re-reading records processed before a restart: nothing is written or logged.
     rebuilding: bool,
+    /// Per input and partition, the rows decoded and not joined yet.
+    buffers: Vec<Vec<PartitionBuffer>>,
+    /// Where each input's batches hold the row time and the record offset.
+    columns: Vec<Columns>,
+    /// The latest row time joined from each input.
+    input_times: Vec<i64>,
 }
 
 /// The join key a step appends to each input batch.
@@ -78,6 +85,23 @@ impl JoinTask {
                 .map_err(|e| self.fail("starting the join", &e))?,
             present: ArenaMap::default(),
             rebuilding: false,
+            buffers: Vec::new(),
+            columns: self
+                .plan
+                .inputs
+                .iter()
+                .map(|input| {
+                    let index = |name: &str| {
+                        let name = crate::plan::join::joined_name(&input.alias, name);
+                        input.schema.index_of(&name).unwrap_or(0)
+                    };
+                    Columns {
+                        time: index(ROWTIME),
+                        offset: index("ROWOFFSET"),
+                    }
+                })
+                .collect(),
+            input_times: vec![i64::MIN; self.plan.inputs.len()],
         };
         // A persistent query writes through a transactional producer (which fences the one
         // it had before a restart, aborting what that left open) and rebuilds its state; a
@@ -93,53 +117,178 @@ impl JoinTask {
                 Some(producer)
             }
         };
+        running.buffers = self.buffers(None);
+        // An input without rows holds the others back at its latest time for up to
+        // `max.task.idle.ms` from when it was found empty.
+        let mut empty_since: Vec<Option<Instant>> = vec![None; self.plan.inputs.len()];
         loop {
             if !until_running(&mut self.state).await {
                 return Ok(());
             }
-            let mut read_any = false;
-            let partitions: Vec<(usize, i32)> = self
-                .positions
+            self.fill(&mut running).await?;
+            // Records that gave no rows (skipped, or failed to decode) move the position
+            // on by themselves.
+            if self.note_skipped(&running) {
+                match &mut producer {
+                    Some(producer) => self.write(producer, Vec::new()).await?,
+                    None => self.report_progress(),
+                }
+            }
+            // The record the query stops at, once the rows before it are joined and written.
+            let fatal = running
+                .buffers
                 .iter()
-                .enumerate()
-                .flat_map(|(input, p)| p.keys().map(move |&partition| (input, partition)))
-                .collect();
-            for (input, partition) in partitions {
-                let offset = self.positions[input][&partition];
+                .flatten()
+                .find_map(|b| b.runs.is_empty().then_some(b.fatal.as_ref()).flatten());
+            if let Some(error) = fatal {
+                return Err(format!("{}: {}", self.spec.id, error.message));
+            }
+            let idle = self.spec.options.max_task_idle;
+            let mut awaited = vec![None; self.plan.inputs.len()];
+            let mut wait_for = Duration::from_secs(1);
+            for (input, buffers) in running.buffers.iter().enumerate() {
+                if buffers.iter().any(|b| !b.runs.is_empty()) {
+                    empty_since[input] = None;
+                    continue;
+                }
+                let since = *empty_since[input].get_or_insert_with(Instant::now);
+                if let Some(left) = idle.checked_sub(since.elapsed()).filter(|d| !d.is_zero()) {
+                    awaited[input] = Some(running.input_times[input]);
+                    wait_for = wait_for.min(left);
+                }
+            }
+            match join_inputs::next(&running.buffers, &running.columns, &awaited) {
+                Next::Take { input, slot, until } => {
+                    if !self
+                        .take(&mut running, &mut producer, (input, slot), until)
+                        .await?
+                    {
+                        return Ok(());
+                    }
+                }
+                Next::Wait => {
+                    let awaited: Vec<usize> = (0..awaited.len())
+                        .filter(|&input| awaited[input].is_some())
+                        .collect();
+                    if !self.wait_for_records(&running, &awaited, wait_for).await? {
+                        return Ok(());
+                    }
+                }
+                Next::Empty => {
+                    // Nothing buffered: the next rows start a new idle period.
+                    empty_since.fill(None);
+                    let all: Vec<usize> = (0..self.plan.inputs.len()).collect();
+                    if !self
+                        .wait_for_records(&running, &all, Duration::from_secs(1))
+                        .await?
+                    {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// A buffer per input partition, fetching from the positions reached, up to `until`
+    /// (per input and partition) when given.
+    fn buffers(&self, until: Option<&[BTreeMap<i32, i64>]>) -> Vec<Vec<PartitionBuffer>> {
+        let from = match until {
+            Some(_) => &self.origins,
+            None => &self.positions,
+        };
+        from.iter()
+            .enumerate()
+            .map(|(input, partitions)| {
+                partitions
+                    .iter()
+                    .map(|(&partition, &offset)| {
+                        let limit = until.map(|u| u[input].get(&partition).copied().unwrap_or(0));
+                        PartitionBuffer::new(partition, offset, limit)
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Fetches and decodes the next records of every partition whose buffer is empty.
+    async fn fill(&self, running: &mut Running) -> Result<(), String> {
+        for input in 0..running.buffers.len() {
+            for slot in 0..running.buffers[input].len() {
+                let buffer = &running.buffers[input][slot];
+                if !buffer.wants_fetch() {
+                    continue;
+                }
+                let (partition, offset, until) = (buffer.partition, buffer.fetch_at, buffer.until);
                 let topic = &self.plan.inputs[input].source.topic;
                 let response = self
                     .log
                     .fetch(&read_committed(topic, partition, offset))
                     .await
                     .map_err(|e| self.fail("reading a source", &e))?;
-                if response.next_offset == offset {
-                    continue;
-                }
-                read_any = true;
-                let (records, fatal) =
-                    super::until_fatal(&running.decoders[input], &response.records, partition);
-                let next = fatal.as_ref().map_or(response.next_offset, |e| e.offset);
-                self.positions[input].insert(partition, next);
-                let at = (input, partition);
-                let more = match &mut producer {
-                    Some(producer) => {
-                        let out = self.process(&mut running, at.0, at.1, records);
-                        self.write(producer, out).await?;
-                        true
-                    }
-                    None => self.deliver(&mut running, at, records).await,
+                let end = until.map_or(response.records.len(), |until| {
+                    response.records.partition_point(|r| r.offset < until)
+                });
+                let (records, fatal) = super::until_fatal(
+                    &running.decoders[input],
+                    &response.records[..end],
+                    partition,
+                );
+                let runs = self.decode(running, input, partition, records);
+                let buffer = &mut running.buffers[input][slot];
+                buffer.fetch_at = match until {
+                    Some(until) => response.next_offset.min(until).max(offset),
+                    None => response.next_offset,
                 };
-                if let Some(error) = fatal {
-                    return Err(format!("{}: {}", self.spec.id, error.message));
+                if until.is_some() && response.next_offset == offset {
+                    // Nothing more to read below the limit (records were removed).
+                    buffer.fetch_at = until.unwrap_or(offset);
                 }
-                if !more {
-                    return Ok(());
-                }
-            }
-            if !read_any && !self.wait_for_records().await? {
-                return Ok(());
+                buffer.runs.extend(runs);
+                buffer.fatal = fatal;
             }
         }
+        Ok(())
+    }
+
+    /// Takes the next rows of a partition (see [`join_inputs::take`]), joins them and writes
+    /// or delivers the results; `false` once a push query has all the rows it wants.
+    async fn take(
+        &mut self,
+        running: &mut Running,
+        producer: &mut Option<TransactionalProducer>,
+        (input, slot): (usize, usize),
+        until: i64,
+    ) -> Result<bool, String> {
+        let columns = running.columns[input];
+        let buffer = &mut running.buffers[input][slot];
+        let Some(run) = join_inputs::take(buffer, columns, until) else {
+            return Ok(true);
+        };
+        let partition = buffer.partition;
+        self.positions[input].insert(partition, join_inputs::resume_at(buffer, columns));
+        match producer {
+            Some(producer) => {
+                let out = self.process(running, input, partition, run);
+                self.write(producer, out).await?;
+                Ok(true)
+            }
+            None => Ok(self.deliver(running, (input, partition), run).await),
+        }
+    }
+
+    /// Moves the positions of partitions without buffered rows to their next fetch (past
+    /// records that gave no rows); whether any moved.
+    fn note_skipped(&mut self, running: &Running) -> bool {
+        let mut moved = false;
+        for (input, buffers) in running.buffers.iter().enumerate() {
+            for buffer in buffers.iter().filter(|b| b.runs.is_empty()) {
+                let at = join_inputs::resume_at(buffer, running.columns[input]);
+                let position = self.positions[input].entry(buffer.partition).or_insert(at);
+                moved |= *position != at;
+                *position = at;
+            }
+        }
+        moved
     }
 
     /// Writes a persistent query's records to its sink and commits them with the positions
@@ -161,15 +310,20 @@ impl JoinTask {
         Ok(())
     }
 
-    /// Sends a push query's rows for records of one input's partition to its subscriber;
-    /// `false` once its `LIMIT` is reached or it went away.
+    /// Sends a push query's rows for decoded rows of one input's partition to its
+    /// subscriber; `false` once its `LIMIT` is reached or it went away.
     async fn deliver(
         &mut self,
         running: &mut Running,
         (input, partition): (usize, i32),
-        records: &[Record],
+        run: DecodedRun,
     ) -> bool {
-        let rows = self.joined_rows(running, input, partition, records);
+        let mut rows = Vec::new();
+        if let Some(joined) = self.join_run(running, input, partition, run)
+            && let Some((_, results)) = self.evaluate_joined(running, &joined)
+        {
+            rows.extend(results.into_iter().map(|(_, output)| output));
+        }
         let Some((subscriber, remaining)) = &mut self.subscriber else {
             return false;
         };
@@ -187,29 +341,6 @@ impl JoinTask {
             }
         }
         true
-    }
-
-    /// A push query's output rows for records of one input's partition, in order.
-    fn joined_rows(
-        &self,
-        running: &mut Running,
-        input: usize,
-        partition: i32,
-        records: &[Record],
-    ) -> Vec<RecordBatch> {
-        let mut rows = Vec::new();
-        self.each_joined(
-            running,
-            input,
-            partition,
-            records,
-            |task, running, joined| {
-                if let Some((_, results)) = task.evaluate_joined(running, &joined) {
-                    rows.extend(results.into_iter().map(|(_, output)| output));
-                }
-            },
-        );
-        rows
     }
 
     /// The join steps of the plan, each with the layout of its inputs' batches (a step's
@@ -260,71 +391,54 @@ impl JoinTask {
     /// positions, a fetch of each partition in turn, writing nothing.
     async fn rebuild(&self, running: &mut Running) -> Result<(), String> {
         running.rebuilding = true;
-        let mut at = self.origins.clone();
+        running.buffers = self.buffers(Some(&self.positions));
         loop {
-            let mut read_any = false;
-            for (input, partitions) in at.iter_mut().enumerate() {
-                for (partition, offset) in partitions.iter_mut() {
-                    let until = self.positions[input].get(partition).copied().unwrap_or(0);
-                    if *offset >= until {
-                        continue;
-                    }
-                    let topic = &self.plan.inputs[input].source.topic;
-                    let response = self
-                        .log
-                        .fetch(&read_committed(topic, *partition, *offset))
-                        .await
-                        .map_err(|e| self.fail("rebuilding the join state", &e))?;
-                    if response.next_offset == *offset {
-                        *offset = until;
-                        continue;
-                    }
-                    let end = response.records.partition_point(|r| r.offset < until);
-                    self.process(running, input, *partition, &response.records[..end]);
-                    *offset = response.next_offset.min(until);
-                    read_any = true;
-                }
-            }
-            if !read_any {
+            self.fill(running).await?;
+            let none = vec![None; self.plan.inputs.len()];
+            let Next::Take { input, slot, until } =
+                join_inputs::next(&running.buffers, &running.columns, &none)
+            else {
                 break;
+            };
+            let columns = running.columns[input];
+            let buffer = &mut running.buffers[input][slot];
+            let partition = buffer.partition;
+            if let Some(run) = join_inputs::take(buffer, columns, until) {
+                self.process(running, input, partition, run);
             }
         }
         running.rebuilding = false;
         Ok(())
     }
 
-    /// The sink records for records of one input's partition, in order.
+    /// The sink records for decoded rows of one input's partition, in order.
     fn process(
         &self,
         running: &mut Running,
         input: usize,
         partition: i32,
-        records: &[Record],
+        run: DecodedRun,
     ) -> Vec<ProducerRecord> {
-        let mut out = Vec::new();
-        self.each_joined(
-            running,
-            input,
-            partition,
-            records,
-            |task, running, joined| out.extend(task.finish(running, joined)),
-        );
+        let Some(joined) = self.join_run(running, input, partition, run) else {
+            return Vec::new();
+        };
+        let mut out = self.finish(running, joined);
         out.retain(|record| record.timestamp.is_none_or(|t| t >= 0));
         out
     }
 
-    /// Decodes records of one input's partition and runs them through the join, handing
-    /// each batch of joined rows to `each`.
-    fn each_joined(
+    /// Decodes records of one input's partition, in runs of records that agree on having
+    /// a key and a value; decoding errors go to the processing log.
+    fn decode(
         &self,
-        running: &mut Running,
+        running: &Running,
         input: usize,
         partition: i32,
         records: &[Record],
-        mut each: impl FnMut(&Self, &mut Running, JoinOutput),
-    ) {
+    ) -> Vec<DecodedRun> {
         let source = &self.plan.inputs[input];
         let table = source.source.kind == SourceKind::Table;
+        let mut runs = Vec::new();
         for (run, keyed, valued) in presence_runs(records) {
             // A table's records need a key; a stream's without a value are skipped.
             if (table && !keyed) || (!table && !valued) {
@@ -337,12 +451,6 @@ impl JoinTask {
             if batch.num_rows() == 0 {
                 continue;
             }
-            // The decoded rows' offsets find the records whose headers the output carries.
-            let offsets = run
-                .iter()
-                .any(|record| !record.headers.is_empty())
-                .then(|| batch.column_by_name("ROWOFFSET").cloned())
-                .flatten();
             let batch = match RecordBatch::try_new(source.schema.clone(), batch.columns().to_vec())
             {
                 Ok(batch) => batch,
@@ -351,31 +459,67 @@ impl JoinTask {
                     continue;
                 }
             };
-            let deletes = table.then(|| vec![!valued; batch.num_rows()]);
-            match self.join(running, input, batch, deletes) {
-                Ok(mut joined) => {
-                    if let Some(offsets) = offsets
-                        .as_ref()
-                        .and_then(|o| o.as_primitive_opt::<Int64Type>())
-                    {
-                        joined.headers = joined
-                            .triggers
-                            .iter()
-                            .map(|row| super::headers_at(run, offsets.value(*row as usize)))
-                            .collect();
-                    }
-                    each(self, running, joined)
+            runs.push(DecodedRun {
+                batch,
+                deletes: table.then_some(!valued),
+                // The records' headers go with the outputs they cause.
+                records: run
+                    .iter()
+                    .any(|record| !record.headers.is_empty())
+                    .then(|| run.into()),
+            });
+        }
+        runs
+    }
+
+    /// Runs decoded rows of one input's partition through the join; the joined rows carry
+    /// the headers of the records that caused them.
+    fn join_run(
+        &self,
+        running: &mut Running,
+        input: usize,
+        partition: i32,
+        run: DecodedRun,
+    ) -> Option<JoinOutput> {
+        let columns = running.columns[input];
+        let latest = run
+            .batch
+            .column(columns.time)
+            .as_primitive_opt::<Int64Type>()
+            .and_then(arrow::compute::max);
+        if let Some(latest) = latest {
+            running.input_times[input] = running.input_times[input].max(latest);
+        }
+        let offsets = run.batch.column(columns.offset).clone();
+        let first_offset = offsets
+            .as_primitive_opt::<Int64Type>()
+            .map_or(0, |o| o.value(0));
+        let deletes = run.deletes.map(|d| vec![d; run.batch.num_rows()]);
+        match self.join(running, input, run.batch, deletes) {
+            Ok(mut joined) => {
+                if let (Some(records), Some(offsets)) =
+                    (&run.records, offsets.as_primitive_opt::<Int64Type>())
+                {
+                    joined.headers = joined
+                        .triggers
+                        .iter()
+                        .map(|row| super::headers_at(records, offsets.value(*row as usize)))
+                        .collect();
                 }
-                Err(message) => self.log_failure(
+                Some(joined)
+            }
+            Err(message) => {
+                self.log_failure(
                     running,
                     RecordError {
-                        topic: source.source.topic.clone(),
+                        topic: self.plan.inputs[input].source.topic.clone(),
                         partition,
-                        offset: run[0].offset,
+                        offset: first_offset,
                         message,
                         fatal: false,
                     },
-                ),
+                );
+                None
             }
         }
     }
@@ -631,22 +775,27 @@ impl JoinTask {
         });
     }
 
-    /// Waits (at most a second) until a partition of an input has records or the query's
-    /// state changes; `false` when the query is gone.
-    async fn wait_for_records(&mut self) -> Result<bool, String> {
+    /// Waits (at most `limit`) until a partition of one of `inputs` has records past those
+    /// fetched, or the query's state changes; `false` when the query is gone.
+    async fn wait_for_records(
+        &mut self,
+        running: &Running,
+        inputs: &[usize],
+        limit: Duration,
+    ) -> Result<bool, String> {
         let mut waits = Vec::new();
-        for (input, partitions) in self.positions.iter().enumerate() {
-            let topic = self.plan.inputs[input].source.topic.clone();
-            for (&partition, &offset) in partitions {
-                let log = self.log.clone();
-                let topic = topic.clone();
+        for &input in inputs {
+            let topic = &self.plan.inputs[input].source.topic;
+            for buffer in &running.buffers[input] {
+                let (log, topic) = (self.log.clone(), topic.clone());
+                let (partition, offset) = (buffer.partition, buffer.fetch_at);
                 waits.push(Box::pin(async move {
                     log.wait_for_data(
                         &topic,
                         partition,
                         offset,
                         IsolationLevel::ReadCommitted,
-                        Duration::from_secs(1),
+                        limit,
                     )
                     .await
                 }));

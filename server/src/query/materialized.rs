@@ -1,7 +1,9 @@
 //! [`Materialized`]: the current rows of a table, by key, for pull queries: a table an
 //! aggregation or a query over a table writes, or a source table. Every change is applied
 //! (a row replaces the key's row, a tombstone removes it); a pull query reads a snapshot as
-//! one batch.
+//! one batch. A windowed table keeps a window for its retention: once the latest window
+//! start is more than the retention past a window's start, the window is let go, as
+//! Kafka Streams' window stores drop their old segments.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,12 +27,49 @@ pub struct Materialized {
     /// How the table's keys are written (a lookup encodes the key it is given).
     key_format: crate::format::FormatSpec,
     windowed: bool,
+    /// A windowed table's retention, and the window starts it has seen.
+    retention: Option<Mutex<Retention>>,
     /// Rows by their record key bytes (window included): one-row slices of the batches
     /// the changes came in, copied together from time to time (see [`Rows::compact`]),
     /// or, when every column's type allows it, Arrow's compact row format (by key bytes,
     /// in an [`ArenaMap`]: a row costs its bytes and a few words).
     rows: Mutex<Rows>,
     encoded: Option<(RowConverter, Mutex<EncodedRows>)>,
+}
+
+/// When a windowed table lets its old windows go.
+#[derive(Debug)]
+struct Retention {
+    /// Milliseconds of stream time (window starts) a window is kept for.
+    keep_for: i64,
+    /// The latest window start applied.
+    latest_start: i64,
+    /// `latest_start` at the last sweep.
+    swept_at: i64,
+}
+
+impl Retention {
+    /// Notes the windows applied; the oldest start still kept when a sweep is due (once
+    /// per half retention).
+    fn sweep_due(&mut self, windows: &[Option<(i64, i64)>]) -> Option<i64> {
+        let latest = windows.iter().flatten().map(|w| w.0).max()?;
+        self.latest_start = self.latest_start.max(latest);
+        if self.latest_start.saturating_sub(self.swept_at) < (self.keep_for / 2).max(1) {
+            return None;
+        }
+        self.swept_at = self.latest_start;
+        Some(
+            self.latest_start
+                .saturating_sub(self.keep_for)
+                .saturating_add(1),
+        )
+    }
+}
+
+/// The window start of a windowed table's record key: its last eight bytes.
+fn window_start(key: &[u8]) -> Option<i64> {
+    let start = key.len().checked_sub(8)?;
+    Some(i64::from_be_bytes(key[start..].try_into().ok()?))
 }
 
 /// Rows in Arrow's row format, by key bytes.
@@ -66,8 +105,9 @@ impl Materialized {
         key_columns: Vec<(String, SqlType)>,
         value_columns: Vec<(String, SqlType)>,
         key_format: crate::format::FormatSpec,
-        windowed: bool,
+        window_retention: Option<i64>,
     ) -> Materialized {
+        let windowed = window_retention.is_some();
         let field = |(name, ty): &(String, SqlType)| Field::new(name, ty.to_arrow(), true);
         let bounds = crate::plan::aggregate::WINDOW_BOUNDS
             .iter()
@@ -95,6 +135,13 @@ impl Materialized {
             value_columns,
             key_format,
             windowed,
+            retention: window_retention.map(|keep_for| {
+                Mutex::new(Retention {
+                    keep_for,
+                    latest_start: i64::MIN,
+                    swept_at: i64::MIN,
+                })
+            }),
             rows: Mutex::new(Rows::default()),
         }
     }
@@ -152,6 +199,12 @@ impl Materialized {
             tracing::warn!("a table's rows could not be materialized");
             return;
         };
+        let keep_from = self
+            .retention
+            .as_ref()
+            .and_then(|retention| retention.lock().sweep_due(windows));
+        let expired =
+            |key: &[u8]| keep_from.is_some_and(|from| window_start(key).is_some_and(|s| s < from));
         if let Some((converter, table)) = &self.encoded
             && let Ok(encoded) = converter.convert_columns(batch.columns())
         {
@@ -167,6 +220,16 @@ impl Materialized {
                     }
                 }
             }
+            if keep_from.is_some() {
+                let old: Vec<Box<[u8]>> = table
+                    .iter()
+                    .filter(|(key, _)| expired(key))
+                    .map(|(key, _)| key.into())
+                    .collect();
+                for key in old {
+                    table.remove(&key);
+                }
+            }
             return;
         }
         let mut table = self.rows.lock();
@@ -176,6 +239,9 @@ impl Materialized {
                 None => table.by_key.remove(&key),
                 Some(_) => table.by_key.insert(key, batch.slice(row, 1)),
             };
+        }
+        if keep_from.is_some() {
+            table.by_key.retain(|key, _| !expired(key));
         }
         table.applied += rows;
         table.compact(&self.schema);
@@ -231,11 +297,18 @@ impl Materialized {
         )
     }
 
-    /// Every current row, in key order.
+    /// Every current row, in key order (a windowed table's within its retention).
     pub fn snapshot(&self) -> RecordBatch {
+        let retained = self.retention.as_ref().map(|r| {
+            let r = r.lock();
+            r.latest_start.saturating_sub(r.keep_for).saturating_add(1)
+        });
+        let kept =
+            |key: &[u8]| retained.is_none_or(|from| window_start(key).is_none_or(|s| s >= from));
         if let Some((converter, table)) = &self.encoded {
             let table = table.lock();
-            let mut rows: Vec<(&[u8], &Box<[u8]>)> = table.iter().collect();
+            let mut rows: Vec<(&[u8], &Box<[u8]>)> =
+                table.iter().filter(|(key, _)| kept(key)).collect();
             rows.sort_unstable_by_key(|(key, _)| *key);
             let parser = converter.parser();
             let columns = converter.convert_rows(rows.iter().map(|(_, row)| parser.parse(row)));
@@ -244,8 +317,84 @@ impl Materialized {
             }
         }
         let table = self.rows.lock();
-        let rows: Vec<&RecordBatch> = table.by_key.values().collect();
+        let rows: Vec<&RecordBatch> = table
+            .by_key
+            .iter()
+            .filter(|(key, _)| kept(key))
+            .map(|(_, row)| row)
+            .collect();
         arrow::compute::concat_batches(&self.schema, rows)
             .unwrap_or_else(|_| RecordBatch::new_empty(self.schema.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{Format, FormatSpec};
+    use crate::plan::aggregate::WindowKind;
+    use crate::runtime::aggregate::windowed_key;
+
+    /// Applies a row of key `id` in the 10 ms window starting at each of `starts`.
+    fn apply_windows(table: &Materialized, id: i64, starts: &[i64]) {
+        let rows = starts.len();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("ID", DataType::Int64, true),
+            Field::new("N", DataType::Int64, true),
+        ]));
+        let output = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(vec![id; rows])),
+                Arc::new(Int64Array::from(vec![1; rows])),
+            ],
+        )
+        .expect("a valid batch");
+        let kind = WindowKind::Tumbling { size: 10 };
+        let records: Vec<ProducerRecord> = starts
+            .iter()
+            .map(|&start| ProducerRecord {
+                key: Some(windowed_key(&id.to_be_bytes(), kind, start, start + 10)),
+                value: Some(bytes::Bytes::from_static(b"{}")),
+                ..ProducerRecord::default()
+            })
+            .collect();
+        let windows: Vec<Option<(i64, i64)>> = starts.iter().map(|&s| Some((s, s + 10))).collect();
+        table.apply(
+            &output,
+            &Int64Array::from(starts.to_vec()),
+            &windows,
+            &records,
+        );
+    }
+
+    #[test]
+    fn a_windowed_table_lets_windows_go_once_they_are_past_its_retention() {
+        let table = Materialized::new(
+            vec![("ID".into(), SqlType::BigInt)],
+            vec![("N".into(), SqlType::BigInt)],
+            FormatSpec::new(Format::Kafka),
+            Some(100),
+        );
+        apply_windows(&table, 1, &[0, 50]);
+        apply_windows(&table, 2, &[100]);
+        let starts = |table: &Materialized| -> Vec<i64> {
+            let snapshot = table.snapshot();
+            let column = snapshot
+                .column_by_name("WINDOWSTART")
+                .expect("window bounds");
+            let mut starts: Vec<i64> = column
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("BIGINT starts")
+                .values()
+                .to_vec();
+            starts.sort_unstable();
+            starts
+        };
+        // A window is kept while its start is within 100 ms of the latest start (100).
+        assert_eq!(starts(&table), [50, 100]);
+        apply_windows(&table, 1, &[260]);
+        assert_eq!(starts(&table), [260]);
     }
 }

@@ -7,6 +7,7 @@
 
 mod aggregate;
 mod join;
+mod join_inputs;
 
 pub use aggregate::changelog_topic;
 pub mod materialized;
@@ -207,15 +208,24 @@ pub struct QuerySpec {
     pub sink_topic: Option<String>,
     pub encoder: SinkEncoder,
     pub start: StartPosition,
+    pub options: TaskOptions,
+}
+
+/// How a query's tasks treat their input, from the properties it was started with.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TaskOptions {
     /// A record without a valid time stops the query (`ksql.timestamp.throw.on.invalid`).
     pub fail_on_invalid_timestamp: bool,
+    /// How long a join waits for an input that has no records before it reads ahead in
+    /// the others (Kafka Streams' `max.task.idle.ms`; 0, not at all, by default).
+    pub max_task_idle: Duration,
 }
 
 impl QuerySpec {
     /// The decoder of one of the query's sources, with the query's error policy.
     pub(crate) fn decoder(&self, source: &Source) -> SourceDecoder {
         SourceDecoder::new(source.clone())
-            .failing_on_invalid_timestamps(self.fail_on_invalid_timestamp)
+            .failing_on_invalid_timestamps(self.options.fail_on_invalid_timestamp)
     }
 }
 
@@ -370,7 +380,7 @@ impl PersistentQuery {
                         spec.encoder.key_columns.clone(),
                         spec.encoder.value_columns.clone(),
                         spec.encoder.key_format.clone(),
-                        false,
+                        None,
                     )));
                 }
                 let from_values = Arc::new(from_values(&spec.source, &plan));
@@ -402,7 +412,7 @@ impl PersistentQuery {
                     spec.encoder.key_columns.clone(),
                     spec.encoder.value_columns.clone(),
                     spec.encoder.key_format.clone(),
-                    plan.windowing.is_some(),
+                    plan.windowing.map(|w| w.table_retention()),
                 ));
                 materialized = Some(table.clone());
                 let task = aggregate::AggregateTask {

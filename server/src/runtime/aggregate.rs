@@ -753,7 +753,6 @@ impl Aggregation {
                 if upper < 0 {
                     return Ok(());
                 }
-                let lower = self.last_close.map_or(0, |last| (last - size).max(0));
                 self.last_close = Some(close);
                 let retention = (size + windowing.grace).max(windowing.retention.unwrap_or(0));
                 let retained_from = self.stream_time.saturating_sub(retention);
@@ -768,16 +767,18 @@ impl Aggregation {
                         self.removed.push(key);
                     }
                 }
-                let from = lower.max(retained_from);
-                self.pending_windows
-                    .range((from, Box::default())..)
-                    .take_while(|(start, _)| *start <= upper)
-                    .cloned()
+                // Every window left that starts by `upper` closes now (those of earlier
+                // closes left then, and a record no longer opens a closed window).
+                let open = self.pending_windows.split_off(&(upper + 1, Box::default()));
+                std::mem::replace(&mut self.pending_windows, open)
+                    .into_iter()
                     .collect()
             }
         };
         for entry in closed {
-            self.pending_windows.remove(&entry);
+            if matches!(windowing.kind, WindowKind::Session { .. }) {
+                self.pending_windows.remove(&entry);
+            }
             let Some(mut group) = self.groups.remove(&entry.1) else {
                 continue;
             };
