@@ -14,7 +14,7 @@ use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use tokio::sync::watch;
 
-use super::join_inputs::{self, Columns, DecodedRun, Next, PartitionBuffer};
+use super::join_inputs::{self, Columns, DecodedRun, Next, Ordering, PartitionBuffer};
 use super::{
     ProcessingLog, Progress, QuerySpec, QueryState, evaluate_rows, presence_runs, read_committed,
     until_running,
@@ -62,6 +62,7 @@ struct Running {
     columns: Vec<Columns>,
     /// The latest row time joined from each input.
     input_times: Vec<i64>,
+    ordering: Ordering,
 }
 
 /// The join key a step appends to each input batch.
@@ -102,6 +103,7 @@ impl JoinTask {
                 })
                 .collect(),
             input_times: vec![i64::MIN; self.plan.inputs.len()],
+            ordering: self.ordering(),
         };
         // A persistent query writes through a transactional producer (which fences the one
         // it had before a restart, aborting what that left open) and rebuilds its state; a
@@ -147,7 +149,8 @@ impl JoinTask {
             let mut awaited = vec![None; self.plan.inputs.len()];
             let mut wait_for = Duration::from_secs(1);
             for (input, buffers) in running.buffers.iter().enumerate() {
-                if buffers.iter().any(|b| !b.runs.is_empty()) {
+                // Only an ordered input holds the others back.
+                if !running.ordering.ordered[input] || buffers.iter().any(|b| !b.runs.is_empty()) {
                     empty_since[input] = None;
                     continue;
                 }
@@ -157,7 +160,12 @@ impl JoinTask {
                     wait_for = wait_for.min(left);
                 }
             }
-            match join_inputs::next(&running.buffers, &running.columns, &awaited) {
+            match join_inputs::next(
+                &running.buffers,
+                &running.columns,
+                &running.ordering,
+                &awaited,
+            ) {
                 Next::Take { input, slot, until } => {
                     if !self
                         .take(&mut running, &mut producer, (input, slot), until)
@@ -186,6 +194,29 @@ impl JoinTask {
                     }
                 }
             }
+        }
+    }
+
+    /// How the inputs are ordered (see [`join_inputs`]): a join with stream–stream steps
+    /// orders its stream inputs, within the smallest of those steps' grace periods.
+    fn ordering(&self) -> Ordering {
+        let slack = self
+            .plan
+            .steps
+            .iter()
+            .filter_map(|step| match step.mode {
+                StepMode::Windowed { grace, .. } => Some(grace),
+                _ => None,
+            })
+            .min();
+        Ordering {
+            ordered: self
+                .plan
+                .inputs
+                .iter()
+                .map(|input| slack.is_some() && input.source.kind == SourceKind::Stream)
+                .collect(),
+            slack: slack.unwrap_or(0),
         }
     }
 
@@ -396,7 +427,7 @@ impl JoinTask {
             self.fill(running).await?;
             let none = vec![None; self.plan.inputs.len()];
             let Next::Take { input, slot, until } =
-                join_inputs::next(&running.buffers, &running.columns, &none)
+                join_inputs::next(&running.buffers, &running.columns, &running.ordering, &none)
             else {
                 break;
             };

@@ -1,11 +1,18 @@
 //! The order a join reads its inputs in. Rows decoded from each partition wait in a buffer;
-//! the join takes next the rows with the earliest time, never past the next row of another
-//! input, so that rows of different inputs meet in event-time order (as Kafka Streams picks
-//! the partition whose next record is earliest). An input with nothing buffered that the
-//! join waits for (`max.task.idle.ms`) holds the others back at its latest time.
+//! the join takes next the rows with the earliest time, never further past the next row of
+//! another stream input than the join's grace period, so that rows of different inputs meet
+//! in event-time order (as Kafka Streams picks the partition whose next record is
+//! earliest). Within the grace period order does not change what a windowed join answers
+//! (its state keeps rows that long), and allowing it keeps batches large. An input with
+//! nothing buffered that the join waits for (`max.task.idle.ms`) holds the others back at
+//! its latest time plus the grace period.
 //!
-//! Partitions of one input are not ordered against each other: their rows never meet in a
-//! join, and taking them in whole fetches keeps batches large.
+//! Only a join with a stream–stream step is ordered so, and only by its stream inputs:
+//! the rows of other inputs are taken a whole fetch at a time, earliest first (a stream row
+//! joins the table's latest row read), as a join without a window has no grace to batch
+//! within. Partitions of one
+//! input are not ordered against each other: their rows never meet in a join, and taking
+//! them in whole fetches keeps batches large.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -89,15 +96,25 @@ fn head_time(buffer: &PartitionBuffer, columns: Columns) -> Option<i64> {
         .map(|times| times.value(0))
 }
 
+/// How a join orders its inputs (see the module header).
+#[derive(Debug, Clone)]
+pub(super) struct Ordering {
+    /// Per input: whether its rows are ordered against the other ordered inputs'.
+    pub ordered: Vec<bool>,
+    /// How far (ms) an ordered input's rows may run ahead of the others'.
+    pub slack: i64,
+}
+
 /// Chooses the next rows: the partition whose next row is earliest, up to the earliest next
-/// row of the other inputs (or the latest time of an input the join waits for,
-/// `awaited[input]`).
+/// row of the other ordered inputs (or the latest time of an input the join waits for,
+/// `awaited[input]`) plus the slack.
 pub(super) fn next(
     inputs: &[Vec<PartitionBuffer>],
     columns: &[Columns],
+    ordering: &Ordering,
     awaited: &[Option<i64>],
 ) -> Next {
-    // Per input: its earliest next row, or what holds the others back while it is empty.
+    // Per input: its earliest next row.
     let fronts: Vec<Option<(i64, usize)>> = inputs
         .iter()
         .zip(columns)
@@ -117,18 +134,24 @@ pub(super) fn next(
     else {
         return Next::Empty;
     };
+    if !ordering.ordered[input] {
+        return Next::Take {
+            input,
+            slot,
+            until: i64::MAX,
+        };
+    }
     let until = fronts
         .iter()
         .zip(awaited)
         .enumerate()
-        .filter(|(other, _)| *other != input)
-        .map(|(_, (front, awaited))| match (front, awaited) {
-            (Some((time, _)), _) => *time,
-            (None, Some(latest)) => *latest,
-            (None, None) => i64::MAX,
+        .filter(|(other, _)| *other != input && ordering.ordered[*other])
+        .filter_map(|(_, (front, awaited))| match (front, awaited) {
+            (Some((time, _)), _) => Some(*time),
+            (None, awaited) => *awaited,
         })
         .min()
-        .unwrap_or(i64::MAX);
+        .map_or(i64::MAX, |bound| bound.saturating_add(ordering.slack));
     if time > until {
         return Next::Wait;
     }
@@ -191,6 +214,14 @@ mod tests {
 
     const COLUMNS: Columns = Columns { time: 0, offset: 1 };
 
+    /// Two ordered inputs, exactly (no slack).
+    fn exact() -> Ordering {
+        Ordering {
+            ordered: vec![true, true],
+            slack: 0,
+        }
+    }
+
     /// A partition buffer holding rows at these times (offsets 0, 1, …).
     fn buffer(times: &[i64]) -> PartitionBuffer {
         let schema = Arc::new(Schema::new(vec![
@@ -220,7 +251,7 @@ mod tests {
     fn the_earliest_rows_go_first_and_stop_at_the_other_inputs_next_row() {
         let mut inputs = vec![vec![buffer(&[10, 30])], vec![buffer(&[1, 5, 12, 20])]];
         let columns = [COLUMNS; 2];
-        let choice = next(&inputs, &columns, &[None, None]);
+        let choice = next(&inputs, &columns, &exact(), &[None, None]);
         assert_eq!(
             choice,
             Next::Take {
@@ -234,7 +265,7 @@ mod tests {
         assert_eq!(resume_at(&inputs[1][0], COLUMNS), 2);
         // Now the row at 10 is earliest; it goes alone (30 is after the other's 12).
         assert_eq!(
-            next(&inputs, &columns, &[None, None]),
+            next(&inputs, &columns, &exact(), &[None, None]),
             Next::Take {
                 input: 0,
                 slot: 0,
@@ -251,9 +282,12 @@ mod tests {
     fn an_awaited_empty_input_holds_the_others_at_its_latest_time() {
         let inputs = vec![vec![buffer(&[])], vec![buffer(&[5, 8])]];
         let columns = [COLUMNS; 2];
-        assert_eq!(next(&inputs, &columns, &[Some(4), None]), Next::Wait);
         assert_eq!(
-            next(&inputs, &columns, &[Some(6), None]),
+            next(&inputs, &columns, &exact(), &[Some(4), None]),
+            Next::Wait
+        );
+        assert_eq!(
+            next(&inputs, &columns, &exact(), &[Some(6), None]),
             Next::Take {
                 input: 1,
                 slot: 0,
@@ -262,16 +296,60 @@ mod tests {
         );
         // Not awaited (idle time over, or none configured): nothing holds the rows back.
         assert_eq!(
-            next(&inputs, &columns, &[None, None]),
+            next(&inputs, &columns, &exact(), &[None, None]),
             Next::Take {
                 input: 1,
                 slot: 0,
                 until: i64::MAX
             }
         );
+        let one = Ordering {
+            ordered: vec![true],
+            slack: 0,
+        };
         assert_eq!(
-            next(&[vec![buffer(&[])]], &columns[..1], &[None]),
+            next(&[vec![buffer(&[])]], &columns[..1], &one, &[None]),
             Next::Empty
+        );
+    }
+
+    #[test]
+    fn rows_run_ahead_by_the_slack_and_unordered_inputs_go_whole() {
+        let inputs = vec![vec![buffer(&[1, 5, 12])], vec![buffer(&[2, 3])]];
+        let columns = [COLUMNS; 2];
+        let slack = Ordering {
+            ordered: vec![true, true],
+            slack: 10,
+        };
+        assert_eq!(
+            next(&inputs, &columns, &slack, &[None, None]),
+            Next::Take {
+                input: 0,
+                slot: 0,
+                until: 12
+            }
+        );
+        // A table input (not ordered) is taken whole, and holds nothing back.
+        let table = Ordering {
+            ordered: vec![true, false],
+            slack: 0,
+        };
+        assert_eq!(
+            next(&inputs, &columns, &table, &[None, None]),
+            Next::Take {
+                input: 0,
+                slot: 0,
+                until: i64::MAX
+            }
+        );
+        let later_stream = vec![vec![buffer(&[5, 12])], vec![buffer(&[2, 3])]];
+        assert_eq!(
+            next(&later_stream, &columns, &table, &[None, None]),
+            Next::Take {
+                input: 1,
+                slot: 0,
+                until: i64::MAX
+            }
         );
     }
 }

@@ -34,7 +34,8 @@ const BID_STREAM: &str = "CREATE STREAM bid (auction BIGINT, bidder BIGINT, pric
 const AUCTION_TABLE: &str = "CREATE TABLE auction (id BIGINT PRIMARY KEY, item_name STRING, \
     description STRING, initial_bid BIGINT, reserve BIGINT, date_time STRING, expires STRING, \
     seller BIGINT, category BIGINT, extra STRING) WITH (kafka_topic='auction', \
-    value_format='JSON');";
+    value_format='JSON', timestamp='date_time', \
+    timestamp_format='yyyy-MM-dd''T''HH:mm:ss.SSS');";
 
 /// The bids in event time (`date_time`), for the windowed queries.
 const BID_TIMED_STREAM: &str = "CREATE STREAM bid_timed (auction BIGINT, bidder BIGINT, \
@@ -51,7 +52,7 @@ fn query_sql(name: &str) -> Option<&'static str> {
         }
         "q2" => "CREATE STREAM q2 AS SELECT auction, price FROM bid WHERE auction % 123 = 0;",
         "enrich" => {
-            "CREATE STREAM enrich AS SELECT b.auction, b.price, a.seller, a.category FROM bid b \
+            "CREATE STREAM enrich AS SELECT b.auction, b.price, a.seller, a.category FROM bid_timed b \
              LEFT JOIN auction a ON b.auction = a.id;"
         }
         "tumble" => {
