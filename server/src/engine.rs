@@ -2607,26 +2607,50 @@ impl Engine {
     /// stopped on an error; fails with the first such error.
     pub async fn wait_until_caught_up(&self) -> Result<(), EngineError> {
         let state = self.state.lock().await;
-        let mut first_error = None;
-        for query in state.queries.values() {
-            if matches!(query.state(), QueryState::Paused | QueryState::Stopped) {
-                continue;
+        // A query may read what another writes: passes repeat until one ends with no
+        // query's input grown since it was waited for.
+        loop {
+            let mut first_error = None;
+            let mut waited = Vec::new();
+            for query in state.queries.values() {
+                if matches!(query.state(), QueryState::Paused | QueryState::Stopped) {
+                    continue;
+                }
+                let ends = self.input_ends(query).await?;
+                if let Err(error) = query.wait_for(&ends).await {
+                    first_error.get_or_insert(EngineError::Statement(error));
+                }
+                waited.push((query, ends));
             }
-            let mut ends = crate::query::Progress::new();
-            for (input, source) in query.spec.inputs().into_iter().enumerate() {
-                let description = self.log.describe_topic(&source.topic).await?;
-                ends.extend(
-                    description
-                        .partitions
-                        .iter()
-                        .map(|p| ((input, p.partition), p.end_offset)),
-                );
+            if let Some(error) = first_error {
+                return Err(error);
             }
-            if let Err(error) = query.wait_for(&ends).await {
-                first_error.get_or_insert(EngineError::Statement(error));
+            let mut grown = false;
+            for (query, ends) in waited {
+                grown |= self.input_ends(query).await? != ends;
+            }
+            if !grown {
+                return Ok(());
             }
         }
-        first_error.map_or(Ok(()), Err)
+    }
+
+    /// The end offsets of every partition of a query's inputs, now.
+    async fn input_ends(
+        &self,
+        query: &PersistentQuery,
+    ) -> Result<crate::query::Progress, EngineError> {
+        let mut ends = crate::query::Progress::new();
+        for (input, source) in query.spec.inputs().into_iter().enumerate() {
+            let description = self.log.describe_topic(&source.topic).await?;
+            ends.extend(
+                description
+                    .partitions
+                    .iter()
+                    .map(|p| ((input, p.partition), p.end_offset)),
+            );
+        }
+        Ok(ends)
     }
 
     /// Stops every query, then the processing log's writer.

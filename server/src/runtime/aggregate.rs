@@ -900,8 +900,10 @@ impl Aggregation {
     }
 
     /// Whether changed groups are marked: for coalesced emission or a changelog.
+    /// Whether groups are marked when they change: for a changelog, or for coalesced
+    /// emission of their rows (`EMIT FINAL` emits closed windows instead).
     fn tracks_changes(&self) -> bool {
-        self.changelog.is_some() || self.plan.emission.coalesces()
+        self.changelog.is_some() || (self.plan.emission.coalesces() && !self.plan.emit_final)
     }
 }
 
@@ -1081,15 +1083,15 @@ pub fn split_windowed_key(
 }
 
 /// The tumbling or hopping windows a record time falls in: epoch-aligned, end-exclusive.
-pub fn windows_of(kind: WindowKind, time: i64) -> Vec<(i64, i64)> {
+pub fn windows_of(kind: WindowKind, time: i64) -> smallvec::SmallVec<[(i64, i64); 8]> {
     match kind {
         WindowKind::Tumbling { size } if size > 0 => {
             let start = time - time.rem_euclid(size);
-            vec![(start, start + size)]
+            smallvec::smallvec![(start, start + size)]
         }
         WindowKind::Hopping { size, advance } if size > 0 && advance > 0 => {
             let last = time - time.rem_euclid(advance);
-            let mut windows = Vec::new();
+            let mut windows = smallvec::SmallVec::new();
             let mut start = last;
             while start > time - size {
                 if start >= 0 {
@@ -1100,7 +1102,7 @@ pub fn windows_of(kind: WindowKind, time: i64) -> Vec<(i64, i64)> {
             windows.reverse();
             windows
         }
-        _ => Vec::new(),
+        _ => smallvec::SmallVec::new(),
     }
 }
 
@@ -1406,11 +1408,11 @@ mod tests {
     #[test]
     fn windows_are_aligned_to_the_epoch_and_end_exclusive() {
         assert_eq!(
-            windows_of(WindowKind::Tumbling { size: 30_000 }, 89_999),
+            windows_of(WindowKind::Tumbling { size: 30_000 }, 89_999).as_slice(),
             [(60_000, 90_000)]
         );
         assert_eq!(
-            windows_of(WindowKind::Tumbling { size: 30_000 }, 90_000),
+            windows_of(WindowKind::Tumbling { size: 30_000 }, 90_000).as_slice(),
             [(90_000, 120_000)]
         );
         assert_eq!(
@@ -1420,7 +1422,8 @@ mod tests {
                     advance: 10_000
                 },
                 25_000
-            ),
+            )
+            .as_slice(),
             [(0, 30_000), (10_000, 40_000), (20_000, 50_000)]
         );
         assert_eq!(
@@ -1430,7 +1433,8 @@ mod tests {
                     advance: 10_000
                 },
                 5_000
-            ),
+            )
+            .as_slice(),
             [(0, 30_000)]
         );
     }
