@@ -452,10 +452,7 @@ impl Aggregation {
             None => {
                 let group = new_group(&self.plan, at.time)?;
                 let slot = self.groups.insert(&self.key_buffer, group);
-                if let (true, Some((start, _))) = (self.plan.emit_final, window) {
-                    self.pending_windows
-                        .insert((start, self.key_buffer.as_slice().into()));
-                }
+                // `EMIT FINAL` finds a time window's groups by its end, in `window_ends`.
                 if let Some((_, end)) = window {
                     self.window_ends.insert((end, slot));
                 }
@@ -756,23 +753,33 @@ impl Aggregation {
                 self.last_close = Some(close);
                 let retention = (size + windowing.grace).max(windowing.retention.unwrap_or(0));
                 let retained_from = self.stream_time.saturating_sub(retention);
-                // Windows that are no longer retained go without a row. (An empty key is
-                // the first of a start.)
-                let retained = self
-                    .pending_windows
-                    .split_off(&(retained_from, Box::default()));
-                let expired = std::mem::replace(&mut self.pending_windows, retained);
-                for (_, key) in expired {
-                    if self.groups.remove(&key).is_some() && self.changelog.is_some() {
-                        self.removed.push(key);
+                // Every window left that ends by the close closes now (those of earlier
+                // closes left then, and a record no longer opens a closed window); a slot
+                // whose group is not of that window was freed and taken by another.
+                let open = self.window_ends.split_off(&(close.saturating_add(1), 0));
+                let ending = std::mem::replace(&mut self.window_ends, open);
+                let mut closed = Vec::with_capacity(ending.len());
+                for (end, slot) in ending {
+                    let Some((key, _)) = self.groups.at_slot(slot) else {
+                        continue;
+                    };
+                    let key: Box<[u8]> = match window_of_state_key(key, true) {
+                        Some((_, e)) if e == end => key.into(),
+                        _ => continue,
+                    };
+                    let start = end - size;
+                    // A window no longer retained goes without a row.
+                    if start < retained_from {
+                        if self.groups.remove(&key).is_some() && self.changelog.is_some() {
+                            self.removed.push(key);
+                        }
+                        continue;
                     }
+                    closed.push((start, key));
                 }
-                // Every window left that starts by `upper` closes now (those of earlier
-                // closes left then, and a record no longer opens a closed window).
-                let open = self.pending_windows.split_off(&(upper + 1, Box::default()));
-                std::mem::replace(&mut self.pending_windows, open)
-                    .into_iter()
-                    .collect()
+                // As they were kept: by window start, then key.
+                closed.sort_unstable();
+                closed
             }
         };
         for entry in closed {
@@ -1195,7 +1202,7 @@ mod tests {
         let changes = counts.process(&clicks(&users, &times)).expect("folds");
         assert_eq!(changes.output.num_rows(), 1000);
         assert_eq!(counts.groups.len(), 1, "emitted windows are dropped");
-        assert_eq!(counts.pending_windows.len(), 1);
+        assert_eq!(counts.window_ends.len(), 1, "only the open window waits");
     }
 
     fn counts(changes: &Changes) -> Vec<i64> {
