@@ -3391,14 +3391,19 @@ fn format_defaults(properties: &Properties) -> FormatDefaults {
 /// emits every change; otherwise changes are coalesced (10 MB and 2 s by default).
 fn emission(properties: &Properties) -> Result<crate::plan::aggregate::Emission, EngineError> {
     use crate::plan::aggregate::Emission;
-    let number = |names: &[&str]| long_property(properties, names);
-    let cache = number(&[
-        "ksql.streams.cache.max.bytes.buffering",
-        "cache.max.bytes.buffering",
-        "ksql.streams.statestore.cache.max.bytes",
-        "statestore.cache.max.bytes",
-    ])?;
-    let interval = number(&["ksql.streams.commit.interval.ms", "commit.interval.ms"])?;
+    let cache = long_property(
+        properties,
+        &[
+            "ksql.streams.cache.max.bytes.buffering",
+            "cache.max.bytes.buffering",
+            "ksql.streams.statestore.cache.max.bytes",
+            "statestore.cache.max.bytes",
+        ],
+    )?;
+    let interval = long_property(
+        properties,
+        &["ksql.streams.commit.interval.ms", "commit.interval.ms"],
+    )?;
     Ok(match cache {
         Some(0) => Emission::PerRecord,
         cache => Emission::Coalesced {

@@ -474,18 +474,10 @@ async fn a_restarted_aggregation_reads_its_state_back_from_its_changelog_not_its
 
 /// Every record of a topic's partition 0 as (key, value) text.
 async fn topic_records(log: &EmbeddedLog, topic: &str) -> Vec<(String, Option<String>)> {
-    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
-    log.fetch(&FetchRequest::new(topic, 0, 0))
+    all_records(log, topic)
         .await
-        .expect("readable")
-        .records
-        .iter()
-        .map(|r| {
-            (
-                r.key.as_deref().map(text).unwrap_or_default(),
-                r.value.as_deref().map(text),
-            )
-        })
+        .into_iter()
+        .map(|(key, value, _)| (key, value))
         .collect()
 }
 

@@ -52,6 +52,7 @@ pub struct Windowing {
 }
 
 const DEFAULT_GRACE_MS: i64 = 24 * 60 * 60 * 1000;
+const DEFAULT_RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
 
 impl Windowing {
     pub fn from_ast(spec: &WindowSpec) -> Windowing {
@@ -93,9 +94,7 @@ impl Windowing {
             retention: retention.as_ref().map(millis),
         }
     }
-}
 
-impl Windowing {
     /// How long a window stays in the table for pull queries, by stream time: `RETENTION`,
     /// or ksqlDB's default of one day (never less than size plus grace).
     pub fn table_retention(&self) -> i64 {
@@ -108,8 +107,6 @@ impl Windowing {
             .max(size.saturating_add(self.grace))
     }
 }
-
-const DEFAULT_RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// A grouped aggregation, ready to run on batches of one source.
 #[derive(Debug, Clone)]

@@ -267,13 +267,11 @@ impl JoinTask {
                 let runs = self.decode(running, input, partition, records);
                 let buffer = &mut running.buffers[input][slot];
                 buffer.fetch_at = match until {
-                    Some(until) => response.next_offset.min(until).max(offset),
+                    // Nothing more to read below the limit (records were removed).
+                    Some(until) if response.next_offset == offset => until,
+                    Some(until) => response.next_offset.min(until),
                     None => response.next_offset,
                 };
-                if until.is_some() && response.next_offset == offset {
-                    // Nothing more to read below the limit (records were removed).
-                    buffer.fetch_at = until.unwrap_or(offset);
-                }
                 buffer.runs.extend(runs);
                 buffer.fatal = fatal;
             }
@@ -423,12 +421,16 @@ impl JoinTask {
     async fn rebuild(&self, running: &mut Running) -> Result<(), String> {
         running.rebuilding = true;
         running.buffers = self.buffers(Some(&self.positions));
+        // Everything up to the committed positions is there: no input is waited for.
+        let awaited = vec![None; self.plan.inputs.len()];
         loop {
             self.fill(running).await?;
-            let none = vec![None; self.plan.inputs.len()];
-            let Next::Take { input, slot, until } =
-                join_inputs::next(&running.buffers, &running.columns, &running.ordering, &none)
-            else {
+            let Next::Take { input, slot, until } = join_inputs::next(
+                &running.buffers,
+                &running.columns,
+                &running.ordering,
+                &awaited,
+            ) else {
                 break;
             };
             let columns = running.columns[input];
@@ -513,24 +515,15 @@ impl JoinTask {
         run: DecodedRun,
     ) -> Option<JoinOutput> {
         let columns = running.columns[input];
-        let latest = run
-            .batch
-            .column(columns.time)
-            .as_primitive_opt::<Int64Type>()
-            .and_then(arrow::compute::max);
-        if let Some(latest) = latest {
+        if let Some(latest) = run.times(columns).and_then(arrow::compute::max) {
             running.input_times[input] = running.input_times[input].max(latest);
         }
-        let offsets = run.batch.column(columns.offset).clone();
-        let first_offset = offsets
-            .as_primitive_opt::<Int64Type>()
-            .map_or(0, |o| o.value(0));
+        let offsets = run.offsets(columns).cloned();
+        let first_offset = offsets.as_ref().map_or(0, |o| o.value(0));
         let deletes = run.deletes.map(|d| vec![d; run.batch.num_rows()]);
         match self.join(running, input, run.batch, deletes) {
             Ok(mut joined) => {
-                if let (Some(records), Some(offsets)) =
-                    (&run.records, offsets.as_primitive_opt::<Int64Type>())
-                {
+                if let (Some(records), Some(offsets)) = (&run.records, &offsets) {
                     joined.headers = joined
                         .triggers
                         .iter()

@@ -10,14 +10,13 @@
 //! Only a join with a stream–stream step is ordered so, and only by its stream inputs:
 //! the rows of other inputs are taken a whole fetch at a time, earliest first (a stream row
 //! joins the table's latest row read), as a join without a window has no grace to batch
-//! within. Partitions of one
-//! input are not ordered against each other: their rows never meet in a join, and taking
-//! them in whole fetches keeps batches large.
+//! within. Partitions of one input are not ordered against each other: their rows never
+//! meet in a join, and taking them in whole fetches keeps batches large.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{Array, AsArray, Int64Array, RecordBatch};
 use arrow::datatypes::Int64Type;
 
 use crate::log::Record;
@@ -32,6 +31,22 @@ pub(super) struct DecodedRun {
     pub deletes: Option<bool>,
     /// The records the rows came from, when any of them has headers (outputs carry them).
     pub records: Option<Arc<[Record]>>,
+}
+
+impl DecodedRun {
+    /// Each row's time.
+    pub fn times(&self, columns: Columns) -> Option<&Int64Array> {
+        self.batch
+            .column(columns.time)
+            .as_primitive_opt::<Int64Type>()
+    }
+
+    /// Each row's record offset.
+    pub fn offsets(&self, columns: Columns) -> Option<&Int64Array> {
+        self.batch
+            .column(columns.offset)
+            .as_primitive_opt::<Int64Type>()
+    }
 }
 
 /// One partition of an input: where to fetch next, and what was decoded but not joined.
@@ -89,11 +104,7 @@ pub(super) enum Next {
 
 /// The time of a partition's next row.
 fn head_time(buffer: &PartitionBuffer, columns: Columns) -> Option<i64> {
-    let run = buffer.runs.front()?;
-    run.batch
-        .column(columns.time)
-        .as_primitive_opt::<Int64Type>()
-        .map(|times| times.value(0))
+    Some(buffer.runs.front()?.times(columns)?.value(0))
 }
 
 /// How a join orders its inputs (see the module header).
@@ -167,17 +178,13 @@ pub(super) fn take(
 ) -> Option<DecodedRun> {
     let run = buffer.runs.front_mut()?;
     let rows = run.batch.num_rows();
-    let count = run
-        .batch
-        .column(columns.time)
-        .as_primitive_opt::<Int64Type>()
-        .map_or(rows, |times| {
-            1 + times
-                .iter()
-                .skip(1)
-                .take_while(|t| t.is_some_and(|t| t <= until))
-                .count()
-        });
+    let count = run.times(columns).map_or(rows, |times| {
+        1 + times
+            .iter()
+            .skip(1)
+            .take_while(|t| t.is_some_and(|t| t <= until))
+            .count()
+    });
     if count >= rows {
         return buffer.runs.pop_front();
     }
@@ -196,10 +203,7 @@ pub(super) fn resume_at(buffer: &PartitionBuffer, columns: Columns) -> i64 {
         .runs
         .front()
         .and_then(|run| {
-            let offsets = run
-                .batch
-                .column(columns.offset)
-                .as_primitive_opt::<Int64Type>()?;
+            let offsets = run.offsets(columns)?;
             offsets.is_valid(0).then(|| offsets.value(0))
         })
         .or_else(|| buffer.fatal.as_ref().map(|e| e.offset))

@@ -26,8 +26,8 @@ pub struct Materialized {
     value_columns: Vec<(String, SqlType)>,
     /// How the table's keys are written (a lookup encodes the key it is given).
     key_format: crate::format::FormatSpec,
-    windowed: bool,
-    /// A windowed table's retention, and the window starts it has seen.
+    /// A windowed table's retention, and the window starts it has seen; `None` for a table
+    /// that is not windowed.
     retention: Option<Mutex<Retention>>,
     /// Rows by their record key bytes (window included): one-row slices of the batches
     /// the changes came in, copied together from time to time (see [`Rows::compact`]),
@@ -107,11 +107,10 @@ impl Materialized {
         key_format: crate::format::FormatSpec,
         window_retention: Option<i64>,
     ) -> Materialized {
-        let windowed = window_retention.is_some();
         let field = |(name, ty): &(String, SqlType)| Field::new(name, ty.to_arrow(), true);
         let bounds = crate::plan::aggregate::WINDOW_BOUNDS
             .iter()
-            .filter(|_| windowed)
+            .filter(|_| window_retention.is_some())
             .map(|name| Field::new(*name, DataType::Int64, true));
         let fields: Vec<Field> = key_columns
             .iter()
@@ -134,7 +133,6 @@ impl Materialized {
             key_columns,
             value_columns,
             key_format,
-            windowed,
             retention: window_retention.map(|keep_for| {
                 Mutex::new(Retention {
                     keep_for,
@@ -146,6 +144,10 @@ impl Materialized {
         }
     }
 
+    fn windowed(&self) -> bool {
+        self.retention.is_some()
+    }
+
     pub fn schema(&self) -> SchemaRef {
         self.schema.clone()
     }
@@ -154,7 +156,7 @@ impl Materialized {
     pub fn key_names(&self) -> Vec<String> {
         let bounds = crate::plan::aggregate::WINDOW_BOUNDS
             .iter()
-            .filter(|_| self.windowed)
+            .filter(|_| self.windowed())
             .map(|name| name.to_string());
         self.key_columns
             .iter()
@@ -184,7 +186,7 @@ impl Materialized {
             }
         };
         let mut columns: Vec<ArrayRef> = self.key_columns.iter().map(column).collect();
-        if self.windowed {
+        if self.windowed() {
             let bound = |pick: fn((i64, i64)) -> i64| -> ArrayRef {
                 Arc::new(Int64Array::from_iter(
                     (0..rows).map(|row| windows.get(row).copied().flatten().map(pick)),
@@ -251,7 +253,7 @@ impl Materialized {
     /// (one each, in order); `None` when the text does not fit the key's type, an empty
     /// batch when the key has no row.
     pub fn lookup(&self, key: &[&str]) -> Option<RecordBatch> {
-        if self.windowed || key.len() != self.key_columns.len() || key.is_empty() {
+        if self.windowed() || key.len() != self.key_columns.len() || key.is_empty() {
             return None;
         }
         let arrays: Vec<ArrayRef> = self

@@ -128,8 +128,8 @@ pub struct Aggregation {
     /// back out of the group when the row changes or is deleted.
     previous: StateMap<PreviousRow>,
     stream_time: i64,
-    /// `EMIT FINAL`: the windows not emitted yet, by start (time windows) or end
-    /// (sessions), with their state keys.
+    /// `EMIT FINAL`: the sessions not emitted yet, by end, with their state keys (time
+    /// windows are found by their end in `window_ends`).
     pending_windows: BTreeSet<(i64, Box<[u8]>)>,
     /// `EMIT FINAL`: the close time of the last emission.
     last_close: Option<i64>,
@@ -906,7 +906,6 @@ impl Aggregation {
         self.dirty.bytes
     }
 
-    /// Whether changed groups are marked: for coalesced emission or a changelog.
     /// Whether groups are marked when they change: for a changelog, or for coalesced
     /// emission of their rows (`EMIT FINAL` emits closed windows instead).
     fn tracks_changes(&self) -> bool {

@@ -248,46 +248,34 @@ async fn check_output(log: &EmbeddedLog, query: &str) -> Result<String> {
         return check_windowed_counts(log, "TUMBLE").await;
     }
     let topic = query.to_uppercase();
-    let description = log.describe_topic(&topic).await?;
     let (mut rows, mut auction, mut bidder, mut price, mut extra) =
         (0u64, 0i128, 0i128, 0i128, 0u64);
     let mut decimal_price = 0i128; // q1: thousandths
     let mut matched = 0u64; // enrich: bids that found their auction
     let mut max_time = String::new();
-    for partition in description.partitions {
-        let mut offset = partition.start_offset;
-        while offset < partition.end_offset {
-            let response = log
-                .fetch(
-                    &FetchRequest::new(&topic, partition.partition, offset).with_max_bytes(8 << 20),
-                )
-                .await?;
-            for record in &response.records {
-                let value: Value =
-                    serde_json::from_slice(record.value.as_deref().unwrap_or(b"null"))?;
-                rows += 1;
-                matched += u64::from(!value["SELLER"].is_null());
-                auction += i128::from(value["AUCTION"].as_i64().unwrap_or(0));
-                bidder += i128::from(value["BIDDER"].as_i64().unwrap_or(0));
-                if let Some(p) = value["PRICE"].as_i64() {
-                    price += i128::from(p);
-                } else if let Value::Number(n) = &value["PRICE"] {
-                    decimal_price +=
-                        riffle_server::types::decimal::parse_decimal(&n.to_string(), 38, 3)
-                            .unwrap_or(0);
-                }
-                extra += value["EXTRA"]
-                    .as_str()
-                    .map_or(0, |s| s.chars().count() as u64);
-                if let Some(time) = value["DATE_TIME"].as_str()
-                    && time > max_time.as_str()
-                {
-                    max_time = time.to_string();
-                }
-            }
-            offset = response.next_offset;
+    each_record(log, &topic, |record| {
+        let value: Value = serde_json::from_slice(record.value.as_deref().unwrap_or(b"null"))?;
+        rows += 1;
+        matched += u64::from(!value["SELLER"].is_null());
+        auction += i128::from(value["AUCTION"].as_i64().unwrap_or(0));
+        bidder += i128::from(value["BIDDER"].as_i64().unwrap_or(0));
+        if let Some(p) = value["PRICE"].as_i64() {
+            price += i128::from(p);
+        } else if let Value::Number(n) = &value["PRICE"] {
+            decimal_price +=
+                riffle_server::types::decimal::parse_decimal(&n.to_string(), 38, 3).unwrap_or(0);
         }
-    }
+        extra += value["EXTRA"]
+            .as_str()
+            .map_or(0, |s| s.chars().count() as u64);
+        if let Some(time) = value["DATE_TIME"].as_str()
+            && time > max_time.as_str()
+        {
+            max_time = time.to_string();
+        }
+        Ok(())
+    })
+    .await?;
     Ok(match query {
         "q0" => format!(
             "sum(auction) {auction}; sum(bidder) {bidder}; sum(price) {price}; max(date_time) \
@@ -306,32 +294,42 @@ async fn check_output(log: &EmbeddedLog, query: &str) -> Result<String> {
 /// A windowed count's final state: the number of (key, window) groups and the sum of their
 /// last counts.
 async fn check_windowed_counts(log: &EmbeddedLog, topic: &str) -> Result<String> {
-    let description = log.describe_topic(topic).await?;
     let mut latest: std::collections::HashMap<Bytes, i64> = std::collections::HashMap::new();
-    for partition in description.partitions {
-        let mut offset = partition.start_offset;
-        while offset < partition.end_offset {
-            let response = log
-                .fetch(
-                    &FetchRequest::new(topic, partition.partition, offset).with_max_bytes(8 << 20),
-                )
-                .await?;
-            for record in &response.records {
-                let value: Value =
-                    serde_json::from_slice(record.value.as_deref().unwrap_or(b"null"))?;
-                latest.insert(
-                    record.key.clone().unwrap_or_default(),
-                    value["N"].as_i64().unwrap_or(0),
-                );
-            }
-            offset = response.next_offset;
-        }
-    }
+    each_record(log, topic, |record| {
+        let value: Value = serde_json::from_slice(record.value.as_deref().unwrap_or(b"null"))?;
+        latest.insert(
+            record.key.clone().unwrap_or_default(),
+            value["N"].as_i64().unwrap_or(0),
+        );
+        Ok(())
+    })
+    .await?;
     Ok(format!(
         "groups {}; sum of counts {}",
         latest.len(),
         latest.values().sum::<i64>()
     ))
+}
+
+/// Hands every record of every partition of `topic` to `visit`, in order.
+async fn each_record(
+    log: &EmbeddedLog,
+    topic: &str,
+    mut visit: impl FnMut(&riffle_server::log::Record) -> Result<()>,
+) -> Result<()> {
+    for partition in log.describe_topic(topic).await?.partitions {
+        let mut offset = partition.start_offset;
+        while offset < partition.end_offset {
+            let request =
+                FetchRequest::new(topic, partition.partition, offset).with_max_bytes(8 << 20);
+            let response = log.fetch(&request).await?;
+            for record in &response.records {
+                visit(record)?;
+            }
+            offset = response.next_offset;
+        }
+    }
+    Ok(())
 }
 
 /// Reads every file under `dir` (so the operating system caches it); answers the bytes read.
@@ -355,35 +353,21 @@ async fn check_against_batch_answer(
     bids: &std::path::Path,
     query: &str,
 ) -> Result<String> {
+    let read = batch_answer::read_bids(bids)?;
     let (second, expected) = match query {
-        "q5" => (
-            "NUM",
-            batch_answer::hot_items(&batch_answer::read_bids(bids)?),
-        ),
-        _ => (
-            "PRICE",
-            batch_answer::highest_bids(&batch_answer::read_bids(bids)?),
-        ),
+        "q5" => ("NUM", batch_answer::hot_items(&read)),
+        _ => ("PRICE", batch_answer::highest_bids(&read)),
     };
-    let topic = query.to_uppercase();
     let mut found = batch_answer::Totals::default();
-    for partition in log.describe_topic(&topic).await?.partitions {
-        let mut offset = partition.start_offset;
-        while offset < partition.end_offset {
-            let request =
-                FetchRequest::new(&topic, partition.partition, offset).with_max_bytes(8 << 20);
-            let response = log.fetch(&request).await?;
-            for record in &response.records {
-                let value: Value =
-                    serde_json::from_slice(record.value.as_deref().unwrap_or(b"null"))?;
-                found.add(
-                    value["AUCTION"].as_i64().unwrap_or(0),
-                    value[second].as_i64().unwrap_or(0),
-                );
-            }
-            offset = response.next_offset;
-        }
-    }
+    each_record(log, &query.to_uppercase(), |record| {
+        let value: Value = serde_json::from_slice(record.value.as_deref().unwrap_or(b"null"))?;
+        found.add(
+            value["AUCTION"].as_i64().unwrap_or(0),
+            value[second].as_i64().unwrap_or(0),
+        );
+        Ok(())
+    })
+    .await?;
     let second = second.to_lowercase();
     let verdict = if found == expected {
         "equal to the batch answer".to_string()

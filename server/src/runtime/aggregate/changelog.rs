@@ -228,9 +228,8 @@ impl Aggregation {
             if let (Some(windowing), Some((start, end))) = (windowing, window) {
                 self.window_ends.insert((end, slot));
                 let session = matches!(windowing.kind, WindowKind::Session { .. });
-                if self.plan.emit_final {
-                    let at = if session { end } else { start };
-                    self.pending_windows.insert((at, (*key).into()));
+                if self.plan.emit_final && session {
+                    self.pending_windows.insert((end, (*key).into()));
                 }
                 if session {
                     self.sessions
