@@ -31,8 +31,10 @@ use crate::plan::PlanError;
 use crate::plan::aggregate::{AggregatePlan, WindowKind};
 
 mod changelog;
+mod final_windows;
 
 use super::arena_map::ArenaMap;
+use final_windows::{ClosedWindow, FinalWindows};
 
 /// The hash maps of the state: keys are group bytes, hashed fast (no untrusted-input
 /// flooding concern: a group only exists once a record made it).
@@ -133,6 +135,9 @@ pub struct Aggregation {
     pending_windows: BTreeSet<(i64, Box<[u8]>)>,
     /// `EMIT FINAL`: the close time of the last emission.
     last_close: Option<i64>,
+    /// `EMIT FINAL` over tumbling or hopping windows: the open windows, folded a batch at a
+    /// time (see [`final_windows`]); the other state fields stay empty.
+    final_windows: Option<FinalWindows>,
     /// Records dropped because their window had closed.
     pub late_records: u64,
     processed: u64,
@@ -141,7 +146,7 @@ pub struct Aggregation {
 impl std::fmt::Debug for Aggregation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Aggregation")
-            .field("groups", &self.groups.len())
+            .field("groups", &self.held_groups())
             .field("stream_time", &self.stream_time)
             .finish_non_exhaustive()
     }
@@ -190,7 +195,13 @@ impl Aggregation {
             .iter()
             .map(|f| SortField::new(f.data_type().clone()))
             .collect();
+        let time_windowed = plan
+            .windowing
+            .is_some_and(|w| !matches!(w.kind, WindowKind::Session { .. }));
+        let final_windows = (plan.emit_final && time_windowed && !plan.over_table)
+            .then(|| FinalWindows::new(plan.aggregates.clone()));
         Ok(Aggregation {
+            final_windows,
             converter: RowConverter::new(sort_fields)?,
             plan,
             groups: ArenaMap::default(),
@@ -284,6 +295,9 @@ impl Aggregation {
             .ok_or_else(|| PlanError::Plan("internal: no ROWTIME".into()))?;
         // Every row's group, as bytes, converted once for the batch.
         let group_rows = self.converter.convert_columns(&groups)?;
+        if self.final_windows.is_some() {
+            return self.fold_final(&input_rows, &groups, &group_rows, &arguments, &times);
+        }
         let mut pending = Pending::new(plan.aggregates.len());
         // Each row's aggregate arguments, one-row slices, in buffers reused row after row.
         let mut args: Vec<Vec<ArrayRef>> = arguments
@@ -636,19 +650,36 @@ impl Aggregation {
             } else {
                 ScalarValue::iter_to_array(values)?
             };
-            // Accumulators may answer a related type (a dictionary, a view): cast to the plan's.
-            let array = if array.data_type() == field.data_type() {
-                array
-            } else {
-                arrow::compute::cast(&array, field.data_type())?
-            };
-            columns.push(array);
+            columns.push(as_planned(array, field)?);
         }
-        let aggregated = RecordBatch::try_new_with_options(
+        let batch = RecordBatch::try_new_with_options(
             plan.aggregated_schema.clone(),
             columns,
             &arrow::array::RecordBatchOptions::new().with_row_count(Some(count)),
         )?;
+        self.conclude(Aggregated {
+            batch,
+            tombstones: pending.tombstones,
+            timestamps: pending.timestamps,
+            windows: pending.windows,
+            input_rows: pending.input_rows,
+            groups: pending.groups,
+        })
+    }
+
+    /// Runs `HAVING` and the projection over aggregated rows: a group `HAVING` filters out
+    /// gets a tombstone if it was shown, and no row otherwise.
+    fn conclude(&mut self, aggregated: Aggregated) -> Result<Changes, PlanError> {
+        let plan = &self.plan;
+        let Aggregated {
+            batch: aggregated,
+            tombstones: forced_tombstones,
+            timestamps,
+            windows,
+            input_rows,
+            groups,
+        } = aggregated;
+        let count = aggregated.num_rows();
         let passes = match &plan.having {
             Some(predicate) => {
                 let mask = predicate.evaluate(&aggregated)?.into_array(count)?;
@@ -677,10 +708,8 @@ impl Aggregation {
             let holds = passes
                 .as_ref()
                 .is_none_or(|m: &BooleanArray| m.is_valid(i) && m.value(i));
-            let forced = pending.tombstones[i];
-            let group = pending.groups[i]
-                .as_ref()
-                .and_then(|k| self.groups.get_mut(k));
+            let forced = forced_tombstones[i];
+            let group = groups[i].as_ref().and_then(|k| self.groups.get_mut(k));
             let (kept, tombstone) = match (forced, holds, group) {
                 (true, _, _) => (true, true),
                 (false, true, group) => {
@@ -709,11 +738,126 @@ impl Aggregation {
         Ok(Changes {
             output: arrow::compute::filter_record_batch(&output, &mask)?,
             tombstones: pick(tombstones, &keep),
-            timestamps: Int64Array::from(pick(pending.timestamps, &keep)),
-            windows: pick(pending.windows, &keep),
-            input_rows: pick(pending.input_rows, &keep),
+            timestamps: Int64Array::from(pick(timestamps, &keep)),
+            windows: pick(windows, &keep),
+            input_rows: pick(input_rows, &keep),
             headers: Vec::new(),
         })
+    }
+
+    /// `EMIT FINAL` over time windows (see [`final_windows`]): gathers each row into its
+    /// windows (a row for a window closed by stream time is late and dropped), closes the
+    /// windows stream time passes as it moves row by row, and folds what is left of the
+    /// batch at its end.
+    fn fold_final(
+        &mut self,
+        input_rows: &[usize],
+        groups: &[ArrayRef],
+        group_rows: &arrow::row::Rows,
+        arguments: &[Vec<ArrayRef>],
+        times: &Int64Array,
+    ) -> Result<Changes, PlanError> {
+        let internal = || PlanError::Plan("internal: EMIT FINAL without a time window".into());
+        let windowing = self.plan.windowing.ok_or_else(internal)?;
+        let size = match windowing.kind {
+            WindowKind::Tumbling { size } | WindowKind::Hopping { size, .. } => size,
+            WindowKind::Session { .. } => return Err(internal()),
+        };
+        let retention = (size + windowing.grace).max(windowing.retention.unwrap_or(0));
+        let converter = (!groups.is_empty()).then_some(&self.converter);
+        let windows = self.final_windows.as_mut().ok_or_else(internal)?;
+        windows.discard_gathered();
+        let mut closed = Vec::new();
+        for (row, &cause) in input_rows.iter().enumerate() {
+            // A row whose group is NULL belongs to no group: ksqlDB drops it.
+            if groups.iter().any(|g| g.is_null(row)) {
+                continue;
+            }
+            let time = times.value(row);
+            self.stream_time = self.stream_time.max(time);
+            let group = if groups.is_empty() {
+                &[][..]
+            } else {
+                group_rows.row(row).data()
+            };
+            let index = u32::try_from(row)
+                .map_err(|_| PlanError::Plan("internal: a batch of 4 billion rows".into()))?;
+            let all = windows_of(windowing.kind, time);
+            // A window closes `grace` after its end (by stream time): a record for a closed
+            // window is late.
+            let open = all
+                .iter()
+                .filter(|(_, end)| end + windowing.grace > self.stream_time);
+            let late = all.len() - open.clone().count();
+            self.late_records += late as u64;
+            windows.gather(open.map(|(start, _)| *start), group, time, index)?;
+            let close = self.stream_time.saturating_sub(windowing.grace);
+            let last_start = close.saturating_sub(size);
+            if self.last_close.is_some_and(|last| close <= last) || last_start < 0 {
+                continue;
+            }
+            self.last_close = Some(close);
+            let retained_from = self.stream_time.saturating_sub(retention);
+            for window in windows.close_through(last_start, retained_from, arguments, converter)? {
+                closed.push((cause, window));
+            }
+        }
+        windows.fold_gathered(arguments)?;
+        let rows = self.closed_rows(closed, size)?;
+        self.conclude(rows)
+    }
+
+    /// The aggregated rows of closed windows (each with the index of the row that closed
+    /// it), in the order they closed.
+    fn closed_rows(
+        &self,
+        closed: Vec<(usize, ClosedWindow)>,
+        size: i64,
+    ) -> Result<Aggregated, PlanError> {
+        let schema = &self.plan.aggregated_schema;
+        let fields = schema.fields();
+        let mut batches = Vec::with_capacity(closed.len());
+        let mut rows = Aggregated {
+            batch: RecordBatch::new_empty(schema.clone()),
+            tombstones: Vec::new(),
+            timestamps: Vec::new(),
+            windows: Vec::new(),
+            input_rows: Vec::new(),
+            groups: Vec::new(),
+        };
+        for (cause, window) in closed {
+            let count = window.timestamps.len();
+            let bounds = (window.start, window.start.saturating_add(size));
+            let mut columns = window.groups;
+            columns.push(Arc::new(Int64Array::from_value(bounds.0, count)));
+            columns.push(Arc::new(Int64Array::from_value(bounds.1, count)));
+            for (values, field) in window.values.into_iter().zip(&fields[columns.len()..]) {
+                columns.push(as_planned(values, field)?);
+            }
+            batches.push(RecordBatch::try_new_with_options(
+                schema.clone(),
+                columns,
+                &arrow::array::RecordBatchOptions::new().with_row_count(Some(count)),
+            )?);
+            rows.timestamps.extend(window.timestamps);
+            rows.windows
+                .extend(std::iter::repeat_n(Some(bounds), count));
+            rows.input_rows.extend(std::iter::repeat_n(cause, count));
+            rows.tombstones.extend(std::iter::repeat_n(false, count));
+            rows.groups.extend(std::iter::repeat_n(None, count));
+        }
+        if !batches.is_empty() {
+            rows.batch = arrow::compute::concat_batches(schema, &batches)?;
+        }
+        Ok(rows)
+    }
+
+    /// How many groups the state holds.
+    fn held_groups(&self) -> usize {
+        match &self.final_windows {
+            Some(windows) => windows.len(),
+            None => self.groups.len(),
+        }
     }
 
     /// `EMIT FINAL`: once stream time has moved the close time (stream time minus the grace
@@ -911,6 +1055,27 @@ impl Aggregation {
     fn tracks_changes(&self) -> bool {
         self.changelog.is_some() || (self.plan.emission.coalesces() && !self.plan.emit_final)
     }
+}
+
+/// Aggregated rows (the group columns, window bounds and aggregate values of the plan's
+/// aggregated schema) and, for each, what [`Changes`] tells of it; `groups` are the state
+/// keys for `HAVING` bookkeeping.
+struct Aggregated {
+    batch: RecordBatch,
+    tombstones: Vec<bool>,
+    timestamps: Vec<i64>,
+    windows: Vec<Option<(i64, i64)>>,
+    input_rows: Vec<usize>,
+    groups: Vec<Option<Box<[u8]>>>,
+}
+
+/// Accumulators may answer a type related to the plan's (a dictionary, a view): cast to
+/// the plan's.
+fn as_planned(array: ArrayRef, field: &arrow::datatypes::FieldRef) -> Result<ArrayRef, PlanError> {
+    if array.data_type() == field.data_type() {
+        return Ok(array);
+    }
+    Ok(arrow::compute::cast(&array, field.data_type())?)
 }
 
 /// The input row being folded: its index in the batch, its group's bytes, its time, and
@@ -1200,8 +1365,11 @@ mod tests {
         let times: Vec<i64> = (0..1000).map(|i| 20 + i * 10).collect();
         let changes = counts.process(&clicks(&users, &times)).expect("folds");
         assert_eq!(changes.output.num_rows(), 1000);
-        assert_eq!(counts.groups.len(), 1, "emitted windows are dropped");
-        assert_eq!(counts.window_ends.len(), 1, "only the open window waits");
+        assert_eq!(
+            counts.held_groups(),
+            1,
+            "emitted windows are dropped: only the open window's group waits"
+        );
     }
 
     fn counts(changes: &Changes) -> Vec<i64> {
@@ -1355,12 +1523,81 @@ mod tests {
     }
 
     #[test]
-    fn a_restored_emit_final_aggregation_emits_the_windows_it_held() {
-        let query = "SELECT USER, COUNT(*) AS N FROM CLICKS WINDOW TUMBLING (SIZE 20 \
-            MILLISECONDS, GRACE PERIOD 0 MILLISECONDS) GROUP BY USER EMIT FINAL;";
+    fn a_restored_emit_final_session_aggregation_emits_the_sessions_it_held() {
+        let query = "SELECT USER, COUNT(*) AS N FROM CLICKS WINDOW SESSION (5 MILLISECONDS, \
+            GRACE PERIOD 0 MILLISECONDS) GROUP BY USER EMIT FINAL;";
         let (straight, restored) = straight_and_restored(query, |plan| plan.emit_final = true);
+        // b's session (30, 33) began before the restart.
         assert!(straight.contains("| b    | 2 |"), "{straight}");
         assert_eq!(straight, restored);
+    }
+
+    #[test]
+    fn emit_final_time_windows_folded_by_batch_emit_what_folding_by_group_does() {
+        let aggregates = "COUNT(*) AS N, SUM(ROWTIME) AS S, AVG(ROWTIME) AS A, \
+            MIN(ROWTIME) AS LO, MAX(USER) AS HI, COLLECT_LIST(ROWTIME) AS L, \
+            TOPK(ROWTIME, 2) AS T, LATEST_BY_OFFSET(ROWTIME) AS LT";
+        // Out of order, late records, a jump past the retention, and a NULL group.
+        let users = ["a", "b", "a", "c", "b", "a", "c", "a", "b", "c", "a", "b"];
+        let times = [1, 5, 12, 14, 3, 30, 18, 33, 31, 200, 190, 205];
+        for (window, having) in [
+            (
+                "TUMBLING (SIZE 10 MILLISECONDS, GRACE PERIOD 5 MILLISECONDS)",
+                "",
+            ),
+            (
+                "HOPPING (SIZE 20 MILLISECONDS, ADVANCE BY 5 MILLISECONDS, \
+                 GRACE PERIOD 3 MILLISECONDS)",
+                "HAVING COUNT(*) > 1",
+            ),
+            (
+                "HOPPING (SIZE 20 MILLISECONDS, ADVANCE BY 10 MILLISECONDS, \
+                 RETENTION 100 MILLISECONDS, GRACE PERIOD 0 MILLISECONDS)",
+                "",
+            ),
+        ] {
+            let query = format!(
+                "SELECT USER, {aggregates} FROM CLICKS WINDOW {window} GROUP BY USER \
+                 {having} EMIT FINAL;"
+            );
+            let mut by_batch = aggregation(&query, true);
+            assert!(by_batch.final_windows.is_some());
+            let mut by_group = aggregation(&query, true);
+            by_group.final_windows = None;
+            let mut outputs = (Vec::new(), Vec::new());
+            let mut emitted = 0;
+            // Batches of one to four rows, so windows close inside and between batches.
+            let mut from = 0;
+            for length in [1, 4, 2, 3, 2] {
+                let rows = from..(from + length).min(users.len());
+                let mut batch_users: Vec<Option<&str>> =
+                    users[rows.clone()].iter().copied().map(Some).collect();
+                if from == 1 {
+                    batch_users[1] = None;
+                }
+                let batch = RecordBatch::try_from_iter([
+                    (
+                        "USER",
+                        Arc::new(arrow::array::StringArray::from(batch_users)) as ArrayRef,
+                    ),
+                    (
+                        "ROWTIME",
+                        Arc::new(Int64Array::from(times[rows].to_vec())) as ArrayRef,
+                    ),
+                ])
+                .expect("a batch");
+                let batch_changes = by_batch.process(&batch).expect("folds");
+                let group_changes = by_group.process(&batch).expect("folds");
+                assert_eq!(batch_changes.input_rows, group_changes.input_rows);
+                emitted += batch_changes.output.num_rows();
+                outputs.0.push(observed(&batch_changes));
+                outputs.1.push(observed(&group_changes));
+                from += length;
+            }
+            assert_eq!(outputs.0, outputs.1, "{window}");
+            assert_eq!(by_batch.late_records, by_group.late_records, "{window}");
+            assert!(emitted > 0, "windows closed: {window}");
+        }
     }
 
     #[test]

@@ -31,15 +31,7 @@ const COMPACT_FROM: usize = 1 << 20;
 
 impl<V> Default for ArenaMap<V> {
     fn default() -> Self {
-        Self {
-            table: HashTable::new(),
-            hasher: foldhash::fast::RandomState::default(),
-            arena: Vec::new(),
-            spans: Vec::new(),
-            slots: Vec::new(),
-            free: Vec::new(),
-            dead_bytes: 0,
-        }
+        Self::with_hasher(foldhash::fast::RandomState::default())
     }
 }
 
@@ -52,6 +44,20 @@ impl<V> std::fmt::Debug for ArenaMap<V> {
 }
 
 impl<V> ArenaMap<V> {
+    /// A map hashing keys with `hasher`: maps that share one can be given a key's hash
+    /// computed once (see [`ArenaMap::slot_or_insert_hashed`]).
+    pub fn with_hasher(hasher: foldhash::fast::RandomState) -> Self {
+        Self {
+            table: HashTable::new(),
+            hasher,
+            arena: Vec::new(),
+            spans: Vec::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            dead_bytes: 0,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.table.len()
     }
@@ -100,12 +106,49 @@ impl<V> ArenaMap<V> {
         Some((Self::key_at(&self.arena, &self.spans, slot), value))
     }
 
+    /// The key in a slot (`None` for a free slot).
+    pub fn key_at_slot(&self, slot: u32) -> Option<&[u8]> {
+        self.slots.get(slot as usize)?.as_ref()?;
+        Some(Self::key_at(&self.arena, &self.spans, slot))
+    }
+
+    /// The slot of a key, adding it with the value `make` answers when new (the key is
+    /// hashed once).
+    pub fn slot_or_insert_with(&mut self, key: &[u8], make: impl FnOnce() -> V) -> u32 {
+        let hash = self.hasher.hash_one(key);
+        self.slot_or_insert_hashed(hash, key, make)
+    }
+
+    /// [`ArenaMap::slot_or_insert_with`] for a key whose hash is known: `hash` must be the
+    /// map's hasher's hash of `key`.
+    pub fn slot_or_insert_hashed(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        make: impl FnOnce() -> V,
+    ) -> u32 {
+        let (arena, spans) = (&self.arena, &self.spans);
+        if let Some(&slot) = self
+            .table
+            .find(hash, |&slot| Self::key_at(arena, spans, slot) == key)
+        {
+            return slot;
+        }
+        self.insert_new(hash, key, make())
+    }
+
     /// Sets a key's value (adding the key when new); answers its slot.
     pub fn insert(&mut self, key: &[u8], value: V) -> u32 {
         if let Some(slot) = self.slot(key) {
             self.slots[slot as usize] = Some(value);
             return slot;
         }
+        let hash = self.hasher.hash_one(key);
+        self.insert_new(hash, key, value)
+    }
+
+    /// Adds a key known to be absent, with its hash.
+    fn insert_new(&mut self, hash: u64, key: &[u8], value: V) -> u32 {
         let span = Span {
             offset: self.arena.len(),
             len: u32::try_from(key.len()).expect("a key is far below 4 GiB"),
@@ -123,7 +166,6 @@ impl<V> ArenaMap<V> {
                 u32::try_from(self.slots.len() - 1).expect("fewer than 4 billion entries")
             }
         };
-        let hash = self.hasher.hash_one(key);
         let (arena, spans, hasher) = (&self.arena, &self.spans, &self.hasher);
         self.table.insert_unique(hash, slot, |&s| {
             hasher.hash_one(Self::key_at(arena, spans, s))

@@ -128,6 +128,11 @@ impl Aggregation {
     /// Keeps track of changes for a changelog from now on; `false` (and no tracking) when
     /// a value of the state has no changelog format.
     pub fn with_changelog(&mut self) -> Result<bool, PlanError> {
+        // `EMIT FINAL` time windows keep their state in vectorized accumulators, without a
+        // changelog format: they are rebuilt from the source.
+        if self.final_windows.is_some() {
+            return Ok(false);
+        }
         self.changelog = StateCodec::try_new(&self.plan)?;
         Ok(self.changelog.is_some())
     }
