@@ -85,11 +85,17 @@ struct Pending {
     rows: Vec<GroupRow>,
     /// For each aggregate, its value in each change.
     values: Vec<Vec<ScalarValue>>,
+    facts: ChangeFacts,
+}
+
+/// What each change is besides its values: what [`Changes`] tells of it, and (for `HAVING`
+/// bookkeeping) the state key of its group.
+#[derive(Default)]
+struct ChangeFacts {
     tombstones: Vec<bool>,
     timestamps: Vec<i64>,
     windows: Vec<Option<(i64, i64)>>,
     input_rows: Vec<usize>,
-    /// For each change, the group it belongs to (for `HAVING` bookkeeping).
     groups: Vec<Option<Box<[u8]>>>,
 }
 
@@ -637,10 +643,10 @@ impl Aggregation {
         };
         if plan.windowing.is_some() {
             columns.push(Arc::new(Int64Array::from_iter(
-                pending.windows.iter().map(|w| w.map(|w| w.0)),
+                pending.facts.windows.iter().map(|w| w.map(|w| w.0)),
             )));
             columns.push(Arc::new(Int64Array::from_iter(
-                pending.windows.iter().map(|w| w.map(|w| w.1)),
+                pending.facts.windows.iter().map(|w| w.map(|w| w.1)),
             )));
         }
         let fields = plan.aggregated_schema.fields();
@@ -659,11 +665,7 @@ impl Aggregation {
         )?;
         self.conclude(Aggregated {
             batch,
-            tombstones: pending.tombstones,
-            timestamps: pending.timestamps,
-            windows: pending.windows,
-            input_rows: pending.input_rows,
-            groups: pending.groups,
+            facts: pending.facts,
         })
     }
 
@@ -673,11 +675,14 @@ impl Aggregation {
         let plan = &self.plan;
         let Aggregated {
             batch: aggregated,
-            tombstones: forced_tombstones,
-            timestamps,
-            windows,
-            input_rows,
-            groups,
+            facts:
+                ChangeFacts {
+                    tombstones: forced_tombstones,
+                    timestamps,
+                    windows,
+                    input_rows,
+                    groups,
+                },
         } = aggregated;
         let count = aggregated.num_rows();
         let passes = match &plan.having {
@@ -819,11 +824,7 @@ impl Aggregation {
         let mut batches = Vec::with_capacity(closed.len());
         let mut rows = Aggregated {
             batch: RecordBatch::new_empty(schema.clone()),
-            tombstones: Vec::new(),
-            timestamps: Vec::new(),
-            windows: Vec::new(),
-            input_rows: Vec::new(),
-            groups: Vec::new(),
+            facts: ChangeFacts::default(),
         };
         for (cause, window) in closed {
             let count = window.timestamps.len();
@@ -839,12 +840,9 @@ impl Aggregation {
                 columns,
                 &arrow::array::RecordBatchOptions::new().with_row_count(Some(count)),
             )?);
-            rows.timestamps.extend(window.timestamps);
-            rows.windows
-                .extend(std::iter::repeat_n(Some(bounds), count));
-            rows.input_rows.extend(std::iter::repeat_n(cause, count));
-            rows.tombstones.extend(std::iter::repeat_n(false, count));
-            rows.groups.extend(std::iter::repeat_n(None, count));
+            for timestamp in window.timestamps {
+                rows.facts.push(false, timestamp, Some(bounds), cause, None);
+            }
         }
         if !batches.is_empty() {
             rows.batch = arrow::compute::concat_batches(schema, &batches)?;
@@ -1058,15 +1056,27 @@ impl Aggregation {
 }
 
 /// Aggregated rows (the group columns, window bounds and aggregate values of the plan's
-/// aggregated schema) and, for each, what [`Changes`] tells of it; `groups` are the state
-/// keys for `HAVING` bookkeeping.
+/// aggregated schema) and what each is.
 struct Aggregated {
     batch: RecordBatch,
-    tombstones: Vec<bool>,
-    timestamps: Vec<i64>,
-    windows: Vec<Option<(i64, i64)>>,
-    input_rows: Vec<usize>,
-    groups: Vec<Option<Box<[u8]>>>,
+    facts: ChangeFacts,
+}
+
+impl ChangeFacts {
+    fn push(
+        &mut self,
+        tombstone: bool,
+        timestamp: i64,
+        window: Option<(i64, i64)>,
+        input_row: usize,
+        group: Option<Box<[u8]>>,
+    ) {
+        self.tombstones.push(tombstone);
+        self.timestamps.push(timestamp);
+        self.windows.push(window);
+        self.input_rows.push(input_row);
+        self.groups.push(group);
+    }
 }
 
 /// Accumulators may answer a type related to the plan's (a dictionary, a view): cast to
@@ -1092,11 +1102,7 @@ impl Pending {
         Pending {
             rows: Vec::new(),
             values: vec![Vec::new(); aggregates],
-            tombstones: Vec::new(),
-            timestamps: Vec::new(),
-            windows: Vec::new(),
-            input_rows: Vec::new(),
-            groups: Vec::new(),
+            facts: ChangeFacts::default(),
         }
     }
 
@@ -1128,11 +1134,7 @@ impl Pending {
         for (column, value) in self.values.iter_mut().zip(values) {
             column.push(value);
         }
-        self.tombstones.push(tombstone);
-        self.timestamps.push(timestamp);
-        self.windows.push(window);
-        self.input_rows.push(cause);
-        self.groups.push(group);
+        self.facts.push(tombstone, timestamp, window, cause, group);
     }
 }
 
