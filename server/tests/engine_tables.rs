@@ -179,6 +179,46 @@ async fn having_emits_a_tombstone_when_a_group_stops_qualifying() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_column_that_fails_on_a_group_is_null_and_logged_and_the_count_goes_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (log, engine) = engine_with(
+        dir.path(),
+        "CREATE STREAM clicks (user STRING KEY, page STRING) \
+           WITH (kafka_topic='clicks', value_format='JSON', partitions=1);
+         CREATE TABLE per_page AS SELECT page, COUNT(*) AS n, 10 / (COUNT(*) - 2) AS x \
+           FROM clicks GROUP BY page;",
+        &earliest_per_record(),
+    )
+    .await;
+    log.produce(
+        "clicks",
+        (0..4).map(|i| click("ann", "/home", i)).collect(),
+        Acks::All,
+    )
+    .await
+    .expect("produced");
+    engine.wait_until_caught_up().await.expect("caught up");
+    let values: Vec<Option<String>> = all_records(&log, "PER_PAGE")
+        .await
+        .into_iter()
+        .map(|(_, value, _)| value)
+        .collect();
+    assert_eq!(
+        values,
+        [
+            Some(r#"{"N":1,"X":-10}"#.to_string()),
+            Some(r#"{"N":2,"X":null}"#.to_string()),
+            Some(r#"{"N":3,"X":10}"#.to_string()),
+            Some(r#"{"N":4,"X":5}"#.to_string()),
+        ],
+        "every click counted once; X is NULL where it divides by zero"
+    );
+    let logged = engine.processing_log().entries();
+    assert_eq!(logged.len(), 1, "the second click's failure: {logged:?}");
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_query_with_group_by_streams_each_change() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (log, engine) = open_engine(dir.path()).await;

@@ -382,7 +382,8 @@ impl Planner {
         for (expr, field) in projection.expr.iter().zip(plan.schema().fields()) {
             let physical =
                 state.create_physical_expr(simplified(expr.clone(), aggregated), aggregated)?;
-            fields.push(field.as_ref().clone());
+            // Every ksqlDB column may be NULL (one a function failed on is).
+            fields.push(field.as_ref().clone().with_nullable(true));
             let source_column = match expr.clone().unalias() {
                 datafusion::logical_expr::Expr::Column(column)
                     if group_names.contains(&column.name) =>

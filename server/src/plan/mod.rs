@@ -866,49 +866,75 @@ impl StatelessPlan {
         row: &RecordBatch,
         report: &mut dyn FnMut(String),
     ) -> Option<(RecordBatch, RecordBatch)> {
-        let guarded = |expr: &Arc<dyn PhysicalExpr>| {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                expr.evaluate(row)?.into_array(row.num_rows())
-            }))
-            .unwrap_or_else(|_| {
-                Err(DataFusionError::Execution(
-                    "a function failed unexpectedly".into(),
-                ))
-            })
-        };
-        if let Some(predicate) = &self.filter {
-            match guarded(predicate) {
-                Ok(mask) => {
-                    let passes = arrow::array::AsArray::as_boolean_opt(&mask)
-                        .is_some_and(|m| arrow::array::Array::is_valid(m, 0) && m.value(0));
-                    if !passes {
-                        return None;
-                    }
-                }
-                Err(error) => {
-                    report(error.to_string());
-                    return None;
-                }
-            }
+        if let Some(predicate) = &self.filter
+            && !holds_on_row(predicate, row, report)
+        {
+            return None;
         }
-        let columns = self
-            .projection
-            .iter()
-            .zip(self.output_schema.fields())
-            .map(|(column, field)| match guarded(&column.expr) {
+        let output = project_row(&self.projection, &self.output_schema, row, report)?;
+        Some((row.clone(), output))
+    }
+}
+
+/// Evaluates an expression over rows on which something failed: an error or a panic is
+/// an error (a panicking function must not take the query down).
+fn guarded_evaluate(
+    expr: &Arc<dyn PhysicalExpr>,
+    rows: &RecordBatch,
+) -> Result<arrow::array::ArrayRef, DataFusionError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        expr.evaluate(rows)?.into_array(rows.num_rows())
+    }))
+    .unwrap_or_else(|_| {
+        Err(DataFusionError::Execution(
+            "a function failed unexpectedly".into(),
+        ))
+    })
+}
+
+/// Whether a condition (`WHERE`, `HAVING`) holds on one row; one that fails does not
+/// hold, and the failure is reported.
+pub(crate) fn holds_on_row(
+    predicate: &Arc<dyn PhysicalExpr>,
+    row: &RecordBatch,
+    report: &mut dyn FnMut(String),
+) -> bool {
+    match guarded_evaluate(predicate, row) {
+        Ok(mask) => arrow::array::AsArray::as_boolean_opt(&mask)
+            .is_some_and(|m| arrow::array::Array::is_valid(m, 0) && m.value(0)),
+        Err(error) => {
+            report(error.to_string());
+            false
+        }
+    }
+}
+
+/// Projects one row as ksqlDB does when something fails: a column that fails is NULL,
+/// and each failure is reported.
+pub(crate) fn project_row(
+    projection: &[ProjectedColumn],
+    schema: &SchemaRef,
+    row: &RecordBatch,
+    report: &mut dyn FnMut(String),
+) -> Option<RecordBatch> {
+    let columns = projection
+        .iter()
+        .zip(schema.fields())
+        .map(
+            |(column, field)| match guarded_evaluate(&column.expr, row) {
                 Ok(array) => array,
                 Err(error) => {
                     report(error.to_string());
                     arrow::array::new_null_array(field.data_type(), row.num_rows())
                 }
-            })
-            .collect();
-        match RecordBatch::try_new(self.output_schema.clone(), columns) {
-            Ok(output) => Some((row.clone(), output)),
-            Err(error) => {
-                report(error.to_string());
-                None
-            }
+            },
+        )
+        .collect();
+    match RecordBatch::try_new(schema.clone(), columns) {
+        Ok(output) => Some(output),
+        Err(error) => {
+            report(error.to_string());
+            None
         }
     }
 }

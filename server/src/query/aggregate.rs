@@ -180,6 +180,10 @@ impl AggregateTask {
             let rows = aggregation
                 .flush_groups(chunk)
                 .map_err(|e| self.fail("emitting the changed groups", &e))?;
+            // No one record caused a flushed row.
+            for (_, error) in &rows.errors {
+                tracing::warn!(query = %self.spec.id, %error, "emitting a changed group");
+            }
             if !self.send(aggregation, &[rows]).await? {
                 return Ok(false);
             }
@@ -404,7 +408,13 @@ impl AggregateTask {
                         .map(|r| (r.key.as_deref().unwrap_or_default(), r.timestamp))
                         .collect();
                     match aggregation.delete(&deletes) {
-                        Ok(changes) => all.push(changes),
+                        Ok(changes) => {
+                            for (row, message) in changes.errors.iter().filter(|_| log) {
+                                let offset = run.get(*row).map_or(-1, |r| r.offset);
+                                self.log_aggregate_error(partition, offset, message);
+                            }
+                            all.push(changes);
+                        }
                         Err(error) => tracing::warn!(
                             query = %self.spec.id, %error, "a table's deletes failed"
                         ),
@@ -472,26 +482,42 @@ impl AggregateTask {
             }
             Ok::<_, crate::plan::PlanError>(changes)
         };
-        if let Ok(changes) = process(aggregation, 0, batch.num_rows()) {
+        let report = |row: usize, message: &dyn std::fmt::Display| {
+            if log {
+                self.log_aggregate_error(partition, offset_of(batch, row), message);
+            }
+        };
+        let mut folded = |aggregation: &mut Aggregation, from: usize, rows: usize| {
+            // An error leaves the state as it was.
+            let changes = process(aggregation, from, rows)?;
+            for (row, message) in &changes.errors {
+                report(from + row, message);
+            }
             all.push(changes);
+            Ok::<_, crate::plan::PlanError>(())
+        };
+        if folded(aggregation, 0, batch.num_rows()).is_ok() {
             return;
         }
         for row in 0..batch.num_rows() {
-            match process(aggregation, row, 1) {
-                Ok(changes) => all.push(changes),
-                Err(error) if log => self.processing_log.record(
-                    &self.spec.id,
-                    RecordError {
-                        topic: self.spec.source.topic.clone(),
-                        partition,
-                        offset: offset_of(batch, row),
-                        message: format!("Error computing the aggregate: {error}"),
-                        fatal: false,
-                    },
-                ),
-                Err(_) => {}
+            if let Err(error) = folded(aggregation, row, 1) {
+                report(row, &error);
             }
         }
+    }
+
+    /// Notes in the processing log a record the aggregation failed on.
+    fn log_aggregate_error(&self, partition: i32, offset: i64, message: &dyn std::fmt::Display) {
+        self.processing_log.record(
+            &self.spec.id,
+            RecordError {
+                topic: self.spec.source.topic.clone(),
+                partition,
+                offset,
+                message: format!("Error computing the aggregate: {message}"),
+                fatal: false,
+            },
+        );
     }
 
     /// The sink records of the changes, applied to the materialized rows too.

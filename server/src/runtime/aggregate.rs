@@ -69,7 +69,15 @@ pub struct Changes {
     /// The headers of the record that caused each change, which its output record carries
     /// (as Kafka Streams forwards them); empty when no input record had any.
     pub headers: Vec<Vec<crate::log::Header>>,
+    /// The input rows on which something failed, and why (for the processing log). The
+    /// state keeps what did not fail, as ksqlDB's does: an aggregate that refused a value
+    /// leaves that row out; a `HAVING` that failed does not hold; a column that failed is
+    /// NULL.
+    pub errors: Vec<RowError>,
 }
+
+/// An input row (its index in the batch) and what failed on it.
+pub type RowError = (usize, String);
 
 /// Where a change's group values come from.
 enum GroupRow {
@@ -86,6 +94,7 @@ struct Pending {
     /// For each aggregate, its value in each change.
     values: Vec<Vec<ScalarValue>>,
     facts: ChangeFacts,
+    errors: Vec<RowError>,
 }
 
 /// What each change is besides its values: what [`Changes`] tells of it, and (for `HAVING`
@@ -255,12 +264,37 @@ impl Aggregation {
         self.finish(pending, &[], None)
     }
 
+    /// Folds a batch: an error means nothing changed (the expressions over the batch
+    /// failed), so that its rows can be folded one at a time. What fails once the state
+    /// changes is reported in [`Changes::errors`].
     fn fold(
         &mut self,
         batch: &RecordBatch,
         table_keys: Option<&[&[u8]]>,
     ) -> Result<Changes, PlanError> {
-        let plan = self.plan.clone();
+        let prepared = self.prepare(batch)?;
+        let rows = prepared.original_rows;
+        match self.fold_prepared(prepared, table_keys) {
+            Ok(changes) => Ok(changes),
+            Err(error) => Ok(Changes {
+                output: RecordBatch::new_empty(self.plan.output_schema.clone()),
+                tombstones: Vec::new(),
+                timestamps: Int64Array::from(Vec::<i64>::new()),
+                windows: Vec::new(),
+                input_rows: Vec::new(),
+                headers: Vec::new(),
+                errors: (0..rows)
+                    .map(|row| (row, format!("the aggregation lost its changes: {error}")))
+                    .collect(),
+            }),
+        }
+    }
+
+    /// Evaluates a batch's `WHERE`, groups and aggregate arguments; the state is untouched.
+    fn prepare(&self, batch: &RecordBatch) -> Result<Prepared, PlanError> {
+        let plan = &self.plan;
+        // Functions note the rows they fail on: these are this batch's.
+        crate::functions::udf::take_row_failures();
         let original_times = batch
             .column_by_name("ROWTIME")
             .and_then(|c| c.as_primitive_opt::<Int64Type>().cloned())
@@ -279,6 +313,7 @@ impl Aggregation {
             }
             None => (batch.clone(), (0..batch.num_rows()).collect()),
         };
+        let mut errors = crate::functions::udf::take_row_failures();
         let rows = batch.num_rows();
         let groups = plan
             .group_by
@@ -295,16 +330,59 @@ impl Aggregation {
                     .collect::<Result<Vec<_>, _>>()
             })
             .collect::<Result<Vec<_>, _>>()?;
+        // These count rows of the filtered batch.
+        errors.extend(
+            crate::functions::udf::take_row_failures()
+                .into_iter()
+                .map(|(row, message)| (input_rows.get(row).copied().unwrap_or(row), message)),
+        );
         let times = batch
             .column_by_name("ROWTIME")
             .and_then(|c| c.as_primitive_opt::<Int64Type>().cloned())
             .ok_or_else(|| PlanError::Plan("internal: no ROWTIME".into()))?;
         // Every row's group, as bytes, converted once for the batch.
         let group_rows = self.converter.convert_columns(&groups)?;
+        Ok(Prepared {
+            original_times,
+            original_rows,
+            input_rows,
+            groups,
+            arguments,
+            times,
+            group_rows,
+            errors,
+        })
+    }
+
+    /// Folds a prepared batch into the state.
+    fn fold_prepared(
+        &mut self,
+        prepared: Prepared,
+        table_keys: Option<&[&[u8]]>,
+    ) -> Result<Changes, PlanError> {
+        let Prepared {
+            original_times,
+            original_rows,
+            input_rows,
+            groups,
+            arguments,
+            times,
+            group_rows,
+            errors,
+        } = prepared;
         if self.final_windows.is_some() {
-            return self.fold_final(&input_rows, &groups, &group_rows, &arguments, &times);
+            return self.fold_final(
+                &input_rows,
+                &groups,
+                &group_rows,
+                &arguments,
+                &times,
+                errors,
+            );
         }
+        let plan = self.plan.clone();
         let mut pending = Pending::new(plan.aggregates.len());
+        pending.errors = errors;
         // Each row's aggregate arguments, one-row slices, in buffers reused row after row.
         let mut args: Vec<Vec<ArrayRef>> = arguments
             .iter()
@@ -333,7 +411,10 @@ impl Aggregation {
                         .is_some_and(|p| *p.group == *group_bytes(row))
                 });
                 let time = original_times.value(cause);
-                self.retract(keys[cause], time, cause, !same_group, &mut pending)?;
+                let retracted = self.retract(keys[cause], time, cause, !same_group, &mut pending);
+                if let Err(error) = retracted {
+                    pending.errors.push((cause, error.to_string()));
+                }
             }
             let Some(row) = grouped else {
                 continue;
@@ -352,7 +433,10 @@ impl Aggregation {
                 cause,
             };
             if let Some(keys) = table_keys {
-                self.update(&at, None, &args, &mut pending)?;
+                if let Err(error) = self.update(&at, None, &args, &mut pending) {
+                    pending.errors.push((cause, error.to_string()));
+                    continue;
+                }
                 let arguments = args
                     .iter()
                     .map(|values| {
@@ -374,23 +458,25 @@ impl Aggregation {
                 }
                 continue;
             }
-            match plan.windowing {
-                None => self.update(&at, None, &args, &mut pending)?,
+            // An aggregate that refuses the row leaves it out of that group.
+            let folded = match plan.windowing {
+                None => self.update(&at, None, &args, &mut pending),
                 Some(windowing) => match windowing.kind {
                     WindowKind::Session { gap } => {
-                        self.update_session(&at, gap, windowing.grace, &args, &mut pending)?
+                        self.update_session(&at, gap, windowing.grace, &args, &mut pending)
                     }
-                    kind => {
-                        for window in windows_of(kind, time) {
-                            // A window closes `grace` after its end (by stream time).
-                            if window.1 + windowing.grace <= self.stream_time {
-                                self.late_records += 1;
-                                continue;
-                            }
-                            self.update(&at, Some(window), &args, &mut pending)?;
+                    kind => windows_of(kind, time).into_iter().try_for_each(|window| {
+                        // A window closes `grace` after its end (by stream time).
+                        if window.1 + windowing.grace <= self.stream_time {
+                            self.late_records += 1;
+                            return Ok(());
                         }
-                    }
+                        self.update(&at, Some(window), &args, &mut pending)
+                    }),
                 },
+            };
+            if let Err(error) = folded {
+                pending.errors.push((cause, error.to_string()));
             }
             if plan.emit_final {
                 self.emit_closed_windows(cause, &mut pending)?;
@@ -666,13 +752,13 @@ impl Aggregation {
         self.conclude(Aggregated {
             batch,
             facts: pending.facts,
+            errors: pending.errors,
         })
     }
 
     /// Runs `HAVING` and the projection over aggregated rows: a group `HAVING` filters out
     /// gets a tombstone if it was shown, and no row otherwise.
     fn conclude(&mut self, aggregated: Aggregated) -> Result<Changes, PlanError> {
-        let plan = &self.plan;
         let Aggregated {
             batch: aggregated,
             facts:
@@ -683,29 +769,23 @@ impl Aggregation {
                     input_rows,
                     groups,
                 },
+            mut errors,
         } = aggregated;
         let count = aggregated.num_rows();
-        let passes = match &plan.having {
-            Some(predicate) => {
-                let mask = predicate.evaluate(&aggregated)?.into_array(count)?;
-                let mask = mask
-                    .as_boolean_opt()
-                    .cloned()
-                    .ok_or_else(|| PlanError::Plan("HAVING must be a boolean expression".into()))?;
-                Some(mask)
+        crate::functions::udf::take_row_failures();
+        let (passes, output) = match self.output_of(&aggregated) {
+            Ok(evaluated) => evaluated,
+            // Something failed on some row: each row is evaluated alone.
+            Err(_) => {
+                crate::functions::udf::take_row_failures();
+                self.output_row_by_row(&aggregated, &input_rows, &mut errors)?
             }
-            None => None,
         };
-        let columns = plan
-            .projection
-            .iter()
-            .map(|c| c.expr.evaluate(&aggregated)?.into_array(count))
-            .collect::<Result<Vec<_>, _>>()?;
-        let output = RecordBatch::try_new_with_options(
-            plan.output_schema.clone(),
-            columns,
-            &arrow::array::RecordBatchOptions::new().with_row_count(Some(count)),
-        )?;
+        errors.extend(
+            crate::functions::udf::take_row_failures()
+                .into_iter()
+                .filter_map(|(row, message)| Some((*input_rows.get(row)?, message))),
+        );
         // A group filtered out by HAVING: a tombstone if it was shown, nothing otherwise.
         let mut keep = Vec::with_capacity(count);
         let mut tombstones = Vec::with_capacity(count);
@@ -747,7 +827,74 @@ impl Aggregation {
             windows: pick(windows, &keep),
             input_rows: pick(input_rows, &keep),
             headers: Vec::new(),
+            errors,
         })
+    }
+
+    /// `HAVING` (whether it holds on each row) and the projection over aggregated rows.
+    fn output_of(
+        &self,
+        aggregated: &RecordBatch,
+    ) -> Result<(Option<BooleanArray>, RecordBatch), PlanError> {
+        let plan = &self.plan;
+        let count = aggregated.num_rows();
+        let passes = match &plan.having {
+            Some(predicate) => {
+                let mask = predicate.evaluate(aggregated)?.into_array(count)?;
+                let mask = mask
+                    .as_boolean_opt()
+                    .cloned()
+                    .ok_or_else(|| PlanError::Plan("HAVING must be a boolean expression".into()))?;
+                Some(mask)
+            }
+            None => None,
+        };
+        let columns = plan
+            .projection
+            .iter()
+            .map(|c| c.expr.evaluate(aggregated)?.into_array(count))
+            .collect::<Result<Vec<_>, _>>()?;
+        let output = RecordBatch::try_new_with_options(
+            plan.output_schema.clone(),
+            columns,
+            &arrow::array::RecordBatchOptions::new().with_row_count(Some(count)),
+        )?;
+        Ok((passes, output))
+    }
+
+    /// [`Self::output_of`] one row at a time, as ksqlDB treats a row something failed on:
+    /// a `HAVING` that fails does not hold, a column that fails is NULL; each failure is
+    /// reported against the input row that caused the change.
+    fn output_row_by_row(
+        &self,
+        aggregated: &RecordBatch,
+        input_rows: &[usize],
+        errors: &mut Vec<RowError>,
+    ) -> Result<(Option<BooleanArray>, RecordBatch), PlanError> {
+        let plan = &self.plan;
+        let mut passes = Vec::with_capacity(aggregated.num_rows());
+        let mut outputs = Vec::with_capacity(aggregated.num_rows());
+        for (row, &cause) in input_rows.iter().enumerate().take(aggregated.num_rows()) {
+            let mut report = |message: String| errors.push((cause, message));
+            let slice = aggregated.slice(row, 1);
+            if let Some(having) = &plan.having {
+                passes.push(crate::plan::holds_on_row(having, &slice, &mut report));
+            }
+            let output = crate::plan::project_row(
+                &plan.projection,
+                &plan.output_schema,
+                &slice,
+                &mut report,
+            )
+            .ok_or_else(|| PlanError::Plan("internal: an aggregated row does not fit".into()))?;
+            outputs.push(output);
+        }
+        let output = match outputs.is_empty() {
+            true => RecordBatch::new_empty(plan.output_schema.clone()),
+            false => arrow::compute::concat_batches(&plan.output_schema, &outputs)?,
+        };
+        let passes = plan.having.is_some().then(|| BooleanArray::from(passes));
+        Ok((passes, output))
     }
 
     /// `EMIT FINAL` over time windows (see [`final_windows`]): gathers each row into its
@@ -761,6 +908,7 @@ impl Aggregation {
         group_rows: &arrow::row::Rows,
         arguments: &[Vec<ArrayRef>],
         times: &Int64Array,
+        errors: Vec<RowError>,
     ) -> Result<Changes, PlanError> {
         let internal = || PlanError::Plan("internal: EMIT FINAL without a time window".into());
         let windowing = self.plan.windowing.ok_or_else(internal)?;
@@ -808,7 +956,8 @@ impl Aggregation {
             }
         }
         windows.fold_gathered(arguments)?;
-        let rows = self.closed_rows(closed, size)?;
+        let mut rows = self.closed_rows(closed, size)?;
+        rows.errors = errors;
         self.conclude(rows)
     }
 
@@ -825,6 +974,7 @@ impl Aggregation {
         let mut rows = Aggregated {
             batch: RecordBatch::new_empty(schema.clone()),
             facts: ChangeFacts::default(),
+            errors: Vec::new(),
         };
         for (cause, window) in closed {
             let count = window.timestamps.len();
@@ -1055,11 +1205,28 @@ impl Aggregation {
     }
 }
 
+/// A batch's `WHERE`, groups and aggregate arguments, evaluated before it is folded.
+struct Prepared {
+    /// `ROWTIME` of every input row (before the `WHERE`).
+    original_times: Int64Array,
+    original_rows: usize,
+    /// For each row that passed the `WHERE`, its index in the input batch.
+    input_rows: Vec<usize>,
+    /// The rest count rows that passed the `WHERE`.
+    groups: Vec<ArrayRef>,
+    arguments: Vec<Vec<ArrayRef>>,
+    times: Int64Array,
+    group_rows: arrow::row::Rows,
+    /// Input rows functions failed on (they gave NULL there).
+    errors: Vec<RowError>,
+}
+
 /// Aggregated rows (the group columns, window bounds and aggregate values of the plan's
 /// aggregated schema) and what each is.
 struct Aggregated {
     batch: RecordBatch,
     facts: ChangeFacts,
+    errors: Vec<RowError>,
 }
 
 impl ChangeFacts {
@@ -1103,6 +1270,7 @@ impl Pending {
             rows: Vec::new(),
             values: vec![Vec::new(); aggregates],
             facts: ChangeFacts::default(),
+            errors: Vec::new(),
         }
     }
 
@@ -1382,6 +1550,59 @@ mod tests {
             .expect("counts")
             .values()
             .to_vec()
+    }
+
+    /// The column `X` of each change (NULL as `None`).
+    fn column_x(changes: &Changes) -> Vec<Option<i64>> {
+        changes
+            .output
+            .column_by_name("X")
+            .and_then(|c| c.as_primitive_opt::<Int64Type>().cloned())
+            .expect("an X column")
+            .iter()
+            .collect()
+    }
+
+    #[test]
+    fn a_row_whose_output_fails_is_counted_once_and_shows_null_where_it_failed() {
+        // 10 / (COUNT(*) - 2) divides by zero on the second row of a group.
+        let query = "SELECT USER, COUNT(*) AS N, 10 / (COUNT(*) - 2) AS X FROM CLICKS \
+                     GROUP BY USER;";
+        let mut per_user = aggregation(query, false);
+        let changes = per_user
+            .process(&clicks(&["a", "a", "a"], &[1, 2, 3]))
+            .expect("a failing output column does not fail the batch");
+        assert_eq!(counts(&changes), [1, 2, 3], "each row counted once");
+        assert_eq!(column_x(&changes), [Some(-10), None, Some(10)]);
+        assert_eq!(changes.errors.len(), 1, "{:?}", changes.errors);
+        assert_eq!(changes.errors[0].0, 1, "the failure is the second row's");
+        let changes = per_user.process(&clicks(&["a"], &[4])).expect("folds");
+        assert_eq!(counts(&changes), [4], "no row was folded twice");
+        assert!(changes.errors.is_empty());
+
+        let query = "SELECT USER, COUNT(*) AS N, 10 / (COUNT(*) - 2) AS X FROM CLICKS \
+                     WINDOW TUMBLING (SIZE 10 MILLISECONDS, GRACE PERIOD 0 MILLISECONDS) \
+                     GROUP BY USER EMIT FINAL;";
+        let mut final_counts = aggregation(query, true);
+        let changes = final_counts
+            .process(&clicks(
+                &["a", "b", "b", "c", "c", "c", "d"],
+                &[1, 2, 3, 4, 5, 6, 10],
+            ))
+            .expect("a failing output column does not fail the batch");
+        assert_eq!(
+            counts(&changes),
+            [1, 2, 3],
+            "a, b and c's window, each once"
+        );
+        assert_eq!(column_x(&changes), [Some(-10), None, Some(10)]);
+        assert_eq!(changes.errors.len(), 1, "{:?}", changes.errors);
+        assert_eq!(
+            changes.errors[0].0, 6,
+            "the row that closed the window caused it"
+        );
+        let changes = final_counts.process(&clicks(&["d"], &[20])).expect("folds");
+        assert_eq!(counts(&changes), [1], "d's window holds its one row");
     }
 
     #[test]
