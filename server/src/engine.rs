@@ -945,7 +945,13 @@ impl Engine {
                 let query = with_collection_limits(&create.query, properties);
                 let query_id = format!("CTAS_{name}_{}", state.next_query);
                 let (input, plan, keys, values) = self
-                    .plan_join_aggregate_query(&state.catalog, &query, &name, &query_id, properties)
+                    .plan_join_aggregate_query(
+                        &state.catalog,
+                        &query,
+                        Some(&name),
+                        &query_id,
+                        properties,
+                    )
                     .await?;
                 (input, QueryPlan::JoinAggregate(plan), keys, values)
             } else if aggregating {
@@ -1772,7 +1778,7 @@ impl Engine {
         &self,
         catalog: &Catalog,
         query: &riffle_grammar::ast::Query,
-        sink_name: &str,
+        sink_name: Option<&str>,
         query_id: &str,
         properties: &Properties,
     ) -> Result<
@@ -1812,7 +1818,7 @@ impl Engine {
             limit: None,
         };
         let (left, join, join_keys, join_values) = self
-            .plan_join_query(catalog, &join_query, Some(sink_name))
+            .plan_join_query(catalog, &join_query, sink_name)
             .await?;
         let key_format = match join_keys.is_empty() {
             true => FormatSpec::new(Format::None),
@@ -1844,7 +1850,7 @@ impl Engine {
         self.planner
             .register_source(&joined.name, joined.arrow_schema())?;
         let planned = self
-            .plan_aggregate_query(&scoped, &aggregation, Some(sink_name), properties)
+            .plan_aggregate_query(&scoped, &aggregation, sink_name, properties)
             .await;
         self.planner.deregister_source(&joined.name)?;
         let (_, aggregate, keys, values) = planned?;
@@ -2397,13 +2403,27 @@ impl Engine {
             || query.window.is_some()
             || !self.aggregate_calls(&query).is_empty();
         if query.is_push() && (aggregating || !query.from.joins.is_empty()) {
-            if aggregating && !query.from.joins.is_empty() {
-                // A table made with CREATE TABLE … AS SELECT can be queried instead.
-                return Err(EngineError::Unsupported(
-                    "Aggregating joined rows in a push query".into(),
-                ));
-            }
-            let (source, plan, key_columns, value_columns, window) = if aggregating {
+            state.next_transient += 1;
+            let number = state.next_transient;
+            let joining = !query.from.joins.is_empty();
+            let (source, plan, key_columns, value_columns, window) = if aggregating && joining {
+                let query = with_collection_limits(&query, properties);
+                // The internal topic between its stages is named after the query.
+                let first = &query.from.source.name.value;
+                let first = state.catalog.source(first).map_or(first, |s| &s.name);
+                let id = format!("transient_{first}_{number}");
+                let (source, plan, keys, values) = self
+                    .plan_join_aggregate_query(&state.catalog, &query, None, &id, properties)
+                    .await?;
+                let window = plan.aggregate.windowing.map(|w| w.kind);
+                (
+                    source,
+                    StatefulPlan::JoinAggregate(plan),
+                    keys,
+                    values,
+                    window,
+                )
+            } else if aggregating {
                 let query = with_collection_limits(&query, properties);
                 let (source, plan, keys, values) = self
                     .plan_aggregate_query(&state.catalog, &query, None, properties)
@@ -2415,8 +2435,7 @@ impl Engine {
                     self.plan_join_query(&state.catalog, &query, None).await?;
                 (source, StatefulPlan::Join(plan), keys, values, None)
             };
-            state.next_transient += 1;
-            let id = format!("transient_{}_{}", source.name, state.next_transient);
+            let id = format!("transient_{}_{number}", source.name);
             drop(state);
             let spec = QuerySpec {
                 id,
@@ -2434,6 +2453,7 @@ impl Engine {
                 plan: match &plan {
                     StatefulPlan::Aggregate(plan) => QueryPlan::Aggregate(plan.clone()),
                     StatefulPlan::Join(plan) => QueryPlan::Join(plan.clone()),
+                    StatefulPlan::JoinAggregate(plan) => QueryPlan::JoinAggregate(plan.clone()),
                 },
                 sink_topic: None,
                 start: start_position(properties),
@@ -3443,6 +3463,10 @@ fn task_options(properties: &Properties) -> Result<TaskOptions, EngineError> {
             .get("ksql.timestamp.throw.on.invalid")
             .is_some_and(|value| value.eq_ignore_ascii_case("true")),
         max_task_idle: std::time::Duration::from_millis(idle.unwrap_or(0)),
+        join_snapshot_rows: long_property(properties, &["riffle.join.snapshot.min.rows"])?
+            .map_or(crate::query::JOIN_SNAPSHOT_ROWS, |rows| {
+                usize::try_from(rows).unwrap_or(usize::MAX)
+            }),
     })
 }
 

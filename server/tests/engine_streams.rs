@@ -884,3 +884,78 @@ async fn a_join_with_max_task_idle_waits_for_the_input_that_has_nothing_yet() {
     assert_eq!(paid.len(), 180, "every order meets its payment: {paid:?}");
     engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_join_loads_its_state_from_its_changelog_not_from_its_sources() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let changelog = "_confluent-ksql-default_query_CSAS_PAID_0-Join-state-changelog";
+    {
+        let (log, engine) = open_orders_and_payments(dir.path()).await;
+        log.produce("orders", each_second(r#"{"amount": 1.0}"#, 0), Acks::All)
+            .await
+            .expect("produced");
+        // Every payment but the last order's.
+        let mut payments = each_second(r#"{"paid": 1.0}"#, 500);
+        payments.pop();
+        log.produce("payments", payments, Acks::All)
+            .await
+            .expect("produced");
+        let mut properties = earliest();
+        properties.insert("riffle.join.snapshot.min.rows".into(), "1".into());
+        engine
+            .execute(PAID, &properties)
+            .await
+            .expect("the join starts");
+        engine.wait_until_caught_up().await.expect("caught up");
+        assert_eq!(sink_values(&log, "PAID").await.len(), 179);
+        assert!(
+            log.list_topics()
+                .await
+                .expect("topics")
+                .contains(&changelog.to_string()),
+            "the join keeps a changelog"
+        );
+        engine.shutdown().await;
+        // Where the query first started moves to the sources' ends: the last order (still
+        // waiting for its payment) can only come back from the changelog.
+        let mut ends = Vec::new();
+        for topic in ["orders", "payments"] {
+            let (_, end) = log
+                .offsets(topic, 0, riffle_server::log::IsolationLevel::ReadCommitted)
+                .await
+                .expect("offsets");
+            ends.push(riffle_server::log::TopicPartitionOffset {
+                topic: topic.to_string(),
+                partition: 0,
+                offset: end,
+            });
+        }
+        log.commit_offsets("CSAS_PAID_0-origin", &ends)
+            .await
+            .expect("committed");
+    }
+    let (log, engine) = open_engine(dir.path()).await;
+    log.produce(
+        "payments",
+        vec![json("o179", r#"{"paid": 1.0}"#, 179_500)],
+        Acks::All,
+    )
+    .await
+    .expect("produced");
+    engine.wait_until_caught_up().await.expect("caught up");
+    let paid = sink_values(&log, "PAID").await;
+    assert_eq!(paid.len(), 180, "the last order meets its payment");
+    assert_eq!(paid[179].0.as_deref(), Some("o179"));
+    engine
+        .execute("TERMINATE CSAS_PAID_0;", &Properties::new())
+        .await
+        .expect("terminated");
+    assert!(
+        !log.list_topics()
+            .await
+            .expect("topics")
+            .contains(&changelog.to_string()),
+        "TERMINATE deletes the changelog"
+    );
+    engine.shutdown().await;
+}

@@ -621,3 +621,96 @@ async fn an_aggregation_over_joined_rows_counts_them_and_continues_after_a_resta
     assert!(!topics(log.clone()).await.iter().any(|t| t == repartition));
     engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_query_aggregates_joined_rows_and_removes_its_internal_topic_when_done() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (log, engine) = open_engine(dir.path()).await;
+    engine
+        .execute(
+            "CREATE TABLE users (id STRING PRIMARY KEY, region STRING) \
+               WITH (kafka_topic='users', value_format='JSON', partitions=1);
+             CREATE STREAM orders (user STRING, amount BIGINT) \
+               WITH (kafka_topic='orders', value_format='JSON', partitions=2);",
+            &Properties::new(),
+        )
+        .await
+        .expect("created");
+    let user = |id: &str, region: &str, time: i64| ProducerRecord {
+        timestamp: Some(time),
+        ..ProducerRecord::new(
+            Some(id.to_string()),
+            Some(format!(r#"{{"region": "{region}"}}"#)),
+        )
+    };
+    let order = |user: &str, amount: i64, time: i64| ProducerRecord {
+        timestamp: Some(time),
+        ..ProducerRecord::new(
+            Some(user.to_string()),
+            Some(format!(r#"{{"user": "{user}", "amount": {amount}}}"#)),
+        )
+    };
+    log.produce(
+        "users",
+        vec![user("ann", "EU", 1), user("bob", "US", 2)],
+        Acks::All,
+    )
+    .await
+    .expect("users");
+    log.produce(
+        "orders",
+        vec![
+            order("ann", 10, 10),
+            order("eve", 7, 11),
+            order("bob", 5, 12),
+            order("ann", 1, 13),
+        ],
+        Acks::All,
+    )
+    .await
+    .expect("orders");
+    let topics_before = log.list_topics().await.expect("topics");
+    let mut query = engine
+        .query(
+            "SELECT u.region, COUNT(*) AS n, SUM(o.amount) AS total \
+               FROM orders o JOIN users u ON o.user = u.id \
+               GROUP BY u.region EMIT CHANGES LIMIT 3;",
+            &earliest_per_record(),
+        )
+        .await
+        .expect("the push query starts");
+    let mut rows: Vec<(String, i64, i64)> = Vec::new();
+    while let Some(batch) = query.next_batch().await {
+        use arrow::array::AsArray;
+        use arrow::datatypes::{DataType, Int64Type};
+        let regions = arrow::compute::cast(batch.column(0), &DataType::Utf8).expect("strings");
+        let regions = regions.as_string::<i32>();
+        let (n, total) = (
+            batch.column(1).as_primitive::<Int64Type>(),
+            batch.column(2).as_primitive::<Int64Type>(),
+        );
+        for row in 0..batch.num_rows() {
+            rows.push((
+                regions.value(row).to_string(),
+                n.value(row),
+                total.value(row),
+            ));
+        }
+    }
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            ("EU".to_string(), 1, 10),
+            ("EU".to_string(), 2, 11),
+            ("US".to_string(), 1, 5),
+        ],
+        "eve has no user; then the LIMIT ends the query"
+    );
+    assert_eq!(
+        log.list_topics().await.expect("topics"),
+        topics_before,
+        "the joined rows' internal topic went with the query"
+    );
+    engine.shutdown().await;
+}

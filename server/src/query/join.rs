@@ -3,8 +3,12 @@
 //! query over the joined rows, and writes the results to the sink topic with its positions
 //! in one transaction.
 //!
-//! At start the join state is rebuilt by reading the sources again, without writing, from
-//! where the query first started to the committed positions.
+//! A join with a stream–stream step writes its state to the query's changelog now and then
+//! (a snapshot, see `join_state.rs`) in the transaction of the output and the positions it
+//! matches. At start the latest snapshot is loaded and the records between its positions
+//! and the committed ones are read again, without writing; without a snapshot, the sources
+//! are read again from where the query first started. A join without one keeps only table
+//! rows: its tables are read again from where the query first started, its streams not.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,6 +19,7 @@ use arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use tokio::sync::watch;
 
 use super::join_inputs::{self, Columns, DecodedRun, Next, Ordering, PartitionBuffer};
+use super::join_state::{Snapshot, SnapshotWriter};
 use super::{
     ProcessingLog, Progress, QuerySpec, QueryState, evaluate_rows, presence_runs, read_committed,
     until_running,
@@ -25,6 +30,7 @@ use crate::log::{
 };
 use crate::plan::join::{JOINED_ROW, JoinPlan};
 use crate::runtime::arena_map::ArenaMap;
+use crate::runtime::join::snapshot::{Entries, EntryKind, entries};
 use crate::runtime::join::{JoinOutput, JoinStep, ROWTIME, RowChange, Side, SideLayout, StepMode};
 use crate::runtime::{RecordError, SourceDecoder};
 use riffle_grammar::ast::SourceKind;
@@ -45,7 +51,16 @@ pub(super) struct JoinTask {
     pub subscriber: Option<(tokio::sync::mpsc::Sender<super::transient::Rows>, usize)>,
     /// The transactional id a persistent query writes with.
     pub producer_id: String,
+    /// The changelog topic a persistent query snapshots its state to; `None` for a push
+    /// query.
+    pub changelog: Option<String>,
 }
+
+/// A snapshot is taken once the rows joined since the last one reach this many times the
+/// rows the state holds (and `TaskOptions::join_snapshot_rows`): writing snapshots costs at
+/// most about half of what reading the inputs does, and a restart reads at most this many
+/// times the state's rows again.
+const SNAPSHOT_AFTER_STATE_TIMES: usize = 2;
 
 /// What the task changes as it runs.
 struct Running {
@@ -63,6 +78,10 @@ struct Running {
     /// The latest row time joined from each input.
     input_times: Vec<i64>,
     ordering: Ordering,
+    /// Writes the state's snapshots (a persistent query).
+    snapshots: Option<SnapshotWriter>,
+    /// Input rows joined since the last snapshot.
+    joined_since_snapshot: usize,
 }
 
 /// The join key a step appends to each input batch.
@@ -104,6 +123,8 @@ impl JoinTask {
                 .collect(),
             input_times: vec![i64::MIN; self.plan.inputs.len()],
             ordering: self.ordering(),
+            snapshots: None,
+            joined_since_snapshot: 0,
         };
         // A persistent query writes through a transactional producer (which fences the one
         // it had before a restart, aborting what that left open) and rebuilds its state; a
@@ -114,12 +135,13 @@ impl JoinTask {
                 let producer = TransactionalProducer::new(self.log.clone(), &self.producer_id)
                     .await
                     .map_err(|e| self.fail("registering the query's producer", &e))?;
-                self.rebuild(&mut running).await?;
+                let from = self.restore(&mut running).await?;
+                self.rebuild(&mut running, &from).await?;
                 self.report_progress();
                 Some(producer)
             }
         };
-        running.buffers = self.buffers(None);
+        running.buffers = self.buffers(&self.positions, None);
         // An input without rows holds the others back at its latest time for up to
         // `max.task.idle.ms` from when it was found empty.
         let mut empty_since: Vec<Option<Instant>> = vec![None; self.plan.inputs.len()];
@@ -132,7 +154,7 @@ impl JoinTask {
             // on by themselves.
             if self.note_skipped(&running) {
                 match &mut producer {
-                    Some(producer) => self.write(producer, Vec::new()).await?,
+                    Some(producer) => self.write(&mut running, producer, Vec::new()).await?,
                     None => self.report_progress(),
                 }
             }
@@ -220,13 +242,13 @@ impl JoinTask {
         }
     }
 
-    /// A buffer per input partition, fetching from the positions reached, up to `until`
-    /// (per input and partition) when given.
-    fn buffers(&self, until: Option<&[BTreeMap<i32, i64>]>) -> Vec<Vec<PartitionBuffer>> {
-        let from = match until {
-            Some(_) => &self.origins,
-            None => &self.positions,
-        };
+    /// A buffer per input partition, fetching from `from`, up to `until` (per input and
+    /// partition) when given.
+    fn buffers(
+        &self,
+        from: &[BTreeMap<i32, i64>],
+        until: Option<&[BTreeMap<i32, i64>]>,
+    ) -> Vec<Vec<PartitionBuffer>> {
         from.iter()
             .enumerate()
             .map(|(input, partitions)| {
@@ -298,7 +320,7 @@ impl JoinTask {
         match producer {
             Some(producer) => {
                 let out = self.process(running, input, partition, run);
-                self.write(producer, out).await?;
+                self.write(running, producer, out).await?;
                 Ok(true)
             }
             None => Ok(self.deliver(running, (input, partition), run).await),
@@ -321,15 +343,26 @@ impl JoinTask {
     }
 
     /// Writes a persistent query's records to its sink and commits them with the positions
-    /// reached, in one transaction.
+    /// reached, in one transaction (with a snapshot of the state when one is due).
     async fn write(
         &self,
+        running: &mut Running,
         producer: &mut TransactionalProducer,
         records: Vec<ProducerRecord>,
     ) -> Result<(), String> {
+        // A snapshot that cannot be taken is not taken again: a restart then loads an
+        // earlier one (or reads the sources again), which is slower, never wrong.
+        let snapshot = self.snapshot_records(running).unwrap_or_else(|error| {
+            tracing::warn!(query = %self.spec.id, %error, "the join state is not snapshotted");
+            running.snapshots = None;
+            None
+        });
         let written = async {
             if let Some(topic) = &self.spec.sink_topic {
                 producer.send(topic, records).await?;
+            }
+            if let Some((topic, records)) = snapshot {
+                producer.send(&topic, records).await?;
             }
             producer.commit(Some(self.offsets())).await
         }
@@ -416,11 +449,169 @@ impl JoinTask {
             .collect()
     }
 
-    /// Reads the sources again from where the query first started to its committed
-    /// positions, a fetch of each partition in turn, writing nothing.
-    async fn rebuild(&self, running: &mut Running) -> Result<(), String> {
+    /// The changelog records of a snapshot of the state, when one is due; the state is
+    /// then the one the positions being committed reached.
+    fn snapshot_records(
+        &self,
+        running: &mut Running,
+    ) -> Result<Option<(String, Vec<ProducerRecord>)>, arrow::error::ArrowError> {
+        let kept: usize = running.steps.iter().map(JoinStep::kept_rows).sum();
+        let due = (kept + running.present.len()) * SNAPSHOT_AFTER_STATE_TIMES;
+        let due = due.max(self.spec.options.join_snapshot_rows);
+        if running.snapshots.is_none() || running.joined_since_snapshot < due {
+            return Ok(None);
+        }
+        running.joined_since_snapshot = 0;
+        let steps = running
+            .steps
+            .iter_mut()
+            .map(JoinStep::snapshot)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut task = Entries::default();
+        for (key, ()) in running.present.iter() {
+            task.push_plain(EntryKind::Present, key, 0, 0);
+        }
+        for (input, time) in running.input_times.iter().enumerate() {
+            task.push_plain(EntryKind::InputTime, &[], input as u32, *time);
+        }
+        let snapshot = Snapshot {
+            steps,
+            task: task.finish()?,
+            positions: self.positions.clone(),
+        };
+        let Some(writer) = &mut running.snapshots else {
+            return Ok(None);
+        };
+        Ok(Some((
+            writer.topic().to_string(),
+            writer.records(&snapshot)?,
+        )))
+    }
+
+    /// Loads the latest snapshot of the state from the changelog (a persistent query with
+    /// a stream–stream step); answers where reading the sources again starts: the
+    /// snapshot's positions, or where the query first started when there is no snapshot it
+    /// can use. A join without a stream–stream step keeps only table rows: its tables are
+    /// read again from where the query first started (their topics are their changelogs,
+    /// as in ksqlDB), its streams not at all.
+    async fn restore(&self, running: &mut Running) -> Result<Vec<BTreeMap<i32, i64>>, String> {
+        let keeps_stream_rows = self
+            .plan
+            .steps
+            .iter()
+            .any(|step| matches!(step.mode, StepMode::Windowed { .. }));
+        if !keeps_stream_rows {
+            let tables_from_origin = self.plan.inputs.iter().enumerate().map(|(input, source)| {
+                match source.source.kind {
+                    SourceKind::Table => self.origins[input].clone(),
+                    SourceKind::Stream => self.positions[input].clone(),
+                }
+            });
+            return Ok(tables_from_origin.collect());
+        }
+        let Some(topic) = &self.changelog else {
+            return Ok(self.origins.clone());
+        };
+        crate::runtime::state::ensure_changelog(&*self.log, topic)
+            .await
+            .map_err(|e| self.fail("creating the join's changelog", &e))?;
+        let description = self.state_description();
+        let stored = super::join_state::read_snapshot(
+            &*self.log,
+            topic,
+            &description,
+            self.plan.steps.len(),
+        )
+        .await
+        .map_err(|e| self.fail("restoring the join state", &e))?;
+        running.snapshots = Some(SnapshotWriter::new(topic.clone(), description, stored.last));
+        let Some(snapshot) = stored.snapshot else {
+            return Ok(self.origins.clone());
+        };
+        // The snapshot was committed with positions no later than the committed ones.
+        let fits = snapshot.positions.len() == self.positions.len()
+            && snapshot
+                .positions
+                .iter()
+                .zip(&self.positions)
+                .all(|(at, committed)| {
+                    at.len() == committed.len()
+                        && at
+                            .iter()
+                            .zip(committed)
+                            .all(|((p, o), (cp, co))| p == cp && o <= co)
+                });
+        if !fits {
+            tracing::warn!(query = %self.spec.id, "the join's snapshot does not fit its inputs");
+            return Ok(self.origins.clone());
+        }
+        let positions = snapshot.positions.clone();
+        if let Err(error) = self.load(running, snapshot) {
+            tracing::warn!(query = %self.spec.id, %error, "the join's snapshot does not load");
+            running.steps = self
+                .steps()
+                .map_err(|e| self.fail("starting the join", &e))?;
+            running.present = ArenaMap::default();
+            running.input_times.fill(i64::MIN);
+            return Ok(self.origins.clone());
+        }
+        let kept: usize = running.steps.iter().map(JoinStep::kept_rows).sum();
+        tracing::info!(query = %self.spec.id, kept, "the join state is loaded from its changelog");
+        Ok(positions)
+    }
+
+    /// Loads a snapshot into a task that has joined nothing yet.
+    fn load(&self, running: &mut Running, snapshot: Snapshot) -> Result<(), String> {
+        for (step, state) in running.steps.iter_mut().zip(snapshot.steps) {
+            step.restore(state).map_err(|e| e.to_string())?;
+        }
+        for entry in entries(&snapshot.task).map_err(|e| e.to_string())? {
+            match entry.kind {
+                EntryKind::Present => {
+                    running.present.insert(entry.key, ());
+                }
+                EntryKind::InputTime => {
+                    if let Some(time) = running.input_times.get_mut(entry.slot as usize) {
+                        *time = entry.time;
+                    }
+                }
+                other => return Err(format!("the task's entries hold a {other:?}")),
+            }
+        }
+        Ok(())
+    }
+
+    /// What the state is of: a snapshot is only loaded by a join of the same steps over
+    /// the same inputs.
+    fn state_description(&self) -> String {
+        let inputs = self
+            .plan
+            .inputs
+            .iter()
+            .map(|input| format!("{} {:?}", input.source.topic, input.schema.fields()));
+        let steps = self.plan.steps.iter().map(|step| {
+            format!(
+                "{:?} {:?} {} {:?} | {:?} | {:?}",
+                step.kind,
+                step.mode,
+                step.key_type,
+                step.left_primary_key,
+                step.left_schema.fields(),
+                step.right_schema.fields()
+            )
+        });
+        inputs.chain(steps).collect::<Vec<_>>().join("\n")
+    }
+
+    /// Reads the sources again from `from` to the committed positions, a fetch of each
+    /// partition in turn, writing nothing.
+    async fn rebuild(
+        &self,
+        running: &mut Running,
+        from: &[BTreeMap<i32, i64>],
+    ) -> Result<(), String> {
         running.rebuilding = true;
-        running.buffers = self.buffers(Some(&self.positions));
+        running.buffers = self.buffers(from, Some(&self.positions));
         // Everything up to the committed positions is there: no input is waited for.
         let awaited = vec![None; self.plan.inputs.len()];
         loop {
@@ -515,6 +706,7 @@ impl JoinTask {
         run: DecodedRun,
     ) -> Option<JoinOutput> {
         let columns = running.columns[input];
+        running.joined_since_snapshot += run.batch.num_rows();
         if let Some(latest) = run.times(columns).and_then(arrow::compute::max) {
             running.input_times[input] = running.input_times[input].max(latest);
         }

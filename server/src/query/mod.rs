@@ -8,6 +8,7 @@
 mod aggregate;
 mod join;
 mod join_inputs;
+mod join_state;
 
 pub use aggregate::changelog_topic;
 pub mod materialized;
@@ -168,7 +169,11 @@ pub fn joined_rows_topic(query_id: &str) -> String {
 /// Deletes a terminated query's internal topics (an aggregation's changelog, the joined
 /// rows an aggregation over a join reads), those it has.
 pub async fn delete_internal_topics(log: &dyn Log, query_id: &str) -> Result<(), LogError> {
-    for topic in [changelog_topic(query_id), joined_rows_topic(query_id)] {
+    for topic in [
+        changelog_topic(query_id),
+        joined_rows_topic(query_id),
+        join_state::join_changelog_topic(query_id),
+    ] {
         match log.delete_topic(&topic).await {
             Ok(()) | Err(LogError::UnknownTopic(_)) => {}
             Err(error) => return Err(error),
@@ -212,13 +217,30 @@ pub struct QuerySpec {
 }
 
 /// How a query's tasks treat their input, from the properties it was started with.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct TaskOptions {
     /// A record without a valid time stops the query (`ksql.timestamp.throw.on.invalid`).
     pub fail_on_invalid_timestamp: bool,
     /// How long a join waits for an input that has no records before it reads ahead in
     /// the others (Kafka Streams' `max.task.idle.ms`; 0, not at all, by default).
     pub max_task_idle: Duration,
+    /// A persistent join snapshots its state once at least this many rows were joined
+    /// since the last snapshot (and twice the rows it holds): Riffle's
+    /// `riffle.join.snapshot.min.rows`.
+    pub join_snapshot_rows: usize,
+}
+
+/// The default of [`TaskOptions::join_snapshot_rows`].
+pub const JOIN_SNAPSHOT_ROWS: usize = 100_000;
+
+impl Default for TaskOptions {
+    fn default() -> Self {
+        TaskOptions {
+            fail_on_invalid_timestamp: false,
+            max_task_idle: Duration::ZERO,
+            join_snapshot_rows: JOIN_SNAPSHOT_ROWS,
+        }
+    }
 }
 
 impl QuerySpec {
@@ -556,6 +578,7 @@ impl PersistentQuery {
             processing_log,
             subscriber: None,
             producer_id,
+            changelog: Some(join_state::join_changelog_topic(&spec.id)),
         };
         let id = spec.id.clone();
         let failed = failure.clone();

@@ -46,6 +46,9 @@ impl Rows {
 pub enum StatefulPlan {
     Aggregate(Arc<crate::plan::aggregate::AggregatePlan>),
     Join(Arc<crate::plan::join::JoinPlan>),
+    /// Aggregating joined rows: as the persistent query does, the join writes its rows to
+    /// an internal topic that the aggregation reads; the topic goes with the query.
+    JoinAggregate(Arc<super::JoinAggregatePlan>),
 }
 
 /// A running transient query: rows arrive on [`TransientQuery::next_rows`].
@@ -154,64 +157,71 @@ impl TransientQuery {
         let id = spec.id.clone();
         let schema = match plan {
             StatefulPlan::Aggregate(plan) => {
-                let partitions = log.describe_topic(&spec.source.topic).await?.partitions;
-                let positions: std::collections::BTreeMap<i32, i64> = partitions
-                    .iter()
-                    .map(|p| {
-                        let from = match spec.start {
-                            StartPosition::Earliest => p.start_offset,
-                            StartPosition::Latest => p.end_offset,
-                        };
-                        (p.partition, from)
-                    })
-                    .collect();
-                let progress = positions.iter().map(|(p, o)| ((0, *p), *o)).collect();
                 let schema = plan.output_schema.clone();
-                let task = super::aggregate::AggregateTask {
-                    log,
-                    decoder: Arc::new(spec.decoder(&spec.source)),
-                    spec,
-                    plan,
-                    origins: positions.clone(),
-                    positions,
-                    state,
-                    progress: Arc::new(watch::channel(progress).0),
-                    processing_log,
-                    materialized: None,
-                    delivery: super::aggregate::Delivery::Subscriber {
-                        rows: sender,
-                        remaining,
-                    },
-                    changelog: None,
-                    producer: None,
-                };
-                spawn_logged(task.run(), "a push query's aggregation stopped");
+                spawn_aggregate(log, spec, plan, state, (sender, remaining), processing_log)
+                    .await?;
                 schema
             }
             StatefulPlan::Join(plan) => {
-                let mut positions = Vec::new();
-                let mut progress = super::Progress::new();
-                for (input, source) in plan.inputs.iter().enumerate() {
-                    let none = Default::default();
-                    let starts =
-                        super::join_starts(&*log, &source.source, spec.start, &none).await?;
-                    progress.extend(starts.iter().map(|(p, o)| ((input, *p), *o)));
-                    positions.push(starts);
-                }
                 let schema = plan.output.output_schema.clone();
-                let task = super::join::JoinTask {
-                    log,
-                    spec,
-                    plan,
-                    origins: positions.clone(),
-                    positions,
-                    state,
-                    progress: Arc::new(watch::channel(progress).0),
-                    processing_log,
-                    subscriber: Some((sender, remaining)),
-                    producer_id: String::new(),
+                let subscriber = Some((sender, remaining));
+                spawn_join(log, spec, plan, state, subscriber, processing_log).await?;
+                schema
+            }
+            StatefulPlan::JoinAggregate(plan) => {
+                let schema = plan.aggregate.output_schema.clone();
+                let topic = plan.joined.topic.clone();
+                // A topic left by a query of the same id before a crash holds stale rows.
+                match log.delete_topic(&topic).await {
+                    Ok(()) | Err(LogError::UnknownTopic(_)) => {}
+                    Err(error) => return Err(error),
+                }
+                log.create_topic(&topic, crate::log::TopicConfig::new(1))
+                    .await?;
+                let join_spec = super::QuerySpec {
+                    plan: super::QueryPlan::Join(plan.join.clone()),
+                    sink_topic: Some(topic.clone()),
+                    encoder: plan.join_encoder.clone(),
+                    ..spec.clone()
                 };
-                spawn_logged(task.run(), "a push query's join stopped");
+                let aggregate_spec = super::QuerySpec {
+                    source: plan.joined.clone(),
+                    plan: super::QueryPlan::Aggregate(plan.aggregate.clone()),
+                    start: StartPosition::Earliest,
+                    ..spec
+                };
+                // The join runs until the aggregation ends (stopped, at its LIMIT, or
+                // its subscriber gone).
+                let (stop_join, join_state) = watch::channel(super::QueryState::Running);
+                let join = spawn_join(
+                    log.clone(),
+                    join_spec,
+                    plan.join.clone(),
+                    join_state,
+                    None,
+                    processing_log.clone(),
+                )
+                .await?;
+                // Held until the topic is gone: the subscriber sees the end after it.
+                let end = sender.clone();
+                let aggregate = spawn_aggregate(
+                    log.clone(),
+                    aggregate_spec,
+                    plan.aggregate.clone(),
+                    state,
+                    (sender, remaining),
+                    processing_log,
+                )
+                .await?;
+                tokio::spawn(async move {
+                    let _ = aggregate.await;
+                    stop_join.send_replace(super::QueryState::Stopped);
+                    let _ = join.await;
+                    if let Err(error) = log.delete_topic(&topic).await {
+                        tracing::warn!(%topic, %error, "a push query's internal topic stays");
+                    }
+                    drop(end);
+                });
                 schema
             }
         };
@@ -280,12 +290,90 @@ impl Drop for TransientQuery {
 fn spawn_logged<E: std::fmt::Display>(
     task: impl std::future::Future<Output = Result<(), E>> + Send + 'static,
     what: &'static str,
-) {
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         if let Err(error) = task.await {
             tracing::warn!(%error, "{what}");
         }
-    });
+    })
+}
+
+/// Starts a push query's aggregation over every partition of its source, its rows for
+/// the subscriber (with how many it still wants).
+async fn spawn_aggregate(
+    log: Arc<dyn Log>,
+    spec: super::QuerySpec,
+    plan: Arc<crate::plan::aggregate::AggregatePlan>,
+    state: watch::Receiver<super::QueryState>,
+    (rows, remaining): (mpsc::Sender<Rows>, usize),
+    processing_log: ProcessingLog,
+) -> Result<tokio::task::JoinHandle<()>, LogError> {
+    let partitions = log.describe_topic(&spec.source.topic).await?.partitions;
+    let positions: std::collections::BTreeMap<i32, i64> = partitions
+        .iter()
+        .map(|p| {
+            let from = match spec.start {
+                StartPosition::Earliest => p.start_offset,
+                StartPosition::Latest => p.end_offset,
+            };
+            (p.partition, from)
+        })
+        .collect();
+    let progress = positions.iter().map(|(p, o)| ((0, *p), *o)).collect();
+    let task = super::aggregate::AggregateTask {
+        log,
+        decoder: Arc::new(spec.decoder(&spec.source)),
+        spec,
+        plan,
+        origins: positions.clone(),
+        positions,
+        state,
+        progress: Arc::new(watch::channel(progress).0),
+        processing_log,
+        materialized: None,
+        delivery: super::aggregate::Delivery::Subscriber { rows, remaining },
+        changelog: None,
+        producer: None,
+    };
+    Ok(spawn_logged(
+        task.run(),
+        "a push query's aggregation stopped",
+    ))
+}
+
+/// Starts a push query's join over every partition of its sources: its rows go to the
+/// subscriber, or (without one) to the spec's sink topic.
+async fn spawn_join(
+    log: Arc<dyn Log>,
+    spec: super::QuerySpec,
+    plan: Arc<crate::plan::join::JoinPlan>,
+    state: watch::Receiver<super::QueryState>,
+    subscriber: Option<(mpsc::Sender<Rows>, usize)>,
+    processing_log: ProcessingLog,
+) -> Result<tokio::task::JoinHandle<()>, LogError> {
+    let mut positions = Vec::new();
+    let mut progress = super::Progress::new();
+    for (input, source) in plan.inputs.iter().enumerate() {
+        let none = Default::default();
+        let starts = super::join_starts(&*log, &source.source, spec.start, &none).await?;
+        progress.extend(starts.iter().map(|(p, o)| ((input, *p), *o)));
+        positions.push(starts);
+    }
+    let producer_id = format!("riffle-{}-join", spec.id);
+    let task = super::join::JoinTask {
+        log,
+        spec,
+        plan,
+        origins: positions.clone(),
+        positions,
+        state,
+        progress: Arc::new(watch::channel(progress).0),
+        processing_log,
+        subscriber,
+        producer_id,
+        changelog: None,
+    };
+    Ok(spawn_logged(task.run(), "a push query's join stopped"))
 }
 
 struct TransientTask {

@@ -106,6 +106,12 @@ impl<V> ArenaMap<V> {
         Some((Self::key_at(&self.arena, &self.spans, slot), value))
     }
 
+    /// The key and value in a slot (`None` for a free slot).
+    pub fn entry_at_slot(&self, slot: u32) -> Option<(&[u8], &V)> {
+        let value = self.slots.get(slot as usize)?.as_ref()?;
+        Some((Self::key_at(&self.arena, &self.spans, slot), value))
+    }
+
     /// The key in a slot (`None` for a free slot).
     pub fn key_at_slot(&self, slot: u32) -> Option<&[u8]> {
         self.slots.get(slot as usize)?.as_ref()?;

@@ -15,6 +15,7 @@
 //! gathered from them with `interleave`: the carried columns of both sides, then `ROWTIME`
 //! and the join key. Entry point: [`JoinStep::push`].
 
+pub mod snapshot;
 pub mod stored;
 
 use std::collections::BTreeMap;
@@ -943,6 +944,137 @@ mod tests {
             after,
             grace,
             eager,
+        }
+    }
+
+    /// One input row of a scenario: side, value, time, key, whether it deletes its key.
+    type Input = (Side, &'static str, i64, i32, bool);
+
+    /// A scenario: its name, a new step, and its input rows.
+    type Scenario = (&'static str, fn() -> JoinStep, Vec<Input>);
+
+    /// Pushes rows one at a time; answers the output rows of each.
+    fn run(join: &mut JoinStep, inputs: &[Input]) -> Vec<Vec<String>> {
+        inputs
+            .iter()
+            .map(|&(s, v, t, k, delete)| {
+                let deletes = [delete];
+                let output = join
+                    .push(s, side(&[v], &[t], &[k]), Some(&deletes))
+                    .expect("test data is valid");
+                rows(&output)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_step_restored_from_its_snapshot_goes_on_as_the_step_it_was_taken_from() {
+        use snapshot::{decode_batch, encode_batch};
+        let l = |v, t, k| (Side::Left, v, t, k, false);
+        let r = |v, t, k| (Side::Right, v, t, k, false);
+        let windowed_rows = vec![
+            l("A", 0, 0),
+            r("a", 60_000, 0),
+            r("b", 330_000, 1),
+            r("c", 90_000, 2),
+            l("C", 90_000, 2),
+            l("A2", 100_000, 0),
+            r("d", 60_000, 3),
+            l("D", 60_000, 3),
+            r("a2", 130_000, 0),
+            l("E", 400_000, 9),
+            r("e", 410_000, 9),
+            l("F", 600_000, 1),
+        ];
+        let table_rows = vec![
+            r("us", 1, 1),
+            l("ann", 2, 1),
+            l("bob", 3, 2),
+            r("eu", 4, 2),
+            l("cid", 5, 2),
+            (Side::Right, "", 6, 1, true),
+            l("dan", 7, 1),
+            r("asia", 8, 1),
+            (Side::Left, "", 9, 2, true),
+            l("eve", 10, 1),
+        ];
+        // Foreign keys: a left row is keyed by its value and refers to its K.
+        let foreign_rows = vec![
+            l("o1", 1, 7),
+            r("r7", 2, 7),
+            l("o2", 3, 7),
+            l("o3", 4, 8),
+            r("r8", 5, 8),
+            l("o1", 6, 8),
+            (Side::Right, "", 7, 7, true),
+            r("r7b", 8, 7),
+            (Side::Left, "o3", 9, 8, true),
+            r("r8b", 10, 8),
+        ];
+        let scenarios: Vec<Scenario> = vec![
+            (
+                "full outer, windowed, grace",
+                || step(JoinKind::Full, windowed(60_000, 60_000, 60_000, false)),
+                windowed_rows.clone(),
+            ),
+            (
+                "left, windowed, eager",
+                || step(JoinKind::Left, windowed(10_000, 50_000, 30_000, true)),
+                windowed_rows,
+            ),
+            (
+                "stream-table left",
+                || step(JoinKind::Left, StepMode::StreamTable),
+                table_rows
+                    .iter()
+                    .filter(|row| row.0 == Side::Right || !row.4)
+                    .copied()
+                    .collect(),
+            ),
+            (
+                "table-table full outer",
+                || step(JoinKind::Full, StepMode::TableTable),
+                table_rows,
+            ),
+            (
+                "foreign key left",
+                || step(JoinKind::Left, StepMode::ForeignKey).with_left_primary_key(vec![0]),
+                foreign_rows,
+            ),
+        ];
+        for (name, new, inputs) in scenarios {
+            let straight = run(&mut new(), &inputs);
+            for split in 0..=inputs.len() {
+                let mut original = new();
+                run(&mut original, &inputs[..split]);
+                let taken = original.snapshot().expect("a snapshot");
+                // Through the bytes the changelog holds.
+                let through_bytes = |batch: &RecordBatch| {
+                    decode_batch(&encode_batch(batch).expect("encodes")).expect("decodes")
+                };
+                let taken = snapshot::StepSnapshot {
+                    left: taken.left.as_ref().map(through_bytes),
+                    right: taken.right.as_ref().map(through_bytes),
+                    entries: through_bytes(&taken.entries),
+                };
+                let mut restored = new();
+                restored.restore(taken).expect("restores");
+                assert_eq!(
+                    restored.kept_rows(),
+                    original.kept_rows(),
+                    "{name}, split at {split}"
+                );
+                assert_eq!(
+                    run(&mut restored, &inputs[split..]),
+                    straight[split..],
+                    "{name}: restored after {split} rows"
+                );
+                assert_eq!(
+                    run(&mut original, &inputs[split..]),
+                    straight[split..],
+                    "{name}: the step a snapshot was taken of, after {split} rows"
+                );
+            }
         }
     }
 

@@ -86,6 +86,21 @@ impl StoredRows {
             .map(|b| &b.batch)
     }
 
+    /// The one batch held, when there is exactly one (as after [`StoredRows::compact`]).
+    pub fn only_batch(&self) -> Option<&RecordBatch> {
+        let mut held = self.batches.iter().flatten();
+        match (held.next(), held.next()) {
+            (Some(only), None) => Some(&only.batch),
+            _ => None,
+        }
+    }
+
+    /// Whether `row` is a row of a held batch.
+    pub fn has_row(&self, row: RowRef) -> bool {
+        self.batch(row.batch)
+            .is_some_and(|batch| (row.row as usize) < batch.num_rows())
+    }
+
     pub fn retain(&mut self, row: RowRef) {
         if let Some(Some(stored)) = self.batches.get_mut(row.batch as usize) {
             stored.live += 1;
