@@ -1,14 +1,19 @@
-//! Reading dates and timestamps from text with Java patterns: `STRINGTODATE`,
-//! `PARSE_DATE`, `STRINGTOTIMESTAMP` and `PARSE_TIMESTAMP`.
+//! Dates and timestamps: read from text with Java patterns (`STRINGTODATE`, `PARSE_DATE`,
+//! `STRINGTOTIMESTAMP`, `PARSE_TIMESTAMP`), written as text (`TIMESTAMPTOSTRING`,
+//! `FORMAT_TIMESTAMP`, `DATETOSTRING`, `FORMAT_DATE`), and converted to and from epoch
+//! numbers (`FROM_UNIXTIME`, `FROM_DAYS`, `UNIX_TIMESTAMP`, `UNIX_DATE`).
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Date32Array, Int32Array, Int64Array, TimestampMillisecondArray};
-use arrow::datatypes::{DataType, TimeUnit};
+use arrow::array::{
+    Array, ArrayRef, AsArray, Date32Array, Int32Array, Int64Array, StringArray,
+    TimestampMillisecondArray,
+};
+use arrow::datatypes::{DataType, Int64Type, TimeUnit};
 use datafusion::common::DataFusionError;
 use datafusion::logical_expr::ScalarUDF;
 
-use super::time_format::{TimePattern, zone_offset_minutes};
+use super::time_format::{TimePattern, Zone, zone_offset_minutes};
 use super::udf::{KsqlFunction, constant_string, failure, is_string, row_failure, strings};
 
 pub fn functions() -> Vec<ScalarUDF> {
@@ -33,7 +38,187 @@ pub fn functions() -> Vec<ScalarUDF> {
             |args| timestamp_type(args, DataType::Timestamp(TimeUnit::Millisecond, None)),
             parse_timestamps,
         ),
+        KsqlFunction::udf(
+            "timestamptostring",
+            |args| format_type(args, is_integer, true),
+            format_timestamps,
+        ),
+        KsqlFunction::udf(
+            "format_timestamp",
+            |args| format_type(args, is_timestamp, true),
+            format_timestamps,
+        ),
+        KsqlFunction::udf(
+            "datetostring",
+            |args| format_type(args, is_integer, false),
+            format_dates,
+        ),
+        KsqlFunction::udf(
+            "format_date",
+            |args| {
+                format_type(
+                    args,
+                    |t| matches!(t, DataType::Date32 | DataType::Null),
+                    false,
+                )
+            },
+            format_dates,
+        ),
+        KsqlFunction::udf(
+            "from_unixtime",
+            |args| match args {
+                [millis] if is_integer(millis) => Some(TIMESTAMP),
+                _ => None,
+            },
+            |args, _| {
+                let millis = arrow::compute::cast(&args[0], &DataType::Int64)?;
+                Ok(arrow::compute::cast(&millis, &TIMESTAMP)?)
+            },
+        ),
+        KsqlFunction::udf(
+            "from_days",
+            |args| match args {
+                [days] if is_integer(days) => Some(DataType::Date32),
+                _ => None,
+            },
+            |args, _| {
+                let days = arrow::compute::cast(&args[0], &DataType::Int32)?;
+                Ok(arrow::compute::cast(&days, &DataType::Date32)?)
+            },
+        ),
+        KsqlFunction::volatile_udf(
+            "unix_timestamp",
+            |args| match args {
+                [] => Some(DataType::Int64),
+                [time] if is_timestamp(time) => Some(DataType::Int64),
+                _ => None,
+            },
+            |args, _| match args.first() {
+                None => Ok(Arc::new(Int64Array::from(vec![now_millis()]))),
+                Some(time) => Ok(arrow::compute::cast(time, &DataType::Int64)?),
+            },
+        ),
+        KsqlFunction::volatile_udf(
+            "unix_date",
+            |args| match args {
+                [] => Some(DataType::Int32),
+                [DataType::Date32 | DataType::Null] => Some(DataType::Int32),
+                _ => None,
+            },
+            |args, _| match args.first() {
+                None => Ok(Arc::new(Int32Array::from(vec![
+                    now_millis().div_euclid(86_400_000) as i32,
+                ]))),
+                Some(date) => Ok(arrow::compute::cast(date, &DataType::Int32)?),
+            },
+        ),
     ]
+}
+
+/// ksqlDB's `TIMESTAMP`: milliseconds, no zone.
+const TIMESTAMP: DataType = DataType::Timestamp(TimeUnit::Millisecond, None);
+
+fn is_integer(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Int64 | DataType::Int32 | DataType::Int16 | DataType::Int8 | DataType::Null
+    )
+}
+
+fn is_timestamp(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Timestamp(TimeUnit::Millisecond, None) | DataType::Null
+    )
+}
+
+/// STRING for (a value `is_value` takes, a pattern[, a zone when `zoned`]).
+fn format_type(
+    args: &[DataType],
+    is_value: fn(&DataType) -> bool,
+    zoned: bool,
+) -> Option<DataType> {
+    match args {
+        [value, pattern] if is_value(value) && is_string(pattern) => Some(DataType::Utf8),
+        [value, pattern, zone]
+            if zoned && is_value(value) && is_string(pattern) && is_string(zone) =>
+        {
+            Some(DataType::Utf8)
+        }
+        _ => None,
+    }
+}
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+        })
+}
+
+/// Each row's value (epoch milliseconds or days) as text with its row's pattern; a
+/// pattern that does not compile or a value that does not format is NULL, logged.
+fn format_rows(
+    values: &Int64Array,
+    patterns: &StringArray,
+    format: impl Fn(&TimePattern, i64) -> Result<String, String>,
+) -> ArrayRef {
+    let mut compiled: Option<(&str, Result<TimePattern, String>)> = None;
+    let texts: StringArray = (0..values.len())
+        .map(|row| {
+            if values.is_null(row) || patterns.is_null(row) {
+                return None;
+            }
+            let text = patterns.value(row);
+            if compiled.as_ref().is_none_or(|(last, _)| *last != text) {
+                compiled = Some((text, TimePattern::compile(text)));
+            }
+            let pattern = match compiled.as_ref().map(|(_, p)| p) {
+                Some(Ok(pattern)) => pattern,
+                Some(Err(e)) => return row_failure(row, format!("Invalid pattern '{text}': {e}")),
+                None => return None,
+            };
+            match format(pattern, values.value(row)) {
+                Ok(text) => Some(text),
+                Err(e) => row_failure(row, e),
+            }
+        })
+        .collect();
+    Arc::new(texts)
+}
+
+/// `TIMESTAMPTOSTRING(millis, pattern [, zone])` and `FORMAT_TIMESTAMP(timestamp, pattern
+/// [, zone])`: in UTC without a zone.
+fn format_timestamps(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef, DataFusionError> {
+    let rows = args[0].len();
+    let zone = match args.get(2) {
+        None => Zone::UTC,
+        Some(zone) => match constant_string(zone)? {
+            None => return Ok(arrow::array::new_null_array(&DataType::Utf8, rows)),
+            Some(zone) => Zone::parse(&zone)
+                .ok_or_else(|| failure(format!("Unknown time-zone ID: {zone}")))?,
+        },
+    };
+    let millis = arrow::compute::cast(&args[0], &DataType::Int64)?;
+    let patterns = strings(&args[1])?;
+    Ok(format_rows(
+        millis.as_primitive::<Int64Type>(),
+        &patterns,
+        |pattern, millis| pattern.format_millis(millis, zone),
+    ))
+}
+
+/// `DATETOSTRING(days, pattern)` and `FORMAT_DATE(date, pattern)`.
+fn format_dates(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef, DataFusionError> {
+    let days = arrow::compute::cast(&args[0], &DataType::Int32)?;
+    let days = arrow::compute::cast(&days, &DataType::Int64)?;
+    let patterns = strings(&args[1])?;
+    Ok(format_rows(
+        days.as_primitive::<Int64Type>(),
+        &patterns,
+        |pattern, days| pattern.format_days(days),
+    ))
 }
 
 fn date_type(args: &[DataType], result: DataType) -> Option<DataType> {
@@ -109,4 +294,145 @@ fn parse_timestamps(args: &[ArrayRef], result: &DataType) -> Result<ArrayRef, Da
         DataType::Timestamp(..) => Arc::new(TimestampMillisecondArray::from(millis)),
         _ => Arc::new(Int64Array::from(millis)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(array: &ArrayRef) -> Vec<Option<String>> {
+        array
+            .as_string::<i32>()
+            .iter()
+            .map(|t| t.map(str::to_string))
+            .collect()
+    }
+
+    fn string(values: &[Option<&str>]) -> ArrayRef {
+        Arc::new(StringArray::from(values.to_vec()))
+    }
+
+    #[test]
+    fn timestamps_are_written_with_each_rows_pattern_in_the_zone() {
+        let millis: ArrayRef = Arc::new(Int64Array::from(vec![
+            Some(1_526_075_913_000),
+            None,
+            Some(0),
+            Some(0),
+        ]));
+        let patterns = string(&[
+            Some("yyyy-MM-dd HH:mm:ss zzz"),
+            Some("yyyy"),
+            None,
+            Some("qq"),
+        ]);
+        crate::functions::udf::take_row_failures();
+        let out = format_timestamps(
+            &[
+                millis.clone(),
+                patterns.clone(),
+                string(&[Some("America/Los_Angeles")]),
+            ],
+            &DataType::Utf8,
+        )
+        .expect("formats");
+        assert_eq!(
+            texts(&out),
+            [
+                Some("2018-05-11 14:58:33 PDT".to_string()),
+                None,
+                None,
+                None
+            ],
+            "NULL value or pattern: NULL; a bad pattern: NULL and a failure"
+        );
+        let failures = crate::functions::udf::take_row_failures();
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        assert_eq!(failures[0].0, 3);
+        // Without a zone: UTC. FORMAT_TIMESTAMP takes a TIMESTAMP.
+        let timestamps = arrow::compute::cast(&millis, &TIMESTAMP).expect("casts");
+        let out = format_timestamps(&[timestamps, string(&[Some("HH:mm"); 4])], &DataType::Utf8)
+            .expect("formats");
+        assert_eq!(texts(&out)[0].as_deref(), Some("21:58"));
+        // An unknown zone fails the call, as ksqlDB's does.
+        let unknown = format_timestamps(
+            &[millis, patterns, string(&[Some("Nowhere")])],
+            &DataType::Utf8,
+        );
+        assert!(unknown.is_err_and(|e| e.to_string().contains("Unknown time-zone ID: Nowhere")));
+        crate::functions::udf::take_row_failures();
+    }
+
+    #[test]
+    fn dates_are_written_with_each_rows_pattern() {
+        let days: ArrayRef = Arc::new(Int32Array::from(vec![Some(17_662), Some(18_993), None]));
+        let patterns = string(&[Some("yyyy-MM-dd"), Some("dd-MMM-yyyy"), Some("yyyy")]);
+        let out =
+            format_dates(&[days.clone(), patterns.clone()], &DataType::Utf8).expect("formats");
+        let expected = [
+            Some("2018-05-11".to_string()),
+            Some("01-Jan-2022".to_string()),
+            None,
+        ];
+        assert_eq!(texts(&out), expected);
+        // FORMAT_DATE takes a DATE.
+        let dates = arrow::compute::cast(&days, &DataType::Date32).expect("casts");
+        let out = format_dates(&[dates, patterns], &DataType::Utf8).expect("formats");
+        assert_eq!(texts(&out), expected);
+    }
+
+    #[test]
+    fn epoch_numbers_convert_to_and_from_timestamps_and_dates() {
+        let udf = |name: &str| {
+            functions()
+                .into_iter()
+                .find(|f| f.name() == name)
+                .expect("registered")
+        };
+        let call = |name: &str, args: Vec<ArrayRef>| {
+            let udf = udf(name);
+            let types: Vec<DataType> = args.iter().map(|a| a.data_type().clone()).collect();
+            let return_type = udf.return_type(&types).expect("takes these arguments");
+            let rows = args.first().map_or(1, |a| a.len());
+            let fields = types
+                .iter()
+                .map(|t| Arc::new(arrow::datatypes::Field::new("a", t.clone(), true)))
+                .collect();
+            udf.invoke_with_args(datafusion::logical_expr::ScalarFunctionArgs {
+                args: args
+                    .into_iter()
+                    .map(datafusion::logical_expr::ColumnarValue::Array)
+                    .collect(),
+                arg_fields: fields,
+                number_rows: rows,
+                return_field: Arc::new(arrow::datatypes::Field::new("r", return_type, true)),
+                config_options: Arc::default(),
+            })
+            .expect("evaluates")
+            .into_array(rows)
+            .expect("an array")
+        };
+        let millis: ArrayRef = Arc::new(Int64Array::from(vec![Some(1_526_075_913_000), None]));
+        let timestamps = call("from_unixtime", vec![millis.clone()]);
+        assert_eq!(timestamps.data_type(), &TIMESTAMP);
+        assert_eq!(&call("unix_timestamp", vec![timestamps]), &millis);
+        let days: ArrayRef = Arc::new(Int32Array::from(vec![Some(18_993), None]));
+        let dates = call("from_days", vec![days.clone()]);
+        assert_eq!(dates.data_type(), &DataType::Date32);
+        assert_eq!(&call("unix_date", vec![dates]), &days);
+        // Without arguments: now.
+        let before = now_millis();
+        let now = call("unix_timestamp", Vec::new());
+        let now = now.as_primitive::<Int64Type>().value(0);
+        assert!(now >= before && now <= now_millis(), "{now}");
+        let today = call("unix_date", Vec::new());
+        let today = today.as_primitive::<arrow::datatypes::Int32Type>().value(0);
+        assert_eq!(i64::from(today), now_millis() / 86_400_000);
+        assert!(udf("from_days").return_type(&[DataType::Utf8]).is_err());
+        assert!(
+            udf("format_date")
+                .return_type(&[DataType::Int32, DataType::Utf8])
+                .is_err()
+        );
+    }
 }

@@ -1,5 +1,9 @@
-//! Parsing text with Java `DateTimeFormatter` patterns, as ksqlDB's `TIMESTAMP_FORMAT`,
-//! `STRINGTODATE`, `PARSE_DATE`, `STRINGTOTIMESTAMP` and `PARSE_TIMESTAMP` use them.
+//! Parsing and formatting text with Java `DateTimeFormatter` patterns, as ksqlDB's
+//! `TIMESTAMP_FORMAT`, `STRINGTODATE`, `PARSE_DATE`, `STRINGTOTIMESTAMP`, `PARSE_TIMESTAMP`,
+//! `TIMESTAMPTOSTRING`, `FORMAT_TIMESTAMP`, `DATETOSTRING` and `FORMAT_DATE` use them.
+//!
+//! Formatting also knows `E` (day names), `k`/`K` (other hour ranges), `z` (the zone's
+//! abbreviation) and `VV` (its id); zones are fixed offsets or IANA ids ([`Zone::parse`]).
 //!
 //! Supported letters: `y`/`u` (year; `yy` is 2000–2099), `M` (month, numeric or `MMM`
 //! names), `d`, `D` (day of year), `H`, `h` with `a`, `m`, `s`, `S` (fraction), `X`/`x`/`Z`
@@ -62,7 +66,7 @@ impl TimePattern {
                 }
                 parts.push(Part::Literal(text));
             } else if c.is_ascii_alphabetic() {
-                if !"yuMdDHhmsSXxZa".contains(c) {
+                if !"yuMdDHhmsSXxZaEzkKV".contains(c) {
                     return Err(format!("Unknown pattern letter: {c}"));
                 }
                 let mut count = 1;
@@ -266,6 +270,184 @@ fn read_field<'t>(
     }
 }
 
+/// A time zone: a fixed offset, or an IANA zone with its rules.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Zone {
+    Fixed(chrono::FixedOffset),
+    Named(chrono_tz::Tz),
+}
+
+impl Zone {
+    /// `UTC`, `GMT`, `Z`, offsets such as `+05:30` or `UTC-3`, or an IANA id such as
+    /// `America/Los_Angeles`; `None` for anything else.
+    pub fn parse(zone: &str) -> Option<Zone> {
+        if let Some(minutes) = zone_offset_minutes(zone) {
+            let offset = chrono::FixedOffset::east_opt(i32::try_from(minutes * 60).ok()?)?;
+            return Some(Zone::Fixed(offset));
+        }
+        zone.trim().parse::<chrono_tz::Tz>().ok().map(Zone::Named)
+    }
+
+    pub const UTC: Zone = Zone::Named(chrono_tz::Tz::UTC);
+}
+
+/// The calendar fields of an instant in a zone, as formatting reads them.
+struct Civil {
+    local: chrono::NaiveDateTime,
+    offset_seconds: i32,
+    abbreviation: String,
+    id: String,
+}
+
+impl Civil {
+    fn of(millis: i64, zone: Zone) -> Option<Civil> {
+        use chrono::{Offset, TimeZone};
+        let utc = chrono::DateTime::from_timestamp_millis(millis)?.naive_utc();
+        Some(match zone {
+            Zone::Fixed(offset) => {
+                let at = offset.from_utc_datetime(&utc);
+                Civil {
+                    local: at.naive_local(),
+                    offset_seconds: offset.local_minus_utc(),
+                    abbreviation: at.format("%:z").to_string(),
+                    id: at.format("%:z").to_string(),
+                }
+            }
+            Zone::Named(tz) => {
+                let at = tz.from_utc_datetime(&utc);
+                Civil {
+                    local: at.naive_local(),
+                    offset_seconds: at.offset().fix().local_minus_utc(),
+                    abbreviation: at.format("%Z").to_string(),
+                    id: tz.name().to_string(),
+                }
+            }
+        })
+    }
+}
+
+const DAYS: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
+
+const MONTH_NAMES: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+
+impl TimePattern {
+    /// Epoch milliseconds as text in `zone`.
+    pub fn format_millis(&self, millis: i64, zone: Zone) -> Result<String, String> {
+        let civil =
+            Civil::of(millis, zone).ok_or_else(|| format!("Timestamp {millis} is out of range"))?;
+        self.format_civil(&civil)
+    }
+
+    /// Days since the epoch as text (a date: its time fields are midnight, in UTC).
+    pub fn format_days(&self, days: i64) -> Result<String, String> {
+        self.format_millis(days.saturating_mul(86_400_000), Zone::UTC)
+    }
+
+    fn format_civil(&self, civil: &Civil) -> Result<String, String> {
+        use chrono::{Datelike, Timelike};
+        use std::fmt::Write;
+        let at = &civil.local;
+        let mut out = String::new();
+        let padded = |out: &mut String, value: i64, width: usize| {
+            let _ = write!(out, "{value:0width$}");
+        };
+        for part in &self.parts {
+            let (letter, count) = match part {
+                Part::Literal(text) => {
+                    out.push_str(text);
+                    continue;
+                }
+                Part::Field(letter, count) => (*letter, *count),
+            };
+            match letter {
+                'y' | 'u' if count == 2 => {
+                    padded(&mut out, i64::from(at.year()).rem_euclid(100), 2)
+                }
+                'y' | 'u' => padded(&mut out, i64::from(at.year()), count),
+                'M' => match count {
+                    1 | 2 => padded(&mut out, i64::from(at.month()), count),
+                    3 => out.push_str(&MONTH_NAMES[at.month0() as usize][..3]),
+                    _ => out.push_str(MONTH_NAMES[at.month0() as usize]),
+                },
+                'd' => padded(&mut out, i64::from(at.day()), count),
+                'D' => padded(&mut out, i64::from(at.ordinal()), count),
+                'E' => {
+                    let day = DAYS[at.weekday().num_days_from_monday() as usize];
+                    out.push_str(if count >= 4 { day } else { &day[..3] });
+                }
+                'a' => out.push_str(if at.hour() < 12 { "AM" } else { "PM" }),
+                'H' => padded(&mut out, i64::from(at.hour()), count),
+                'k' => padded(
+                    &mut out,
+                    i64::from(if at.hour() == 0 { 24 } else { at.hour() }),
+                    count,
+                ),
+                'K' => padded(&mut out, i64::from(at.hour() % 12), count),
+                'h' => {
+                    let hour = at.hour() % 12;
+                    padded(
+                        &mut out,
+                        i64::from(if hour == 0 { 12 } else { hour }),
+                        count,
+                    );
+                }
+                'm' => padded(&mut out, i64::from(at.minute()), count),
+                's' => padded(&mut out, i64::from(at.second()), count),
+                'S' => {
+                    // The first `count` digits of the fraction of a second.
+                    let nanos = format!("{:09}", at.nanosecond().min(999_999_999));
+                    out.push_str(&nanos[..count.min(9)]);
+                    out.extend(std::iter::repeat_n('0', count.saturating_sub(9)));
+                }
+                'X' | 'x' | 'Z' => out.push_str(&offset_text(letter, count, civil.offset_seconds)),
+                'z' => out.push_str(&civil.abbreviation),
+                'V' => out.push_str(&civil.id),
+                other => return Err(format!("Unknown pattern letter: {other}")),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A zone offset as `X`, `x` and `Z` write it (`X` writes `Z` for zero).
+fn offset_text(letter: char, count: usize, seconds: i32) -> String {
+    if seconds == 0 && (letter == 'X' || (letter == 'Z' && count == 5)) {
+        return "Z".into();
+    }
+    let sign = if seconds < 0 { '-' } else { '+' };
+    let (hours, minutes) = (seconds.abs() / 3600, seconds.abs() / 60 % 60);
+    match (letter, count) {
+        ('Z', 4) if seconds == 0 => "GMT".into(),
+        ('Z', 4) => format!("GMT{sign}{hours:02}:{minutes:02}"),
+        ('Z', 5) | ('X' | 'x', 3) => format!("{sign}{hours:02}:{minutes:02}"),
+        ('Z', _) | ('X' | 'x', 2) => format!("{sign}{hours:02}{minutes:02}"),
+        (_, 1) if minutes == 0 => format!("{sign}{hours:02}"),
+        (_, 1) => format!("{sign}{hours:02}{minutes:02}"),
+        _ => format!("{sign}{hours:02}:{minutes:02}"),
+    }
+}
+
 /// Fixed zones only: `UTC`, `GMT`, `Z` and offsets such as `+05:30` or `UTC-3`.
 pub fn zone_offset_minutes(zone: &str) -> Option<i64> {
     let upper = zone.trim().to_ascii_uppercase();
@@ -310,6 +492,57 @@ mod tests {
 
     fn millis(pattern: &str, text: &str) -> Result<i64, String> {
         TimePattern::compile(pattern)?.parse_millis(text, 0)
+    }
+
+    fn formatted(pattern: &str, millis: i64, zone: &str) -> String {
+        let zone = Zone::parse(zone).expect("a zone");
+        TimePattern::compile(pattern)
+            .and_then(|p| p.format_millis(millis, zone))
+            .expect("formats")
+    }
+
+    #[test]
+    fn patterns_write_dates_times_and_zones() {
+        // ksqlDB's documentation and corpus examples.
+        let may_11 = 1_526_075_913_000; // 2018-05-11T21:58:33Z
+        assert_eq!(
+            formatted("yyyy-MM-dd HH:mm:ss zzz", may_11, "America/Los_Angeles"),
+            "2018-05-11 14:58:33 PDT"
+        );
+        assert_eq!(
+            formatted("yyyy-MM-dd HH:mm:ss zzz", may_11, "Europe/London"),
+            "2018-05-11 22:58:33 BST"
+        );
+        assert_eq!(
+            formatted("yyyy-MM-dd'T'HH:mm:ss.SSSXXX", may_11 + 7, "UTC"),
+            "2018-05-11T21:58:33.007Z"
+        );
+        assert_eq!(formatted("XXX", may_11, "+05:30"), "+05:30");
+        assert_eq!(formatted("Z", may_11, "UTC-3"), "-0300");
+        assert_eq!(formatted("x", may_11, "UTC"), "+00");
+        assert_eq!(formatted("VV", may_11, "Asia/Tokyo"), "Asia/Tokyo");
+        assert_eq!(formatted("EEE, d MMM yy", may_11, "UTC"), "Fri, 11 May 18");
+        assert_eq!(formatted("EEEE d MMMM", may_11, "UTC"), "Friday 11 May");
+        assert_eq!(formatted("hh:mm a", may_11, "UTC"), "09:58 PM");
+        assert_eq!(
+            formatted("h 'o''clock' k K D", 0, "UTC"),
+            "12 o'clock 24 0 1"
+        );
+        // Before the epoch, and the zone's rules at that time (PST in January).
+        assert_eq!(
+            formatted("yyyy-MM-dd HH:mm zzz", -1, "America/Los_Angeles"),
+            "1969-12-31 15:59 PST"
+        );
+        let date = |pattern: &str, days: i64| {
+            TimePattern::compile(pattern)
+                .and_then(|p| p.format_days(days))
+                .expect("formats")
+        };
+        assert_eq!(date("yyyy-MM-dd", 17_662), "2018-05-11");
+        assert_eq!(date("dd/MM/yyyy", 18_027), "11/05/2019");
+        assert_eq!(date("dd-MMM-yyyy", 18_993), "01-Jan-2022");
+        assert_eq!(Zone::parse("Mars/Olympus"), None);
+        assert!(TimePattern::compile("yyyy-qq").is_err());
     }
 
     #[test]
