@@ -1,7 +1,8 @@
 //! Dates and timestamps: read from text with Java patterns (`STRINGTODATE`, `PARSE_DATE`,
 //! `STRINGTOTIMESTAMP`, `PARSE_TIMESTAMP`), written as text (`TIMESTAMPTOSTRING`,
-//! `FORMAT_TIMESTAMP`, `DATETOSTRING`, `FORMAT_DATE`), and converted to and from epoch
-//! numbers (`FROM_UNIXTIME`, `FROM_DAYS`, `UNIX_TIMESTAMP`, `UNIX_DATE`).
+//! `FORMAT_TIMESTAMP`, `DATETOSTRING`, `FORMAT_DATE`), times of day (`PARSE_TIME`,
+//! `FORMAT_TIME`), wall clocks moved between zones (`CONVERT_TZ`), and epoch numbers
+//! (`FROM_UNIXTIME`, `FROM_DAYS`, `UNIX_TIMESTAMP`, `UNIX_DATE`).
 
 use std::sync::Arc;
 
@@ -65,6 +66,28 @@ pub fn functions() -> Vec<ScalarUDF> {
             format_dates,
         ),
         KsqlFunction::udf(
+            "convert_tz",
+            |args| match args {
+                [time, from, to] if is_timestamp(time) && is_string(from) && is_string(to) => {
+                    Some(TIMESTAMP)
+                }
+                _ => None,
+            },
+            convert_tz,
+        ),
+        KsqlFunction::udf("parse_time", |args| date_type(args, TIME), parse_times),
+        KsqlFunction::udf(
+            "format_time",
+            |args| {
+                format_type(
+                    args,
+                    |t| matches!(t, DataType::Time32(_) | DataType::Null),
+                    false,
+                )
+            },
+            format_times,
+        ),
+        KsqlFunction::udf(
             "from_unixtime",
             |args| match args {
                 [millis] if is_integer(millis) => Some(TIMESTAMP),
@@ -117,6 +140,77 @@ pub fn functions() -> Vec<ScalarUDF> {
 
 /// ksqlDB's `TIMESTAMP`: milliseconds, no zone.
 const TIMESTAMP: DataType = DataType::Timestamp(TimeUnit::Millisecond, None);
+
+/// ksqlDB's `TIME`: milliseconds of the day.
+const TIME: DataType = DataType::Time32(TimeUnit::Millisecond);
+
+/// `CONVERT_TZ(timestamp, from, to)`: a wall-clock time of one zone as another's.
+fn convert_tz(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef, DataFusionError> {
+    let rows = args[0].len();
+    let mut zones = Vec::with_capacity(2);
+    for zone in &args[1..3] {
+        match constant_string(zone)? {
+            None => return Ok(arrow::array::new_null_array(&TIMESTAMP, rows)),
+            Some(zone) => zones.push(
+                Zone::parse(&zone)
+                    .ok_or_else(|| failure(format!("Unknown time-zone ID: {zone}")))?,
+            ),
+        }
+    }
+    let millis = arrow::compute::cast(&args[0], &DataType::Int64)?;
+    let converted: TimestampMillisecondArray = millis
+        .as_primitive::<Int64Type>()
+        .iter()
+        .enumerate()
+        .map(|(row, millis)| {
+            let millis = millis?;
+            zones[0]
+                .convert_local(millis, zones[1])
+                .or_else(|| row_failure(row, format!("Timestamp {millis} is out of range")))
+        })
+        .collect();
+    Ok(Arc::new(converted))
+}
+
+/// `PARSE_TIME(text, pattern)`: the time of day the text names (its date is ignored),
+/// with each row's pattern.
+fn parse_times(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef, DataFusionError> {
+    let (texts, patterns) = (strings(&args[0])?, strings(&args[1])?);
+    let mut compiled: Option<(&str, Result<TimePattern, String>)> = None;
+    let times: arrow::array::Time32MillisecondArray = (0..texts.len())
+        .map(|row| {
+            if texts.is_null(row) || patterns.is_null(row) {
+                return None;
+            }
+            let (text, pattern) = (texts.value(row), patterns.value(row));
+            if compiled.as_ref().is_none_or(|(last, _)| *last != pattern) {
+                compiled = Some((pattern, TimePattern::compile(pattern)));
+            }
+            let parsed = match compiled.as_ref().map(|(_, p)| p) {
+                Some(Ok(compiled)) => compiled.parse_millis(text, 0),
+                Some(Err(e)) => Err(e.clone()),
+                None => return None,
+            };
+            match parsed {
+                Ok(millis) => Some(millis.rem_euclid(86_400_000) as i32),
+                Err(e) => row_failure(row, format!("Failed to parse time '{text}': {e}")),
+            }
+        })
+        .collect();
+    Ok(Arc::new(times))
+}
+
+/// `FORMAT_TIME(time, pattern)`.
+fn format_times(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef, DataFusionError> {
+    let millis = arrow::compute::cast(&args[0], &DataType::Int32)?;
+    let millis = arrow::compute::cast(&millis, &DataType::Int64)?;
+    let patterns = strings(&args[1])?;
+    Ok(format_rows(
+        millis.as_primitive::<Int64Type>(),
+        &patterns,
+        |pattern, millis| pattern.format_millis(millis, Zone::UTC),
+    ))
+}
 
 fn is_integer(data_type: &DataType) -> bool {
     matches!(
@@ -361,6 +455,60 @@ mod tests {
         );
         assert!(unknown.is_err_and(|e| e.to_string().contains("Unknown time-zone ID: Nowhere")));
         crate::functions::udf::take_row_failures();
+    }
+
+    #[test]
+    fn wall_clock_times_convert_between_zones_and_times_of_day_read_and_write() {
+        let millis: ArrayRef = Arc::new(Int64Array::from(vec![
+            Some(100),
+            Some(1_589_234_313_000),
+            None,
+        ]));
+        let times = arrow::compute::cast(&millis, &TIMESTAMP).expect("casts");
+        let as_millis = |array: ArrayRef| -> Vec<Option<i64>> {
+            let array = arrow::compute::cast(&array, &DataType::Int64).expect("casts");
+            array.as_primitive::<Int64Type>().iter().collect()
+        };
+        // ksqlDB's examples: three hours on, by offsets and by names (in May, PDT to EDT).
+        for (from, to) in [
+            ("+0200", "+0500"),
+            ("America/Los_Angeles", "America/New_York"),
+        ] {
+            let out = convert_tz(
+                &[times.clone(), string(&[Some(from)]), string(&[Some(to)])],
+                &TIMESTAMP,
+            )
+            .expect("converts");
+            assert_eq!(
+                as_millis(out),
+                [Some(10_800_100), Some(1_589_245_113_000), None],
+                "{from} to {to}"
+            );
+        }
+        let unknown = convert_tz(
+            &[times, string(&[Some("UTC")]), string(&[Some("Atlantis")])],
+            &TIMESTAMP,
+        );
+        assert!(unknown.is_err());
+        // PARSE_TIME reads the time of day; FORMAT_TIME writes it.
+        let written = string(&[Some("00:01:05Lit"), Some("11/05/19"), Some("25:00:00")]);
+        let patterns = string(&[Some("HH:mm:ss'Lit'"); 3]);
+        crate::functions::udf::take_row_failures();
+        let parsed = parse_times(&[written, patterns], &TIME).expect("parses");
+        assert_eq!(parsed.data_type(), &TIME);
+        let failures = crate::functions::udf::take_row_failures();
+        assert_eq!(
+            as_millis(arrow::compute::cast(&parsed, &DataType::Int32).expect("casts")),
+            [Some(65_000), None, None],
+            "a text the pattern does not fit is NULL: {failures:?}"
+        );
+        assert_eq!(failures.len(), 2);
+        let formatted = format_times(&[parsed, string(&[Some("HH.mm.ss"); 3])], &DataType::Utf8)
+            .expect("formats");
+        assert_eq!(
+            texts(&formatted),
+            [Some("00.01.05".to_string()), None, None]
+        );
     }
 
     #[test]

@@ -289,6 +289,26 @@ impl Zone {
     }
 
     pub const UTC: Zone = Zone::Named(chrono_tz::Tz::UTC);
+
+    /// A wall-clock time of this zone (epoch milliseconds as if it were UTC) as the wall
+    /// clock of `to` reads it at that instant (`CONVERT_TZ`). A time skipped by a
+    /// daylight-saving change reads as the hour after; a repeated one as its first.
+    pub fn convert_local(self, millis: i64, to: Zone) -> Option<i64> {
+        use chrono::TimeZone;
+        let local = chrono::DateTime::from_timestamp_millis(millis)?.naive_utc();
+        let instant = match self {
+            Zone::Fixed(offset) => offset.from_local_datetime(&local).earliest()?.to_utc(),
+            Zone::Named(tz) => match tz.from_local_datetime(&local).earliest() {
+                Some(at) => at.to_utc(),
+                None => tz
+                    .from_local_datetime(&(local + chrono::Duration::hours(1)))
+                    .earliest()?
+                    .to_utc(),
+            },
+        };
+        let civil = Civil::of(instant.timestamp_millis(), to)?;
+        Some(civil.local.and_utc().timestamp_millis())
+    }
 }
 
 /// The calendar fields of an instant in a zone, as formatting reads them.
