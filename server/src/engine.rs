@@ -2404,14 +2404,14 @@ impl Engine {
             || !self.aggregate_calls(&query).is_empty();
         if query.is_push() && (aggregating || !query.from.joins.is_empty()) {
             state.next_transient += 1;
-            let number = state.next_transient;
+            // Named after its first source (the internal topic of an aggregation over a
+            // join is named after the query).
+            let first = &query.from.source.name.value;
+            let first = state.catalog.source(first).map_or(first, |s| &s.name);
+            let id = format!("transient_{first}_{}", state.next_transient);
             let joining = !query.from.joins.is_empty();
             let (source, plan, key_columns, value_columns, window) = if aggregating && joining {
                 let query = with_collection_limits(&query, properties);
-                // The internal topic between its stages is named after the query.
-                let first = &query.from.source.name.value;
-                let first = state.catalog.source(first).map_or(first, |s| &s.name);
-                let id = format!("transient_{first}_{number}");
                 let (source, plan, keys, values) = self
                     .plan_join_aggregate_query(&state.catalog, &query, None, &id, properties)
                     .await?;
@@ -2435,7 +2435,6 @@ impl Engine {
                     self.plan_join_query(&state.catalog, &query, None).await?;
                 (source, StatefulPlan::Join(plan), keys, values, None)
             };
-            let id = format!("transient_{}_{number}", source.name);
             drop(state);
             let spec = QuerySpec {
                 id,

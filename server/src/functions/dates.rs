@@ -176,21 +176,16 @@ fn convert_tz(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef, DataFusionErr
 /// with each row's pattern.
 fn parse_times(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef, DataFusionError> {
     let (texts, patterns) = (strings(&args[0])?, strings(&args[1])?);
-    let mut compiled: Option<(&str, Result<TimePattern, String>)> = None;
+    let mut last = LastPattern::default();
     let times: arrow::array::Time32MillisecondArray = (0..texts.len())
         .map(|row| {
             if texts.is_null(row) || patterns.is_null(row) {
                 return None;
             }
-            let (text, pattern) = (texts.value(row), patterns.value(row));
-            if compiled.as_ref().is_none_or(|(last, _)| *last != pattern) {
-                compiled = Some((pattern, TimePattern::compile(pattern)));
-            }
-            let parsed = match compiled.as_ref().map(|(_, p)| p) {
-                Some(Ok(compiled)) => compiled.parse_millis(text, 0),
-                Some(Err(e)) => Err(e.clone()),
-                None => return None,
-            };
+            let text = texts.value(row);
+            let parsed = last
+                .compiled(patterns.value(row))
+                .and_then(|pattern| pattern.parse_millis(text, 0));
             match parsed {
                 Ok(millis) => Some(millis.rem_euclid(86_400_000) as i32),
                 Err(e) => row_failure(row, format!("Failed to parse time '{text}': {e}")),
@@ -251,6 +246,20 @@ fn now_millis() -> i64 {
         })
 }
 
+/// The last row's pattern, compiled once for the rows after it that repeat it.
+#[derive(Default)]
+struct LastPattern<'a>(Option<(&'a str, Result<TimePattern, String>)>);
+
+impl<'a> LastPattern<'a> {
+    fn compiled(&mut self, text: &'a str) -> Result<&TimePattern, String> {
+        let (_, compiled) = match self.0.take() {
+            Some(last) if last.0 == text => self.0.insert(last),
+            _ => self.0.insert((text, TimePattern::compile(text))),
+        };
+        compiled.as_ref().map_err(Clone::clone)
+    }
+}
+
 /// Each row's value (epoch milliseconds or days) as text with its row's pattern; a
 /// pattern that does not compile or a value that does not format is NULL, logged.
 fn format_rows(
@@ -258,20 +267,16 @@ fn format_rows(
     patterns: &StringArray,
     format: impl Fn(&TimePattern, i64) -> Result<String, String>,
 ) -> ArrayRef {
-    let mut compiled: Option<(&str, Result<TimePattern, String>)> = None;
+    let mut last = LastPattern::default();
     let texts: StringArray = (0..values.len())
         .map(|row| {
             if values.is_null(row) || patterns.is_null(row) {
                 return None;
             }
             let text = patterns.value(row);
-            if compiled.as_ref().is_none_or(|(last, _)| *last != text) {
-                compiled = Some((text, TimePattern::compile(text)));
-            }
-            let pattern = match compiled.as_ref().map(|(_, p)| p) {
-                Some(Ok(pattern)) => pattern,
-                Some(Err(e)) => return row_failure(row, format!("Invalid pattern '{text}': {e}")),
-                None => return None,
+            let pattern = match last.compiled(text) {
+                Ok(pattern) => pattern,
+                Err(e) => return row_failure(row, format!("Invalid pattern '{text}': {e}")),
             };
             match format(pattern, values.value(row)) {
                 Ok(text) => Some(text),

@@ -273,7 +273,7 @@ impl Aggregation {
         table_keys: Option<&[&[u8]]>,
     ) -> Result<Changes, PlanError> {
         let prepared = self.prepare(batch)?;
-        let rows = prepared.original_rows;
+        let rows = prepared.original_times.len();
         match self.fold_prepared(prepared, table_keys) {
             Ok(changes) => Ok(changes),
             Err(error) => Ok(Changes {
@@ -299,7 +299,6 @@ impl Aggregation {
             .column_by_name("ROWTIME")
             .and_then(|c| c.as_primitive_opt::<Int64Type>().cloned())
             .ok_or_else(|| PlanError::Plan("internal: no ROWTIME".into()))?;
-        let original_rows = batch.num_rows();
         let (batch, input_rows) = match &plan.filter {
             Some(predicate) => {
                 let mask = predicate.evaluate(batch)?.into_array(batch.num_rows())?;
@@ -344,7 +343,6 @@ impl Aggregation {
         let group_rows = self.converter.convert_columns(&groups)?;
         Ok(Prepared {
             original_times,
-            original_rows,
             input_rows,
             groups,
             arguments,
@@ -362,7 +360,6 @@ impl Aggregation {
     ) -> Result<Changes, PlanError> {
         let Prepared {
             original_times,
-            original_rows,
             input_rows,
             groups,
             arguments,
@@ -397,7 +394,7 @@ impl Aggregation {
             }
         };
         let mut passed = input_rows.iter().copied().enumerate().peekable();
-        for cause in 0..original_rows {
+        for cause in 0..original_times.len() {
             let filtered = passed.next_if(|(_, original)| *original == cause);
             // A row whose group is NULL belongs to no group: ksqlDB drops it.
             let grouped = filtered
@@ -1209,7 +1206,6 @@ impl Aggregation {
 struct Prepared {
     /// `ROWTIME` of every input row (before the `WHERE`).
     original_times: Int64Array,
-    original_rows: usize,
     /// For each row that passed the `WHERE`, its index in the input batch.
     input_rows: Vec<usize>,
     /// The rest count rows that passed the `WHERE`.
