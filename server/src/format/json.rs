@@ -319,6 +319,27 @@ pub fn find_field<'a>(object: &'a serde_json::Map<String, Value>, name: &str) ->
 
 /// Writes the value at `row` of `array` (of type `ty`) as JSON.
 pub fn write_json(out: &mut String, array: &ArrayRef, ty: &SqlType, row: usize) {
+    write_json_value(out, array, ty, row, Times::AsNumbers);
+}
+
+/// How [`write_json_value`] writes DATE, TIME and TIMESTAMP values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Times {
+    /// Days, milliseconds of the day, milliseconds since the epoch: the JSON format.
+    AsNumbers,
+    /// ISO-8601 texts (`"2021-03-04"`, `"16:43:40"`, `"2021-03-04T16:43:40.000"`), as
+    /// `TO_JSON_STRING` writes them.
+    AsText,
+}
+
+/// Writes the value at `row` of `array` (of type `ty`) as JSON, times as `times` says.
+pub fn write_json_value(
+    out: &mut String,
+    array: &ArrayRef,
+    ty: &SqlType,
+    row: usize,
+    times: Times,
+) {
     if array.is_null(row) {
         out.push_str("null");
         return;
@@ -344,6 +365,11 @@ pub fn write_json(out: &mut String, array: &ArrayRef, ty: &SqlType, row: usize) 
                 &BASE64.encode(downcast::<BinaryArray>(array).value(row)),
             );
         }
+        SqlType::Date | SqlType::Time | SqlType::Timestamp if times == Times::AsText => {
+            out.push('"');
+            out.push_str(&crate::functions::time_format::iso_text(array, ty, row));
+            out.push('"');
+        }
         SqlType::Date => push_integer(out, downcast::<Date32Array>(array).value(row)),
         SqlType::Time => push_integer(out, downcast::<Time32MillisecondArray>(array).value(row)),
         SqlType::Timestamp => {
@@ -356,7 +382,7 @@ pub fn write_json(out: &mut String, array: &ArrayRef, ty: &SqlType, row: usize) 
                 if i > 0 {
                     out.push(',');
                 }
-                write_json(out, &items, item_type, i);
+                write_json_value(out, &items, item_type, i, times);
             }
             out.push(']');
         }
@@ -373,7 +399,7 @@ pub fn write_json(out: &mut String, array: &ArrayRef, ty: &SqlType, row: usize) 
                 let key = keys.as_string_opt::<i32>().map_or("", |k| k.value(i));
                 push_string(out, key);
                 out.push(':');
-                write_json(out, values, value_type, i);
+                write_json_value(out, values, value_type, i, times);
             }
             out.push('}');
         }
@@ -386,7 +412,7 @@ pub fn write_json(out: &mut String, array: &ArrayRef, ty: &SqlType, row: usize) 
                 }
                 push_string(out, &field.name);
                 out.push(':');
-                write_json(out, structs.column(i), &field.ty, row);
+                write_json_value(out, structs.column(i), &field.ty, row, times);
             }
             out.push('}');
         }

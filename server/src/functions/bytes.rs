@@ -160,7 +160,7 @@ fn to_bytes(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef, DataFusionError
     Ok(Arc::new(BinaryArray::from_iter(out)))
 }
 
-fn decode_hex(text: &str) -> Result<Vec<u8>, String> {
+pub(super) fn decode_hex(text: &str) -> Result<Vec<u8>, String> {
     // An odd number of digits reads as if a leading zero were written.
     let padded = if text.len() % 2 == 1 {
         format!("0{text}")

@@ -1,5 +1,5 @@
 //! `GEO_DISTANCE`, `EXTRACTJSONFIELD`, `AS_VALUE`, and the collection functions
-//! `GENERATE_SERIES`, `ENTRIES` and `MAP_UNION`.
+//! `GENERATE_SERIES`, `ENTRIES`, `MAP_UNION`, `SLICE` and `AS_MAP`.
 
 use std::sync::Arc;
 
@@ -31,6 +31,8 @@ pub fn functions() -> Vec<ScalarUDF> {
         KsqlFunction::udf("generate_series", generate_series_type, generate_series),
         KsqlFunction::udf("entries", entries_type, entries),
         KsqlFunction::udf("map_union", map_union_type, map_union),
+        KsqlFunction::udf("slice", slice_type, slice),
+        KsqlFunction::udf("as_map", as_map_type, as_map),
         // `STRUCT()`: the planner's name for a struct without fields.
         KsqlFunction::udf(
             "empty_struct",
@@ -135,7 +137,7 @@ fn extract_json_field(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef, DataF
         .iter()
         .zip(paths.iter())
         .map(|(document, path)| {
-            let value: serde_json::Value = serde_json::from_str(document?).ok()?;
+            let value = super::json::parse_leading(document?)?;
             let found = json_path(&value, path?)?;
             match found {
                 serde_json::Value::Null => None,
@@ -384,4 +386,174 @@ fn map_union(args: &[ArrayRef], result: &DataType) -> Result<ArrayRef, DataFusio
         Some(valid.into()),
         *ordered,
     )?))
+}
+
+fn slice_type(args: &[DataType]) -> Option<DataType> {
+    match args {
+        [list @ DataType::List(_), from, to]
+            if [from, to].iter().all(|t| t.is_integer() || t.is_null()) =>
+        {
+            Some(list.clone())
+        }
+        _ => None,
+    }
+}
+
+/// `SLICE(array, from, to)`: the items from position `from` to `to` (from 1, both
+/// included; NULL `from` is the first, NULL `to` the last). NULL when a position is
+/// outside the array.
+fn slice(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef, DataFusionError> {
+    let list = args[0].as_list::<i32>();
+    let bounds = [&args[1], &args[2]]
+        .map(|a| arrow::compute::cast(a, &DataType::Int64))
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+    let bound = |i: usize, row: usize| {
+        let array = bounds[i].as_primitive::<arrow::datatypes::Int64Type>();
+        array.is_valid(row).then(|| array.value(row))
+    };
+    let mut take: Vec<u32> = Vec::new();
+    let mut offsets = vec![0i32];
+    let mut valid = Vec::with_capacity(list.len());
+    for row in 0..list.len() {
+        let start = list.value_offsets()[row] as i64;
+        let length = list.value_length(row) as i64;
+        let from = bound(0, row).map_or(0, |from| from - 1);
+        let to = bound(1, row).unwrap_or(length);
+        let in_range = list.is_valid(row) && 0 <= from && from <= to && to <= length;
+        if list.is_valid(row) && from > to && 0 <= from && to <= length {
+            row_failure::<()>(row, format!("SLICE from {} is after to {to}", from + 1));
+        }
+        if in_range {
+            take.extend((start + from..start + to).map(|i| i as u32));
+        }
+        valid.push(in_range);
+        offsets.push(take.len() as i32);
+    }
+    let DataType::List(field) = args[0].data_type() else {
+        return Err(failure("SLICE takes an array"));
+    };
+    let items = arrow::compute::take(list.values(), &arrow::array::UInt32Array::from(take), None)?;
+    Ok(Arc::new(ListArray::try_new(
+        field.clone(),
+        OffsetBuffer::new(offsets.into()),
+        items,
+        Some(valid.into()),
+    )?))
+}
+
+fn as_map_type(args: &[DataType]) -> Option<DataType> {
+    let [DataType::List(keys), DataType::List(values)] = args else {
+        return None;
+    };
+    if !is_string(keys.data_type()) {
+        return None;
+    }
+    let value = crate::types::SqlType::from_arrow(values.data_type())?;
+    Some(
+        crate::types::SqlType::Map(Box::new(crate::types::SqlType::String), Box::new(value))
+            .to_arrow(),
+    )
+}
+
+/// `AS_MAP(keys, values)`: a map of each key to the value at its position (NULL past the
+/// end of `values`); a repeated key keeps its last value, a NULL key is left out.
+fn as_map(args: &[ArrayRef], result: &DataType) -> Result<ArrayRef, DataFusionError> {
+    let (keys, values) = (args[0].as_list::<i32>(), args[1].as_list::<i32>());
+    let key_texts = strings(keys.values())?;
+    let DataType::Map(entries_field, _) = result else {
+        return Err(failure("AS_MAP returns a map"));
+    };
+    let DataType::Struct(entry_fields) = entries_field.data_type() else {
+        return Err(failure("AS_MAP returns a map of entries"));
+    };
+    let value_type = entry_fields[1].data_type().clone();
+    let value_items = arrow::compute::cast(values.values(), &value_type)?;
+    let mut key_take: Vec<u32> = Vec::new();
+    // Positions in `value_items`, `None` for a key past the end of the values.
+    let mut value_take: Vec<Option<u32>> = Vec::new();
+    let mut offsets = vec![0i32];
+    let mut valid = Vec::with_capacity(keys.len());
+    for row in 0..keys.len() {
+        let present = keys.is_valid(row) && values.is_valid(row);
+        valid.push(present);
+        if present {
+            let first = key_take.len();
+            let key_start = keys.value_offsets()[row] as usize;
+            let value_start = values.value_offsets()[row] as usize;
+            let value_count = values.value_length(row) as usize;
+            for i in 0..keys.value_length(row) as usize {
+                let key = key_start + i;
+                if key_texts.is_null(key) {
+                    continue;
+                }
+                let value = (i < value_count).then_some((value_start + i) as u32);
+                let earlier = (first..key_take.len())
+                    .find(|&e| key_texts.value(key_take[e] as usize) == key_texts.value(key));
+                match earlier {
+                    Some(e) => value_take[e] = value,
+                    None => {
+                        key_take.push(key as u32);
+                        value_take.push(value);
+                    }
+                }
+            }
+        }
+        offsets.push(key_take.len() as i32);
+    }
+    let entry_keys =
+        arrow::compute::take(&key_texts, &arrow::array::UInt32Array::from(key_take), None)?;
+    let entry_values = arrow::compute::take(
+        &value_items,
+        &arrow::array::UInt32Array::from(value_take),
+        None,
+    )?;
+    let entries = StructArray::try_new(entry_fields.clone(), vec![entry_keys, entry_values], None)?;
+    Ok(Arc::new(MapArray::try_new(
+        entries_field.clone(),
+        OffsetBuffer::new(offsets.into()),
+        entries,
+        Some(valid.into()),
+        false,
+    )?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::eval;
+
+    #[test]
+    fn slice_takes_positions_from_one_both_included() {
+        assert_eq!(eval("slice(make_array(1, 2, 3, 4), 2, 3)"), "[2, 3]");
+        assert_eq!(eval("slice(make_array(1, 2, 3), NULL, 2)"), "[1, 2]");
+        assert_eq!(eval("slice(make_array(1, 2, 3), 2, NULL)"), "[2, 3]");
+        assert_eq!(eval("slice(make_array(1, 2, 3), 0, 2)"), "NULL");
+        assert_eq!(eval("slice(make_array(1, 2, 3), 2, 4)"), "NULL");
+        assert_eq!(eval("slice(make_array(1, 2, 3), 3, 1)"), "NULL");
+        assert_eq!(eval("slice(make_array('a'), 1, 1)"), "[a]");
+    }
+
+    #[test]
+    fn as_map_pairs_keys_with_values_by_position() {
+        assert_eq!(
+            eval("as_map(make_array('a', 'b'), make_array(1, 2))"),
+            "{a: 1, b: 2}"
+        );
+        assert_eq!(
+            eval("as_map(make_array('a', 'b'), make_array(1))"),
+            "{a: 1, b: NULL}"
+        );
+        assert_eq!(
+            eval("as_map(make_array('a', 'a'), make_array(1, 2))"),
+            "{a: 2}"
+        );
+        assert_eq!(
+            eval("as_map(make_array('a', NULL), make_array(1, 2))"),
+            "{a: 1}"
+        );
+        assert_eq!(
+            eval("as_map(CAST(NULL AS VARCHAR[]), make_array(1))"),
+            "NULL"
+        );
+    }
 }

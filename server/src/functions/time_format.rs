@@ -495,6 +495,37 @@ pub fn zone_offset_minutes(zone: &str) -> Option<i64> {
     Some(sign * (hours * 60 + minutes))
 }
 
+/// A DATE, TIME or TIMESTAMP value in ISO-8601 (`2021-03-04`, `16:43:40` or `16:43:40.123`,
+/// `2021-03-04T16:43:40.000`), as ksqlDB's `TO_JSON_STRING` writes them.
+pub fn iso_text(array: &arrow::array::ArrayRef, ty: &crate::types::SqlType, row: usize) -> String {
+    use crate::types::SqlType;
+    use arrow::array::AsArray;
+    use arrow::datatypes::{Date32Type, Time32MillisecondType, TimestampMillisecondType};
+    let at = |millis: i64| chrono::DateTime::from_timestamp_millis(millis).map(|t| t.naive_utc());
+    match ty {
+        SqlType::Date => {
+            let days = array.as_primitive::<Date32Type>().value(row);
+            at(i64::from(days) * 86_400_000)
+                .map_or_else(String::new, |t| t.format("%Y-%m-%d").to_string())
+        }
+        SqlType::Time => {
+            let millis = array.as_primitive::<Time32MillisecondType>().value(row);
+            let pattern = if millis % 1000 == 0 {
+                "%H:%M:%S"
+            } else {
+                "%H:%M:%S%.3f"
+            };
+            at(i64::from(millis)).map_or_else(String::new, |t| t.format(pattern).to_string())
+        }
+        _ => {
+            let millis = array.as_primitive::<TimestampMillisecondType>().value(row);
+            at(millis).map_or_else(String::new, |t| {
+                t.format("%Y-%m-%dT%H:%M:%S%.3f").to_string()
+            })
+        }
+    }
+}
+
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
 pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let year = if month <= 2 { year - 1 } else { year };

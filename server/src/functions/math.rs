@@ -1,0 +1,317 @@
+//! ksqlDB's math functions where DataFusion's differ: `SIGN`, `SQRT` (NaN below zero),
+//! `LOG` (natural logarithm; with a base, NaN for bases ≤ 0 or 1) and `ROUND`, which
+//! breaks ties towards positive infinity (`ROUND(-1.5)` is -1) on the decimal digits a
+//! DOUBLE prints as, and keeps a DECIMAL's type when given a number of places.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, Decimal128Array, Float64Array, Int32Array, Int64Array,
+};
+use arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int64Type};
+use datafusion::common::DataFusionError;
+use datafusion::logical_expr::ScalarUDF;
+
+use super::udf::{KsqlFunction, any_null, is_number, row_failure};
+
+pub fn functions() -> Vec<ScalarUDF> {
+    vec![
+        KsqlFunction::udf("sign", |args| one_number(args, DataType::Int32), sign),
+        KsqlFunction::udf(
+            "sqrt",
+            |args| one_number(args, DataType::Float64),
+            |args, _| doubles_map(&args[0], f64::sqrt),
+        ),
+        KsqlFunction::udf("log", log_type, log),
+        KsqlFunction::udf("round", round_type, round),
+    ]
+}
+
+fn one_number(args: &[DataType], result: DataType) -> Option<DataType> {
+    match args {
+        [t] if is_number(t) => Some(result),
+        _ => None,
+    }
+}
+
+fn doubles(array: &ArrayRef) -> Result<Float64Array, DataFusionError> {
+    Ok(arrow::compute::cast(array, &DataType::Float64)?
+        .as_primitive::<Float64Type>()
+        .clone())
+}
+
+fn doubles_map(array: &ArrayRef, f: impl Fn(f64) -> f64) -> Result<ArrayRef, DataFusionError> {
+    let out: Float64Array = doubles(array)?.iter().map(|v| v.map(&f)).collect();
+    Ok(Arc::new(out))
+}
+
+/// `SIGN(x)`: -1, 0 or 1 as an INT (0 for NaN).
+fn sign(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef, DataFusionError> {
+    let out: Int32Array = doubles(&args[0])?
+        .iter()
+        .map(|v| {
+            v.map(|v| match v {
+                v if v > 0.0 => 1,
+                v if v < 0.0 => -1,
+                _ => 0,
+            })
+        })
+        .collect();
+    Ok(Arc::new(out))
+}
+
+fn log_type(args: &[DataType]) -> Option<DataType> {
+    (matches!(args.len(), 1 | 2) && args.iter().all(is_number)).then_some(DataType::Float64)
+}
+
+/// `LOG(x)`: the natural logarithm; `LOG(base, x)`: the logarithm in `base`, NaN when the
+/// base is not above 0 or is 1.
+fn log(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef, DataFusionError> {
+    if args.len() == 1 {
+        return doubles_map(&args[0], f64::ln);
+    }
+    let (bases, values) = (doubles(&args[0])?, doubles(&args[1])?);
+    let out: Float64Array = bases
+        .iter()
+        .zip(values.iter())
+        .map(|(base, value)| {
+            let (base, value) = (base?, value?);
+            Some(if base <= 0.0 || base == 1.0 {
+                f64::NAN
+            } else {
+                value.ln() / base.ln()
+            })
+        })
+        .collect();
+    Ok(Arc::new(out))
+}
+
+fn round_type(args: &[DataType]) -> Option<DataType> {
+    match args {
+        [DataType::Decimal128(precision, scale)] => Some(DataType::Decimal128(
+            precision.saturating_sub((*scale).max(0) as u8).max(1),
+            0,
+        )),
+        [t @ (DataType::Int32 | DataType::Int64)] => Some(t.clone()),
+        [t] if is_number(t) => Some(DataType::Int64),
+        [t @ DataType::Decimal128(..), places] if places.is_integer() || places.is_null() => {
+            Some(t.clone())
+        }
+        [t, places] if is_number(t) && (places.is_integer() || places.is_null()) => {
+            Some(DataType::Float64)
+        }
+        _ => None,
+    }
+}
+
+/// `ROUND(x)`: the nearest whole number (INT and BIGINT stay, DOUBLE becomes BIGINT,
+/// DECIMAL loses its scale); `ROUND(x, places)`: rounded to `places` decimal places
+/// (negative rounds left of the point). Ties go towards positive infinity.
+fn round(args: &[ArrayRef], result: &DataType) -> Result<ArrayRef, DataFusionError> {
+    let input = &args[0];
+    let places = match args.get(1) {
+        Some(places) => Some(
+            arrow::compute::cast(places, &DataType::Int64)?
+                .as_primitive::<Int64Type>()
+                .clone(),
+        ),
+        None => None,
+    };
+    let rows = input.len();
+    let place = |row: usize| places.as_ref().map_or(0, |p| p.value(row));
+    match (input.data_type(), result) {
+        (DataType::Decimal128(_, scale), DataType::Decimal128(precision, result_scale)) => {
+            let values = input.as_primitive::<Decimal128Type>();
+            let limit = 10i128.pow(u32::from(*precision));
+            let out: Decimal128Array = (0..rows)
+                .map(|row| {
+                    if any_null(args, row) {
+                        return None;
+                    }
+                    let rounded = round_decimal(values.value(row), *scale, place(row));
+                    // Back to the result's scale: the input's, or none.
+                    let scaled = if *result_scale == 0 {
+                        rounded / 10i128.pow((*scale).max(0) as u32)
+                    } else {
+                        rounded
+                    };
+                    if scaled.abs() >= limit {
+                        return row_failure(row, "ROUND result does not fit its DECIMAL type");
+                    }
+                    Some(scaled)
+                })
+                .collect();
+            Ok(Arc::new(
+                out.with_precision_and_scale(*precision, *result_scale)?,
+            ))
+        }
+        (_, DataType::Int32 | DataType::Int64) if places.is_none() => {
+            if input.data_type().is_integer() {
+                return Ok(arrow::compute::cast(input, result)?);
+            }
+            let out: Int64Array = doubles(input)?
+                .iter()
+                .map(|v| v.map(round_half_up))
+                .collect();
+            Ok(Arc::new(out))
+        }
+        _ => {
+            let values = doubles(input)?;
+            let out: Float64Array = (0..rows)
+                .map(|row| {
+                    (!any_null(args, row)).then(|| round_double(values.value(row), place(row)))
+                })
+                .collect();
+            Ok(Arc::new(out))
+        }
+    }
+}
+
+/// Java's `Math.round`: the nearest integer, ties up.
+fn round_half_up(value: f64) -> i64 {
+    let floor = value.floor();
+    let rounded = if value - floor >= 0.5 {
+        floor + 1.0
+    } else {
+        floor
+    };
+    rounded as i64
+}
+
+/// A DECIMAL's unscaled value (at `scale`) rounded to `places`, still at `scale`.
+fn round_decimal(value: i128, scale: i8, places: i64) -> i128 {
+    let dropped = i64::from(scale) - places;
+    if dropped <= 0 {
+        return value;
+    }
+    if dropped > 38 {
+        return 0;
+    }
+    without_digits(value, dropped as u32).saturating_mul(10i128.pow(dropped as u32))
+}
+
+/// `value` without its last `dropped` digits (1 to 38), rounded: ties towards positive
+/// infinity (half up above zero, half down below it, as ksqlDB's `ROUND`).
+fn without_digits(value: i128, dropped: u32) -> i128 {
+    let divisor = 10i128.pow(dropped);
+    let (quotient, remainder) = (value / divisor, value % divisor);
+    let half = divisor / 2;
+    if remainder >= half {
+        quotient + 1
+    } else if -remainder > half {
+        quotient - 1
+    } else {
+        quotient
+    }
+}
+
+/// A DOUBLE rounded to `places` on its shortest decimal digits (Java's
+/// `BigDecimal.valueOf`), ties towards positive infinity.
+fn round_double(value: f64, places: i64) -> f64 {
+    if !value.is_finite() {
+        return value;
+    }
+    // `d.dddde±x`: the shortest digits that read back as `value`.
+    let text = format!("{:e}", value.abs());
+    let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
+    let exponent: i64 = exponent.parse().unwrap_or(0);
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let Ok(unscaled) = digits.parse::<i128>() else {
+        return value;
+    };
+    // |value| = unscaled × 10^-scale
+    let scale = digits.len() as i64 - 1 - exponent;
+    let dropped = scale - places;
+    if dropped <= 0 {
+        return value;
+    }
+    let signed = if value < 0.0 { -unscaled } else { unscaled };
+    let rounded = if dropped > 38 {
+        0
+    } else {
+        without_digits(signed, dropped as u32)
+    };
+    if rounded == 0 {
+        return 0.0;
+    }
+    format!("{rounded}e{}", -places).parse().unwrap_or(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{eval, eval_error};
+    use super::*;
+
+    #[test]
+    fn sign_sqrt_and_log_follow_java() {
+        assert_eq!(eval("sign(CAST(-2 AS BIGINT))"), "-1");
+        assert_eq!(eval("sign(0.0e0)"), "0");
+        assert_eq!(eval("sign(3.5e0)"), "1");
+        assert_eq!(eval("sign(CAST(NULL AS INT))"), "NULL");
+        assert_eq!(eval("sqrt(CAST(-1 AS INT))"), "NaN");
+        assert_eq!(eval("sqrt(CAST(4 AS BIGINT))"), "2.0");
+        assert_eq!(eval("log(CAST(13 AS INT))"), "2.5649493574615367");
+        assert_eq!(eval("log(0.0e0)"), "-inf");
+        assert_eq!(eval("log(15, 13)"), "0.9471572411831843");
+        for bad_base in ["0", "1", "-15"] {
+            assert_eq!(eval(&format!("log({bad_base}, 13)")), "NaN");
+        }
+        assert_eq!(eval("log(15, CAST(NULL AS INT))"), "NULL");
+        assert!(eval_error("sqrt('x')").contains("does not accept parameters (STRING)"));
+    }
+
+    #[test]
+    fn round_keeps_or_changes_the_type_as_ksqldb_does() {
+        assert_eq!(eval("arrow_typeof(round(CAST(1 AS INT)))"), "Int32");
+        assert_eq!(eval("arrow_typeof(round(1.5e0))"), "Int64");
+        assert_eq!(eval("round(-1.5e0)"), "-1");
+        assert_eq!(eval("round(1.25e0, 1)"), "1.3");
+        assert_eq!(eval("round(CAST(NULL AS DOUBLE), 1)"), "NULL");
+        assert_eq!(
+            eval("arrow_typeof(round(CAST(1.25 AS DECIMAL(33, 16))))"),
+            "Decimal128(17, 0)"
+        );
+        assert_eq!(eval("round(CAST(-1.5 AS DECIMAL(4, 2)))"), "-1");
+        assert_eq!(eval("round(CAST(1.25 AS DECIMAL(4, 2)), 1)"), "1.30");
+        assert_eq!(eval("round(CAST(-1.26 AS DECIMAL(4, 2)), 1)"), "-1.30");
+    }
+
+    #[test]
+    fn doubles_round_on_their_printed_digits_ties_up() {
+        let cases = [
+            (1.2, 0, 1.0),
+            (1.5, 0, 2.0),
+            (-1.5, 0, -1.0),
+            (-1.7, 0, -2.0),
+            (1.234567, 2, 1.23),
+            (1.234567, 10, 1.234567),
+            (12345.678, 1, 12345.7),
+            (12345.678, -1, 12350.0),
+            (-12345.678, -2, -12300.0),
+            (111.0, -1, 110.0),
+            (2.675, 2, 2.68),
+        ];
+        for (value, places, expected) in cases {
+            assert_eq!(
+                round_double(value, places),
+                expected,
+                "ROUND({value}, {places})"
+            );
+        }
+        let zero = round_double(-1.1, -1);
+        assert!(zero == 0.0 && zero.is_sign_positive());
+        assert_eq!(round_half_up(-1.5), -1);
+        assert_eq!(round_half_up(1.5), 2);
+        assert_eq!(round_half_up(-12345.678), -12346);
+    }
+
+    #[test]
+    fn decimals_round_at_their_scale() {
+        // 1.25 at scale 2
+        assert_eq!(round_decimal(125, 2, 1), 130);
+        assert_eq!(round_decimal(-125, 2, 1), -120);
+        assert_eq!(round_decimal(-126, 2, 1), -130);
+        assert_eq!(round_decimal(125, 2, 5), 125);
+        assert_eq!(round_decimal(125, 2, -1), 0);
+    }
+}

@@ -1,0 +1,42 @@
+//! Unit-test helpers: evaluating a function call through a session where ksqlDB's functions
+//! are registered, as a query would, and reading the value back as text.
+
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::execution::context::SessionContext;
+
+/// `SELECT <expr>` on one row, through DataFusion's SQL: the value's display text (`NULL`
+/// for NULL, `[a, b]` for arrays, `{k: v}` for maps), or the planning or execution error.
+pub fn try_eval(expr: &str) -> Result<String, String> {
+    let context = SessionContext::new();
+    super::register(&context);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let batches = runtime
+        .block_on(async {
+            context
+                .sql(&format!("SELECT {expr}"))
+                .await?
+                .collect()
+                .await
+        })
+        .map_err(|e| e.to_string())?;
+    let batch = batches.first().ok_or("no rows")?;
+    let options = FormatOptions::default().with_null("NULL");
+    let formatter =
+        ArrayFormatter::try_new(batch.column(0).as_ref(), &options).map_err(|e| e.to_string())?;
+    Ok(formatter.value(0).to_string())
+}
+
+/// [`try_eval`] where the call must succeed.
+pub fn eval(expr: &str) -> String {
+    try_eval(expr).unwrap_or_else(|error| panic!("{expr} failed: {error}"))
+}
+
+/// The planning error of a call ksqlDB refuses.
+pub fn eval_error(expr: &str) -> String {
+    match try_eval(expr) {
+        Ok(value) => panic!("{expr} should fail but gave {value}"),
+        Err(error) => error,
+    }
+}
