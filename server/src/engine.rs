@@ -1507,6 +1507,11 @@ impl Engine {
         EngineError,
     > {
         let input = query_source(catalog, query)?;
+        if self.planner.calls_table_function(&query.projection) {
+            return Err(EngineError::Statement(
+                "Table functions cannot be used with aggregations.".into(),
+            ));
+        }
         check_aliases(query)?;
         self.check_window_bounds(query)?;
         let star_columns: Vec<String> = input
@@ -2031,6 +2036,11 @@ impl Engine {
         EngineError,
     > {
         let input = query_source(catalog, query)?;
+        if input.kind == SourceKind::Table && self.planner.calls_table_function(&query.projection) {
+            return Err(EngineError::Statement(
+                "Table source is not supported with table functions".into(),
+            ));
+        }
         let partitioned = !query.partition_by.is_empty();
         let non_keys = input.schema.non_keys();
         // With PARTITION BY, `*` lists the old keys after the values, as ksqlDB does.
@@ -2610,6 +2620,11 @@ impl Engine {
     /// functions; the shipped server never does).
     pub fn register_scalar_function(&self, udf: datafusion::logical_expr::ScalarUDF) {
         self.planner.register_scalar(udf);
+    }
+
+    /// Makes a table function callable (`udf` answers the array of rows of each call).
+    pub fn register_table_function(&self, udf: datafusion::logical_expr::ScalarUDF) {
+        self.planner.register_table_function(udf);
     }
 
     /// The persistent queries' ids with the topic each reads.

@@ -634,7 +634,49 @@ async fn explain_and_describe_tell_what_queries_sources_and_functions_are() {
         panic!("{:?}", results[4])
     };
     assert_eq!((function.name.as_str(), function.kind), ("UCASE", "SCALAR"));
-    assert!(!function.variants.is_empty());
+    assert_eq!(function.variants.len(), 1);
+    assert_eq!(function.variants[0].arguments, ["STRING"]);
+    assert_eq!(function.variants[0].return_type, "STRING");
+    // Every form a function takes, with its arguments' names and types.
+    let described = engine
+        .execute(
+            "DESCRIBE FUNCTION lpad; DESCRIBE FUNCTION explode; DESCRIBE FUNCTION concat;",
+            &Properties::new(),
+        )
+        .await
+        .expect("described");
+    let StatementResult::Function(lpad) = &described[0] else {
+        panic!("{:?}", described[0])
+    };
+    let forms: Vec<(Vec<&str>, &str)> = lpad
+        .variants
+        .iter()
+        .map(|v| {
+            (
+                v.arguments.iter().map(String::as_str).collect(),
+                v.return_type.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        forms,
+        [
+            (vec!["STRING", "INT", "STRING"], "STRING"),
+            (vec!["BYTES", "INT", "BYTES"], "BYTES")
+        ]
+    );
+    assert_eq!(
+        lpad.variants[0].argument_names,
+        ["input", "length", "padding"]
+    );
+    let StatementResult::Function(explode) = &described[1] else {
+        panic!("{:?}", described[1])
+    };
+    assert_eq!(explode.kind, "TABLE");
+    let StatementResult::Function(concat) = &described[2] else {
+        panic!("{:?}", described[2])
+    };
+    assert!(concat.variants.iter().all(|v| v.variadic));
     let error = engine
         .execute("DESCRIBE FUNCTION no_such_function;", &Properties::new())
         .await
@@ -956,6 +998,71 @@ async fn a_restarted_join_loads_its_state_from_its_changelog_not_from_its_source
             .expect("topics")
             .contains(&changelog.to_string()),
         "TERMINATE deletes the changelog"
+    );
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_functions_make_a_row_per_item_and_lambdas_reshape_arrays() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (log, engine) = open_engine(dir.path()).await;
+    engine
+        .execute(
+            "CREATE STREAM orders (id STRING KEY, items ARRAY<INT>, tags ARRAY<STRING>, \
+                 prices MAP<STRING, INT>) \
+               WITH (kafka_topic='orders', value_format='json', partitions=1);
+             CREATE STREAM order_items AS
+               SELECT id, EXPLODE(items) AS item, EXPLODE(TRANSFORM(tags, t => UCASE(t))) AS tag,
+                      REDUCE(items, 0, (s, x) => s + x) AS total,
+                      FILTER(prices, (k, v) => v > 2) AS dear
+               FROM orders WHERE id <> 'skip';",
+            &earliest(),
+        )
+        .await
+        .expect("statements run");
+    log.produce(
+        "orders",
+        vec![
+            json(
+                "o1",
+                r#"{"items": [1, 2, 3], "tags": ["a"], "prices": {"x": 1, "y": 5}}"#,
+                1,
+            ),
+            json("skip", r#"{"items": [9], "tags": ["z"]}"#, 2),
+            json("o2", r#"{"items": [], "tags": null}"#, 3),
+            json("o3", r#"{"items": [4], "tags": ["b", "c"]}"#, 4),
+        ],
+        Acks::All,
+    )
+    .await
+    .expect("produced");
+    engine.wait_until_caught_up().await.expect("caught up");
+    let rows: Vec<(Option<String>, Option<String>, i64)> = sink_values(&log, "ORDER_ITEMS").await;
+    let expected = [
+        ("o1", r#"{"ITEM":1,"TAG":"A","TOTAL":6,"DEAR":{"y":5}}"#, 1),
+        ("o1", r#"{"ITEM":2,"TAG":null,"TOTAL":6,"DEAR":{"y":5}}"#, 1),
+        ("o1", r#"{"ITEM":3,"TAG":null,"TOTAL":6,"DEAR":{"y":5}}"#, 1),
+        ("o3", r#"{"ITEM":4,"TAG":"B","TOTAL":4,"DEAR":null}"#, 4),
+        ("o3", r#"{"ITEM":null,"TAG":"C","TOTAL":4,"DEAR":null}"#, 4),
+    ];
+    let expected: Vec<(Option<String>, Option<String>, i64)> = expected
+        .iter()
+        .map(|(k, v, t)| (Some(k.to_string()), Some(v.to_string()), *t))
+        .collect();
+    assert_eq!(rows, expected);
+
+    let refused = engine
+        .execute(
+            "CREATE TABLE counts AS SELECT id, EXPLODE(items), COUNT(*) FROM orders GROUP BY id;",
+            &earliest(),
+        )
+        .await
+        .expect_err("refused");
+    assert!(
+        refused
+            .to_string()
+            .contains("Table functions cannot be used with aggregations."),
+        "{refused}"
     );
     engine.shutdown().await;
 }

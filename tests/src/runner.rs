@@ -58,6 +58,9 @@ async fn run(case: &Case) -> Result<(), String> {
     for udf in crate::test_functions::scalar_functions() {
         engine.register_scalar_function(udf);
     }
+    for udtf in crate::test_functions::table_functions() {
+        engine.register_table_function(udtf);
+    }
     let result = drive(case, &log, &engine).await;
     engine.shutdown().await;
     result

@@ -1,7 +1,8 @@
 //! Equivalents of the aggregate functions ksqlDB's conformance tests load from its own test
 //! sources (`TEST_UDAF`, `MULTI_ARG`, `FOUR_ARG`, `FIVE_ARG`, `VAR_ARG`, `MID_VAR_ARG`,
 //! `GENERIC_VAR_ARG`, `OBJ_COL_ARG`) and the scalars `BAD_UDF`, `TEST_UDF`, `WHENCONDITION`,
-//! `WHENRESULT` and `TOSTRUCT`: registered by the conformance runner only, never by the
+//! `WHENRESULT` and `TOSTRUCT`, and the table functions `TEST_UDTF` and `THROWING_UDTF`:
+//! registered by the conformance runner only, never by the
 //! shipped server. Their behaviour is what the corpus's expected outputs show:
 //!
 //! - `MULTI_ARG(BIGINT, STRING, INT, STRING…)`, `FOUR_ARG(BIGINT, STRING, STRING, STRING,
@@ -531,5 +532,120 @@ impl datafusion::logical_expr::ScalarUDFImpl for BadUdf {
             }
         };
         Ok(datafusion::logical_expr::ColumnarValue::Array(out))
+    }
+}
+
+/// The test table functions, to register with an engine (as table functions: each call
+/// answers the array of the rows it makes):
+///
+/// - `TEST_UDTF(x)`: one row, `x` (a DECIMAL as `DECIMAL(30, 10)`);
+///   `TEST_UDTF(a, b, …)`: one row per argument, as Java's `String.valueOf` writes it (an
+///   array or map argument: its first value).
+/// - `THROWING_UDTF(flag)`: fails when `flag` is true, else one row, `flag`.
+pub fn table_functions() -> Vec<datafusion::logical_expr::ScalarUDF> {
+    vec![
+        KsqlFunction::udf("test_udtf", test_udtf_type, test_udtf),
+        KsqlFunction::udf(
+            "throwing_udtf",
+            |types| match types {
+                [DataType::Boolean] => Some(list_of(DataType::Boolean)),
+                _ => None,
+            },
+            |args, result| {
+                if args[0].as_boolean().iter().any(|v| v == Some(true)) {
+                    return Err(DataFusionError::Execution(
+                        "THROWING_UDTF fails on true".into(),
+                    ));
+                }
+                one_row_each(&args[0], result)
+            },
+        ),
+    ]
+}
+
+fn list_of(item: DataType) -> DataType {
+    DataType::List(Arc::new(Field::new("item", item, true)))
+}
+
+fn test_udtf_type(types: &[DataType]) -> Option<DataType> {
+    match types {
+        [DataType::Decimal128(..)] => Some(list_of(DataType::Decimal128(30, 10))),
+        [single] => Some(list_of(single.clone())),
+        [] => None,
+        _ => Some(list_of(DataType::Utf8)),
+    }
+}
+
+/// Each row's value as a one-item array.
+fn one_row_each(values: &ArrayRef, result: &DataType) -> Result<ArrayRef> {
+    let DataType::List(field) = result else {
+        return Err(DataFusionError::Internal(
+            "a table function answers arrays".into(),
+        ));
+    };
+    let values = arrow::compute::cast(values, field.data_type())?;
+    let offsets = arrow::buffer::OffsetBuffer::from_lengths(vec![1; values.len()]);
+    Ok(Arc::new(arrow::array::ListArray::try_new(
+        field.clone(),
+        offsets,
+        values,
+        None,
+    )?))
+}
+
+fn test_udtf(args: &[ArrayRef], result: &DataType) -> Result<ArrayRef> {
+    if let [single] = args {
+        return one_row_each(single, result);
+    }
+    let mut out = arrow::array::ListBuilder::new(arrow::array::StringBuilder::new());
+    for row in 0..args[0].len() {
+        for arg in args {
+            out.values().append_option(java_string(arg, row)?);
+        }
+        out.append(true);
+    }
+    Ok(Arc::new(out.finish()))
+}
+
+/// Java's `String.valueOf` of a value: `Struct{A=bar}` for a struct, the first value of an
+/// array or a map.
+fn java_string(array: &ArrayRef, row: usize) -> Result<Option<String>> {
+    if array.is_null(row) {
+        return Ok(None);
+    }
+    match array.data_type() {
+        DataType::List(_) => {
+            let items = array.as_list::<i32>().value(row);
+            if items.is_empty() {
+                return Ok(None);
+            }
+            java_string(&items, 0)
+        }
+        DataType::Map(..) => {
+            let entries = array.as_map().value(row);
+            if entries.is_empty() {
+                return Ok(None);
+            }
+            java_string(entries.column(1), 0)
+        }
+        DataType::Struct(fields) => {
+            let structs = array.as_struct();
+            let mut parts = Vec::with_capacity(fields.len());
+            for (i, field) in fields.iter().enumerate() {
+                let value = java_string(structs.column(i), row)?;
+                parts.push(format!(
+                    "{}={}",
+                    field.name(),
+                    value.as_deref().unwrap_or("null")
+                ));
+            }
+            Ok(Some(format!("Struct{{{}}}", parts.join(","))))
+        }
+        _ => {
+            let options = arrow::util::display::FormatOptions::default();
+            let formatter =
+                arrow::util::display::ArrayFormatter::try_new(array.as_ref(), &options)?;
+            Ok(Some(formatter.value(row).to_string()))
+        }
     }
 }

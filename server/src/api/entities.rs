@@ -211,11 +211,11 @@ fn function_description(function: &FunctionDescription, text: &str) -> Value {
         "version": "",
         "path": "internal",
         "functions": function.variants.iter().map(|variant| json!({
-            "arguments": variant.arguments.iter().map(|ty| json!({
-                "name": "",
+            "arguments": variant.arguments.iter().enumerate().map(|(i, ty)| json!({
+                "name": variant.argument_names.get(i).map_or("", String::as_str),
                 "type": ty,
                 "description": "",
-                "isVariadic": variant.variadic,
+                "isVariadic": variant.variadic && i + 1 == variant.arguments.len(),
             })).collect::<Vec<_>>(),
             "returnType": variant.return_type,
             "description": function.description,

@@ -14,7 +14,7 @@ use arrow::datatypes::{DataType, Int64Type, TimeUnit};
 use datafusion::common::DataFusionError;
 use datafusion::logical_expr::ScalarUDF;
 
-use super::time_format::{TimePattern, Zone, zone_offset_minutes};
+use super::time_format::{TimePattern, Zone};
 use super::udf::{KsqlFunction, constant_string, failure, is_string, row_failure, strings};
 
 pub fn functions() -> Vec<ScalarUDF> {
@@ -337,58 +337,57 @@ fn timestamp_type(args: &[DataType], result: DataType) -> Option<DataType> {
     }
 }
 
-fn pattern(args: &[ArrayRef]) -> Result<Option<TimePattern>, DataFusionError> {
-    constant_string(&args[1])?
-        .map(|p| TimePattern::compile(&p).map_err(failure))
-        .transpose()
+/// Each row's text read with its row's pattern by `parse`; a pattern that does not
+/// compile or a text that does not fit it is NULL, logged.
+fn parse_rows<T>(
+    args: &[ArrayRef],
+    what: &str,
+    parse: impl Fn(&TimePattern, &str) -> Result<T, String>,
+) -> Result<Vec<Option<T>>, DataFusionError> {
+    let (texts, patterns) = (strings(&args[0])?, strings(&args[1])?);
+    let mut last = LastPattern::default();
+    Ok((0..texts.len())
+        .map(|row| {
+            if texts.is_null(row) || patterns.is_null(row) {
+                return None;
+            }
+            let (text, pattern) = (texts.value(row), patterns.value(row));
+            let compiled = match last.compiled(pattern) {
+                Ok(compiled) => compiled,
+                Err(e) => return row_failure(row, format!("Invalid pattern '{pattern}': {e}")),
+            };
+            match parse(compiled, text) {
+                Ok(value) => Some(value),
+                Err(e) => row_failure(row, format!("Failed to parse {what} '{text}': {e}")),
+            }
+        })
+        .collect())
 }
 
 /// `STRINGTODATE(text, pattern)` (days as INT) and `PARSE_DATE(text, pattern)` (DATE).
 fn parse_dates(args: &[ArrayRef], result: &DataType) -> Result<ArrayRef, DataFusionError> {
-    let Some(pattern) = pattern(args)? else {
-        return Ok(arrow::array::new_null_array(result, args[0].len()));
-    };
-    let days: Vec<Option<i32>> = strings(&args[0])?
-        .iter()
-        .enumerate()
-        .map(|(row, text)| {
-            let text = text?;
-            match pattern.parse_days(text) {
-                Ok(days) => Some(days as i32),
-                Err(e) => row_failure(row, format!("Failed to parse date '{text}': {e}")),
-            }
-        })
-        .collect();
+    let days = parse_rows(args, "date", |pattern, text| {
+        pattern.parse_days(text).map(|days| days as i32)
+    })?;
     Ok(match result {
         DataType::Date32 => Arc::new(Date32Array::from(days)),
         _ => Arc::new(Int32Array::from(days)),
     })
 }
 
-/// `STRINGTOTIMESTAMP(text, pattern [, zone])` (BIGINT) and `PARSE_TIMESTAMP` (TIMESTAMP).
+/// `STRINGTOTIMESTAMP(text, pattern [, zone])` (BIGINT) and `PARSE_TIMESTAMP` (TIMESTAMP):
+/// the text read in the zone (a fixed offset or an IANA id; UTC by default) unless it
+/// names its own.
 fn parse_timestamps(args: &[ArrayRef], result: &DataType) -> Result<ArrayRef, DataFusionError> {
-    let Some(pattern) = pattern(args)? else {
-        return Ok(arrow::array::new_null_array(result, args[0].len()));
+    let zone = match args.get(2).map(constant_string).transpose()?.flatten() {
+        None => Zone::UTC,
+        Some(zone) => {
+            Zone::parse(&zone).ok_or_else(|| failure(format!("Unknown time-zone ID: {zone}")))?
+        }
     };
-    let offset = match args.get(2) {
-        None => 0,
-        Some(zone) => match constant_string(zone)? {
-            None => 0,
-            Some(zone) => zone_offset_minutes(&zone)
-                .ok_or_else(|| failure(format!("Unknown time-zone ID: {zone}")))?,
-        },
-    };
-    let millis: Vec<Option<i64>> = strings(&args[0])?
-        .iter()
-        .enumerate()
-        .map(|(row, text)| {
-            let text = text?;
-            match pattern.parse_millis(text, offset) {
-                Ok(millis) => Some(millis),
-                Err(e) => row_failure(row, format!("Failed to parse timestamp '{text}': {e}")),
-            }
-        })
-        .collect();
+    let millis = parse_rows(args, "timestamp", |pattern, text| {
+        pattern.parse_millis_in(text, zone)
+    })?;
     Ok(match result {
         DataType::Timestamp(..) => Arc::new(TimestampMillisecondArray::from(millis)),
         _ => Arc::new(Int64Array::from(millis)),
@@ -409,6 +408,33 @@ mod tests {
 
     fn string(values: &[Option<&str>]) -> ArrayRef {
         Arc::new(StringArray::from(values.to_vec()))
+    }
+
+    #[test]
+    fn texts_are_read_with_each_rows_pattern_in_the_zone() {
+        use super::super::test_support::eval;
+        assert_eq!(
+            eval(
+                "stringtotimestamp('2018-05-11 21:58:33', 'yyyy-MM-dd HH:mm:ss', 'America/Los_Angeles')"
+            ),
+            "1526101113000"
+        );
+        assert_eq!(
+            eval(
+                "stringtotimestamp('2018-05-11T21:58:33+0100', 'yyyy-MM-dd''T''HH:mm:ssZ', 'America/Los_Angeles')"
+            ),
+            "1526072313000"
+        );
+        assert_eq!(eval("stringtodate('2021-03-04', 'yyyy-MM-dd')"), "18690");
+        assert_eq!(eval("stringtodate('nope', 'yyyy-MM-dd')"), "NULL");
+        // A pattern per row, as a column may hold them.
+        assert_eq!(
+            eval(
+                "MIN(stringtodate(column1, column2)) = MAX(stringtodate(column1, column2)) \
+                 FROM (VALUES ('2021-03-04', 'yyyy-MM-dd'), ('04/03/2021', 'dd/MM/yyyy'))"
+            ),
+            "true"
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! ksqlDB's math functions where DataFusion's differ: `SIGN`, `SQRT` (NaN below zero),
+//! ksqlDB's math functions where DataFusion's differ: `GREATEST` and `LEAST` (with
+//! ksqlDB's type resolution), `SIGN`, `SQRT` (NaN below zero),
 //! `LOG` (natural logarithm; with a base, NaN for bases ≤ 0 or 1) and `ROUND`, which
 //! breaks ties towards positive infinity (`ROUND(-1.5)` is -1) on the decimal digits a
 //! DOUBLE prints as, and keeps a DECIMAL's type when given a number of places.
@@ -15,7 +16,8 @@ use datafusion::logical_expr::ScalarUDF;
 use super::udf::{KsqlFunction, any_null, is_number, row_failure};
 
 pub fn functions() -> Vec<ScalarUDF> {
-    vec![
+    let mut functions = extremes();
+    functions.extend([
         KsqlFunction::udf("sign", |args| one_number(args, DataType::Int32), sign),
         KsqlFunction::udf(
             "sqrt",
@@ -24,7 +26,8 @@ pub fn functions() -> Vec<ScalarUDF> {
         ),
         KsqlFunction::udf("log", log_type, log),
         KsqlFunction::udf("round", round_type, round),
-    ]
+    ]);
+    functions
 }
 
 fn one_number(args: &[DataType], result: DataType) -> Option<DataType> {
@@ -261,6 +264,48 @@ mod tests {
     }
 
     #[test]
+    fn greatest_and_least_skip_nulls_and_resolve_types_as_ksqldb() {
+        assert_eq!(
+            eval("greatest(CAST(1 AS INT), CAST(NULL AS INT), CAST(5 AS INT))"),
+            "5"
+        );
+        assert_eq!(eval("least(CAST(1 AS INT), NULL, CAST(5 AS INT))"), "1");
+        assert_eq!(
+            eval("arrow_typeof(greatest(CAST(1 AS INT), 2.5e0))"),
+            "Float64"
+        );
+        assert_eq!(
+            eval("greatest(CAST(1234567.89 AS DECIMAL(9, 2)), CAST(0.123456 AS DECIMAL(7, 6)))"),
+            "1234567.890000"
+        );
+        assert_eq!(
+            eval("arrow_typeof(least(CAST(1 AS DECIMAL(9, 2)), CAST(0 AS DECIMAL(7, 6))))"),
+            "Decimal128(13, 6)"
+        );
+        assert_eq!(eval("greatest('apple', NULL, 'hello')"), "hello");
+        assert_eq!(
+            eval("least(CAST(NULL AS STRING), CAST(NULL AS STRING))"),
+            "NULL"
+        );
+        assert_eq!(
+            eval("greatest(CAST('2022-01-01' AS DATE), '2022-06-14')"),
+            "2022-06-14"
+        );
+        assert!(
+            eval_error("greatest(CAST(1 AS INT), CAST(2 AS BIGINT))")
+                .contains("ambiguous method parameters (INTEGER, BIGINT)")
+        );
+        assert!(
+            eval_error("greatest(NULL, NULL)").contains("ambiguous method parameters (null, null)")
+        );
+        assert!(eval_error("greatest()").contains("does not accept parameters ()"));
+        assert!(
+            eval_error("least('a', CAST(1 AS INT))")
+                .contains("does not accept parameters (STRING, INTEGER)")
+        );
+    }
+
+    #[test]
     fn round_keeps_or_changes_the_type_as_ksqldb_does() {
         assert_eq!(eval("arrow_typeof(round(CAST(1 AS INT)))"), "Int32");
         assert_eq!(eval("arrow_typeof(round(1.5e0))"), "Int64");
@@ -313,5 +358,150 @@ mod tests {
         assert_eq!(round_decimal(-126, 2, 1), -130);
         assert_eq!(round_decimal(125, 2, 5), 125);
         assert_eq!(round_decimal(125, 2, -1), 0);
+    }
+}
+
+/// `GREATEST(a, b, …)` and `LEAST(a, b, …)`: the greatest (least) argument that is not
+/// NULL, NULL when all are. The arguments share one type as ksqlDB resolves it: numbers
+/// of one kind, or DOUBLE when one is a DOUBLE (INT with BIGINT is ambiguous to ksqlDB);
+/// DECIMALs widened to hold them all; texts, bytes, or times (text literals read as the
+/// times they write).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Extreme {
+    greatest: bool,
+    signature: datafusion::logical_expr::Signature,
+}
+
+pub fn extremes() -> Vec<ScalarUDF> {
+    use datafusion::logical_expr::{Signature, TypeSignature, Volatility};
+    [true, false]
+        .into_iter()
+        .map(|greatest| {
+            ScalarUDF::new_from_impl(Extreme {
+                greatest,
+                signature: Signature::one_of(
+                    vec![TypeSignature::Nullary, TypeSignature::VariadicAny],
+                    Volatility::Immutable,
+                ),
+            })
+        })
+        .collect()
+}
+
+impl Extreme {
+    fn name(&self) -> &'static str {
+        if self.greatest { "greatest" } else { "least" }
+    }
+
+    /// The type every argument is read as, or ksqlDB's refusal.
+    fn common_type(&self, args: &[DataType]) -> datafusion::error::Result<DataType> {
+        let refused = || Err(super::udf::refused_parameters(self.name(), args));
+        let typed: Vec<&DataType> = args.iter().filter(|t| !t.is_null()).collect();
+        let ambiguous = || {
+            let names: Vec<String> = args
+                .iter()
+                .map(|t| match crate::types::SqlType::from_arrow(t) {
+                    Some(ty) => ty.to_string(),
+                    None => "null".to_string(),
+                })
+                .collect();
+            Err(DataFusionError::Plan(format!(
+                "Function '{}' cannot be resolved due to ambiguous method parameters ({}).",
+                self.name(),
+                names.join(", ")
+            )))
+        };
+        if args.is_empty() {
+            return refused();
+        }
+        let Some(first) = typed.first() else {
+            return ambiguous();
+        };
+        let all = |f: fn(&DataType) -> bool| typed.iter().all(|t| f(t));
+        if all(|t| t.is_numeric()) {
+            if typed.contains(&&DataType::Float64) || typed.contains(&&DataType::Float32) {
+                return Ok(DataType::Float64);
+            }
+            if all(|t| matches!(t, DataType::Decimal128(..))) {
+                let (mut digits, mut scale) = (0i16, 0i16);
+                for t in &typed {
+                    if let DataType::Decimal128(p, s) = t {
+                        digits = digits.max(i16::from(*p) - i16::from(*s));
+                        scale = scale.max(i16::from(*s));
+                    }
+                }
+                return Ok(DataType::Decimal128(
+                    (digits + scale).min(38) as u8,
+                    scale as i8,
+                ));
+            }
+            if typed.iter().all(|t| t == first) {
+                return Ok((*first).clone());
+            }
+            return ambiguous();
+        }
+        let temporal = |t: &DataType| {
+            matches!(
+                t,
+                DataType::Date32 | DataType::Time32(_) | DataType::Timestamp(..)
+            )
+        };
+        if let Some(time) = typed.iter().find(|t| temporal(t)) {
+            let fits = typed.iter().all(|t| t == time || super::udf::is_string(t));
+            return if fits { Ok((*time).clone()) } else { refused() };
+        }
+        if all(super::udf::is_string) {
+            return Ok(DataType::Utf8);
+        }
+        if all(super::udf::is_binary) {
+            return Ok(DataType::Binary);
+        }
+        refused()
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for Extreme {
+    fn name(&self) -> &str {
+        Extreme::name(self)
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> datafusion::error::Result<DataType> {
+        self.common_type(args)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::error::Result<datafusion::logical_expr::ColumnarValue> {
+        use arrow::compute::kernels::{cmp, zip::zip};
+        let rows = args.number_rows;
+        let result_type = args.return_type().clone();
+        let mut best: Option<ArrayRef> = None;
+        for arg in &args.args {
+            let values = arrow::compute::cast(&arg.to_array(rows)?, &result_type)?;
+            best = Some(match best {
+                None => values,
+                Some(best) => {
+                    let better = if self.greatest {
+                        cmp::gt(&values, &best)?
+                    } else {
+                        cmp::lt(&values, &best)?
+                    };
+                    // Take the new value where it is better, or where there is none yet.
+                    let take: arrow::array::BooleanArray = (0..rows)
+                        .map(|row| {
+                            Some(values.is_valid(row) && (best.is_null(row) || better.value(row)))
+                        })
+                        .collect();
+                    zip(&take, &values, &best)?
+                }
+            });
+        }
+        let out = best.unwrap_or_else(|| arrow::array::new_null_array(&result_type, rows));
+        Ok(datafusion::logical_expr::ColumnarValue::Array(out))
     }
 }

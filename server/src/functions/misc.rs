@@ -552,7 +552,7 @@ mod tests {
             "{a: 1}"
         );
         assert_eq!(
-            eval("as_map(CAST(NULL AS VARCHAR[]), make_array(1))"),
+            eval("as_map(CAST(NULL AS ARRAY<STRING>), make_array(1))"),
             "NULL"
         );
     }

@@ -6,14 +6,18 @@
 
 mod aggregates;
 mod bytes;
+pub mod catalogue;
 mod dates;
 mod json;
+mod lambdas;
 mod math;
 mod misc;
 mod numeric_aggregates;
 mod strings;
+pub mod table;
 #[cfg(test)]
 mod test_support;
+pub mod time_arithmetic;
 pub mod time_format;
 pub mod udf;
 mod urls;
@@ -30,12 +34,17 @@ pub fn register(context: &SessionContext) {
         .into_iter()
         .chain(misc::functions())
         .chain(dates::functions())
+        .chain(table::functions())
+        .chain(time_arithmetic::functions())
         .chain(strings::functions())
         .chain(json::functions())
         .chain(math::functions())
         .chain(urls::functions())
     {
         context.register_udf(udf);
+    }
+    for function in lambdas::functions() {
+        context.register_higher_order_function(function);
     }
     for udaf in aggregates::functions()
         .into_iter()
@@ -210,17 +219,7 @@ mod tests {
         register(&context);
         let state = context.state();
         // Functions still to be built (issue 9): this list only shrinks.
-        let not_yet = [
-            "dateadd",
-            "datesub",
-            "timeadd",
-            "timesub",
-            "timestampadd",
-            "timestampsub",
-            "transform",
-            "filter",
-            "reduce",
-        ];
+        let not_yet: [&str; 0] = [];
         let missing: Vec<&str> = KSQL_SCALAR_FUNCTIONS
             .iter()
             .copied()

@@ -7,7 +7,11 @@ use datafusion::execution::context::SessionContext;
 /// `SELECT <expr>` on one row, through DataFusion's SQL: the value's display text (`NULL`
 /// for NULL, `[a, b]` for arrays, `{k: v}` for maps), or the planning or execution error.
 pub fn try_eval(expr: &str) -> Result<String, String> {
-    let context = SessionContext::new();
+    // DataFusion's Databricks dialect reads lambdas (`x -> x + 1`); ksqlDB's grammar writes
+    // them `x => x + 1` and the planner rewrites them to the same form.
+    let config = datafusion::prelude::SessionConfig::new()
+        .set_str("datafusion.sql_parser.dialect", "databricks");
+    let context = SessionContext::new_with_config(config);
     super::register(&context);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()

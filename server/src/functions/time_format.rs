@@ -37,6 +37,8 @@ struct Fields {
     second: i64,
     millis: i64,
     offset_minutes: Option<i64>,
+    /// A zone named in the text (`z`): its rules give the offset.
+    zone: Option<chrono_tz::Tz>,
 }
 
 const MONTHS: [&str; 12] = [
@@ -89,6 +91,18 @@ impl TimePattern {
         Ok(self.millis_of(&fields, default_offset_minutes))
     }
 
+    /// Epoch milliseconds of a time `text`, read in `zone` unless the text names its own
+    /// zone or offset.
+    pub fn parse_millis_in(&self, text: &str, zone: Zone) -> Result<i64, String> {
+        let fields = self.parse_fields(text, false)?;
+        let millis = self.millis_of(&fields, 0);
+        if fields.zone.is_some() || fields.offset_minutes.is_some() {
+            return Ok(millis);
+        }
+        zone.convert_local(millis, Zone::UTC)
+            .ok_or_else(|| format!("Text '{text}' is out of range"))
+    }
+
     fn millis_of(&self, fields: &Fields, default_offset_minutes: i64) -> i64 {
         let days = match (fields.day_of_year, fields.month, fields.day) {
             (Some(day_of_year), None, None) => {
@@ -104,10 +118,15 @@ impl TimePattern {
             Some(pm) => fields.hour % 12 + if pm { 12 } else { 0 },
             None => fields.hour,
         };
+        let local_seconds = days * 86_400 + hour * 3_600 + fields.minute * 60 + fields.second;
+        let local_millis = local_seconds * 1_000 + fields.millis;
+        if let Some(zone) = fields.zone
+            && let Some(utc) = Zone::Named(zone).convert_local(local_millis, Zone::UTC)
+        {
+            return utc;
+        }
         let offset = fields.offset_minutes.unwrap_or(default_offset_minutes);
-        let seconds =
-            days * 86_400 + hour * 3_600 + fields.minute * 60 + fields.second - offset * 60;
-        seconds * 1_000 + fields.millis
+        local_millis - offset * 60_000
     }
 
     /// Days since the epoch of a date `text`. Text after the date is ignored, as ksqlDB's
@@ -239,9 +258,16 @@ fn read_field<'t>(
             });
             Some(&text[2..])
         }
+        'z' => {
+            let length = text
+                .find(|c: char| !(c.is_ascii_alphanumeric() || "/_+-".contains(c)))
+                .unwrap_or(text.len());
+            fields.zone = Some(zone_named(&text[..length])?);
+            Some(&text[length..])
+        }
         'X' | 'x' | 'Z' => {
             if letter == 'X'
-                && let Some(rest) = text.strip_prefix('Z')
+                && let Some(rest) = text.strip_prefix(['Z', 'z'])
             {
                 fields.offset_minutes = Some(0);
                 return Some(rest);
@@ -268,6 +294,22 @@ fn read_field<'t>(
         }
         _ => None,
     }
+}
+
+/// The zone a text names, as Java reads zone names: an IANA id, or an abbreviation of the
+/// zone that uses it (`PST` is Los Angeles, with its summer time).
+fn zone_named(name: &str) -> Option<chrono_tz::Tz> {
+    use chrono_tz::Tz;
+    Some(match name.to_ascii_uppercase().as_str() {
+        "UTC" | "GMT" | "UT" | "Z" => Tz::UTC,
+        "PST" | "PDT" | "PT" => Tz::America__Los_Angeles,
+        "MST" | "MDT" | "MT" => Tz::America__Denver,
+        "CST" | "CDT" | "CT" => Tz::America__Chicago,
+        "EST" | "EDT" | "ET" => Tz::America__New_York,
+        "BST" => Tz::Europe__London,
+        "CET" | "CEST" => Tz::Europe__Paris,
+        _ => return name.parse().ok(),
+    })
 }
 
 /// A time zone: a fixed offset, or an IANA zone with its rules.
@@ -543,6 +585,38 @@ mod tests {
 
     fn millis(pattern: &str, text: &str) -> Result<i64, String> {
         TimePattern::compile(pattern)?.parse_millis(text, 0)
+    }
+
+    #[test]
+    fn zone_names_in_the_text_apply_their_rules_and_offsets_read_in_any_case() {
+        let pattern = "yyyy-MM-dd'T'HH:mm:ss zzz";
+        // PST names Los Angeles, which keeps summer time in May.
+        assert_eq!(
+            millis(pattern, "2018-05-11T21:58:33 PST"),
+            Ok(1_526_101_113_000)
+        );
+        assert_eq!(
+            millis(pattern, "2018-12-11T21:58:33 PST"),
+            Ok(1_544_594_313_000)
+        );
+        assert_eq!(
+            millis(pattern, "2018-05-11T21:58:33 UTC"),
+            Ok(1_526_075_913_000)
+        );
+        assert_eq!(
+            millis(pattern, "2018-05-11T21:58:33 Europe/Paris"),
+            Ok(1_526_068_713_000)
+        );
+        assert!(millis(pattern, "2018-05-11T21:58:33 Nowhere").is_err());
+        let offset = "yyyy-MM-dd'T'HH:mm:ssX";
+        assert_eq!(
+            millis(offset, "2020-05-11T21:58:33z"),
+            Ok(1_589_234_313_000)
+        );
+        assert_eq!(
+            millis(offset, "2020-05-11T21:58:33Z"),
+            Ok(1_589_234_313_000)
+        );
     }
 
     fn formatted(pattern: &str, millis: i64, zone: &str) -> String {

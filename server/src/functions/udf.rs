@@ -120,11 +120,31 @@ pub fn refused_parameters(name: &str, arg_types: &[DataType]) -> DataFusionError
             None => t.to_string(),
         })
         .collect();
-    DataFusionError::Plan(format!(
+    let mut message = format!(
         "Function '{}' does not accept parameters ({}).",
         name,
         names.join(", ")
-    ))
+    );
+    // ksqlDB lists the forms the function does take: `explode(ARRAY<T> list)`.
+    if let Some(documented) = super::catalogue::documented(name) {
+        message.push_str("\nValid alternatives are:");
+        for (arguments, _) in documented.signatures {
+            let arguments: Vec<String> = arguments
+                .split(", ")
+                .filter(|a| !a.is_empty())
+                .map(|argument| match argument.split_once(' ') {
+                    Some((name, ty)) => format!("{ty} {name}"),
+                    None => argument.to_string(),
+                })
+                .collect();
+            message.push_str(&format!(
+                "\n{}({})",
+                name.to_lowercase(),
+                arguments.join(", ")
+            ));
+        }
+    }
+    DataFusionError::Plan(message)
 }
 
 /// Whether a type is one of Arrow's string types.

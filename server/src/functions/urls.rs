@@ -263,7 +263,8 @@ mod tests {
 
     #[test]
     fn uris_split_as_java_splits_them() {
-        let uri = Uri::parse("http://test@confluent.io:8080/nested/path?q=2&r#frag").expect("a URI");
+        let uri =
+            Uri::parse("http://test@confluent.io:8080/nested/path?q=2&r#frag").expect("a URI");
         assert_eq!(uri.scheme, Some("http"));
         assert_eq!(uri.host(), Some("confluent.io"));
         assert_eq!(uri.port(), Some(8080));

@@ -6,6 +6,7 @@
 
 pub mod aggregate;
 mod check;
+pub mod explode;
 pub mod grouping;
 pub mod join;
 pub mod key_conditions;
@@ -25,7 +26,9 @@ use datafusion::logical_expr::{Expr as LogicalExpr, LogicalPlan};
 use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::SessionConfig;
+
 use datafusion::sql::parser::Statement as DfStatement;
+pub use explode::Explode;
 use riffle_grammar::ast::Query;
 use sqlparser::ast::{
     Expr as SqlExpr, Ident, SelectItem, SelectItemQualifiedWildcardKind, SetExpr,
@@ -107,6 +110,8 @@ impl From<DataFusionError> for PlanError {
 #[derive(Clone)]
 pub struct Planner {
     context: SessionContext,
+    /// The table functions' names, lower case: their calls make rows (`plan::explode`).
+    table_functions: Arc<parking_lot::RwLock<std::collections::HashSet<String>>>,
 }
 
 impl std::fmt::Debug for Planner {
@@ -122,7 +127,7 @@ type ReturnTypeOf =
 #[derive(Debug, Clone, PartialEq)]
 pub struct FunctionDescription {
     pub name: String,
-    /// `SCALAR` or `AGGREGATE`.
+    /// `SCALAR`, `AGGREGATE` or `TABLE`.
     pub kind: &'static str,
     pub description: String,
     pub variants: Vec<FunctionVariant>,
@@ -131,7 +136,10 @@ pub struct FunctionDescription {
 /// One argument list a function takes, with ksqlDB type names where they are fixed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FunctionVariant {
+    /// The arguments' types.
     pub arguments: Vec<String>,
+    /// The arguments' names where documented (else empty).
+    pub argument_names: Vec<String>,
     pub return_type: String,
     pub variadic: bool,
 }
@@ -140,18 +148,22 @@ pub struct FunctionVariant {
 #[derive(Debug, Clone)]
 pub struct StatelessPlan {
     pub filter: Option<Arc<dyn PhysicalExpr>>,
+    /// Table functions (`EXPLODE`): the rows each input row becomes, which the projection
+    /// then reads.
+    pub explode: Option<Explode>,
     pub projection: Vec<ProjectedColumn>,
     pub output_schema: SchemaRef,
 }
 
 impl StatelessPlan {
-    /// The expressions over input rows: the filter and the projection.
+    /// The expressions over input rows: the filter and the projection (or, with table
+    /// functions, what is computed before exploding).
     pub fn input_expressions(&self) -> Vec<Arc<dyn PhysicalExpr>> {
-        self.filter
-            .iter()
-            .chain(self.projection.iter().map(|c| &c.expr))
-            .cloned()
-            .collect()
+        let over_inputs: Vec<&Arc<dyn PhysicalExpr>> = match &self.explode {
+            Some(explode) => explode.inputs.iter().collect(),
+            None => self.projection.iter().map(|c| &c.expr).collect(),
+        };
+        self.filter.iter().chain(over_inputs).cloned().collect()
     }
 }
 
@@ -186,7 +198,37 @@ impl Planner {
             .build();
         let context = SessionContext::new_with_state(state);
         crate::functions::register(&context);
-        Self { context }
+        let table_functions = crate::functions::table::NAMES
+            .iter()
+            .map(|name| name.to_string())
+            .collect();
+        Self {
+            context,
+            table_functions: Arc::new(parking_lot::RwLock::new(table_functions)),
+        }
+    }
+
+    /// Makes a table function callable: `udf` answers the array of rows each call makes
+    /// (the conformance runner's test functions).
+    pub fn register_table_function(&self, udf: datafusion::logical_expr::ScalarUDF) {
+        self.table_functions
+            .write()
+            .insert(udf.name().to_lowercase());
+        self.context.register_udf(udf);
+    }
+
+    /// Whether a SELECT calls a table function.
+    pub fn calls_table_function(&self, projection: &[SelectItem]) -> bool {
+        let names = self.table_functions.read();
+        let found = sqlparser::ast::visit_expressions(&projection.to_vec(), |expr| match expr {
+            SqlExpr::Function(function)
+                if names.contains(&function.name.to_string().to_lowercase()) =>
+            {
+                std::ops::ControlFlow::Break(())
+            }
+            _ => std::ops::ControlFlow::Continue(()),
+        });
+        found.is_break()
     }
 
     /// Makes a source known to the planner under its (already normalised) name, replacing
@@ -240,18 +282,27 @@ impl Planner {
             Ok(plan) => plan,
             Err(error) => return Err(self.explain_planning_error(error, &query).await),
         };
-        let (exprs, filter, input_schema) = split_projection(&plan)?;
+        let Split {
+            exprs,
+            filter,
+            input_schema,
+            explode,
+        } = split_projection(&plan)?;
+        // What the SELECT's expressions read: the source's rows, or the exploded ones.
+        let projected_schema = explode
+            .as_ref()
+            .map_or(input_schema, |(unnest, _)| unnest.schema.as_ref());
         if let Some(predicate) = &filter {
             check::check_arithmetic(predicate, input_schema).map_err(PlanError::in_where)?;
         }
         for expr in &exprs {
-            check::check_arithmetic(expr, input_schema)?;
+            check::check_arithmetic(expr, projected_schema)?;
         }
         if let Some(predicate) = &filter {
             check::check_comparisons(predicate, input_schema, check::Clause::Where)?;
         }
         for expr in &exprs {
-            check::check_comparisons(expr, input_schema, check::Clause::Select)?;
+            check::check_comparisons(expr, projected_schema, check::Clause::Select)?;
         }
         let simplify = |expr: LogicalExpr| Ok::<_, PlanError>(simplified(expr, input_schema));
         let filter = filter
@@ -259,10 +310,24 @@ impl Planner {
             .transpose()?
             .map(|predicate| state.create_physical_expr(predicate, input_schema))
             .transpose()?;
+        let explode = match explode {
+            Some((unnest, inputs)) => {
+                let inputs = inputs
+                    .into_iter()
+                    .map(|expr| {
+                        check::check_arithmetic(&expr, input_schema)?;
+                        Ok(state.create_physical_expr(simplify(expr)?, input_schema)?)
+                    })
+                    .collect::<Result<Vec<_>, PlanError>>()?;
+                Some(Explode::new(inputs, unnest)?)
+            }
+            None => None,
+        };
         let mut projection = Vec::with_capacity(exprs.len());
         let mut fields = Vec::with_capacity(exprs.len());
         for (expr, field) in exprs.iter().zip(plan.schema().fields()) {
-            let physical = state.create_physical_expr(simplify(expr.clone())?, input_schema)?;
+            let expr = simplified(expr.clone(), projected_schema);
+            let physical = state.create_physical_expr(expr.clone(), projected_schema)?;
             fields.push(field.as_ref().clone());
             let source_column = match expr.clone().unalias() {
                 LogicalExpr::Column(column) => Some(column.name),
@@ -276,6 +341,7 @@ impl Planner {
         }
         Ok(StatelessPlan {
             filter,
+            explode,
             projection,
             output_schema: Arc::new(Schema::new(fields)),
         })
@@ -440,6 +506,7 @@ impl Planner {
         state.scalar_functions().contains_key(&lower)
             || state.aggregate_functions().contains_key(&lower)
             || state.window_functions().contains_key(&lower)
+            || state.higher_order_functions().contains_key(&lower)
     }
 
     /// The names of every function queries can call, upper case.
@@ -449,6 +516,7 @@ impl Planner {
             .scalar_functions()
             .keys()
             .chain(state.aggregate_functions().keys())
+            .chain(state.higher_order_functions().keys())
             .map(|name| name.to_uppercase())
             .collect();
         names.sort();
@@ -460,6 +528,9 @@ impl Planner {
     /// takes, as far as its signature spells them out.
     pub fn describe_function(&self, name: &str) -> Option<FunctionDescription> {
         use datafusion::logical_expr::TypeSignature;
+        if let Some(documented) = crate::functions::catalogue::documented(name) {
+            return Some(self.documented_function(documented));
+        }
         let state = self.context.state();
         let lower = name.to_lowercase();
         let (kind, signature, documentation, return_type): (_, _, _, ReturnTypeOf) =
@@ -485,6 +556,7 @@ impl Planner {
         };
         let exact = |types: &[arrow::datatypes::DataType]| FunctionVariant {
             arguments: types.iter().map(type_name).collect(),
+            argument_names: Vec::new(),
             return_type: return_type(types).map_or_else(|| "ANY".into(), |t| type_name(&t)),
             variadic: false,
         };
@@ -509,6 +581,7 @@ impl Planner {
                 .unwrap_or_else(|| vec!["ANY".to_string()]);
             vec![FunctionVariant {
                 arguments,
+                argument_names: Vec::new(),
                 return_type: "ANY".into(),
                 variadic: matches!(
                     signature,
@@ -524,6 +597,45 @@ impl Planner {
             description: documentation.map(|d| d.description).unwrap_or_default(),
             variants,
         })
+    }
+
+    /// `DESCRIBE FUNCTION` of one of ksqlDB's functions, from its documentation.
+    fn documented_function(
+        &self,
+        documented: &crate::functions::catalogue::Documented,
+    ) -> FunctionDescription {
+        let lower = documented.name.to_lowercase();
+        let kind = if self.table_functions.read().contains(&lower) {
+            "TABLE"
+        } else {
+            "SCALAR"
+        };
+        let variants = documented
+            .signatures
+            .iter()
+            .map(|(arguments, return_type)| {
+                let (mut names, mut types) = (Vec::new(), Vec::new());
+                let mut variadic = false;
+                for argument in arguments.split(", ").filter(|a| !a.is_empty()) {
+                    let (name, ty) = argument.split_once(' ').unwrap_or(("", argument));
+                    variadic |= ty.ends_with("...");
+                    names.push(name.to_string());
+                    types.push(ty.trim_end_matches("...").to_string());
+                }
+                FunctionVariant {
+                    arguments: types,
+                    argument_names: names,
+                    return_type: return_type.to_string(),
+                    variadic,
+                }
+            })
+            .collect();
+        FunctionDescription {
+            name: documented.name.to_string(),
+            kind,
+            description: documented.description.to_string(),
+            variants,
+        }
     }
 
     /// Evaluates expressions that read no columns (`INSERT INTO … VALUES`), one value each.
@@ -607,7 +719,7 @@ impl Planner {
                 });
         }
         let mut statement = SqlStatement::Query(sql_query);
-        rewrite::for_datafusion(&mut statement)?;
+        rewrite::for_datafusion(&mut statement, &self.table_functions.read())?;
         Ok(statement)
     }
 }
@@ -783,27 +895,49 @@ fn expand_stars(projection: &[SelectItem], star_columns: &[String]) -> Vec<Selec
     expanded
 }
 
-/// `Projection(Filter?(TableScan))`: the projected expressions, the predicate and the schema
-/// they are evaluated against.
-fn split_projection(
-    plan: &LogicalPlan,
-) -> Result<(Vec<LogicalExpr>, Option<LogicalExpr>, &DFSchema), PlanError> {
+/// A planned SELECT taken apart: the projected expressions, over `input_schema` (the
+/// source's columns) or, with table functions, over the exploded rows; the predicate.
+struct Split<'a> {
+    exprs: Vec<LogicalExpr>,
+    filter: Option<LogicalExpr>,
+    input_schema: &'a DFSchema,
+    /// Table functions: the unnesting, and what it reads, computed from the source's rows.
+    explode: Option<(&'a datafusion::logical_expr::Unnest, Vec<LogicalExpr>)>,
+}
+
+/// `Projection(Filter?(TableScan))`, or with table functions
+/// `Projection(Unnest(Projection(Filter?(TableScan))))`.
+fn split_projection(plan: &LogicalPlan) -> Result<Split<'_>, PlanError> {
     let LogicalPlan::Projection(projection) = plan else {
         return Err(PlanError::Plan(format!(
             "internal: expected a projection, got {}",
             plan.display()
         )));
     };
-    match projection.input.as_ref() {
-        LogicalPlan::Filter(filter) if is_scan(&filter.input) => Ok((
-            projection.expr.clone(),
+    let (inner, explode) = match projection.input.as_ref() {
+        LogicalPlan::Unnest(unnest) => match unnest.input.as_ref() {
+            LogicalPlan::Projection(inner) => {
+                (inner.input.as_ref(), Some((unnest, inner.expr.clone())))
+            }
+            _ => return Err(PlanError::Unsupported("this use of table functions".into())),
+        },
+        input => (input, None),
+    };
+    let (filter, input_schema) = match inner {
+        LogicalPlan::Filter(filter) if is_scan(&filter.input) => (
             Some(filter.predicate.clone()),
-            filter.input.schema(),
-        )),
-        input if is_scan(input) => Ok((projection.expr.clone(), None, input.schema())),
+            filter.input.schema().as_ref(),
+        ),
+        input if is_scan(input) => (None, input.schema().as_ref()),
         // An aggregate function without GROUP BY makes an aggregation plan.
-        _ => Err(PlanError::Unsupported("aggregation".into())),
-    }
+        _ => return Err(PlanError::Unsupported("aggregation".into())),
+    };
+    Ok(Split {
+        exprs: projection.expr.clone(),
+        filter,
+        input_schema,
+        explode,
+    })
 }
 
 /// `expr` simplified by DataFusion: some functions (COALESCE, NVL) exist only as rewrites
@@ -848,10 +982,23 @@ impl StatelessPlan {
             }
             None => batch.clone(),
         };
+        let (batch, projected) = match &self.explode {
+            Some(explode) => {
+                let (source_rows, exploded) = explode.apply(&batch)?;
+                let rows = arrow::compute::take_record_batch(&batch, &source_rows)?;
+                (rows, exploded)
+            }
+            None => (batch.clone(), batch),
+        };
         let columns = self
             .projection
             .iter()
-            .map(|column| column.expr.evaluate(&batch)?.into_array(batch.num_rows()))
+            .map(|column| {
+                column
+                    .expr
+                    .evaluate(&projected)?
+                    .into_array(projected.num_rows())
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let output = RecordBatch::try_new(self.output_schema.clone(), columns)
             .map_err(|e| PlanError::Plan(e.to_string()))?;
@@ -871,8 +1018,33 @@ impl StatelessPlan {
         {
             return None;
         }
-        let output = project_row(&self.projection, &self.output_schema, row, report)?;
-        Some((row.clone(), output))
+        let Some(explode) = &self.explode else {
+            let output = project_row(&self.projection, &self.output_schema, row, report)?;
+            return Some((row.clone(), output));
+        };
+        let exploded =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| explode.apply(row)));
+        match exploded {
+            Ok(Ok((source_rows, exploded))) => {
+                let rows = match arrow::compute::take_record_batch(row, &source_rows) {
+                    Ok(rows) => rows,
+                    Err(error) => {
+                        report(error.to_string());
+                        return None;
+                    }
+                };
+                let output = project_row(&self.projection, &self.output_schema, &exploded, report)?;
+                Some((rows, output))
+            }
+            Ok(Err(error)) => {
+                report(error.to_string());
+                None
+            }
+            Err(_) => {
+                report("a table function failed unexpectedly".into());
+                None
+            }
+        }
     }
 }
 

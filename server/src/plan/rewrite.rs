@@ -18,8 +18,11 @@ use sqlparser::ast::{
 
 /// Rewrites every expression of `statement` in place; fails on a constructor ksqlDB
 /// refuses (`STRUCT(a := 1, a := 2)`).
-pub fn for_datafusion(statement: &mut Statement) -> Result<(), super::PlanError> {
-    match statement.visit(&mut DereferenceRewriter) {
+pub fn for_datafusion(
+    statement: &mut Statement,
+    table_functions: &std::collections::HashSet<String>,
+) -> Result<(), super::PlanError> {
+    match statement.visit(&mut DereferenceRewriter { table_functions }) {
         ControlFlow::Break(message) => Err(super::PlanError::Plan(message)),
         ControlFlow::Continue(()) => Ok(()),
     }
@@ -199,12 +202,18 @@ fn split_zone(text: &str) -> Option<(&str, i64)> {
     Some((&text[..at], offset))
 }
 
-struct DereferenceRewriter;
+struct DereferenceRewriter<'a> {
+    /// The table functions' names, lower case.
+    table_functions: &'a std::collections::HashSet<String>,
+}
 
-impl VisitorMut for DereferenceRewriter {
+impl VisitorMut for DereferenceRewriter<'_> {
     type Break = String;
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Self::Break> {
+        if table_function(expr, self.table_functions) {
+            return ControlFlow::Continue(());
+        }
         rewrite_constructor(expr)?;
         int_literal(expr);
         match expr {
@@ -258,12 +267,116 @@ impl VisitorMut for DereferenceRewriter {
     }
 }
 
+/// A table function's call `f(…)` → `unnest(f(…))`: `f` makes the array of its rows (see
+/// `plan::explode`). Answers whether it rewrote.
+fn table_function(expr: &mut Expr, table_functions: &std::collections::HashSet<String>) -> bool {
+    let Expr::Function(function) = expr else {
+        return false;
+    };
+    if !table_functions.contains(&function.name.to_string().to_lowercase()) {
+        return false;
+    }
+    lambda_arguments(function);
+    let call = std::mem::replace(expr, Expr::value(Value::Null));
+    *expr = Expr::Function(sqlparser::ast::Function {
+        name: ObjectName::from(vec![Ident::new("unnest")]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(sqlparser::ast::FunctionArgumentList {
+            duplicate_treatment: None,
+            args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(call))],
+            clauses: Vec::new(),
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: Vec::new(),
+    });
+    true
+}
+
+/// `DATEADD(DAYS, 1, d)` and the other time arithmetic: the unit keyword (read as a
+/// column name) becomes the text the functions take, `DATEADD('DAYS', 1, d)`.
+fn time_unit_argument(function: &mut sqlparser::ast::Function) {
+    let name = function.name.to_string().to_lowercase();
+    if !crate::functions::time_arithmetic::NAMES.contains(&name.as_str()) {
+        return;
+    }
+    let FunctionArguments::List(list) = &mut function.args else {
+        return;
+    };
+    if let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(first))) = list.args.first_mut()
+        && let Expr::Identifier(unit) = first
+        && unit.quote_style.is_none()
+        && crate::functions::time_arithmetic::is_time_unit(&unit.value.to_uppercase())
+    {
+        *first = Expr::value(Value::SingleQuotedString(unit.value.to_uppercase()));
+    }
+}
+
+/// `x => body` and `(x, y) => body`, which the grammar keeps as `=>`-named arguments (so
+/// that they print back as written), → sqlparser lambdas, which DataFusion plans for its
+/// higher-order functions (`TRANSFORM`, `FILTER`, `REDUCE`).
+fn lambda_arguments(function: &mut sqlparser::ast::Function) {
+    use sqlparser::ast::{
+        LambdaFunction, LambdaFunctionParameter, LambdaSyntax, OneOrManyWithParens,
+    };
+    let FunctionArguments::List(list) = &mut function.args else {
+        return;
+    };
+    for arg in &mut list.args {
+        let FunctionArg::ExprNamed {
+            name,
+            arg: FunctionArgExpr::Expr(body),
+            operator: FunctionArgOperator::RightArrow,
+        } = arg
+        else {
+            continue;
+        };
+        // Quoted: DataFusion lower-cases unquoted lambda parameters even with identifier
+        // normalization off, while it reads the body's references as written.
+        let parameter = |name: Ident| LambdaFunctionParameter {
+            name: Ident::with_quote('"', name.value),
+            data_type: None,
+        };
+        let params = match name {
+            Expr::Identifier(name) => OneOrManyWithParens::One(parameter(name.clone())),
+            Expr::Tuple(names) => OneOrManyWithParens::Many(
+                names
+                    .iter()
+                    .filter_map(|n| match n {
+                        Expr::Identifier(name) => Some(parameter(name.clone())),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            _ => continue,
+        };
+        let body = std::mem::replace(body, Expr::value(Value::Null));
+        *arg = FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Lambda(LambdaFunction {
+            params,
+            body: Box::new(body),
+            syntax: LambdaSyntax::Arrow,
+        })));
+    }
+}
+
 /// `STRUCT(A := x, …)` → `named_struct('A', x, …)` (`STRUCT()` → `empty_struct()`);
 /// `MAP(k := v, …)` → `make_map(k, v, …)`.
 fn rewrite_constructor(expr: &mut Expr) -> ControlFlow<String> {
     let Expr::Function(function) = expr else {
         return ControlFlow::Continue(());
     };
+    lambda_arguments(function);
+    time_unit_argument(function);
+    let upper = function.name.to_string().to_uppercase();
+    if (upper == "GREATEST" || upper == "LEAST")
+        && let FunctionArguments::List(list) = &mut function.args
+    {
+        // `GREATEST(*)` compares nothing, as ksqlDB sees it.
+        list.args
+            .retain(|arg| !matches!(arg, FunctionArg::Unnamed(FunctionArgExpr::Wildcard)));
+    }
     let name = function.name.to_string().to_uppercase();
     if name == "COUNT" {
         // ksqlDB's `COUNT()` counts rows, as `COUNT(*)` does.
