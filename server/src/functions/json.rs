@@ -10,13 +10,13 @@ use std::sync::Arc;
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Int32Array, ListBuilder, StringArray, StringBuilder,
 };
-use arrow::datatypes::{DataType, Float64Type, Int64Type};
+use arrow::datatypes::{DataType, Float64Type};
 use datafusion::common::DataFusionError;
 use datafusion::logical_expr::ScalarUDF;
 use serde_json::Value;
 
 use super::strings::string_map_builder;
-use super::udf::{KsqlFunction, is_string, strings};
+use super::udf::{KsqlFunction, integers, is_string, string_list, strings};
 use crate::format::json::{Times, write_json_value};
 use crate::types::SqlType;
 
@@ -60,10 +60,6 @@ pub fn functions() -> Vec<ScalarUDF> {
         ),
         KsqlFunction::udf("to_json_string", to_json_string_type, to_json_string),
     ]
-}
-
-fn string_list() -> DataType {
-    SqlType::Array(Box::new(SqlType::String)).to_arrow()
 }
 
 fn one_string(args: &[DataType], result: DataType) -> Option<DataType> {
@@ -123,8 +119,7 @@ fn json_array_contains(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef, Data
     let wanted = &args[1];
     let matches: Box<ItemMatches> = match wanted.data_type() {
         DataType::Int32 | DataType::Int64 => {
-            let numbers = arrow::compute::cast(wanted, &DataType::Int64)?;
-            let numbers = numbers.as_primitive::<Int64Type>().clone();
+            let numbers = integers(wanted)?;
             Box::new(move |item, row| {
                 item.is_i64() && item.as_i64() == Some(numbers.value(row))
                     || item.is_u64() && item.as_u64() == u64::try_from(numbers.value(row)).ok()

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use arrow::array::{
     Array, ArrayRef, AsArray, Decimal128Array, Float64Array, Int32Array, Int64Array,
 };
-use arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int64Type};
+use arrow::datatypes::{DataType, Decimal128Type};
 use datafusion::common::DataFusionError;
 use datafusion::logical_expr::ScalarUDF;
 
-use super::udf::{KsqlFunction, any_null, is_number, row_failure};
+use super::udf::{KsqlFunction, any_null, doubles, integers, is_number, row_failure};
 
 pub fn functions() -> Vec<ScalarUDF> {
     let mut functions = extremes();
@@ -35,12 +35,6 @@ fn one_number(args: &[DataType], result: DataType) -> Option<DataType> {
         [t] if is_number(t) => Some(result),
         _ => None,
     }
-}
-
-fn doubles(array: &ArrayRef) -> Result<Float64Array, DataFusionError> {
-    Ok(arrow::compute::cast(array, &DataType::Float64)?
-        .as_primitive::<Float64Type>()
-        .clone())
 }
 
 fn doubles_map(array: &ArrayRef, f: impl Fn(f64) -> f64) -> Result<ArrayRef, DataFusionError> {
@@ -112,14 +106,7 @@ fn round_type(args: &[DataType]) -> Option<DataType> {
 /// (negative rounds left of the point). Ties go towards positive infinity.
 fn round(args: &[ArrayRef], result: &DataType) -> Result<ArrayRef, DataFusionError> {
     let input = &args[0];
-    let places = match args.get(1) {
-        Some(places) => Some(
-            arrow::compute::cast(places, &DataType::Int64)?
-                .as_primitive::<Int64Type>()
-                .clone(),
-        ),
-        None => None,
-    };
+    let places = args.get(1).map(integers).transpose()?;
     let rows = input.len();
     let place = |row: usize| places.as_ref().map_or(0, |p| p.value(row));
     match (input.data_type(), result) {

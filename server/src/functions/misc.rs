@@ -13,7 +13,8 @@ use datafusion::common::DataFusionError;
 use datafusion::logical_expr::ScalarUDF;
 
 use super::udf::{
-    KsqlFunction, any_null, constant_string, failure, is_number, is_string, row_failure, strings,
+    KsqlFunction, any_null, constant_string, doubles, failure, integers, is_number, is_string,
+    row_failure, strings,
 };
 
 pub fn functions() -> Vec<ScalarUDF> {
@@ -69,18 +70,14 @@ fn geo_distance(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef, DataFusionE
             }
         },
     };
-    let coordinates = args[..4]
+    let values = args[..4]
         .iter()
-        .map(|a| Ok(arrow::compute::cast(a, &DataType::Float64)?))
-        .collect::<Result<Vec<ArrayRef>, DataFusionError>>()?;
-    let values: Vec<&Float64Array> = coordinates
-        .iter()
-        .map(|a| a.as_primitive::<arrow::datatypes::Float64Type>())
-        .collect();
+        .map(doubles)
+        .collect::<Result<Vec<Float64Array>, DataFusionError>>()?;
     let rows = args[0].len();
     let mut out = Vec::with_capacity(rows);
     for row in 0..rows {
-        if any_null(&coordinates, row) {
+        if values.iter().any(|v| v.is_null(row)) {
             out.push(None);
             continue;
         }
@@ -404,14 +401,8 @@ fn slice_type(args: &[DataType]) -> Option<DataType> {
 /// outside the array.
 fn slice(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef, DataFusionError> {
     let list = args[0].as_list::<i32>();
-    let bounds = [&args[1], &args[2]]
-        .map(|a| arrow::compute::cast(a, &DataType::Int64))
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()?;
-    let bound = |i: usize, row: usize| {
-        let array = bounds[i].as_primitive::<arrow::datatypes::Int64Type>();
-        array.is_valid(row).then(|| array.value(row))
-    };
+    let bounds = [integers(&args[1])?, integers(&args[2])?];
+    let bound = |i: usize, row: usize| bounds[i].is_valid(row).then(|| bounds[i].value(row));
     let mut take: Vec<u32> = Vec::new();
     let mut offsets = vec![0i32];
     let mut valid = Vec::with_capacity(list.len());

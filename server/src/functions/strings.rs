@@ -12,13 +12,16 @@ use arrow::array::{
     Array, ArrayRef, AsArray, BinaryBuilder, Int32Array, ListBuilder, MapBuilder, MapFieldNames,
     StringBuilder,
 };
-use arrow::datatypes::{DataType, Int64Type};
+use arrow::datatypes::DataType;
 use base64::Engine;
 use datafusion::common::DataFusionError;
 use datafusion::logical_expr::ScalarUDF;
 use regex::Regex;
 
-use super::udf::{KsqlFunction, any_null, failure, is_binary, is_string, row_failure, strings};
+use super::udf::{
+    KsqlFunction, any_null, failure, integers, is_binary, is_string, row_failure, string_list,
+    strings,
+};
 use crate::types::SqlType;
 
 pub fn functions() -> Vec<ScalarUDF> {
@@ -76,10 +79,6 @@ pub fn functions() -> Vec<ScalarUDF> {
     ]
 }
 
-fn string_list() -> DataType {
-    SqlType::Array(Box::new(SqlType::String)).to_arrow()
-}
-
 fn all_strings(args: &[DataType], count: usize) -> bool {
     args.len() == count && args.iter().all(is_string)
 }
@@ -114,13 +113,6 @@ fn string_rows(
         }
     }
     Ok(Arc::new(out.finish()))
-}
-
-/// An integer argument as BIGINT values.
-fn integers(array: &ArrayRef) -> Result<arrow::array::Int64Array, DataFusionError> {
-    Ok(arrow::compute::cast(array, &DataType::Int64)?
-        .as_primitive::<Int64Type>()
-        .clone())
 }
 
 fn chr_type(args: &[DataType]) -> Option<DataType> {
@@ -358,18 +350,34 @@ fn pad(args: &[ArrayRef], side: Side) -> Result<ArrayRef, DataFusionError> {
     let input = strings(&args[0])?;
     let padding = strings(&args[2])?;
     let mut out = StringBuilder::with_capacity(rows, 0);
-    let mut buffer: Vec<char> = Vec::new();
-    let (mut text, mut fill) = (Vec::new(), Vec::new());
+    let mut buffer = String::new();
     for row in 0..rows {
         match length(row).filter(|_| !padding.value(row).is_empty()) {
             Some(length) => {
-                text.clear();
-                text.extend(input.value(row).chars());
-                fill.clear();
-                fill.extend(padding.value(row).chars());
+                // Lengths count characters, not bytes.
+                let text = input.value(row);
+                let chars = text.chars().count();
                 buffer.clear();
-                pad_into(&mut buffer, &text, &fill, length, side);
-                out.append_value(buffer.iter().collect::<String>());
+                if chars >= length {
+                    let end = text
+                        .char_indices()
+                        .nth(length)
+                        .map_or(text.len(), |(i, _)| i);
+                    buffer.push_str(&text[..end]);
+                } else {
+                    let fill = padding.value(row).chars().cycle().take(length - chars);
+                    match side {
+                        Side::Left => {
+                            buffer.extend(fill);
+                            buffer.push_str(text);
+                        }
+                        Side::Right => {
+                            buffer.push_str(text);
+                            buffer.extend(fill);
+                        }
+                    }
+                }
+                out.append_value(&buffer);
             }
             None => out.append_null(),
         }
@@ -377,7 +385,7 @@ fn pad(args: &[ArrayRef], side: Side) -> Result<ArrayRef, DataFusionError> {
     Ok(Arc::new(out.finish()))
 }
 
-fn pad_into<T: Copy>(out: &mut Vec<T>, input: &[T], padding: &[T], length: usize, side: Side) {
+fn pad_into(out: &mut Vec<u8>, input: &[u8], padding: &[u8], length: usize, side: Side) {
     if input.len() >= length {
         out.extend_from_slice(&input[..length]);
         return;

@@ -11,12 +11,12 @@ use std::sync::Arc;
 use arrow::array::TimestampMillisecondArray;
 use arrow::array::{Array, ArrayRef, AsArray, Date32Array, Time32MillisecondArray};
 use arrow::datatypes::{
-    DataType, Date32Type, Int64Type, Time32MillisecondType, TimeUnit, TimestampMillisecondType,
+    DataType, Date32Type, Time32MillisecondType, TimeUnit, TimestampMillisecondType,
 };
 use datafusion::common::DataFusionError;
 use datafusion::logical_expr::ScalarUDF;
 
-use super::udf::{KsqlFunction, any_null, is_string, row_failure, strings};
+use super::udf::{KsqlFunction, any_null, integers, is_string, row_failure, strings};
 
 /// The functions' names, which take a unit keyword first.
 pub const NAMES: [&str; 6] = [
@@ -101,8 +101,7 @@ const DAY_MILLIS: i64 = 86_400_000;
 /// around the clock, a TIMESTAMP by milliseconds.
 fn shift(args: &[ArrayRef], sign: i64, result: &DataType) -> Result<ArrayRef, DataFusionError> {
     let units = strings(&args[0])?;
-    let intervals = arrow::compute::cast(&args[1], &DataType::Int64)?;
-    let intervals = intervals.as_primitive::<Int64Type>();
+    let intervals = integers(&args[1])?;
     let rows = args[2].len();
     let moved = |row: usize| -> Option<i64> {
         if any_null(args, row) {

@@ -175,6 +175,25 @@ pub fn strings(array: &ArrayRef) -> Result<StringArray, DataFusionError> {
         .clone())
 }
 
+/// An integer argument as BIGINT values.
+pub fn integers(array: &ArrayRef) -> Result<arrow::array::Int64Array, DataFusionError> {
+    Ok(arrow::compute::cast(array, &DataType::Int64)?
+        .as_primitive::<arrow::datatypes::Int64Type>()
+        .clone())
+}
+
+/// A number argument as DOUBLE values.
+pub fn doubles(array: &ArrayRef) -> Result<arrow::array::Float64Array, DataFusionError> {
+    Ok(arrow::compute::cast(array, &DataType::Float64)?
+        .as_primitive::<arrow::datatypes::Float64Type>()
+        .clone())
+}
+
+/// The type `ARRAY<STRING>`.
+pub fn string_list() -> DataType {
+    crate::types::SqlType::Array(Box::new(crate::types::SqlType::String)).to_arrow()
+}
+
 /// A constant argument (an encoding name, a flag): its first non-null value.
 pub fn constant_string(array: &ArrayRef) -> Result<Option<String>, DataFusionError> {
     let strings = strings(array)?;

@@ -220,15 +220,17 @@ impl Planner {
     /// Whether a SELECT calls a table function.
     pub fn calls_table_function(&self, projection: &[SelectItem]) -> bool {
         let names = self.table_functions.read();
-        let found = sqlparser::ast::visit_expressions(&projection.to_vec(), |expr| match expr {
-            SqlExpr::Function(function)
-                if names.contains(&function.name.to_string().to_lowercase()) =>
-            {
-                std::ops::ControlFlow::Break(())
-            }
-            _ => std::ops::ControlFlow::Continue(()),
-        });
-        found.is_break()
+        projection.iter().any(|item| {
+            sqlparser::ast::visit_expressions(item, |expr| match expr {
+                SqlExpr::Function(function)
+                    if names.contains(&function.name.to_string().to_lowercase()) =>
+                {
+                    std::ops::ControlFlow::Break(())
+                }
+                _ => std::ops::ControlFlow::Continue(()),
+            })
+            .is_break()
+        })
     }
 
     /// Makes a source known to the planner under its (already normalised) name, replacing

@@ -211,10 +211,8 @@ impl VisitorMut for DereferenceRewriter<'_> {
     type Break = String;
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Self::Break> {
-        if table_function(expr, self.table_functions) {
-            return ControlFlow::Continue(());
-        }
         rewrite_constructor(expr)?;
+        table_function(expr, self.table_functions);
         int_literal(expr);
         match expr {
             Expr::BinaryOp { op, left, right } if is_comparison(op) => {
@@ -268,15 +266,14 @@ impl VisitorMut for DereferenceRewriter<'_> {
 }
 
 /// A table function's call `f(…)` → `unnest(f(…))`: `f` makes the array of its rows (see
-/// `plan::explode`). Answers whether it rewrote.
-fn table_function(expr: &mut Expr, table_functions: &std::collections::HashSet<String>) -> bool {
+/// `plan::explode`).
+fn table_function(expr: &mut Expr, table_functions: &std::collections::HashSet<String>) {
     let Expr::Function(function) = expr else {
-        return false;
+        return;
     };
     if !table_functions.contains(&function.name.to_string().to_lowercase()) {
-        return false;
+        return;
     }
-    lambda_arguments(function);
     let call = std::mem::replace(expr, Expr::value(Value::Null));
     *expr = Expr::Function(sqlparser::ast::Function {
         name: ObjectName::from(vec![Ident::new("unnest")]),
@@ -292,7 +289,6 @@ fn table_function(expr: &mut Expr, table_functions: &std::collections::HashSet<S
         over: None,
         within_group: Vec::new(),
     });
-    true
 }
 
 /// `DATEADD(DAYS, 1, d)` and the other time arithmetic: the unit keyword (read as a
