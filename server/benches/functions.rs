@@ -16,11 +16,11 @@ const ROWS: usize = 8192;
 /// document, a time and an amount.
 fn batch() -> RecordBatch {
     let schema = Arc::new(Schema::new(vec![
-        Field::new("PAGE", DataType::Utf8, true),
-        Field::new("USER_NAME", DataType::Utf8, true),
-        Field::new("DOC", DataType::Utf8, true),
-        Field::new("TS", DataType::Timestamp(TimeUnit::Millisecond, None), true),
-        Field::new("AMOUNT", DataType::Float64, true),
+        Field::new("page", DataType::Utf8, true),
+        Field::new("user_name", DataType::Utf8, true),
+        Field::new("doc", DataType::Utf8, true),
+        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+        Field::new("amount", DataType::Float64, true),
     ]));
     let pages: StringArray = (0..ROWS)
         .map(|i| Some(format!("/shop/category-{}/item-{}", i % 37, i)))
@@ -52,19 +52,19 @@ fn batch() -> RecordBatch {
 }
 
 const CALLS: [(&str, &str); 10] = [
-    ("substring", "substring(PAGE, 7, 8)"),
-    ("concat", "concat(PAGE, '?user=', USER_NAME)"),
-    ("ucase", "ucase(PAGE)"),
-    ("trim", "trim(USER_NAME)"),
-    ("len", "len(PAGE)"),
-    ("replace", "replace(PAGE, 'item', 'product')"),
-    ("split", "split(PAGE, '/')"),
-    ("extractjsonfield", "extractjsonfield(DOC, '$.device.os')"),
+    ("substring", "substring(page, 7, 8)"),
+    ("concat", "concat(page, '?user=', user_name)"),
+    ("ucase", "ucase(page)"),
+    ("trim", "trim(user_name)"),
+    ("len", "len(page)"),
+    ("replace", "replace(page, 'item', 'product')"),
+    ("split", "split(page, '/')"),
+    ("extractjsonfield", "extractjsonfield(doc, '$.device.os')"),
     (
         "format_timestamp",
-        "format_timestamp(TS, 'yyyy-MM-dd HH:mm:ss', 'UTC')",
+        "format_timestamp(ts, 'yyyy-MM-dd HH:mm:ss', 'UTC')",
     ),
-    ("round", "round(AMOUNT, 2)"),
+    ("round", "round(amount, 2)"),
 ];
 
 fn functions(c: &mut Criterion) {
