@@ -1811,8 +1811,10 @@ impl Engine {
                 )));
             }
         }
+        let mut projection = vec![SelectItem::Wildcard(Default::default())];
+        projection.extend(joined_pseudo_columns(query));
         let join_query = riffle_grammar::ast::Query {
-            projection: vec![SelectItem::Wildcard(Default::default())],
+            projection,
             from: query.from.clone(),
             window: None,
             selection: query.selection.clone(),
@@ -2725,6 +2727,48 @@ fn changes_catalog(statement: &Statement) -> bool {
             | Statement::DropType(_)
             | Statement::AlterSource(_)
     )
+}
+
+/// The pseudo columns an aggregation over joined rows reads from one side (`P.ROWTIME`),
+/// which `*` does not carry: each as a column of the joined rows named as the join names it
+/// (`P.ROWTIME AS P_ROWTIME`).
+fn joined_pseudo_columns(query: &riffle_grammar::ast::Query) -> Vec<sqlparser::ast::SelectItem> {
+    use sqlparser::ast::{Expr, Ident, SelectItem};
+    let sources: Vec<&riffle_grammar::ast::SourceRef> = std::iter::once(&query.from.source)
+        .chain(query.from.joins.iter().map(|j| &j.source))
+        .collect();
+    let mut items: Vec<SelectItem> = Vec::new();
+    let mut collect = |expr: &Expr| {
+        if let Expr::CompoundIdentifier(parts) = expr
+            && let [qualifier, column] = parts.as_slice()
+            && crate::catalog::PSEUDO_COLUMNS
+                .iter()
+                .any(|(name, _)| *name == column.value)
+        {
+            let source = sources
+                .iter()
+                .find(|s| s.alias.as_ref().is_some_and(|a| a.value == qualifier.value))
+                .or_else(|| sources.iter().find(|s| s.name.value == qualifier.value));
+            if let Some(source) = source {
+                let alias = &source.alias.as_ref().unwrap_or(&source.name).value;
+                let item = SelectItem::ExprWithAlias {
+                    expr: expr.clone(),
+                    alias: Ident::new(crate::plan::join::joined_name(alias, &column.value)),
+                };
+                if !items.contains(&item) {
+                    items.push(item);
+                }
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    };
+    for item in &query.projection {
+        let _ = sqlparser::ast::visit_expressions(item, &mut collect);
+    }
+    for expr in query.group_by.iter().chain(&query.having) {
+        let _ = sqlparser::ast::visit_expressions(expr, &mut collect);
+    }
+    items
 }
 
 /// DataFusion's "No field named …" in ksqlDB's words: which clause names the column.

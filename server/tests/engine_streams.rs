@@ -206,6 +206,30 @@ async fn statement_errors_name_the_problem() {
         .await
         .expect_err("unknown column");
     assert!(error.to_string().contains("MISSING"), "{error}");
+    // A function refused its argument types, in ksqlDB's words whoever implements it.
+    for (call, words) in [
+        (
+            "COS(k)",
+            "Function 'cos' does not accept parameters (STRING).",
+        ),
+        (
+            "ARRAY_MAX(v)",
+            "Function 'array_max' does not accept parameters (INTEGER).",
+        ),
+        (
+            "ARRAY_JOIN(v)",
+            "Function 'array_join' does not accept parameters (INTEGER).",
+        ),
+    ] {
+        let error = engine
+            .execute(
+                &format!("CREATE STREAM o AS SELECT {call} FROM s;"),
+                &earliest(),
+            )
+            .await
+            .expect_err("refused");
+        assert!(error.to_string().contains(words), "{call}: {error}");
+    }
     let error = engine
         .execute("CREATE STREAM o AS SELECT ROWTIME FROM s;", &earliest())
         .await
@@ -1063,6 +1087,89 @@ async fn table_functions_make_a_row_per_item_and_lambdas_reshape_arrays() {
             .to_string()
             .contains("Table functions cannot be used with aggregations."),
         "{refused}"
+    );
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn substring_counts_positions_as_ksqldb_does() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (log, engine) = open_engine(dir.path()).await;
+    engine
+        .execute(
+            "CREATE STREAM words (id STRING KEY, s STRING) \
+               WITH (kafka_topic='words', value_format='json', partitions=1);
+             CREATE STREAM parts AS
+               SELECT id, SUBSTRING(s, 0, 2) AS head, SUBSTRING(s, -3) AS tail,
+                      SUBSTRING(s, 20) AS past
+               FROM words;",
+            &earliest(),
+        )
+        .await
+        .expect("statements run");
+    log.produce(
+        "words",
+        vec![json("w", r#"{"s": "some string"}"#, 1)],
+        Acks::All,
+    )
+    .await
+    .expect("produced");
+    engine.wait_until_caught_up().await.expect("caught up");
+    let rows = sink_values(&log, "PARTS").await;
+    assert_eq!(
+        rows[0].1.as_deref(),
+        Some(r#"{"HEAD":"so","TAIL":"ing","PAST":""}"#)
+    );
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_null_number_in_a_lambdas_arithmetic_makes_the_call_null_and_arrays_see_lambda_parameters()
+ {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (log, engine) = open_engine(dir.path()).await;
+    engine
+        .execute(
+            "CREATE STREAM readings (id STRING KEY, n ARRAY<INT>, a INT) \
+               WITH (kafka_topic='readings', value_format='json', partitions=1);
+             CREATE STREAM shaped AS
+               SELECT id, TRANSFORM(n, x => x + 5) AS plus, FILTER(n, x => x * 2 > 4) AS big,
+                      REDUCE(n, 0, (s, x) => s + x) AS total,
+                      TRANSFORM(n, x => ARRAY[x, a]) AS pairs,
+                      TRANSFORM(n, x => ARRAY[STRUCT(x := x), STRUCT(y := a)]) AS merged
+               FROM readings;",
+            &earliest(),
+        )
+        .await
+        .expect("statements run");
+    log.produce(
+        "readings",
+        vec![
+            json("r1", r#"{"n": [3, 6], "a": 1}"#, 1),
+            json("r2", r#"{"n": [5, null], "a": 2}"#, 2),
+            json("r3", r#"{"n": null, "a": 3}"#, 3),
+            json("r4", r#"{"n": [], "a": null}"#, 4),
+        ],
+        Acks::All,
+    )
+    .await
+    .expect("produced");
+    engine.wait_until_caught_up().await.expect("caught up");
+    let rows: Vec<String> = sink_values(&log, "SHAPED")
+        .await
+        .into_iter()
+        .map(|(key, value, _)| {
+            format!("{}: {}", key.unwrap_or_default(), value.unwrap_or_default())
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            r#"r1: {"PLUS":[8,11],"BIG":[3,6],"TOTAL":9,"PAIRS":[[3,1],[6,1]],"MERGED":[[{"X":3,"Y":null},{"X":null,"Y":1}],[{"X":6,"Y":null},{"X":null,"Y":1}]]}"#,
+            r#"r2: {"PLUS":null,"BIG":null,"TOTAL":null,"PAIRS":[[5,2],[null,2]],"MERGED":[[{"X":5,"Y":null},{"X":null,"Y":2}],[{"X":null,"Y":null},{"X":null,"Y":2}]]}"#,
+            r#"r3: {"PLUS":null,"BIG":null,"TOTAL":0,"PAIRS":null,"MERGED":null}"#,
+            r#"r4: {"PLUS":[],"BIG":[],"TOTAL":0,"PAIRS":[],"MERGED":[]}"#,
+        ]
     );
     engine.shutdown().await;
 }

@@ -622,6 +622,62 @@ async fn an_aggregation_over_joined_rows_counts_them_and_continues_after_a_resta
     engine.shutdown().await;
 }
 
+#[tokio::test]
+async fn an_aggregation_over_joined_rows_reads_one_sides_row_time() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (log, engine) = open_engine(dir.path()).await;
+    engine
+        .execute(
+            "CREATE TABLE devices (id STRING PRIMARY KEY, name STRING) \
+               WITH (kafka_topic='devices', value_format='JSON', partitions=1);
+             CREATE STREAM pings (device STRING) \
+               WITH (kafka_topic='pings', value_format='JSON', partitions=1);
+             CREATE TABLE first_ping AS SELECT d.name, MIN(p.ROWTIME) AS first, \
+                 MAX(p.ROWTIME) - MIN(p.ROWTIME) AS span \
+               FROM pings p JOIN devices d ON p.device = d.id GROUP BY d.name;",
+            &earliest_per_record(),
+        )
+        .await
+        .expect("statements run");
+    let record = |key: Option<&str>, value: &str, timestamp: i64| ProducerRecord {
+        timestamp: Some(timestamp),
+        ..ProducerRecord::new(key.map(str::to_string), Some(value.to_string()))
+    };
+    log.produce(
+        "devices",
+        vec![record(Some("d1"), r#"{"name": "router"}"#, 1)],
+        Acks::All,
+    )
+    .await
+    .expect("devices");
+    engine.wait_until_caught_up().await.expect("caught up");
+    log.produce(
+        "pings",
+        vec![
+            record(None, r#"{"device": "d1"}"#, 1000),
+            record(None, r#"{"device": "d1"}"#, 4000),
+        ],
+        Acks::All,
+    )
+    .await
+    .expect("pings");
+    engine.wait_until_caught_up().await.expect("caught up");
+    assert_eq!(
+        topic_records(&log, "FIRST_PING").await,
+        [
+            (
+                "router".to_string(),
+                Some(r#"{"FIRST":1000,"SPAN":0}"#.to_string())
+            ),
+            (
+                "router".to_string(),
+                Some(r#"{"FIRST":1000,"SPAN":3000}"#.to_string())
+            ),
+        ]
+    );
+    engine.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_query_aggregates_joined_rows_and_removes_its_internal_topic_when_done() {
     let dir = tempfile::tempdir().expect("temp dir");

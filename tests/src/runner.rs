@@ -349,6 +349,7 @@ pub(crate) async fn compare_outputs(
             topics.push(&output.topic);
         }
     }
+    let numbers = Numbers::of(case);
     for topic in topics {
         let expected: Vec<&TestRecord> = case.outputs.iter().filter(|o| o.topic == topic).collect();
         let source = source_on(engine, topic, &case.statements).await;
@@ -405,13 +406,13 @@ pub(crate) async fn compare_outputs(
                     }),
                 ),
             };
-            if !same(&want.key, &key) {
+            if !matches(&want.key, &key, numbers) {
                 return Err(format!(
                     "topic {topic} record {i}: key {} != expected {}",
                     key, want.key
                 ));
             }
-            if !same(&want.value, &value) {
+            if !matches(&want.value, &value, numbers) {
                 return Err(format!(
                     "topic {topic} record {i}: value {value} != expected {}",
                     want.value
@@ -459,6 +460,33 @@ fn split_window(
 /// Equality as the corpus means it: decimals keep their scale, doubles within 1e-6,
 /// objects regardless of key order.
 pub fn same(expected: &Value, actual: &Value) -> bool {
+    matches(expected, actual, Numbers::Exact)
+}
+
+/// How the numbers of a case compare: `Exact` keeps decimal scale; `Approximate` (a case
+/// with `use.exact.numeric.comparison: false`, written for results that differ between
+/// JDKs in the last digits) compares every number by value within 1e-6.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Numbers {
+    Exact,
+    Approximate,
+}
+
+impl Numbers {
+    pub fn of(case: &Case) -> Numbers {
+        let approximate = case.properties.iter().any(|(name, value)| {
+            name.eq_ignore_ascii_case("use.exact.numeric.comparison")
+                && value.eq_ignore_ascii_case("false")
+        });
+        if approximate {
+            Numbers::Approximate
+        } else {
+            Numbers::Exact
+        }
+    }
+}
+
+pub fn matches(expected: &Value, actual: &Value, numbers: Numbers) -> bool {
     match (expected, actual) {
         (Value::Number(a), Value::Number(b)) => {
             let (a_text, b_text) = (a.to_string(), b.to_string());
@@ -467,7 +495,8 @@ pub fn same(expected: &Value, actual: &Value) -> bool {
             }
             let plain = |t: &str| !t.contains(['e', 'E']);
             let fraction = |t: &str| t.split_once('.').map_or(0, |(_, f)| f.len());
-            if plain(&a_text)
+            if numbers == Numbers::Exact
+                && plain(&a_text)
                 && plain(&b_text)
                 && a_text.contains('.')
                 && b_text.contains('.')
@@ -480,21 +509,27 @@ pub fn same(expected: &Value, actual: &Value) -> bool {
                 _ => false,
             }
         }
+        // An expected text against a number: the decimal it spells, scale included (ksqlDB's
+        // runner reads `"3.40"` as the DECIMAL 3.40).
+        (Value::String(text), Value::Number(number)) => *text == number.to_string(),
         (Value::Array(a), Value::Array(b)) => {
-            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same(x, y))
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| matches(x, y, numbers))
         }
         (Value::Object(a), Value::Object(b)) => {
             // Field names match exactly or, as ksqlDB's test runner matches them, ignoring
-            // case.
+            // case; an expected NULL field matches a field the record does not have (the
+            // runner looks each expected field up in the record, and a missing one reads
+            // as NULL).
             a.len() == b.len()
                 && a.iter().all(|(k, v)| {
-                    b.get(k)
-                        .or_else(|| {
-                            b.iter()
-                                .find(|(name, _)| name.eq_ignore_ascii_case(k))
-                                .map(|(_, w)| w)
-                        })
-                        .is_some_and(|w| same(v, w))
+                    match b.get(k).or_else(|| {
+                        b.iter()
+                            .find(|(name, _)| name.eq_ignore_ascii_case(k))
+                            .map(|(_, w)| w)
+                    }) {
+                        Some(w) => matches(v, w, numbers),
+                        None => v.is_null(),
+                    }
                 })
         }
         (a, b) => a == b,
@@ -520,4 +555,46 @@ async fn read_topic(
         }
     }
     Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn number(text: &str) -> Value {
+        serde_json::from_str(text).expect("a JSON number")
+    }
+
+    #[test]
+    fn decimals_keep_their_scale_unless_the_case_compares_approximately() {
+        assert!(same(&number("1.10"), &number("1.10")));
+        assert!(!same(&number("1.10"), &number("1.1")));
+        assert!(!same(&number("0.1"), &number("0.1000000001")));
+        let (expected, actual) = (
+            number("0.03447366811448324"),
+            number("0.034473668114483255"),
+        );
+        assert!(!matches(&expected, &actual, Numbers::Exact));
+        assert!(matches(&expected, &actual, Numbers::Approximate));
+        assert!(!matches(
+            &number("0.5"),
+            &number("0.6"),
+            Numbers::Approximate
+        ));
+    }
+
+    #[test]
+    fn an_expected_null_field_matches_a_field_the_record_lacks() {
+        let expected = json!({"HEX": null, "UTF8": null});
+        assert!(same(&expected, &json!({"ASCII": null, "UTF8": null})));
+        // As ksqlDB's runner does: only the expected fields are looked up.
+        assert!(same(&expected, &json!({"ASCII": 1, "UTF8": null})));
+        assert!(!same(
+            &json!({"HEX": 1, "UTF8": null}),
+            &json!({"ASCII": 1, "UTF8": null})
+        ));
+        assert!(!same(&expected, &json!({"UTF8": null})));
+        assert!(same(&json!({"hex": 2}), &json!({"HEX": 2})));
+    }
 }

@@ -1,7 +1,8 @@
-//! What `DESCRIBE FUNCTION` says about ksqlDB's scalar and table functions: a description
-//! and each signature (`name TYPE` arguments, the return type), as ksqlDB documents them.
-//! `T`, `K`, `V`, `S` and `R` stand for any type. The table functions aside, these are
-//! ksqlDB's 129 scalar functions (a test checks each is registered).
+//! What `DESCRIBE FUNCTION` says about ksqlDB's functions: a description and each
+//! signature (`name TYPE` arguments, the return type), as ksqlDB documents them. `T`, `K`,
+//! `V`, `S` and `R` stand for any type. [`CATALOGUE`] holds ksqlDB's 129 scalar functions
+//! and its 2 table functions, [`AGGREGATES`] its 18 aggregate functions (tests check each
+//! is registered).
 
 /// One function as `DESCRIBE FUNCTION` shows it.
 #[derive(Debug)]
@@ -16,7 +17,15 @@ pub struct Documented {
 
 /// The documentation of a function, by name in any case.
 pub fn documented(name: &str) -> Option<&'static Documented> {
-    CATALOGUE.iter().find(|f| f.name.eq_ignore_ascii_case(name))
+    CATALOGUE
+        .iter()
+        .chain(AGGREGATES)
+        .find(|f| f.name.eq_ignore_ascii_case(name))
+}
+
+/// Whether a documented function is one of ksqlDB's aggregates.
+pub fn is_aggregate(documented: &Documented) -> bool {
+    AGGREGATES.iter().any(|a| std::ptr::eq(a, documented))
 }
 
 macro_rules! function {
@@ -852,20 +861,173 @@ pub const CATALOGUE: &[Documented] = &[
     ),
 ];
 
+/// ksqlDB's aggregate functions.
+pub const AGGREGATES: &[Documented] = &[
+    function!(
+        "ATTR",
+        "The value when every row of the group has the same one, else NULL.",
+        [("col T", "T")]
+    ),
+    function!(
+        "AVG",
+        "The average of the values.",
+        [
+            ("col INT", "DOUBLE"),
+            ("col BIGINT", "DOUBLE"),
+            ("col DOUBLE", "DOUBLE"),
+            ("col DECIMAL", "DOUBLE")
+        ]
+    ),
+    function!(
+        "COLLECT_LIST",
+        "Every value, in the order the rows came (at most 1,000).",
+        [("col T", "ARRAY<T>")]
+    ),
+    function!(
+        "COLLECT_SET",
+        "The distinct values, in the order they first came (at most 1,000).",
+        [("col T", "ARRAY<T>")]
+    ),
+    function!(
+        "CORRELATION",
+        "The correlation coefficient of two columns.",
+        [("x DOUBLE, y DOUBLE", "DOUBLE")]
+    ),
+    function!(
+        "COUNT",
+        "The number of rows (COUNT(*)), or of values that are not NULL.",
+        [("", "BIGINT"), ("col T", "BIGINT")]
+    ),
+    function!(
+        "COUNT_DISTINCT",
+        "The number of distinct values that are not NULL (an estimate for many).",
+        [("col T", "BIGINT")]
+    ),
+    function!(
+        "EARLIEST_BY_OFFSET",
+        "The value of the earliest row by offset, or the earliest n values; NULLs skipped \
+         unless ignoreNulls is false.",
+        [
+            ("col T", "T"),
+            ("col T, ignoreNulls BOOLEAN", "T"),
+            ("col T, earliestN INT", "ARRAY<T>"),
+            ("col T, earliestN INT, ignoreNulls BOOLEAN", "ARRAY<T>")
+        ]
+    ),
+    function!(
+        "HISTOGRAM",
+        "How many times each value came (at most 1,000 values).",
+        [("col STRING", "MAP<STRING, BIGINT>")]
+    ),
+    function!(
+        "LATEST_BY_OFFSET",
+        "The value of the latest row by offset, or the latest n values; NULLs skipped \
+         unless ignoreNulls is false.",
+        [
+            ("col T", "T"),
+            ("col T, ignoreNulls BOOLEAN", "T"),
+            ("col T, latestN INT", "ARRAY<T>"),
+            ("col T, latestN INT, ignoreNulls BOOLEAN", "ARRAY<T>")
+        ]
+    ),
+    function!(
+        "MAX",
+        "The largest value.",
+        [
+            ("col INT", "INT"),
+            ("col BIGINT", "BIGINT"),
+            ("col DOUBLE", "DOUBLE"),
+            ("col DECIMAL", "DECIMAL"),
+            ("col STRING", "STRING"),
+            ("col BYTES", "BYTES"),
+            ("col DATE", "DATE"),
+            ("col TIME", "TIME"),
+            ("col TIMESTAMP", "TIMESTAMP")
+        ]
+    ),
+    function!(
+        "MIN",
+        "The smallest value.",
+        [
+            ("col INT", "INT"),
+            ("col BIGINT", "BIGINT"),
+            ("col DOUBLE", "DOUBLE"),
+            ("col DECIMAL", "DECIMAL"),
+            ("col STRING", "STRING"),
+            ("col BYTES", "BYTES"),
+            ("col DATE", "DATE"),
+            ("col TIME", "TIME"),
+            ("col TIMESTAMP", "TIMESTAMP")
+        ]
+    ),
+    function!(
+        "STDDEV_SAMP",
+        "The sample variance of the values, as ksqlDB's STDDEV_SAMP answers it.",
+        [
+            ("col INT", "DOUBLE"),
+            ("col BIGINT", "DOUBLE"),
+            ("col DOUBLE", "DOUBLE")
+        ]
+    ),
+    function!(
+        "STDDEV_SAMPLE",
+        "The sample standard deviation of the values.",
+        [
+            ("col INT", "DOUBLE"),
+            ("col BIGINT", "DOUBLE"),
+            ("col DOUBLE", "DOUBLE")
+        ]
+    ),
+    function!(
+        "SUM",
+        "The sum of the values.",
+        [
+            ("col INT", "INT"),
+            ("col BIGINT", "BIGINT"),
+            ("col DOUBLE", "DOUBLE"),
+            ("col DECIMAL", "DECIMAL")
+        ]
+    ),
+    function!(
+        "SUM_LIST",
+        "The sum of the items of every array.",
+        [
+            ("col ARRAY<INT>", "INT"),
+            ("col ARRAY<BIGINT>", "BIGINT"),
+            ("col ARRAY<DOUBLE>", "DOUBLE")
+        ]
+    ),
+    function!(
+        "TOPK",
+        "The k largest values, largest first.",
+        [("col T, k INT", "ARRAY<T>")]
+    ),
+    function!(
+        "TOPKDISTINCT",
+        "The k largest distinct values, largest first.",
+        [("col T, k INT", "ARRAY<T>")]
+    ),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn every_ksqldb_scalar_and_table_function_is_documented_once() {
-        let mut names: Vec<&str> = CATALOGUE.iter().map(|f| f.name).collect();
+        let mut names: Vec<&str> = CATALOGUE.iter().chain(AGGREGATES).map(|f| f.name).collect();
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), CATALOGUE.len(), "a function documented twice");
+        assert_eq!(
+            names.len(),
+            CATALOGUE.len() + AGGREGATES.len(),
+            "a function documented twice"
+        );
+        assert_eq!(AGGREGATES.len(), 18);
         for name in super::super::table::NAMES {
             assert!(documented(name).is_some(), "{name}");
         }
-        for function in CATALOGUE {
+        for function in CATALOGUE.iter().chain(AGGREGATES) {
             assert!(!function.signatures.is_empty(), "{}", function.name);
             assert!(!function.description.is_empty(), "{}", function.name);
         }

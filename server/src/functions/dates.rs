@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, Date32Array, Int32Array, Int64Array, StringArray,
+    Array, ArrayRef, AsArray, Date32Array, Int32Array, Int64Array, StringArray, StringBuilder,
     TimestampMillisecondArray,
 };
 use arrow::datatypes::{DataType, Int64Type, TimeUnit};
@@ -203,7 +203,7 @@ fn format_times(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef, DataFusionE
     Ok(format_rows(
         millis.as_primitive::<Int64Type>(),
         &patterns,
-        |pattern, millis| pattern.format_millis(millis, Zone::UTC),
+        |pattern, millis, out| pattern.write_millis(millis, Zone::UTC, out),
     ))
 }
 
@@ -261,30 +261,39 @@ impl<'a> LastPattern<'a> {
 }
 
 /// Each row's value (epoch milliseconds or days) as text with its row's pattern; a
-/// pattern that does not compile or a value that does not format is NULL, logged.
+/// pattern that does not compile or a value that does not format is NULL, logged. Each
+/// text is written into one reused buffer, then copied into the column.
 fn format_rows(
     values: &Int64Array,
     patterns: &StringArray,
-    format: impl Fn(&TimePattern, i64) -> Result<String, String>,
+    format: impl Fn(&TimePattern, i64, &mut String) -> Result<(), String>,
 ) -> ArrayRef {
     let mut last = LastPattern::default();
-    let texts: StringArray = (0..values.len())
-        .map(|row| {
-            if values.is_null(row) || patterns.is_null(row) {
-                return None;
+    let mut texts = StringBuilder::with_capacity(values.len(), values.len() * 24);
+    let mut text = String::new();
+    for row in 0..values.len() {
+        if values.is_null(row) || patterns.is_null(row) {
+            texts.append_null();
+            continue;
+        }
+        let pattern_text = patterns.value(row);
+        let pattern = match last.compiled(pattern_text) {
+            Ok(pattern) => pattern,
+            Err(e) => {
+                texts.append_option(row_failure::<&str>(
+                    row,
+                    format!("Invalid pattern '{pattern_text}': {e}"),
+                ));
+                continue;
             }
-            let text = patterns.value(row);
-            let pattern = match last.compiled(text) {
-                Ok(pattern) => pattern,
-                Err(e) => return row_failure(row, format!("Invalid pattern '{text}': {e}")),
-            };
-            match format(pattern, values.value(row)) {
-                Ok(text) => Some(text),
-                Err(e) => row_failure(row, e),
-            }
-        })
-        .collect();
-    Arc::new(texts)
+        };
+        text.clear();
+        match format(pattern, values.value(row), &mut text) {
+            Ok(()) => texts.append_value(&text),
+            Err(e) => texts.append_option(row_failure::<&str>(row, e)),
+        }
+    }
+    Arc::new(texts.finish())
 }
 
 /// `TIMESTAMPTOSTRING(millis, pattern [, zone])` and `FORMAT_TIMESTAMP(timestamp, pattern
@@ -304,7 +313,7 @@ fn format_timestamps(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef, DataFu
     Ok(format_rows(
         millis.as_primitive::<Int64Type>(),
         &patterns,
-        |pattern, millis| pattern.format_millis(millis, zone),
+        |pattern, millis, out| pattern.write_millis(millis, zone, out),
     ))
 }
 
@@ -316,7 +325,7 @@ fn format_dates(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef, DataFusionE
     Ok(format_rows(
         days.as_primitive::<Int64Type>(),
         &patterns,
-        |pattern, days| pattern.format_days(days),
+        |pattern, days, out| pattern.write_days(days, out),
     ))
 }
 

@@ -1,6 +1,6 @@
-//! ksqlDB's functions over JSON text: `IS_JSON_STRING`, `JSON_ARRAY_CONTAINS`,
-//! `JSON_ARRAY_LENGTH`, `JSON_CONCAT`, `JSON_ITEMS`, `JSON_KEYS`, `JSON_RECORDS`, and
-//! `TO_JSON_STRING`, which writes any value as JSON. (`EXTRACTJSONFIELD` is in `misc`.)
+//! ksqlDB's functions over JSON text: `EXTRACTJSONFIELD`, `IS_JSON_STRING`,
+//! `JSON_ARRAY_CONTAINS`, `JSON_ARRAY_LENGTH`, `JSON_CONCAT`, `JSON_ITEMS`, `JSON_KEYS`,
+//! `JSON_RECORDS`, and `TO_JSON_STRING`, which writes any value as JSON.
 //!
 //! Text that is not JSON gives NULL (or `false`), never an error: these functions are how
 //! queries find out whether a text is JSON. Numbers keep the digits they were written with.
@@ -22,6 +22,14 @@ use crate::types::SqlType;
 
 pub fn functions() -> Vec<ScalarUDF> {
     vec![
+        KsqlFunction::udf(
+            "extractjsonfield",
+            |args| match args {
+                [json, path] if is_string(json) && is_string(path) => Some(DataType::Utf8),
+                _ => None,
+            },
+            extract_json_field,
+        ),
         KsqlFunction::udf(
             "is_json_string",
             |args| one_string(args, DataType::Boolean),
@@ -74,13 +82,188 @@ fn parse(text: Option<&str>) -> Option<Value> {
     serde_json::from_str(text?).ok()
 }
 
-/// The JSON value a text starts with, ignoring whatever follows it (as Jackson reads a
-/// document): `{"a": 1}}` is `{"a": 1}`.
-pub(super) fn parse_leading(text: &str) -> Option<Value> {
-    serde_json::Deserializer::from_str(text)
-        .into_iter::<Value>()
-        .next()?
-        .ok()
+/// `EXTRACTJSONFIELD(json, '$.path')`: the value at a JSON path (`$.a.b`, `$.a[0]`,
+/// `$['a']`); strings come back unquoted, other values as JSON text; NULL when the text is
+/// not JSON or the path leads nowhere. The document is read once, front to back, skipping
+/// what is off the path: only the value found is built.
+fn extract_json_field(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef, DataFusionError> {
+    let documents = strings(&args[0])?;
+    let paths = strings(&args[1])?;
+    let mut last_path: Option<(&str, Option<Vec<PathStep>>)> = None;
+    let mut out = StringBuilder::with_capacity(documents.len(), documents.len() * 8);
+    for (document, path) in documents.iter().zip(paths.iter()) {
+        let (Some(document), Some(path)) = (document, path) else {
+            out.append_null();
+            continue;
+        };
+        let steps = match &last_path {
+            Some((text, steps)) if *text == path => steps,
+            _ => &last_path.insert((path, PathStep::parse(path))).1,
+        };
+        let found = steps.as_deref().and_then(|steps| {
+            let mut reader = serde_json::Deserializer::from_str(document);
+            serde::de::DeserializeSeed::deserialize(AtPath(steps), &mut reader)
+                .ok()
+                .flatten()
+        });
+        match found {
+            None | Some(Value::Null) => out.append_null(),
+            Some(Value::String(text)) => out.append_value(text),
+            Some(other) => out.append_value(other.to_string()),
+        }
+    }
+    Ok(Arc::new(out.finish()))
+}
+
+/// One step of a JSON path: a field of an object, or an item of an array.
+#[derive(Debug, PartialEq)]
+enum PathStep {
+    Field(String),
+    Item(usize),
+}
+
+impl PathStep {
+    /// `$.a.b`, `$.a[0]`, `$['a']`; `None` for anything else.
+    fn parse(path: &str) -> Option<Vec<PathStep>> {
+        let mut rest = path.trim().strip_prefix('$')?;
+        let mut steps = Vec::new();
+        while !rest.is_empty() {
+            if let Some(after) = rest.strip_prefix('.') {
+                let end = after.find(['.', '[']).unwrap_or(after.len());
+                steps.push(PathStep::Field(after[..end].to_string()));
+                rest = &after[end..];
+            } else if let Some(after) = rest.strip_prefix('[') {
+                let end = after.find(']')?;
+                let index = after[..end].trim();
+                steps.push(match index.strip_prefix(['\'', '"']) {
+                    Some(quoted) => PathStep::Field(quoted.trim_end_matches(['\'', '"']).into()),
+                    None => PathStep::Item(index.parse().ok()?),
+                });
+                rest = &after[end + 1..];
+            } else {
+                return None;
+            }
+        }
+        Some(steps)
+    }
+}
+
+/// Reads a JSON value and answers the value at the end of its steps (`None` when the path
+/// leads nowhere), skipping everything else without building it. What follows the value
+/// is ignored, as Jackson ignores it.
+struct AtPath<'p>(&'p [PathStep]);
+
+impl<'de> serde::de::DeserializeSeed<'de> for AtPath<'_> {
+    type Value = Option<Value>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, reader: D) -> Result<Self::Value, D::Error> {
+        match self.0.split_first() {
+            None => serde::Deserialize::deserialize(reader).map(Some),
+            Some((step, rest)) => reader.deserialize_any(Step { step, rest }),
+        }
+    }
+}
+
+/// One step of [`AtPath`] over the value it reaches.
+struct Step<'p> {
+    step: &'p PathStep,
+    rest: &'p [PathStep],
+}
+
+/// A key of an object, answering whether it is the one wanted.
+struct KeyIs<'p>(&'p str);
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeyIs<'_> {
+    type Value = bool;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, reader: D) -> Result<bool, D::Error> {
+        reader.deserialize_str(self)
+    }
+}
+
+impl serde::de::Visitor<'_> for KeyIs<'_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<bool, E> {
+        Ok(key == self.0)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Step<'_> {
+    type Value = Option<Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        use serde::de::IgnoredAny;
+        let wanted = match self.step {
+            PathStep::Field(name) => Some(name.as_str()),
+            PathStep::Item(_) => None,
+        };
+        let mut found = None;
+        // Every entry is read (the reader insists); a repeated key's last value counts.
+        while let Some(matches) = map.next_key_seed(KeyIs(wanted.unwrap_or_default()))? {
+            if matches && wanted.is_some() {
+                found = map.next_value_seed(AtPath(self.rest))?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        use serde::de::IgnoredAny;
+        let wanted = match self.step {
+            PathStep::Item(index) => Some(*index),
+            PathStep::Field(_) => None,
+        };
+        let mut found = None;
+        let mut index = 0;
+        loop {
+            if Some(index) == wanted {
+                match seq.next_element_seed(AtPath(self.rest))? {
+                    Some(value) => found = value,
+                    None => break,
+                }
+            } else if seq.next_element::<IgnoredAny>()?.is_none() {
+                break;
+            }
+            index += 1;
+        }
+        Ok(found)
+    }
+
+    // A scalar has no fields or items: the path leads nowhere.
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
 }
 
 /// `IS_JSON_STRING(text)`: whether the text is one JSON value (NULL is not).
@@ -290,6 +473,50 @@ fn to_json_string(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef, DataFusio
 #[cfg(test)]
 mod tests {
     use super::super::test_support::{eval, eval_error};
+
+    #[test]
+    fn a_field_is_extracted_by_its_path_without_reading_the_rest() {
+        let extract = |document: &str, path: &str| {
+            eval(&format!(
+                "extractjsonfield('{}', '{}')",
+                document.replace('\'', "''"),
+                path.replace('\'', "''")
+            ))
+        };
+        let order = r#"{"id": 7, "device": {"os": "ios", "tags": ["a", {"k": 1.50}]}, "x": null}"#;
+        assert_eq!(extract(order, "$.device.os"), "ios");
+        assert_eq!(extract(order, "$.id"), "7");
+        assert_eq!(extract(order, "$.device.tags[1].k"), "1.50");
+        assert_eq!(extract(order, "$['device']['tags'][0]"), "a");
+        assert_eq!(extract(order, "$.device.tags[1]"), r#"{"k":1.50}"#);
+        assert_eq!(
+            extract(order, "$.device"),
+            r#"{"os":"ios","tags":["a",{"k":1.50}]}"#
+        );
+        // Nowhere: a missing field, an item past the end, a field of a scalar, NULL.
+        for path in [
+            "$.missing",
+            "$.device.tags[5]",
+            "$.id.more",
+            "$.x",
+            "$.device[0]",
+        ] {
+            assert_eq!(extract(order, path), "NULL", "{path}");
+        }
+        // A repeated key's last value, escaped keys, and whatever follows the document.
+        assert_eq!(extract(r#"{"a": 1, "a": 2}"#, "$.a"), "2");
+        assert_eq!(extract(r#"{"a\u0062": "escaped"}"#, "$.ab"), "escaped");
+        assert_eq!(extract(r#"{"a": "\"quoted\""}"#, "$.a"), r#""quoted""#);
+        assert_eq!(extract(r#"{"a": 1}} trailing"#, "$.a"), "1");
+        assert_eq!(extract("not json", "$.a"), "NULL");
+        assert_eq!(extract(r#"{"a": 1"#, "$.a"), "NULL");
+        assert_eq!(extract(r#"{"a": 1}"#, "a"), "NULL");
+        assert_eq!(
+            eval("extractjsonfield(CAST(NULL AS VARCHAR), '$.a')"),
+            "NULL"
+        );
+        assert!(eval_error("extractjsonfield(1, '$.a')").contains("does not accept parameters"));
+    }
 
     #[test]
     fn json_texts_are_recognized() {

@@ -10,13 +10,19 @@
 //! A lambda's items are the values behind the rows that are not NULL; a NULL array or map
 //! is NULL out (REDUCE: the start). Columns the lambda reads from its row ("captures") are
 //! repeated for each item of that row.
+//!
+//! An arithmetic operand that is NULL inside a lambda makes the whole call NULL, as in
+//! ksqlDB (whose generated Java throws on it): `TRANSFORM([5, NULL], x => x + 5)` is NULL,
+//! not `[10, NULL]`. The planner wraps each such operand in [`OPERAND`], which fails on a
+//! NULL number; a batch where one does is evaluated again row by row, and the rows that
+//! fail are NULL.
 
 use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, ListArray, MapArray, StructArray, UInt32Array,
 };
-use arrow::buffer::OffsetBuffer;
+use arrow::buffer::{NullBuffer, OffsetBuffer};
 use arrow::datatypes::{DataType, Field, FieldRef, Fields};
 use datafusion::common::{DataFusionError, Result, plan_err};
 use datafusion::logical_expr::{
@@ -24,6 +30,46 @@ use datafusion::logical_expr::{
     HigherOrderUDF, HigherOrderUDFImpl, LambdaArgument, LambdaParametersProgress, ValueOrLambda,
     Volatility,
 };
+
+/// The function the planner wraps each arithmetic operand of a lambda's body in.
+pub const OPERAND: &str = "lambda_operand";
+
+/// [`OPERAND`]: its argument as it is, or [`NullOperand`] when a number is NULL.
+pub fn operand_function() -> datafusion::logical_expr::ScalarUDF {
+    super::udf::KsqlFunction::volatile_udf(
+        OPERAND,
+        |args| match args {
+            [one] => Some(one.clone()),
+            _ => None,
+        },
+        |args, _| match args {
+            [one] if one.data_type().is_numeric() && one.null_count() > 0 => {
+                Err(DataFusionError::External(Box::new(NullOperand)))
+            }
+            [one] => Ok(one.clone()),
+            _ => Err(DataFusionError::Internal(format!(
+                "{OPERAND} takes one argument"
+            ))),
+        },
+    )
+}
+
+/// A lambda computed with a NULL number (ksqlDB's Java throws a NullPointerException).
+#[derive(Debug)]
+struct NullOperand;
+
+impl std::fmt::Display for NullOperand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a lambda computed with a NULL number")
+    }
+}
+
+impl std::error::Error for NullOperand {}
+
+fn is_null_operand(error: &DataFusionError) -> bool {
+    let root: &dyn std::error::Error = error;
+    std::iter::successors(Some(root), |e| e.source()).any(|e| e.is::<NullOperand>())
+}
 
 pub fn functions() -> Vec<Arc<HigherOrderUDF>> {
     [Kind::Transform, Kind::Filter, Kind::Reduce]
@@ -270,19 +316,105 @@ impl Items {
         })
     }
 
-    /// The lambda over every item, its parameters taken from `parameters`.
-    fn evaluate(&self, lambda: &LambdaArgument, parameters: &[ArrayRef]) -> Result<ArrayRef> {
-        call(lambda, parameters, &self.rows)
+    /// The lambda over every item as `result` values, its parameters taken from
+    /// `parameters`.
+    fn evaluate(
+        &self,
+        lambda: &LambdaArgument,
+        parameters: &[ArrayRef],
+        result: &DataType,
+    ) -> Result<Evaluated> {
+        call(lambda, parameters, &self.rows, result)
     }
 
     fn offsets(&self) -> OffsetBuffer<i32> {
         OffsetBuffer::new(self.offsets.clone().into())
     }
+
+    /// The rows' NULLs and the rows whose lambda failed.
+    fn nulls_with(&self, failed: &[u32]) -> Option<NullBuffer> {
+        with_failed(self.nulls.clone(), failed, self.offsets.len() - 1)
+    }
 }
 
-/// A lambda over one value per `rows` entry (an item, or a row's state): `parameters` are
-/// its arguments, and the columns it captures are taken from the row each value belongs to.
-fn call(lambda: &LambdaArgument, parameters: &[ArrayRef], rows: &UInt32Array) -> Result<ArrayRef> {
+/// A lambda's values, and the rows it failed for (whose call is NULL).
+struct Evaluated {
+    values: ArrayRef,
+    failed: Vec<u32>,
+}
+
+/// `nulls` of `len` rows, with the `failed` rows NULL too.
+fn with_failed(nulls: Option<NullBuffer>, failed: &[u32], len: usize) -> Option<NullBuffer> {
+    if failed.is_empty() {
+        return nulls;
+    }
+    let mut valid = arrow::array::BooleanBufferBuilder::new(len);
+    valid.append_n(len, true);
+    for &row in failed {
+        valid.set_bit(row as usize, false);
+    }
+    NullBuffer::union(nulls.as_ref(), Some(&NullBuffer::new(valid.finish())))
+}
+
+/// A lambda over one value per `rows` entry (an item, or a row's state) as `result` values:
+/// `parameters` are its arguments, and the columns it captures are taken from the row each
+/// value belongs to. `rows` is ascending.
+fn call(
+    lambda: &LambdaArgument,
+    parameters: &[ArrayRef],
+    rows: &UInt32Array,
+    result: &DataType,
+) -> Result<Evaluated> {
+    match call_once(lambda, parameters, rows) {
+        Ok(values) => Ok(Evaluated {
+            values: arrow::compute::cast(&values, result)?,
+            failed: Vec::new(),
+        }),
+        Err(error) if is_null_operand(&error) => call_row_by_row(lambda, parameters, rows, result),
+        Err(error) => Err(error),
+    }
+}
+
+/// [`call`] one row's values at a time, for a batch where some row's lambda failed.
+fn call_row_by_row(
+    lambda: &LambdaArgument,
+    parameters: &[ArrayRef],
+    rows: &UInt32Array,
+    result: &DataType,
+) -> Result<Evaluated> {
+    let mut pieces = Vec::new();
+    let mut failed = Vec::new();
+    let mut start = 0;
+    while start < rows.len() {
+        let row = rows.value(start);
+        let end = (start..rows.len())
+            .find(|&i| rows.value(i) != row)
+            .unwrap_or(rows.len());
+        let length = end - start;
+        let slice: Vec<ArrayRef> = parameters.iter().map(|p| p.slice(start, length)).collect();
+        match call_once(lambda, &slice, &rows.slice(start, length)) {
+            Ok(values) => pieces.push(arrow::compute::cast(&values, result)?),
+            Err(error) if is_null_operand(&error) => {
+                pieces.push(arrow::array::new_null_array(result, length));
+                failed.push(row);
+            }
+            Err(error) => return Err(error),
+        }
+        start = end;
+    }
+    let pieces: Vec<&dyn Array> = pieces.iter().map(|p| p.as_ref()).collect();
+    let values = match pieces.is_empty() {
+        true => arrow::array::new_null_array(result, 0),
+        false => arrow::compute::concat(&pieces)?,
+    };
+    Ok(Evaluated { values, failed })
+}
+
+fn call_once(
+    lambda: &LambdaArgument,
+    parameters: &[ArrayRef],
+    rows: &UInt32Array,
+) -> Result<ArrayRef> {
     let getters: Vec<Box<dyn Fn() -> Result<ArrayRef> + '_>> = parameters
         .iter()
         .map(|p| Box::new(move || Ok(p.clone())) as Box<dyn Fn() -> Result<ArrayRef>>)
@@ -313,13 +445,12 @@ fn list_field(result: &DataType) -> Result<FieldRef> {
 fn transform_array(input: &ArrayRef, item: &LambdaArgument, result: &DataType) -> Result<ArrayRef> {
     let items = Items::of(input)?;
     let field = list_field(result)?;
-    let transformed = items.evaluate(item, &items.columns)?;
-    let transformed = arrow::compute::cast(&transformed, field.data_type())?;
+    let transformed = items.evaluate(item, &items.columns, field.data_type())?;
     Ok(Arc::new(ListArray::try_new(
         field,
         items.offsets(),
-        transformed,
-        items.nulls.clone(),
+        transformed.values,
+        items.nulls_with(&transformed.failed),
     )?))
 }
 
@@ -340,32 +471,52 @@ fn transform_map(
             "a map's entries are structs".into(),
         ));
     };
-    let keys = arrow::compute::cast(&items.evaluate(key, &items.columns)?, fields[0].data_type())?;
-    if keys.null_count() > 0 {
+    let keys = items.evaluate(key, &items.columns, fields[0].data_type())?;
+    let values = items.evaluate(value, &items.columns, fields[1].data_type())?;
+    let failed: Vec<u32> = keys.failed.iter().chain(&values.failed).copied().collect();
+    let nulls = items.nulls_with(&failed);
+    // A key NULL in a row that is itself NULL is not the lambda's doing.
+    let null_key = (0..items.offsets.len() - 1).any(|row| {
+        nulls.as_ref().is_none_or(|n| n.is_valid(row))
+            && (items.offsets[row]..items.offsets[row + 1]).any(|i| keys.values.is_null(i as usize))
+    });
+    if null_key {
         return Err(DataFusionError::Execution(
             "TRANSFORM gave a map key that is NULL".into(),
         ));
     }
-    let values = arrow::compute::cast(
-        &items.evaluate(value, &items.columns)?,
-        fields[1].data_type(),
-    )?;
-    let entries = StructArray::try_new(fields.clone(), vec![keys, values], None)?;
+    // A map's keys are never NULL, whatever the row: the failed rows' keys are filled.
+    let keys = match keys.values.null_count() {
+        0 => keys.values,
+        _ => fill_nulls(&keys.values)?,
+    };
+    let entries = StructArray::try_new(fields.clone(), vec![keys, values.values], None)?;
     Ok(Arc::new(MapArray::try_new(
         entries_field.clone(),
         items.offsets(),
         entries,
-        items.nulls.clone(),
+        nulls,
         false,
     )?))
 }
 
+/// `values` with each NULL replaced by the type's default (a map's keys in rows that are
+/// NULL, which a map cannot hold as NULL).
+fn fill_nulls(values: &ArrayRef) -> Result<ArrayRef> {
+    let default = datafusion::common::ScalarValue::new_default(values.data_type())?.to_scalar()?;
+    let present = arrow::compute::is_not_null(values)?;
+    Ok(arrow::compute::kernels::zip::zip(
+        &present, values, &default,
+    )?)
+}
+
 fn filter(input: &ArrayRef, keep: &LambdaArgument) -> Result<ArrayRef> {
     let items = Items::of(input)?;
-    let verdicts = items.evaluate(keep, &items.columns)?;
-    let verdicts = arrow::compute::cast(&verdicts, &DataType::Boolean)?;
+    let verdicts = items.evaluate(keep, &items.columns, &DataType::Boolean)?;
+    let nulls = items.nulls_with(&verdicts.failed);
     // NULL is not true: the item goes.
     let kept: BooleanArray = verdicts
+        .values
         .as_boolean()
         .iter()
         .map(|v| Some(v == Some(true)))
@@ -389,7 +540,7 @@ fn filter(input: &ArrayRef, keep: &LambdaArgument) -> Result<ArrayRef> {
             field.clone(),
             offsets,
             columns[0].clone(),
-            items.nulls.clone(),
+            nulls,
         )?)),
         DataType::Map(entries_field, sorted) => {
             let DataType::Struct(fields) = entries_field.data_type() else {
@@ -402,7 +553,7 @@ fn filter(input: &ArrayRef, keep: &LambdaArgument) -> Result<ArrayRef> {
                 entries_field.clone(),
                 offsets,
                 entries,
-                items.nulls.clone(),
+                nulls,
                 *sorted,
             )?))
         }
@@ -417,6 +568,7 @@ fn reduce(input: &ArrayRef, start: &ArrayRef, fold: &LambdaArgument) -> Result<A
     let items = Items::of(input)?;
     let state_type = start.data_type().clone();
     let mut state = start.clone();
+    let mut failed = Vec::new();
     let longest = items
         .offsets
         .windows(2)
@@ -438,8 +590,9 @@ fn reduce(input: &ArrayRef, start: &ArrayRef, fold: &LambdaArgument) -> Result<A
         for column in &items.columns {
             parameters.push(arrow::compute::take(column, &item_indices, None)?);
         }
-        let folded = call(fold, &parameters, &rows)?;
-        let folded = arrow::compute::cast(&folded, &state_type)?;
+        let folded = call(fold, &parameters, &rows, &state_type)?;
+        failed.extend(folded.failed);
+        let folded = folded.values;
         // The new state: the folded value where a row had an item, the old one elsewhere.
         let mut next = Vec::with_capacity(state.len());
         let mut active = rows.values().iter().peekable();
@@ -455,7 +608,13 @@ fn reduce(input: &ArrayRef, start: &ArrayRef, fold: &LambdaArgument) -> Result<A
         }
         state = arrow::compute::interleave(&[state.as_ref(), folded.as_ref()], &next)?;
     }
-    Ok(state)
+    if failed.is_empty() {
+        return Ok(state);
+    }
+    let nulls = with_failed(state.nulls().cloned(), &failed, state.len());
+    Ok(arrow::array::make_array(
+        state.to_data().into_builder().nulls(nulls).build()?,
+    ))
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! ksqlDB's math functions where DataFusion's differ: `GREATEST` and `LEAST` (with
 //! ksqlDB's type resolution), `SIGN`, `SQRT` (NaN below zero),
-//! `LOG` (natural logarithm; with a base, NaN for bases ≤ 0 or 1) and `ROUND`, which
+//! `LOG` (natural logarithm; with a base, NaN for bases ≤ 0 or 1), `CEIL` and `FLOOR`
+//! (whole numbers of the argument's type: INT stays INT, DECIMAL keeps its scale), and
+//! `ROUND`, which
 //! breaks ties towards positive infinity (`ROUND(-1.5)` is -1) on the decimal digits a
 //! DOUBLE prints as, and keeps a DECIMAL's type when given a number of places.
 
@@ -26,6 +28,10 @@ pub fn functions() -> Vec<ScalarUDF> {
         ),
         KsqlFunction::udf("log", log_type, log),
         KsqlFunction::udf("round", round_type, round),
+        KsqlFunction::udf("ceil", whole_type, |args, _| whole(&args[0], Direction::Up)),
+        KsqlFunction::udf("floor", whole_type, |args, _| {
+            whole(&args[0], Direction::Down)
+        }),
     ]);
     functions
 }
@@ -55,6 +61,46 @@ fn sign(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef, DataFusionError> {
         })
         .collect();
     Ok(Arc::new(out))
+}
+
+fn whole_type(args: &[DataType]) -> Option<DataType> {
+    match args {
+        [DataType::Null] => Some(DataType::Float64),
+        [
+            t @ (DataType::Int32 | DataType::Int64 | DataType::Float64 | DataType::Decimal128(..)),
+        ] => Some(t.clone()),
+        _ => None,
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Direction {
+    Up,
+    Down,
+}
+
+/// `CEIL(x)` and `FLOOR(x)`: the nearest whole number above or below, of `x`'s type
+/// (a DECIMAL keeps its scale: `CEIL(1.1)` is `2.0`).
+fn whole(input: &ArrayRef, direction: Direction) -> Result<ArrayRef, DataFusionError> {
+    match input.data_type() {
+        DataType::Int32 | DataType::Int64 => Ok(input.clone()),
+        DataType::Decimal128(precision, scale) => {
+            let unit = 10i128.pow((*scale).max(0) as u32);
+            let values = input.as_primitive::<Decimal128Type>();
+            let out: Decimal128Array = values.unary(|v| match direction {
+                Direction::Down => v.div_euclid(unit) * unit,
+                Direction::Up => -((-v).div_euclid(unit) * unit),
+            });
+            Ok(Arc::new(out.with_precision_and_scale(*precision, *scale)?))
+        }
+        _ => doubles_map(
+            input,
+            match direction {
+                Direction::Up => f64::ceil,
+                Direction::Down => f64::floor,
+            },
+        ),
+    }
 }
 
 fn log_type(args: &[DataType]) -> Option<DataType> {
@@ -201,16 +247,10 @@ fn round_double(value: f64, places: i64) -> f64 {
     if !value.is_finite() {
         return value;
     }
-    // `d.dddde±x`: the shortest digits that read back as `value`.
-    let text = format!("{:e}", value.abs());
-    let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
-    let exponent: i64 = exponent.parse().unwrap_or(0);
-    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
-    let Ok(unscaled) = digits.parse::<i128>() else {
+    let mut buffer = ryu::Buffer::new();
+    let Some((unscaled, scale)) = shortest_decimal(buffer.format_finite(value.abs())) else {
         return value;
     };
-    // |value| = unscaled × 10^-scale
-    let scale = digits.len() as i64 - 1 - exponent;
     let dropped = scale - places;
     if dropped <= 0 {
         return value;
@@ -224,7 +264,50 @@ fn round_double(value: f64, places: i64) -> f64 {
     if rounded == 0 {
         return 0.0;
     }
-    format!("{rounded}e{}", -places).parse().unwrap_or(value)
+    decimal_to_double(rounded, places).unwrap_or(value)
+}
+
+/// The shortest text of a positive double (`123.45`, `1e16`, `1.2345e-7`, as `ryu` writes
+/// it) as digits and a scale: the value is `unscaled × 10^-scale`.
+fn shortest_decimal(text: &str) -> Option<(i128, i64)> {
+    let (mantissa, exponent) = match text.split_once(['e', 'E']) {
+        Some((mantissa, exponent)) => (mantissa, exponent.parse::<i64>().ok()?),
+        None => (text, 0),
+    };
+    let mut unscaled: i128 = 0;
+    let mut fraction_digits = 0i64;
+    let mut after_point = false;
+    for byte in mantissa.bytes() {
+        match byte {
+            b'.' => after_point = true,
+            b'0'..=b'9' => {
+                unscaled = unscaled * 10 + i128::from(byte - b'0');
+                fraction_digits += i64::from(after_point);
+            }
+            _ => return None,
+        }
+    }
+    Some((unscaled, fraction_digits - exponent))
+}
+
+/// `unscaled × 10^-scale` as the nearest double: one exact division or multiplication
+/// when both operands are exact doubles (the correctly rounded result), else read from
+/// text.
+fn decimal_to_double(unscaled: i128, scale: i64) -> Option<f64> {
+    const POWERS_OF_TEN: [f64; 23] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+        1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+    ];
+    if unscaled.unsigned_abs() < 1 << 53 && scale.unsigned_abs() < 23 {
+        let power = POWERS_OF_TEN[scale.unsigned_abs() as usize];
+        let mantissa = unscaled as f64;
+        return Some(if scale >= 0 {
+            mantissa / power
+        } else {
+            mantissa * power
+        });
+    }
+    format!("{unscaled}e{}", -scale).parse().ok()
 }
 
 #[cfg(test)]
@@ -322,6 +405,11 @@ mod tests {
             (-12345.678, -2, -12300.0),
             (111.0, -1, 110.0),
             (2.675, 2, 2.68),
+            (1.2345e-7, 9, 1.23e-7),
+            (0.000123456, 5, 0.00012),
+            (1e300, 2, 1e300),
+            (1.2345678901234567e20, -15, 1.23457e20),
+            (0.1 + 0.2, 1, 0.3),
         ];
         for (value, places, expected) in cases {
             assert_eq!(

@@ -1,11 +1,11 @@
-//! `GEO_DISTANCE`, `EXTRACTJSONFIELD`, `AS_VALUE`, and the collection functions
+//! `GEO_DISTANCE`, `AS_VALUE`, and the collection functions `ARRAY_JOIN`, `ARRAY_REMOVE`,
 //! `GENERATE_SERIES`, `ENTRIES`, `MAP_UNION`, `SLICE` and `AS_MAP`.
 
 use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int32Array, Int64Array, ListArray,
-    MapArray, StringArray, StructArray,
+    MapArray, StructArray,
 };
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, Fields};
@@ -20,7 +20,6 @@ use super::udf::{
 pub fn functions() -> Vec<ScalarUDF> {
     vec![
         KsqlFunction::udf("geo_distance", geo_distance_type, geo_distance),
-        KsqlFunction::udf("extractjsonfield", extract_json_type, extract_json_field),
         KsqlFunction::udf(
             "as_value",
             |args| match args {
@@ -33,6 +32,15 @@ pub fn functions() -> Vec<ScalarUDF> {
         KsqlFunction::udf("entries", entries_type, entries),
         KsqlFunction::udf("map_union", map_union_type, map_union),
         KsqlFunction::udf("slice", slice_type, slice),
+        KsqlFunction::udf("array_join", array_join_type, array_join),
+        KsqlFunction::udf(
+            "array_remove",
+            |args| match args {
+                [list @ DataType::List(_), _] => Some(list.clone()),
+                _ => None,
+            },
+            array_remove,
+        ),
         KsqlFunction::udf("as_map", as_map_type, as_map),
         // `STRUCT()`: the planner's name for a struct without fields.
         KsqlFunction::udf(
@@ -115,57 +123,6 @@ fn geo_distance(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef, DataFusionE
         out.push(Some(2.0 * radius * a.sqrt().asin()));
     }
     Ok(Arc::new(Float64Array::from(out)))
-}
-
-fn extract_json_type(args: &[DataType]) -> Option<DataType> {
-    match args {
-        [json, path] if is_string(json) && is_string(path) => Some(DataType::Utf8),
-        _ => None,
-    }
-}
-
-/// `EXTRACTJSONFIELD(json, '$.path')`: the value at a JSON path (`$.a.b`, `$.a[0]`,
-/// `$['a']`); strings come back unquoted, other values as JSON text; NULL when the text is
-/// not JSON or the path leads nowhere.
-fn extract_json_field(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef, DataFusionError> {
-    let documents = strings(&args[0])?;
-    let paths = strings(&args[1])?;
-    let out: StringArray = documents
-        .iter()
-        .zip(paths.iter())
-        .map(|(document, path)| {
-            let value = super::json::parse_leading(document?)?;
-            let found = json_path(&value, path?)?;
-            match found {
-                serde_json::Value::Null => None,
-                serde_json::Value::String(s) => Some(s.clone()),
-                other => Some(other.to_string()),
-            }
-        })
-        .collect();
-    Ok(Arc::new(out))
-}
-
-fn json_path<'v>(mut value: &'v serde_json::Value, path: &str) -> Option<&'v serde_json::Value> {
-    let mut rest = path.trim().strip_prefix('$')?;
-    while !rest.is_empty() {
-        if let Some(after) = rest.strip_prefix('.') {
-            let end = after.find(['.', '[']).unwrap_or(after.len());
-            value = value.get(&after[..end])?;
-            rest = &after[end..];
-        } else if let Some(after) = rest.strip_prefix('[') {
-            let end = after.find(']')?;
-            let index = after[..end].trim();
-            value = match index.strip_prefix(['\'', '"']) {
-                Some(quoted) => value.get(quoted.trim_end_matches(['\'', '"']))?,
-                None => value.get(index.parse::<usize>().ok()?)?,
-            };
-            rest = &after[end + 1..];
-        } else {
-            return None;
-        }
-    }
-    Some(value)
 }
 
 fn generate_series_type(args: &[DataType]) -> Option<DataType> {
@@ -430,6 +387,93 @@ fn slice(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef, DataFusionError> {
         OffsetBuffer::new(offsets.into()),
         items,
         Some(valid.into()),
+    )?))
+}
+
+fn array_join_type(args: &[DataType]) -> Option<DataType> {
+    let primitive = |t: &DataType| {
+        t.is_numeric() || is_string(t) || matches!(t, DataType::Boolean | DataType::Null)
+    };
+    match args {
+        [DataType::List(item)] if primitive(item.data_type()) => Some(DataType::Utf8),
+        [DataType::List(item), delimiter]
+            if primitive(item.data_type()) && is_string(delimiter) =>
+        {
+            Some(DataType::Utf8)
+        }
+        _ => None,
+    }
+}
+
+/// `ARRAY_JOIN(array [, delimiter])`: the items as text joined by the delimiter (`,` when
+/// none is given, nothing when it is NULL); a NULL item is `null`, as Java writes it.
+fn array_join(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef, DataFusionError> {
+    let list = args[0].as_list::<i32>();
+    let items = strings(list.values())?;
+    let delimiters = args.get(1).map(strings).transpose()?;
+    let mut out = arrow::array::StringBuilder::with_capacity(list.len(), 0);
+    let mut text = String::new();
+    for row in 0..list.len() {
+        if list.is_null(row) {
+            out.append_null();
+            continue;
+        }
+        let delimiter = match &delimiters {
+            None => ",",
+            Some(d) if d.is_null(row) => "",
+            Some(d) => d.value(row),
+        };
+        text.clear();
+        let offsets = list.value_offsets();
+        for (n, item) in (offsets[row] as usize..offsets[row + 1] as usize).enumerate() {
+            if n > 0 {
+                text.push_str(delimiter);
+            }
+            text.push_str(if items.is_null(item) {
+                "null"
+            } else {
+                items.value(item)
+            });
+        }
+        out.append_value(&text);
+    }
+    Ok(Arc::new(out.finish()))
+}
+
+/// `ARRAY_REMOVE(array, item)`: the array without every item equal to `item` (NULL removes
+/// the NULLs).
+fn array_remove(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef, DataFusionError> {
+    let list = args[0].as_list::<i32>();
+    let DataType::List(field) = args[0].data_type() else {
+        return Err(failure("ARRAY_REMOVE takes an array"));
+    };
+    let offsets = list.value_offsets();
+    // The item to remove, repeated for each item of its row.
+    let rows: arrow::array::UInt32Array = (0..list.len())
+        .flat_map(|row| std::iter::repeat_n(row as u32, (offsets[row + 1] - offsets[row]) as usize))
+        .collect();
+    let first = offsets[0] as usize;
+    let items = list
+        .values()
+        .slice(first, offsets[list.len()] as usize - first);
+    let victim = arrow::compute::cast(&args[1], field.data_type())?;
+    let victims = arrow::compute::take(&victim, &rows, None)?;
+    let kept = arrow::compute::kernels::cmp::distinct(&items, &victims)?;
+    let mut new_offsets = Vec::with_capacity(list.len() + 1);
+    new_offsets.push(0i32);
+    for row in 0..list.len() {
+        let (start, end) = (
+            offsets[row] as usize - first,
+            offsets[row + 1] as usize - first,
+        );
+        let count = (start..end).filter(|&i| kept.value(i)).count() as i32;
+        new_offsets.push(new_offsets[row] + count);
+    }
+    Ok(Arc::new(ListArray::try_new(
+        field.clone(),
+        OffsetBuffer::new(new_offsets.into()),
+        arrow::compute::filter(&items, &kept)?,
+        list.nulls().cloned(),
     )?))
 }
 

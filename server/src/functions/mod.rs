@@ -5,11 +5,14 @@
 //! DataFusion looks functions up by lower-case name. Entry point: [`register`].
 
 mod aggregates;
+pub mod array_constructor;
 mod bytes;
 pub mod catalogue;
 mod dates;
+#[cfg(test)]
+mod documented_examples;
 mod json;
-mod lambdas;
+pub mod lambdas;
 mod math;
 mod misc;
 mod numeric_aggregates;
@@ -32,6 +35,8 @@ pub fn register(context: &SessionContext) {
     }
     for udf in bytes::functions()
         .into_iter()
+        .chain(array_constructor::functions())
+        .chain([lambdas::operand_function()])
         .chain(misc::functions())
         .chain(dates::functions())
         .chain(table::functions())
@@ -82,6 +87,23 @@ mod tests {
             .iter()
             .filter(|name| !state.scalar_functions().contains_key(*name))
             .filter(|name| !state.higher_order_functions().contains_key(*name))
+            .collect();
+        assert!(missing.is_empty(), "not registered: {missing:?}");
+    }
+
+    #[test]
+    fn every_ksqldb_aggregate_function_is_registered() {
+        let context = SessionContext::new();
+        register(&context);
+        let state = context.state();
+        let missing: Vec<&str> = catalogue::AGGREGATES
+            .iter()
+            .map(|f| f.name)
+            .filter(|name| {
+                !state
+                    .aggregate_functions()
+                    .contains_key(&name.to_lowercase())
+            })
             .collect();
         assert!(missing.is_empty(), "not registered: {missing:?}");
     }

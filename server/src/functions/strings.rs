@@ -1,5 +1,5 @@
 //! ksqlDB's string functions where DataFusion has none or differs: `CHR`, `ELT`, `FIELD`,
-//! `ENCODE`, `LPAD`/`RPAD` (text and bytes), `TRIM` (Java's: every control character and
+//! `ENCODE`, `SUBSTRING` (text and bytes), `LPAD`/`RPAD` (text and bytes), `TRIM` (Java's: every control character and
 //! space), `SPLIT` (text and bytes), `SPLIT_TO_MAP`, the five `MASK` functions, and the
 //! regular expressions `REGEXP_EXTRACT`, `REGEXP_EXTRACT_ALL`, `REGEXP_REPLACE` (every
 //! match, Java's `$1` groups) and `REGEXP_SPLIT_TO_ARRAY`.
@@ -30,6 +30,9 @@ pub fn functions() -> Vec<ScalarUDF> {
         KsqlFunction::udf("elt", elt_type, elt),
         KsqlFunction::udf("field", field_type, field),
         KsqlFunction::udf("encode", encode_type, encode),
+        // In place of DataFusion's `substr` (whose alias `substring` was). The planner makes
+        // `SUBSTRING(s, p)`, which sqlparser reads as SQL's form, a call of this function.
+        KsqlFunction::udf("substring", substring_type, substring).with_aliases(["substr"]),
         KsqlFunction::udf("lpad", pad_type, |args, _| pad(args, Side::Left)),
         KsqlFunction::udf("rpad", pad_type, |args, _| pad(args, Side::Right)),
         KsqlFunction::udf("trim", one_string, trim),
@@ -232,14 +235,22 @@ impl Encoding {
     fn decode(self, text: &str) -> Option<Vec<u8>> {
         match self {
             Encoding::Hex => {
-                let digits = text
-                    .strip_prefix("0x")
-                    .or_else(|| {
-                        text.strip_prefix("X'")
+                // Only `0x…` may have an odd number of digits (read with a leading zero);
+                // `X'…'` and bare digits come in pairs, as ksqlDB reads them.
+                let digits = match text.strip_prefix("0x") {
+                    Some(digits) => digits,
+                    None => {
+                        let digits = text
+                            .strip_prefix("X'")
                             .or_else(|| text.strip_prefix("x'"))
                             .and_then(|t| t.strip_suffix('\''))
-                    })
-                    .unwrap_or(text);
+                            .unwrap_or(text);
+                        if digits.len() % 2 == 1 {
+                            return None;
+                        }
+                        digits
+                    }
+                };
                 super::bytes::decode_hex(digits).ok()
             }
             Encoding::Utf8 => Some(text.as_bytes().to_vec()),
@@ -291,6 +302,85 @@ fn encode(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef, DataFusionError> 
             None => false,
         }
     })
+}
+
+fn substring_type(args: &[DataType]) -> Option<DataType> {
+    let integer = |t: &DataType| t.is_integer() || t.is_null();
+    match args {
+        [input, rest @ ..] if (1..=2).contains(&rest.len()) && rest.iter().all(integer) => {
+            if is_string(input) {
+                Some(DataType::Utf8)
+            } else if is_binary(input) {
+                Some(DataType::Binary)
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The characters (or bytes) `SUBSTRING` keeps of `count`, as a range: from `position`
+/// (from 1, 0 reading as 1; negative counts from the end) for `length` or to the end; a
+/// range past the end is empty.
+fn substring_range(count: usize, position: i64, length: Option<i64>) -> std::ops::Range<usize> {
+    let count = count as i64;
+    let start = if position < 0 {
+        (count + position).max(0)
+    } else {
+        (position - 1).clamp(0, count)
+    };
+    let end = length.map_or(count, |length| {
+        start.saturating_add(length).min(count).max(start)
+    });
+    start as usize..end as usize
+}
+
+/// `SUBSTRING(str, pos [, length])` over text or bytes, as ksqlDB counts positions.
+fn substring(args: &[ArrayRef], result: &DataType) -> Result<ArrayRef, DataFusionError> {
+    let positions = integers(&args[1])?;
+    let lengths = args.get(2).map(integers).transpose()?;
+    let length = |row: usize| lengths.as_ref().map(|l| l.value(row));
+    let rows = args[0].len();
+    if *result == DataType::Binary {
+        let input = arrow::compute::cast(&args[0], &DataType::Binary)?;
+        let input = input.as_binary::<i32>();
+        let mut out = BinaryBuilder::with_capacity(rows, 0);
+        for row in 0..rows {
+            if any_null(args, row) {
+                out.append_null();
+                continue;
+            }
+            let bytes = input.value(row);
+            out.append_value(
+                &bytes[substring_range(bytes.len(), positions.value(row), length(row))],
+            );
+        }
+        return Ok(Arc::new(out.finish()));
+    }
+    let input = strings(&args[0])?;
+    let mut out = StringBuilder::with_capacity(rows, 0);
+    for row in 0..rows {
+        if any_null(args, row) {
+            out.append_null();
+            continue;
+        }
+        let text = input.value(row);
+        if text.is_ascii() {
+            out.append_value(&text[substring_range(text.len(), positions.value(row), length(row))]);
+            continue;
+        }
+        let count = text.chars().count();
+        let range = substring_range(count, positions.value(row), length(row));
+        // Character positions to byte offsets.
+        let byte_at = |index: usize| {
+            text.char_indices()
+                .nth(index)
+                .map_or(text.len(), |(at, _)| at)
+        };
+        out.append_value(&text[byte_at(range.start)..byte_at(range.end)]);
+    }
+    Ok(Arc::new(out.finish()))
 }
 
 fn pad_type(args: &[DataType]) -> Option<DataType> {
@@ -807,6 +897,7 @@ fn regexp_split_to_array(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef, Da
 #[cfg(test)]
 mod tests {
     use super::super::test_support::{eval, eval_error};
+    use super::*;
 
     #[test]
     fn chr_reads_code_points_and_utf16_escapes() {
@@ -852,6 +943,10 @@ mod tests {
             "RXhhbXBsZSE="
         );
         assert_eq!(eval("encode('X''4578''', 'hex', 'ascii')"), "Ex");
+        // An odd number of digits: a leading zero after `0x`, refused otherwise.
+        assert_eq!(eval("encode('0x578', 'hex', 'base64')"), "BXg=");
+        assert_eq!(eval("encode('X''578''', 'hex', 'base64')"), "NULL");
+        assert_eq!(eval("encode('578', 'hex', 'base64')"), "NULL");
         assert_eq!(
             eval("encode('Example!', 'utf8', 'hex')"),
             "4578616d706c6521"
@@ -865,6 +960,58 @@ mod tests {
         assert_eq!(eval("encode('abc', 'base64', 'nonsense')"), "NULL");
         assert_eq!(eval("encode('xyz', 'hex', 'utf8')"), "NULL");
         assert_eq!(eval("encode(CAST(NULL AS STRING), 'hex', 'utf8')"), "NULL");
+    }
+
+    #[test]
+    fn substring_counts_positions_as_ksqldb_does() {
+        // Called directly: DataFusion's SQL reads `substring(…)` and `substr(…)` as SQL's
+        // SUBSTRING, which the planner turns into a call of this function (the engine's
+        // tests go that way).
+        let text = |text: Option<&str>, position: Option<i32>, length: Option<Option<i32>>| {
+            let mut args: Vec<ArrayRef> = vec![
+                Arc::new(arrow::array::StringArray::from(vec![text])),
+                Arc::new(Int32Array::from(vec![position])),
+            ];
+            if let Some(length) = length {
+                args.push(Arc::new(Int32Array::from(vec![length])));
+            }
+            let out = substring(&args, &DataType::Utf8).expect("evaluates");
+            let out = out.as_string::<i32>();
+            out.is_valid(0).then(|| out.value(0).to_string())
+        };
+        let cases = [
+            (("some string", 0, Some(2)), "so"),
+            (("some string", 1, Some(2)), "so"),
+            (("some string", 6, None), "string"),
+            (("some string", -6, None), "string"),
+            (("some string", -6, Some(3)), "str"),
+            (("some string", -20, Some(4)), "some"),
+            (("abc", 10, None), ""),
+            (("abc", 2, Some(-1)), ""),
+            (("abc", 2, Some(100)), "bc"),
+            (("Ελλάδα", 2, Some(3)), "λλά"),
+            (("Ελλάδα", -2, None), "δα"),
+        ];
+        for ((input, position, length), expected) in cases {
+            assert_eq!(
+                text(Some(input), Some(position), length.map(Some)).as_deref(),
+                Some(expected),
+                "SUBSTRING('{input}', {position}, {length:?})"
+            );
+        }
+        assert_eq!(text(None, Some(1), None), None);
+        assert_eq!(text(Some("abc"), None, None), None);
+        assert_eq!(text(Some("abc"), Some(1), Some(None)), None);
+        let bytes: Vec<ArrayRef> = vec![
+            Arc::new(arrow::array::BinaryArray::from(vec![Some(
+                b"abc".as_slice(),
+            )])),
+            Arc::new(Int32Array::from(vec![-1])),
+            Arc::new(Int32Array::from(vec![5])),
+        ];
+        let out = substring(&bytes, &DataType::Binary).expect("evaluates");
+        assert_eq!(out.as_binary::<i32>().value(0), b"c");
+        assert_eq!(substring_type(&[DataType::Int32, DataType::Int32]), None);
     }
 
     #[test]

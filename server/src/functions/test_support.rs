@@ -7,6 +7,17 @@ use datafusion::execution::context::SessionContext;
 /// `SELECT <expr>` on one row, through DataFusion's SQL: the value's display text (`NULL`
 /// for NULL, `[a, b]` for arrays, `{k: v}` for maps), or the planning or execution error.
 pub fn try_eval(expr: &str) -> Result<String, String> {
+    try_query(&format!("SELECT {expr}"))
+}
+
+/// An aggregate call over rows of one column `x` (`rows` as SQL writes them:
+/// `(1), (NULL), (3)`), as [`try_eval`] answers.
+pub fn try_aggregate(call: &str, rows: &str) -> Result<String, String> {
+    try_query(&format!("SELECT {call} FROM (VALUES {rows}) AS t(x)"))
+}
+
+/// The first value of a query's first column.
+fn try_query(sql: &str) -> Result<String, String> {
     // DataFusion's Databricks dialect reads lambdas (`x -> x + 1`); ksqlDB's grammar writes
     // them `x => x + 1` and the planner rewrites them to the same form.
     let config = datafusion::prelude::SessionConfig::new()
@@ -17,14 +28,12 @@ pub fn try_eval(expr: &str) -> Result<String, String> {
         .build()
         .map_err(|e| e.to_string())?;
     let batches = runtime
-        .block_on(async {
-            context
-                .sql(&format!("SELECT {expr}"))
-                .await?
-                .collect()
-                .await
-        })
-        .map_err(|e| e.to_string())?;
+        .block_on(async { context.sql(sql).await?.collect().await })
+        // DataFusion's refusals in ksqlDB's words, as the planner gives them.
+        .map_err(|e| {
+            let message = e.strip_backtrace();
+            super::udf::refusal_in_ksql_words(&message).unwrap_or(message)
+        })?;
     let batch = batches.first().ok_or("no rows")?;
     let options = FormatOptions::default().with_null("NULL");
     let formatter =

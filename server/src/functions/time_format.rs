@@ -357,35 +357,67 @@ impl Zone {
 struct Civil {
     local: chrono::NaiveDateTime,
     offset_seconds: i32,
-    abbreviation: String,
-    id: String,
+    utc: chrono::NaiveDateTime,
+    zone: Zone,
 }
 
 impl Civil {
     fn of(millis: i64, zone: Zone) -> Option<Civil> {
         use chrono::{Offset, TimeZone};
         let utc = chrono::DateTime::from_timestamp_millis(millis)?.naive_utc();
-        Some(match zone {
-            Zone::Fixed(offset) => {
-                let at = offset.from_utc_datetime(&utc);
-                Civil {
-                    local: at.naive_local(),
-                    offset_seconds: offset.local_minus_utc(),
-                    abbreviation: at.format("%:z").to_string(),
-                    id: at.format("%:z").to_string(),
-                }
-            }
-            Zone::Named(tz) => {
-                let at = tz.from_utc_datetime(&utc);
-                Civil {
-                    local: at.naive_local(),
-                    offset_seconds: at.offset().fix().local_minus_utc(),
-                    abbreviation: at.format("%Z").to_string(),
-                    id: tz.name().to_string(),
-                }
-            }
+        let offset_seconds = match zone {
+            Zone::Fixed(offset) => offset.local_minus_utc(),
+            Zone::Named(tz) => tz.offset_from_utc_datetime(&utc).fix().local_minus_utc(),
+        };
+        let local = utc.checked_add_signed(chrono::Duration::seconds(offset_seconds.into()))?;
+        Some(Civil {
+            local,
+            offset_seconds,
+            utc,
+            zone,
         })
     }
+
+    /// The zone's name at this instant (`z`): `BST`, or the offset of a fixed zone.
+    fn push_abbreviation(&self, out: &mut String) {
+        use chrono::TimeZone;
+        use chrono_tz::OffsetName;
+        match self.zone {
+            Zone::Named(tz) => {
+                let offset = tz.offset_from_utc_datetime(&self.utc);
+                match offset.abbreviation() {
+                    Some(abbreviation) => out.push_str(abbreviation),
+                    // A zone without names for its offsets writes the offset (`+03`).
+                    None => {
+                        use std::fmt::Write;
+                        let _ = write!(out, "{offset}");
+                    }
+                }
+            }
+            Zone::Fixed(_) => out.push_str(&offset_text('x', 3, self.offset_seconds)),
+        }
+    }
+
+    /// The zone's id (`VV`): `Europe/London`, or the offset of a fixed zone.
+    fn push_id(&self, out: &mut String) {
+        match self.zone {
+            Zone::Named(tz) => out.push_str(tz.name()),
+            Zone::Fixed(_) => out.push_str(&offset_text('x', 3, self.offset_seconds)),
+        }
+    }
+}
+
+/// `value` in decimal, zero-padded to `width` characters (a minus sign counting as one).
+fn push_padded(out: &mut String, value: i64, width: usize) {
+    let mut digits = itoa::Buffer::new();
+    let text = digits.format(value.unsigned_abs());
+    let mut width = width;
+    if value < 0 {
+        out.push('-');
+        width = width.saturating_sub(1);
+    }
+    out.extend(std::iter::repeat_n('0', width.saturating_sub(text.len())));
+    out.push_str(text);
 }
 
 const DAYS: [&str; 7] = [
@@ -416,24 +448,27 @@ const MONTH_NAMES: [&str; 12] = [
 impl TimePattern {
     /// Epoch milliseconds as text in `zone`.
     pub fn format_millis(&self, millis: i64, zone: Zone) -> Result<String, String> {
+        let mut out = String::new();
+        self.write_millis(millis, zone, &mut out)?;
+        Ok(out)
+    }
+
+    /// Epoch milliseconds as text in `zone`, appended to `out`.
+    pub fn write_millis(&self, millis: i64, zone: Zone, out: &mut String) -> Result<(), String> {
         let civil =
             Civil::of(millis, zone).ok_or_else(|| format!("Timestamp {millis} is out of range"))?;
-        self.format_civil(&civil)
+        self.write_civil(&civil, out)
     }
 
-    /// Days since the epoch as text (a date: its time fields are midnight, in UTC).
-    pub fn format_days(&self, days: i64) -> Result<String, String> {
-        self.format_millis(days.saturating_mul(86_400_000), Zone::UTC)
+    /// Days since the epoch as text (a date: its time fields are midnight, in UTC),
+    /// appended to `out`.
+    pub fn write_days(&self, days: i64, out: &mut String) -> Result<(), String> {
+        self.write_millis(days.saturating_mul(86_400_000), Zone::UTC, out)
     }
 
-    fn format_civil(&self, civil: &Civil) -> Result<String, String> {
+    fn write_civil(&self, civil: &Civil, out: &mut String) -> Result<(), String> {
         use chrono::{Datelike, Timelike};
-        use std::fmt::Write;
         let at = &civil.local;
-        let mut out = String::new();
-        let padded = |out: &mut String, value: i64, width: usize| {
-            let _ = write!(out, "{value:0width$}");
-        };
         for part in &self.parts {
             let (letter, count) = match part {
                 Part::Literal(text) => {
@@ -444,51 +479,48 @@ impl TimePattern {
             };
             match letter {
                 'y' | 'u' if count == 2 => {
-                    padded(&mut out, i64::from(at.year()).rem_euclid(100), 2)
+                    push_padded(out, i64::from(at.year()).rem_euclid(100), 2)
                 }
-                'y' | 'u' => padded(&mut out, i64::from(at.year()), count),
+                'y' | 'u' => push_padded(out, i64::from(at.year()), count),
                 'M' => match count {
-                    1 | 2 => padded(&mut out, i64::from(at.month()), count),
+                    1 | 2 => push_padded(out, i64::from(at.month()), count),
                     3 => out.push_str(&MONTH_NAMES[at.month0() as usize][..3]),
                     _ => out.push_str(MONTH_NAMES[at.month0() as usize]),
                 },
-                'd' => padded(&mut out, i64::from(at.day()), count),
-                'D' => padded(&mut out, i64::from(at.ordinal()), count),
+                'd' => push_padded(out, i64::from(at.day()), count),
+                'D' => push_padded(out, i64::from(at.ordinal()), count),
                 'E' => {
                     let day = DAYS[at.weekday().num_days_from_monday() as usize];
                     out.push_str(if count >= 4 { day } else { &day[..3] });
                 }
                 'a' => out.push_str(if at.hour() < 12 { "AM" } else { "PM" }),
-                'H' => padded(&mut out, i64::from(at.hour()), count),
-                'k' => padded(
-                    &mut out,
+                'H' => push_padded(out, i64::from(at.hour()), count),
+                'k' => push_padded(
+                    out,
                     i64::from(if at.hour() == 0 { 24 } else { at.hour() }),
                     count,
                 ),
-                'K' => padded(&mut out, i64::from(at.hour() % 12), count),
+                'K' => push_padded(out, i64::from(at.hour() % 12), count),
                 'h' => {
                     let hour = at.hour() % 12;
-                    padded(
-                        &mut out,
-                        i64::from(if hour == 0 { 12 } else { hour }),
-                        count,
-                    );
+                    push_padded(out, i64::from(if hour == 0 { 12 } else { hour }), count);
                 }
-                'm' => padded(&mut out, i64::from(at.minute()), count),
-                's' => padded(&mut out, i64::from(at.second()), count),
+                'm' => push_padded(out, i64::from(at.minute()), count),
+                's' => push_padded(out, i64::from(at.second()), count),
                 'S' => {
                     // The first `count` digits of the fraction of a second.
-                    let nanos = format!("{:09}", at.nanosecond().min(999_999_999));
-                    out.push_str(&nanos[..count.min(9)]);
+                    let shown = count.min(9);
+                    let nanos = i64::from(at.nanosecond().min(999_999_999));
+                    push_padded(out, nanos / 10i64.pow(9 - shown as u32), shown);
                     out.extend(std::iter::repeat_n('0', count.saturating_sub(9)));
                 }
                 'X' | 'x' | 'Z' => out.push_str(&offset_text(letter, count, civil.offset_seconds)),
-                'z' => out.push_str(&civil.abbreviation),
-                'V' => out.push_str(&civil.id),
+                'z' => civil.push_abbreviation(out),
+                'V' => civil.push_id(out),
                 other => return Err(format!("Unknown pattern letter: {other}")),
             }
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -659,9 +691,11 @@ mod tests {
             "1969-12-31 15:59 PST"
         );
         let date = |pattern: &str, days: i64| {
+            let mut text = String::new();
             TimePattern::compile(pattern)
-                .and_then(|p| p.format_days(days))
-                .expect("formats")
+                .and_then(|p| p.write_days(days, &mut text))
+                .expect("formats");
+            text
         };
         assert_eq!(date("yyyy-MM-dd", 17_662), "2018-05-11");
         assert_eq!(date("dd/MM/yyyy", 18_027), "11/05/2019");

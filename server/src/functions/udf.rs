@@ -147,6 +147,36 @@ pub fn refused_parameters(name: &str, arg_types: &[DataType]) -> DataFusionError
     DataFusionError::Plan(message)
 }
 
+/// DataFusion's refusal of a call to one of its own functions (`… No function matches the
+/// given name and argument types 'cos(Utf8)' …`) in ksqlDB's words, as
+/// [`refused_parameters`] writes them; `None` for any other message.
+pub fn refusal_in_ksql_words(message: &str) -> Option<String> {
+    let call = message
+        .split("No function matches the given name and argument types '")
+        .nth(1)?;
+    let call = &call[..call.find("'.")?];
+    let (name, arguments) = call.split_once('(')?;
+    let arguments = arguments.strip_suffix(')')?;
+    // The argument types, split at the commas outside parentheses.
+    let mut types = Vec::new();
+    let (mut depth, mut start) = (0usize, 0usize);
+    for (at, c) in arguments.char_indices() {
+        match c {
+            '(' | '<' | '[' | '{' => depth += 1,
+            ')' | '>' | ']' | '}' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                types.push(arguments[start..at].trim().parse::<DataType>().ok()?);
+                start = at + 1;
+            }
+            _ => {}
+        }
+    }
+    if !arguments.trim().is_empty() {
+        types.push(arguments[start..].trim().parse::<DataType>().ok()?);
+    }
+    Some(refused_parameters(name, &types).strip_backtrace())
+}
+
 /// Whether a type is one of Arrow's string types.
 pub fn is_string(data_type: &DataType) -> bool {
     matches!(

@@ -102,7 +102,8 @@ impl From<arrow::error::ArrowError> for PlanError {
 
 impl From<DataFusionError> for PlanError {
     fn from(error: DataFusionError) -> Self {
-        PlanError::Plan(error.strip_backtrace().to_string())
+        let message = error.strip_backtrace();
+        PlanError::Plan(crate::functions::udf::refusal_in_ksql_words(&message).unwrap_or(message))
     }
 }
 
@@ -607,7 +608,9 @@ impl Planner {
         documented: &crate::functions::catalogue::Documented,
     ) -> FunctionDescription {
         let lower = documented.name.to_lowercase();
-        let kind = if self.table_functions.read().contains(&lower) {
+        let kind = if crate::functions::catalogue::is_aggregate(documented) {
+            "AGGREGATE"
+        } else if self.table_functions.read().contains(&lower) {
             "TABLE"
         } else {
             "SCALAR"

@@ -212,6 +212,8 @@ impl VisitorMut for DereferenceRewriter<'_> {
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Self::Break> {
         rewrite_constructor(expr)?;
+        array_constructor(expr);
+        substring_call(expr);
         table_function(expr, self.table_functions);
         int_literal(expr);
         match expr {
@@ -265,6 +267,67 @@ impl VisitorMut for DereferenceRewriter<'_> {
     }
 }
 
+/// `ARRAY[e, …]` → `array_of(e, …)` (see `functions::array_constructor`). `ARRAY[]` stays
+/// DataFusion's.
+fn array_constructor(expr: &mut Expr) {
+    let Expr::Array(array) = expr else {
+        return;
+    };
+    if array.elem.is_empty() {
+        return;
+    }
+    let elements = std::mem::take(&mut array.elem);
+    *expr = call(
+        crate::functions::array_constructor::NAME,
+        elements
+            .into_iter()
+            .map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e)))
+            .collect(),
+    );
+}
+
+/// `SUBSTRING(s, p[, n])` (which sqlparser reads as SQL's `SUBSTRING(s FROM p FOR n)`)
+/// → a call of the function `substring`, ksqlDB's (see `functions::strings`).
+fn substring_call(expr: &mut Expr) {
+    let Expr::Substring {
+        expr: input,
+        substring_from,
+        substring_for,
+        ..
+    } = expr
+    else {
+        return;
+    };
+    let input = std::mem::replace(input.as_mut(), Expr::value(Value::Null));
+    let from = substring_from
+        .take()
+        .map_or_else(|| Expr::value(Value::Number("1".into(), false)), |e| *e);
+    let args = std::iter::once(input)
+        .chain(std::iter::once(from))
+        .chain(substring_for.take().map(|e| *e))
+        .map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e)))
+        .collect();
+    *expr = call("substring", args);
+}
+
+/// A call of `name` with `args`.
+fn call(name: &str, args: Vec<FunctionArg>) -> Expr {
+    Expr::Function(sqlparser::ast::Function {
+        name: ObjectName::from(vec![Ident::new(name)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(sqlparser::ast::FunctionArgumentList {
+            duplicate_treatment: None,
+            args,
+            clauses: Vec::new(),
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: Vec::new(),
+    })
+}
+
 /// A table function's call `f(…)` → `unnest(f(…))`: `f` makes the array of its rows (see
 /// `plan::explode`).
 fn table_function(expr: &mut Expr, table_functions: &std::collections::HashSet<String>) {
@@ -274,21 +337,11 @@ fn table_function(expr: &mut Expr, table_functions: &std::collections::HashSet<S
     if !table_functions.contains(&function.name.to_string().to_lowercase()) {
         return;
     }
-    let call = std::mem::replace(expr, Expr::value(Value::Null));
-    *expr = Expr::Function(sqlparser::ast::Function {
-        name: ObjectName::from(vec![Ident::new("unnest")]),
-        uses_odbc_syntax: false,
-        parameters: FunctionArguments::None,
-        args: FunctionArguments::List(sqlparser::ast::FunctionArgumentList {
-            duplicate_treatment: None,
-            args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(call))],
-            clauses: Vec::new(),
-        }),
-        filter: None,
-        null_treatment: None,
-        over: None,
-        within_group: Vec::new(),
-    });
+    let table_call = std::mem::replace(expr, Expr::value(Value::Null));
+    *expr = call(
+        "unnest",
+        vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(table_call))],
+    );
 }
 
 /// `DATEADD(DAYS, 1, d)` and the other time arithmetic: the unit keyword (read as a
@@ -348,13 +401,50 @@ fn lambda_arguments(function: &mut sqlparser::ast::Function) {
             ),
             _ => continue,
         };
-        let body = std::mem::replace(body, Expr::value(Value::Null));
+        let mut body = std::mem::replace(body, Expr::value(Value::Null));
+        guard_operands(&mut body);
         *arg = FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Lambda(LambdaFunction {
             params,
             body: Box::new(body),
             syntax: LambdaSyntax::Arrow,
         })));
     }
+}
+
+/// Each operand of `+ - * / %` in a lambda's body that is not a literal →
+/// `lambda_operand(operand)`, which fails on a NULL number as ksqlDB's lambdas do (see
+/// `functions::lambdas`).
+fn guard_operands(body: &mut Expr) {
+    use crate::functions::lambdas::OPERAND;
+    let guarded = |e: &Expr| match e {
+        Expr::Value(_) => true,
+        Expr::Function(f) => f.name.to_string() == OPERAND,
+        _ => false,
+    };
+    let _ = sqlparser::ast::visit_expressions_mut(body, |expr| {
+        if let Expr::BinaryOp {
+            op:
+                BinaryOperator::Plus
+                | BinaryOperator::Minus
+                | BinaryOperator::Multiply
+                | BinaryOperator::Divide
+                | BinaryOperator::Modulo,
+            left,
+            right,
+        } = expr
+        {
+            for operand in [left, right] {
+                if !guarded(operand) {
+                    let value = std::mem::replace(operand.as_mut(), Expr::value(Value::Null));
+                    **operand = call(
+                        OPERAND,
+                        vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(value))],
+                    );
+                }
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
 }
 
 /// `STRUCT(A := x, …)` → `named_struct('A', x, …)` (`STRUCT()` → `empty_struct()`);
