@@ -147,7 +147,7 @@ impl KsqlParser<'_> {
             {
                 return Err(self.error_here("PARTITION BY requires at least one expression"));
             }
-            self.parse_partition_list()?
+            self.parse_grouping_list()?
         } else {
             Vec::new()
         };
@@ -230,18 +230,11 @@ impl KsqlParser<'_> {
         Ok(())
     }
 
-    /// `GROUP BY a, b` or `GROUP BY (a, b)`; likewise for `PARTITION BY`.
+    /// `GROUP BY` and `PARTITION BY` take ksqlDB's value expressions, `a, b` or `(a, b)`:
+    /// no comparison or boolean operator outside parentheses (`GROUP BY name AND age` is a
+    /// syntax error at `AND`), and a parenthesized list only as the whole list
+    /// (`GROUP BY a, (b, c)` is one).
     fn parse_grouping_list(&mut self) -> Result<Vec<Expr>> {
-        let mut expressions = self.parse_expr_list()?;
-        if let [Expr::Tuple(items)] = expressions.as_mut_slice() {
-            return Ok(std::mem::take(items));
-        }
-        Ok(expressions)
-    }
-
-    /// `PARTITION BY` takes ksqlDB's value expressions: no comparison or boolean operator
-    /// outside parentheses (`PARTITION BY name AND age` is a syntax error at `AND`).
-    fn parse_partition_list(&mut self) -> Result<Vec<Expr>> {
         let mut expressions = self.comma_separated(|this| {
             let limit = sqlparser::dialect::Dialect::prec_value(
                 &DIALECT,
@@ -253,6 +246,15 @@ impl KsqlParser<'_> {
         })?;
         if let [Expr::Tuple(items)] = expressions.as_mut_slice() {
             return Ok(std::mem::take(items));
+        }
+        if let Some(Expr::Tuple(items)) = expressions.iter().find(|e| matches!(e, Expr::Tuple(_))) {
+            // At the comma after the first expression, as ksqlDB points.
+            let after_first = items[0].span().end;
+            return Err(ParseError::new(
+                "Syntax Error: expected ')', but found ','; a parenthesized list of \
+                 expressions is only the whole GROUP BY or PARTITION BY list",
+                Position::from(after_first),
+            ));
         }
         Ok(expressions)
     }

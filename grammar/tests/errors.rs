@@ -37,6 +37,18 @@ fn select_errors() {
         "Syntax Error",
     );
     fails_with(
+        "SELECT COUNT(*) FROM s GROUP BY name AND age EMIT CHANGES;",
+        1,
+        38,
+        "Syntax Error",
+    );
+    fails_with(
+        "SELECT COUNT(*) FROM s GROUP BY a, (b, c) EMIT CHANGES;",
+        1,
+        38,
+        "a parenthesized list of expressions is only the whole GROUP BY",
+    );
+    fails_with(
         "SELECT * FROM;",
         1,
         14,

@@ -1531,6 +1531,15 @@ impl Engine {
         crate::plan::grouping::check_grouping(query, &star_columns, &|name| {
             self.planner.is_aggregate_function(name)
         })?;
+        if let Some((index, name)) = duplicate_alias(query) {
+            // Planned with the later column renamed, for the type ksqlDB's message names.
+            let plan = self
+                .planner
+                .plan_aggregate(&with_alias(query, index, DUPLICATE), &star_columns)
+                .await
+                .map_err(|error| unresolved_column(error, query))?;
+            return Err(duplicate_column(&name, &plan.output_schema));
+        }
         let mut plan = self
             .planner
             .plan_aggregate(query, &star_columns)
@@ -2075,6 +2084,14 @@ impl Engine {
         };
         let query = &query;
         check_aliases(query)?;
+        if let Some((index, name)) = duplicate_alias(query) {
+            let plan = self
+                .planner
+                .plan_stateless(&with_alias(query, index, DUPLICATE), &star_columns)
+                .await
+                .map_err(|error| unresolved_column(error, query))?;
+            return Err(duplicate_column(&name, &plan.output_schema));
+        }
         let plan = self
             .planner
             .plan_stateless(query, &star_columns)
@@ -3131,6 +3148,54 @@ fn reserved_in_select(name: &str) -> EngineError {
 }
 
 /// A projection may not name a column after a pseudo column.
+/// The name a column that repeats another's alias is planned under, to learn its type.
+const DUPLICATE: &str = "__RIFFLE_DUPLICATE_COLUMN";
+
+/// The later of two selected columns aliased alike: its position and the alias.
+fn duplicate_alias(query: &riffle_grammar::ast::Query) -> Option<(usize, String)> {
+    let mut seen = std::collections::HashSet::new();
+    query
+        .projection
+        .iter()
+        .enumerate()
+        .find_map(|(index, item)| match item {
+            sqlparser::ast::SelectItem::ExprWithAlias { alias, .. }
+                if !seen.insert(alias.value.clone()) =>
+            {
+                Some((index, alias.value.clone()))
+            }
+            _ => None,
+        })
+}
+
+/// `query` with the alias of its `index`-th column replaced by `alias`.
+fn with_alias(
+    query: &riffle_grammar::ast::Query,
+    index: usize,
+    alias: &str,
+) -> riffle_grammar::ast::Query {
+    let mut renamed = query.clone();
+    if let Some(sqlparser::ast::SelectItem::ExprWithAlias { alias: name, .. }) =
+        renamed.projection.get_mut(index)
+    {
+        *name = sqlparser::ast::Ident::new(alias);
+    }
+    renamed
+}
+
+/// ksqlDB's refusal of a column named twice: `Duplicate value columns found in schema:
+/// `COUNT` BIGINT` (the type of the later one, planned as [`DUPLICATE`]).
+fn duplicate_column(name: &str, planned: &arrow::datatypes::Schema) -> EngineError {
+    let ty = planned
+        .field_with_name(DUPLICATE)
+        .ok()
+        .and_then(|field| SqlType::from_arrow(field.data_type()))
+        .map_or_else(String::new, |ty| format!(" {ty}"));
+    EngineError::Statement(format!(
+        "Duplicate value columns found in schema: `{name}`{ty}"
+    ))
+}
+
 fn check_aliases(query: &riffle_grammar::ast::Query) -> Result<(), EngineError> {
     for item in &query.projection {
         if let sqlparser::ast::SelectItem::ExprWithAlias { alias, expr } = item

@@ -230,6 +230,23 @@ async fn statement_errors_name_the_problem() {
             .expect_err("refused");
         assert!(error.to_string().contains(words), "{call}: {error}");
     }
+    // Two columns under one name: the later one is named with its type.
+    for (query, words) in [
+        (
+            "CREATE STREAM o AS SELECT v AS x, k AS x FROM s;",
+            "Duplicate value columns found in schema: `X` STRING",
+        ),
+        (
+            "CREATE TABLE o AS SELECT k AS c, COUNT(*) AS c FROM s GROUP BY k;",
+            "Duplicate value columns found in schema: `C` BIGINT",
+        ),
+    ] {
+        let error = engine
+            .execute(query, &earliest())
+            .await
+            .expect_err("duplicate");
+        assert!(error.to_string().contains(words), "{query}: {error}");
+    }
     let error = engine
         .execute("CREATE STREAM o AS SELECT ROWTIME FROM s;", &earliest())
         .await
@@ -701,6 +718,20 @@ async fn explain_and_describe_tell_what_queries_sources_and_functions_are() {
         panic!("{:?}", described[2])
     };
     assert!(concat.variants.iter().all(|v| v.variadic));
+    let listed = engine
+        .execute("SHOW FUNCTIONS;", &Properties::new())
+        .await
+        .expect("listed");
+    let [StatementResult::Functions(names)] = listed.as_slice() else {
+        panic!("a list of functions: {listed:?}");
+    };
+    for name in ["SUBSTRING", "TRANSFORM", "TOPK", "EXPLODE"] {
+        assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+    }
+    // What the planner writes for ksqlDB's syntax is not listed.
+    for name in ["ARRAY_OF", "LAMBDA_OPERAND", "EMPTY_STRUCT"] {
+        assert!(!names.iter().any(|n| n == name), "{name} listed");
+    }
     let error = engine
         .execute("DESCRIBE FUNCTION no_such_function;", &Properties::new())
         .await

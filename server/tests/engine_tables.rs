@@ -623,6 +623,42 @@ async fn an_aggregation_over_joined_rows_counts_them_and_continues_after_a_resta
 }
 
 #[tokio::test]
+async fn count_of_a_literal_counts_rows_beside_count_star() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (log, engine) = open_engine(dir.path()).await;
+    engine
+        .execute(
+            "CREATE STREAM clicks (user STRING KEY, page STRING) \
+               WITH (kafka_topic='clicks', value_format='JSON', partitions=1);
+             CREATE TABLE per_user AS SELECT user, COUNT(1) AS ones, COUNT(*) AS rows, \
+                 COUNT(page) AS pages FROM clicks GROUP BY user;",
+            &earliest_per_record(),
+        )
+        .await
+        .expect("statements run");
+    log.produce(
+        "clicks",
+        vec![click("ann", "/a", 1), {
+            let mut no_page = click("ann", "/b", 2);
+            no_page.value = Some(r#"{"page": null}"#.into());
+            no_page
+        }],
+        Acks::All,
+    )
+    .await
+    .expect("clicks");
+    engine.wait_until_caught_up().await.expect("caught up");
+    assert_eq!(
+        topic_records(&log, "PER_USER").await.last(),
+        Some(&(
+            "ann".to_string(),
+            Some(r#"{"ONES":2,"ROWS":2,"PAGES":1}"#.to_string())
+        ))
+    );
+    engine.shutdown().await;
+}
+
+#[tokio::test]
 async fn an_aggregation_over_joined_rows_reads_one_sides_row_time() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (log, engine) = open_engine(dir.path()).await;

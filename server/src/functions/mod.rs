@@ -29,6 +29,10 @@ use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::ScalarUDF;
 
 /// Registers ksqlDB's function names with a session.
+/// Functions the planner writes for ksqlDB's syntax (`ARRAY[…]`, `STRUCT()`, a lambda's
+/// operands), not called by name: `SHOW FUNCTIONS` leaves them out.
+pub const PLANNER_ONLY: [&str; 3] = [array_constructor::NAME, lambdas::OPERAND, "empty_struct"];
+
 pub fn register(context: &SessionContext) {
     for (udf, aliases) in builtin_aliases() {
         context.register_udf(ScalarUDF::clone(&udf).with_aliases(aliases));

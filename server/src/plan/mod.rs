@@ -520,6 +520,7 @@ impl Planner {
             .keys()
             .chain(state.aggregate_functions().keys())
             .chain(state.higher_order_functions().keys())
+            .filter(|name| !crate::functions::PLANNER_ONLY.contains(&name.as_str()))
             .map(|name| name.to_uppercase())
             .collect();
         names.sort();

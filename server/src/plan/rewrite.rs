@@ -465,11 +465,26 @@ fn rewrite_constructor(expr: &mut Expr) -> ControlFlow<String> {
     }
     let name = function.name.to_string().to_uppercase();
     if name == "COUNT" {
-        // ksqlDB's `COUNT()` counts rows, as `COUNT(*)` does.
+        // ksqlDB's `COUNT()` counts rows, as `COUNT(*)` does; so does `COUNT(1)` (any
+        // literal but NULL), made the same call so that one query may hold both.
+        // (An INT literal is already `CAST(1 AS INT)` here.)
+        let counts_rows = |arg: &FunctionArg| {
+            let FunctionArg::Unnamed(FunctionArgExpr::Expr(expr)) = arg else {
+                return false;
+            };
+            let literal = match expr {
+                Expr::Cast { expr, .. } => expr.as_ref(),
+                other => other,
+            };
+            matches!(literal, Expr::Value(v) if !matches!(v.value, Value::Null))
+        };
         match &mut function.args {
             FunctionArguments::List(list) if list.args.is_empty() => {
                 list.args
                     .push(FunctionArg::Unnamed(FunctionArgExpr::Wildcard));
+            }
+            FunctionArguments::List(list) if list.args.len() == 1 && counts_rows(&list.args[0]) => {
+                list.args[0] = FunctionArg::Unnamed(FunctionArgExpr::Wildcard);
             }
             FunctionArguments::None => {
                 function.args = FunctionArguments::List(sqlparser::ast::FunctionArgumentList {
