@@ -426,6 +426,27 @@ mod tests {
     }
 
     #[test]
+    fn digits_are_dropped_ties_towards_positive_infinity() {
+        for (value, dropped, expected) in [
+            (15i128, 1, 2i128),
+            (-15, 1, -1),
+            (-16, 1, -2),
+            (14, 1, 1),
+            (999_999_999_999_999_999, 18, 1),
+            (9_223_372_036_854_775_815, 1, 922_337_203_685_477_582),
+            (-9_223_372_036_854_775_825, 1, -922_337_203_685_477_582),
+            (-9_223_372_036_854_775_826, 1, -922_337_203_685_477_583),
+            (12_345, 19, 0),
+        ] {
+            assert_eq!(
+                without_digits(value, dropped),
+                expected,
+                "{value} less {dropped}"
+            );
+        }
+    }
+
+    #[test]
     fn decimals_round_at_their_scale() {
         // 1.25 at scale 2
         assert_eq!(round_decimal(125, 2, 1), 130);
