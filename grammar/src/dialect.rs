@@ -6,8 +6,8 @@
 //! and constructors `STRUCT(a := 1)` / `MAP('k' := v)` (parsed as named function arguments).
 
 use sqlparser::ast::{
-    AccessExpr, BinaryOperator, CastKind, Expr, Function, FunctionArg, FunctionArgExpr,
-    FunctionArgOperator, FunctionArgumentList, FunctionArguments, Ident, ObjectName, Subscript,
+    AccessExpr, BinaryOperator, CastKind, Expr, FunctionArg, FunctionArgExpr, FunctionArgOperator,
+    Ident, Subscript,
 };
 use sqlparser::dialect::{Dialect, Precedence};
 use sqlparser::keywords::{self, Keyword};
@@ -227,20 +227,7 @@ fn parse_function_call(parser: &mut Parser) -> Result<Expr, ParserError> {
             parser.expect_token(&Token::Comma)?;
         }
     }
-    Ok(Expr::Function(Function {
-        name: ObjectName::from(vec![name]),
-        uses_odbc_syntax: false,
-        parameters: FunctionArguments::None,
-        args: FunctionArguments::List(FunctionArgumentList {
-            duplicate_treatment: None,
-            args,
-            clauses: Vec::new(),
-        }),
-        filter: None,
-        null_treatment: None,
-        over: None,
-        within_group: Vec::new(),
-    }))
+    Ok(crate::ast::function_call(name, args))
 }
 
 /// One argument: `*`, a lambda, `name := value`, or an expression.

@@ -9,6 +9,25 @@ mod display;
 
 use sqlparser::ast::{DataType, Expr, Ident, SelectItem, Value};
 
+/// The expression `name(args…)`, a plain call (no `FILTER`, `OVER` or modifiers).
+pub fn function_call(name: Ident, args: Vec<sqlparser::ast::FunctionArg>) -> Expr {
+    use sqlparser::ast::{Function, FunctionArgumentList, FunctionArguments, ObjectName};
+    Expr::Function(Function {
+        name: ObjectName::from(vec![name]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args,
+            clauses: Vec::new(),
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: Vec::new(),
+    })
+}
+
 /// One ksqlDB statement.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Statement {

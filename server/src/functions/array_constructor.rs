@@ -83,19 +83,33 @@ impl ScalarUDFImpl for ArrayOf {
             ));
         };
         let rows = args.number_rows;
+        // A constant element is converted once and read at its one row, not repeated.
         let elements = args
             .args
             .iter()
-            .map(|arg| convert(&arg.to_array(rows)?, item.data_type()))
+            .map(|arg| {
+                let (values, constant) = match arg {
+                    ColumnarValue::Scalar(value) => (value.to_array_of_size(1)?, true),
+                    ColumnarValue::Array(values) => (values.clone(), false),
+                };
+                Ok((convert(&values, item.data_type())?, constant))
+            })
             .collect::<Result<Vec<_>>>()?;
         let width = elements.len();
         let values: ArrayRef = if width == 0 {
             new_null_array(item.data_type(), 0)
         } else {
             // Row by row, each element in turn.
-            let sources: Vec<&dyn Array> = elements.iter().map(|e| e.as_ref()).collect();
+            let sources: Vec<&dyn Array> = elements.iter().map(|(e, _)| e.as_ref()).collect();
             let order: Vec<(usize, usize)> = (0..rows)
-                .flat_map(|row| (0..width).map(move |element| (element, row)))
+                .flat_map(|row| {
+                    elements
+                        .iter()
+                        .enumerate()
+                        .map(move |(element, (_, constant))| {
+                            (element, if *constant { 0 } else { row })
+                        })
+                })
                 .collect();
             arrow::compute::interleave(&sources, &order)?
         };

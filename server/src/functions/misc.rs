@@ -44,7 +44,7 @@ pub fn functions() -> Vec<ScalarUDF> {
         KsqlFunction::udf("as_map", as_map_type, as_map),
         // `STRUCT()`: the planner's name for a struct without fields.
         KsqlFunction::udf(
-            "empty_struct",
+            super::EMPTY_STRUCT,
             |args| args.is_empty().then(|| DataType::Struct(Fields::empty())),
             |_, _| {
                 Ok(Arc::new(arrow::array::StructArray::new_empty_fields(

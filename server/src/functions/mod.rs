@@ -31,7 +31,10 @@ use datafusion::logical_expr::ScalarUDF;
 /// Registers ksqlDB's function names with a session.
 /// Functions the planner writes for ksqlDB's syntax (`ARRAY[…]`, `STRUCT()`, a lambda's
 /// operands), not called by name: `SHOW FUNCTIONS` leaves them out.
-pub const PLANNER_ONLY: [&str; 3] = [array_constructor::NAME, lambdas::OPERAND, "empty_struct"];
+pub const PLANNER_ONLY: [&str; 3] = [array_constructor::NAME, lambdas::OPERAND, EMPTY_STRUCT];
+
+/// The planner's name for `STRUCT()`, a struct without fields.
+pub const EMPTY_STRUCT: &str = "empty_struct";
 
 pub fn register(context: &SessionContext) {
     for (udf, aliases) in builtin_aliases() {

@@ -29,11 +29,8 @@ fn try_query(sql: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())?;
     let batches = runtime
         .block_on(async { context.sql(sql).await?.collect().await })
-        // DataFusion's refusals in ksqlDB's words, as the planner gives them.
-        .map_err(|e| {
-            let message = e.strip_backtrace();
-            super::udf::refusal_in_ksql_words(&message).unwrap_or(message)
-        })?;
+        // As the planner words errors (DataFusion's refusals in ksqlDB's words).
+        .map_err(|e| crate::plan::PlanError::from(e).to_string())?;
     let batch = batches.first().ok_or("no rows")?;
     let options = FormatOptions::default().with_null("NULL");
     let formatter =

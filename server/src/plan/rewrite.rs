@@ -312,20 +312,7 @@ fn substring_call(expr: &mut Expr) {
 
 /// A call of `name` with `args`.
 fn call(name: &str, args: Vec<FunctionArg>) -> Expr {
-    Expr::Function(sqlparser::ast::Function {
-        name: ObjectName::from(vec![Ident::new(name)]),
-        uses_odbc_syntax: false,
-        parameters: FunctionArguments::None,
-        args: FunctionArguments::List(sqlparser::ast::FunctionArgumentList {
-            duplicate_treatment: None,
-            args,
-            clauses: Vec::new(),
-        }),
-        filter: None,
-        null_treatment: None,
-        over: None,
-        within_group: Vec::new(),
-    })
+    riffle_grammar::ast::function_call(Ident::new(name), args)
 }
 
 /// A table function's call `f(…)` → `unnest(f(…))`: `f` makes the array of its rows (see
@@ -539,7 +526,7 @@ fn rewrite_constructor(expr: &mut Expr) -> ControlFlow<String> {
     };
     if target == "named_struct" && empty {
         // DataFusion's `named_struct` needs a field; a STRUCT without any is ours.
-        function.name = ObjectName::from(vec![Ident::new("empty_struct")]);
+        function.name = ObjectName::from(vec![Ident::new(crate::functions::EMPTY_STRUCT)]);
         return ControlFlow::Continue(());
     }
     let FunctionArguments::List(list) = &mut function.args else {
