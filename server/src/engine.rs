@@ -2571,6 +2571,18 @@ impl Engine {
         let rows = key_literal(query, &keys)
             .and_then(|key| materialized.lookup(&[key.as_str()]))
             .unwrap_or_else(|| materialized.snapshot());
+        if let Some((index, name)) = duplicate_alias(query) {
+            let (planned, _) = self
+                .planner
+                .pull(
+                    &with_alias(query, index, DUPLICATE),
+                    rows.slice(0, 0),
+                    &star_columns,
+                )
+                .await
+                .map_err(|error| unresolved_column(error, query))?;
+            return Err(duplicate_column(&name, &planned));
+        }
         let (schema, batches) = self
             .planner
             .pull(query, rows, &star_columns)
@@ -3151,34 +3163,47 @@ fn reserved_in_select(name: &str) -> EngineError {
 /// The name a column that repeats another's alias is planned under, to learn its type.
 const DUPLICATE: &str = "__RIFFLE_DUPLICATE_COLUMN";
 
-/// The later of two selected columns aliased alike: its position and the alias.
+/// The later of two selected columns under one name (an alias, or a column's own name):
+/// its position and the name.
 fn duplicate_alias(query: &riffle_grammar::ast::Query) -> Option<(usize, String)> {
     let mut seen = std::collections::HashSet::new();
     query
         .projection
         .iter()
         .enumerate()
-        .find_map(|(index, item)| match item {
-            sqlparser::ast::SelectItem::ExprWithAlias { alias, .. }
-                if !seen.insert(alias.value.clone()) =>
-            {
-                Some((index, alias.value.clone()))
-            }
-            _ => None,
+        .find_map(|(index, item)| {
+            let name = match item {
+                sqlparser::ast::SelectItem::ExprWithAlias { alias, .. } => &alias.value,
+                sqlparser::ast::SelectItem::UnnamedExpr(sqlparser::ast::Expr::Identifier(
+                    column,
+                )) => &column.value,
+                _ => return None,
+            };
+            (!seen.insert(name.clone())).then(|| (index, name.clone()))
         })
 }
 
-/// `query` with the alias of its `index`-th column replaced by `alias`.
+/// `query` with its `index`-th column named `alias`.
 fn with_alias(
     query: &riffle_grammar::ast::Query,
     index: usize,
     alias: &str,
 ) -> riffle_grammar::ast::Query {
+    use sqlparser::ast::SelectItem;
     let mut renamed = query.clone();
-    if let Some(sqlparser::ast::SelectItem::ExprWithAlias { alias: name, .. }) =
-        renamed.projection.get_mut(index)
-    {
-        *name = sqlparser::ast::Ident::new(alias);
+    if let Some(item) = renamed.projection.get_mut(index) {
+        match item {
+            SelectItem::ExprWithAlias { alias: name, .. } => {
+                *name = sqlparser::ast::Ident::new(alias)
+            }
+            SelectItem::UnnamedExpr(expr) => {
+                *item = SelectItem::ExprWithAlias {
+                    expr: expr.clone(),
+                    alias: sqlparser::ast::Ident::new(alias),
+                }
+            }
+            _ => {}
+        }
     }
     renamed
 }

@@ -220,6 +220,15 @@ async fn statement_errors_name_the_problem() {
             "ARRAY_JOIN(v)",
             "Function 'array_join' does not accept parameters (INTEGER).",
         ),
+        // DataFusion's CONCAT_WS and COALESCE would turn the number into text.
+        (
+            "CONCAT_WS(v, k)",
+            "Function 'concat_ws' does not accept parameters (INTEGER, STRING).",
+        ),
+        (
+            "COALESCE(v, k)",
+            "Function 'coalesce' does not accept parameters (INTEGER, STRING).",
+        ),
     ] {
         let error = engine
             .execute(
@@ -229,6 +238,7 @@ async fn statement_errors_name_the_problem() {
             .await
             .expect_err("refused");
         assert!(error.to_string().contains(words), "{call}: {error}");
+        assert!(!error.to_string().contains("coercion"), "{call}: {error}");
     }
     // Two columns under one name: the later one is named with its type.
     for (query, words) in [
@@ -239,6 +249,11 @@ async fn statement_errors_name_the_problem() {
         (
             "CREATE TABLE o AS SELECT k AS c, COUNT(*) AS c FROM s GROUP BY k;",
             "Duplicate value columns found in schema: `C` BIGINT",
+        ),
+        // A column selected twice is named twice.
+        (
+            "CREATE STREAM o AS SELECT k, v, v FROM s;",
+            "Duplicate value columns found in schema: `V` INTEGER",
         ),
     ] {
         let error = engine
@@ -1150,6 +1165,112 @@ async fn substring_counts_positions_as_ksqldb_does() {
     assert_eq!(
         rows[0].1.as_deref(),
         Some(r#"{"HEAD":"so","TAIL":"ing","PAST":""}"#)
+    );
+    engine.shutdown().await;
+}
+
+/// A DECIMAL wider than 38 digits keeps every digit from its topic to its sink, through
+/// arithmetic, comparisons and GREATEST; a DOUBLE cast to a DECIMAL rounds its shortest
+/// digits HALF_UP, as ksqlDB's `BigDecimal.valueOf` does (1.005 is 1.01, not 1.00).
+#[tokio::test]
+async fn decimals_wider_than_38_digits_keep_every_digit() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (log, engine) = open_engine(dir.path()).await;
+    engine
+        .execute(
+            "CREATE STREAM amounts (id STRING KEY, a DECIMAL(50, 30), b DECIMAL(40, 0)) \
+               WITH (kafka_topic='amounts', value_format='json', partitions=1);
+             CREATE STREAM totals AS
+               SELECT id, a, a + a AS twice, GREATEST(a, b) AS top, a > b AS bigger,
+                      CAST(a AS STRING) AS text,
+                      CAST(CAST(1.005 AS DOUBLE) AS DECIMAL(3, 2)) AS half_up
+               FROM amounts WHERE a IS NOT NULL;",
+            &earliest(),
+        )
+        .await
+        .expect("statements run");
+    let sink = engine.source("TOTALS").await.expect("registered");
+    assert_eq!(
+        sink.schema.to_string(),
+        "`ID` STRING KEY, `A` DECIMAL(50, 30), `TWICE` DECIMAL(51, 30), \
+         `TOP` DECIMAL(70, 30), `BIGGER` BOOLEAN, `TEXT` STRING, `HALF_UP` DECIMAL(3, 2)"
+    );
+    log.produce(
+        "amounts",
+        vec![json(
+            "x",
+            r#"{"a": 12345678901234567890.123456789012345678901234567890, "b": 7}"#,
+            1,
+        )],
+        Acks::All,
+    )
+    .await
+    .expect("produced");
+    engine.wait_until_caught_up().await.expect("caught up");
+    let rows = sink_values(&log, "TOTALS").await;
+    assert_eq!(
+        rows[0].1.as_deref(),
+        Some(
+            r#"{"A":12345678901234567890.123456789012345678901234567890,"TWICE":24691357802469135780.246913578024691357802469135780,"TOP":12345678901234567890.123456789012345678901234567890,"BIGGER":true,"TEXT":"12345678901234567890.123456789012345678901234567890","HALF_UP":1.01}"#
+        )
+    );
+    let error = engine
+        .execute(
+            "CREATE STREAM bad (id STRING KEY, a DECIMAL(77, 2)) \
+               WITH (kafka_topic='amounts', value_format='json');",
+            &earliest(),
+        )
+        .await
+        .expect_err("too wide");
+    assert!(
+        error
+            .to_string()
+            .contains("DECIMAL precision must be between 1 and 76: 77"),
+        "{error}"
+    );
+    engine.shutdown().await;
+}
+
+/// DataFusion's functions under ksqlDB's names take what ksqlDB takes: an INT where its
+/// function wants a BIGINT (TRUNC's places), numbers of two types (IFNULL), the INSTR
+/// positions DataFusion's has none of; the results are ksqlDB's.
+#[tokio::test]
+async fn functions_take_ksqldbs_argument_types_and_answer_its_values() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (log, engine) = open_engine(dir.path()).await;
+    engine
+        .execute(
+            "CREATE STREAM readings (id STRING KEY, v DOUBLE, n BIGINT, s STRING) \
+               WITH (kafka_topic='readings', value_format='json', partitions=1);
+             CREATE STREAM shaped AS
+               SELECT id, TRUNC(v, 2) AS t, TRUNC(v, -1) AS tens, POWER(n, 2) AS sq,
+                      IFNULL(n, 0) AS n0, COALESCE(s, 'none') AS s0,
+                      INSTR(s, 'OR', -3, 2) AS second_last, CONCAT_WS('-', s, 'x') AS joined,
+                      CAST(v AS DECIMAL(8, 2)) AS cents
+               FROM readings;",
+            &earliest(),
+        )
+        .await
+        .expect("statements run");
+    log.produce(
+        "readings",
+        vec![
+            json("a", r#"{"v": 123.4567, "n": 3, "s": "CORPORATE FLOOR"}"#, 1),
+            json("b", r#"{"v": -18.999, "n": null, "s": null}"#, 2),
+        ],
+        Acks::All,
+    )
+    .await
+    .expect("produced");
+    engine.wait_until_caught_up().await.expect("caught up");
+    let rows = sink_values(&log, "SHAPED").await;
+    let values: Vec<&str> = rows.iter().filter_map(|r| r.1.as_deref()).collect();
+    assert_eq!(
+        values,
+        [
+            r#"{"T":123.45,"TENS":120.0,"SQ":9.0,"N0":3,"S0":"CORPORATE FLOOR","SECOND_LAST":2,"JOINED":"CORPORATE FLOOR-x","CENTS":123.46}"#,
+            r#"{"T":-18.99,"TENS":-10.0,"SQ":null,"N0":0,"S0":"none","SECOND_LAST":null,"JOINED":"x","CENTS":-19.00}"#,
+        ]
     );
     engine.shutdown().await;
 }

@@ -358,6 +358,21 @@ async fn tables_take_updates_and_deletes_back_out_of_their_aggregates_across_a_r
             ["ann|us"],
             "a source table is materialized for pull queries"
         );
+        let Err(error) = engine
+            .query(
+                "SELECT region, region FROM users WHERE user = 'ann';",
+                &Properties::new(),
+            )
+            .await
+        else {
+            panic!("a column named twice is refused");
+        };
+        assert!(
+            error
+                .to_string()
+                .contains("Duplicate value columns found in schema: `REGION` STRING"),
+            "{error}"
+        );
         assert_eq!(
             engine.processing_log().entries().len(),
             3,

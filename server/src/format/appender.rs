@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use arrow::array::{
     ArrayBuilder, ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder,
-    Float64Builder, Int32Builder, Int64Builder, ListArray, MapArray, NullBufferBuilder,
-    StringBuilder, StructArray, Time32MillisecondBuilder, TimestampMillisecondBuilder,
+    Decimal256Builder, Float64Builder, Int32Builder, Int64Builder, ListArray, MapArray,
+    NullBufferBuilder, StringBuilder, StructArray, Time32MillisecondBuilder,
+    TimestampMillisecondBuilder,
 };
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, FieldRef, Fields};
@@ -22,7 +23,7 @@ pub enum Appender {
     BigInt(Int64Builder),
     Double(Float64Builder),
     Decimal {
-        builder: Decimal128Builder,
+        builder: DecimalBuilder,
         precision: u8,
         scale: u8,
     },
@@ -59,7 +60,7 @@ impl Appender {
             SqlType::BigInt => Appender::BigInt(Int64Builder::with_capacity(capacity)),
             SqlType::Double => Appender::Double(Float64Builder::with_capacity(capacity)),
             SqlType::Decimal { precision, scale } => Appender::Decimal {
-                builder: Decimal128Builder::with_capacity(capacity),
+                builder: DecimalBuilder::new(*precision, capacity),
                 precision: *precision,
                 scale: *scale,
             },
@@ -201,12 +202,7 @@ impl Appender {
                 builder,
                 precision,
                 scale,
-            } => Arc::new(
-                builder
-                    .finish()
-                    .with_precision_and_scale(*precision, *scale as i8)
-                    .expect("precision and scale were validated with the type"),
-            ),
+            } => builder.finish(*precision, *scale),
             Appender::String(b) => Arc::new(b.finish()),
             Appender::Bytes(b) => Arc::new(b.finish()),
             Appender::Date(b) => Arc::new(b.finish()),
@@ -258,6 +254,72 @@ impl Appender {
                 let arrays = children.iter_mut().map(Appender::finish).collect();
                 Arc::new(StructArray::new(fields.clone(), arrays, nulls.finish()))
             }
+        }
+    }
+}
+
+/// The builder of a DECIMAL column: 128-bit values up to 38 digits, 256-bit beyond.
+#[derive(Debug)]
+pub enum DecimalBuilder {
+    Narrow(Decimal128Builder),
+    Wide(Decimal256Builder),
+}
+
+impl DecimalBuilder {
+    pub fn new(precision: u8, capacity: usize) -> DecimalBuilder {
+        if precision <= crate::types::MAX_NARROW_DECIMAL_PRECISION {
+            DecimalBuilder::Narrow(Decimal128Builder::with_capacity(capacity))
+        } else {
+            DecimalBuilder::Wide(Decimal256Builder::with_capacity(capacity))
+        }
+    }
+
+    /// Appends the decimal a text spells (`12.5`, `1E3`) at the column's scale, or NULL
+    /// and why not.
+    pub fn append_text(&mut self, text: &str, precision: u8, scale: u8) -> Result<(), String> {
+        use crate::types::decimal::{parse_decimal, parse_wide_decimal};
+        let parsed = match self {
+            DecimalBuilder::Narrow(b) => {
+                parse_decimal(text, precision, scale).map(|v| b.append_value(v))
+            }
+            DecimalBuilder::Wide(b) => {
+                parse_wide_decimal(text, precision, scale).map(|v| b.append_value(v))
+            }
+        };
+        if parsed.is_err() {
+            self.append_null();
+        }
+        parsed
+    }
+
+    pub fn append_null(&mut self) {
+        match self {
+            DecimalBuilder::Narrow(b) => b.append_null(),
+            DecimalBuilder::Wide(b) => b.append_null(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            DecimalBuilder::Narrow(b) => b.len(),
+            DecimalBuilder::Wide(b) => b.len(),
+        }
+    }
+
+    /// The column built so far, of the `precision` and `scale` it was made for.
+    pub fn finish(&mut self, precision: u8, scale: u8) -> ArrayRef {
+        const VALID: &str = "precision and scale were validated with the type";
+        match self {
+            DecimalBuilder::Narrow(b) => Arc::new(
+                b.finish()
+                    .with_precision_and_scale(precision, scale as i8)
+                    .expect(VALID),
+            ),
+            DecimalBuilder::Wide(b) => Arc::new(
+                b.finish()
+                    .with_precision_and_scale(precision, scale as i8)
+                    .expect(VALID),
+            ),
         }
     }
 }

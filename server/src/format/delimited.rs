@@ -4,8 +4,9 @@
 //! `""` is a literal quote). An empty unquoted field is NULL. Nested types are not carried.
 
 use arrow::array::{
-    Array, ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float64Array,
-    Int32Array, Int64Array, StringArray, Time32MillisecondArray, TimestampMillisecondArray,
+    Array, ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Decimal256Array,
+    Float64Array, Int32Array, Int64Array, StringArray, Time32MillisecondArray,
+    TimestampMillisecondArray,
 };
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -13,7 +14,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use super::appender::Appender;
 use super::json::java_double;
 use crate::types::SqlType;
-use crate::types::decimal::{format_decimal, parse_decimal};
+use crate::types::decimal::{format_decimal, push_wide_decimal};
 
 /// Whether DELIMITED can carry a column of this type.
 pub fn supports(ty: &SqlType) -> bool {
@@ -114,7 +115,7 @@ pub fn append_field(appender: &mut Appender, ty: &SqlType, field: &CsvField) -> 
             builder,
             precision,
             scale,
-        } => push!(builder, parse_decimal(text, *precision, *scale)),
+        } => builder.append_text(text, *precision, *scale),
         Appender::String(b) => {
             b.append_value(text);
             Ok(())
@@ -141,9 +142,18 @@ pub fn field_text(array: &ArrayRef, ty: &SqlType, row: usize) -> Option<String> 
         SqlType::Integer => any.downcast_ref::<Int32Array>()?.value(row).to_string(),
         SqlType::BigInt => any.downcast_ref::<Int64Array>()?.value(row).to_string(),
         SqlType::Double => java_double(any.downcast_ref::<Float64Array>()?.value(row)),
-        SqlType::Decimal { scale, .. } => {
-            format_decimal(any.downcast_ref::<Decimal128Array>()?.value(row), *scale)
-        }
+        SqlType::Decimal { scale, .. } => match array.data_type() {
+            arrow::datatypes::DataType::Decimal256(..) => {
+                let mut text = String::new();
+                push_wide_decimal(
+                    &mut text,
+                    any.downcast_ref::<Decimal256Array>()?.value(row),
+                    *scale,
+                );
+                text
+            }
+            _ => format_decimal(any.downcast_ref::<Decimal128Array>()?.value(row), *scale),
+        },
         SqlType::String => any.downcast_ref::<StringArray>()?.value(row).to_string(),
         SqlType::Bytes => BASE64.encode(any.downcast_ref::<BinaryArray>()?.value(row)),
         SqlType::Date => any.downcast_ref::<Date32Array>()?.value(row).to_string(),

@@ -7,8 +7,8 @@
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Date32Array, Decimal128Array,
-    Float64Array, Int32Array, Int64Array, ListArray, MapArray, StringArray, StructArray,
-    Time32MillisecondArray, TimestampMillisecondArray,
+    Decimal256Array, Float64Array, Int32Array, Int64Array, ListArray, MapArray, StringArray,
+    StructArray, Time32MillisecondArray, TimestampMillisecondArray,
 };
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::appender::Appender;
 use crate::types::SqlType;
-use crate::types::decimal::{parse_decimal, push_decimal};
+use crate::types::decimal::{push_decimal, push_wide_decimal};
 
 /// Appends one JSON value to a column: always exactly one entry, a null where the value does
 /// not convert (and the error says why).
@@ -86,7 +86,7 @@ pub fn append_json(appender: &mut Appender, ty: &SqlType, value: &Value) -> Resu
                     return Err(mismatch());
                 }
             };
-            push!(builder, parse_decimal(&text, *precision, *scale))
+            builder.append_text(&text, *precision, *scale)
         }
         (Appender::String(b), _) => {
             match value {
@@ -254,17 +254,7 @@ pub fn append_raw_json(appender: &mut Appender, ty: &SqlType, raw: &str) -> Resu
             precision,
             scale,
         } if !raw.starts_with(['"', '{', '[']) || plain_string => {
-            let text = raw.trim_matches('"');
-            return match parse_decimal(text, *precision, *scale) {
-                Ok(v) => {
-                    builder.append_value(v);
-                    Ok(())
-                }
-                Err(e) => {
-                    builder.append_null();
-                    Err(e)
-                }
-            };
+            return builder.append_text(raw.trim_matches('"'), *precision, *scale);
         }
         _ => {}
     }
@@ -355,9 +345,12 @@ pub fn write_json_value(
         SqlType::Integer => push_integer(out, downcast::<Int32Array>(array).value(row)),
         SqlType::BigInt => push_integer(out, downcast::<Int64Array>(array).value(row)),
         SqlType::Double => push_double(out, downcast::<Float64Array>(array).value(row)),
-        SqlType::Decimal { scale, .. } => {
-            push_decimal(out, downcast::<Decimal128Array>(array).value(row), *scale);
-        }
+        SqlType::Decimal { scale, .. } => match array.data_type() {
+            arrow::datatypes::DataType::Decimal256(..) => {
+                push_wide_decimal(out, downcast::<Decimal256Array>(array).value(row), *scale);
+            }
+            _ => push_decimal(out, downcast::<Decimal128Array>(array).value(row), *scale),
+        },
         SqlType::String => push_string(out, downcast::<StringArray>(array).value(row)),
         SqlType::Bytes => {
             push_string(

@@ -41,6 +41,16 @@ fn strings() {
         ("initcap(CAST(NULL AS VARCHAR))", "NULL"),
         ("instr('CORPORATE FLOOR', 'OR')", "2"),
         ("instr('CORPORATE FLOOR', 'MISSING')", "0"),
+        ("instr('CORPORATE FLOOR', 'OR', 3)", "5"),
+        ("instr('CORPORATE FLOOR', 'OR', 3, 2)", "14"),
+        ("instr('CORPORATE FLOOR', 'OR', -3)", "5"),
+        ("instr('CORPORATE FLOOR', 'OR', -3, 2)", "2"),
+        ("instr('CORPORATE FLOOR', 'OR', 3, 3)", "0"),
+        ("instr('CORPORATE FLOOR', 'OR', -20)", "0"),
+        ("instr('CORPORATE FLOOR', 'OR', 1, 0)", "0"),
+        ("instr('aaa', 'aa', 1, 2)", "2"),
+        ("instr('ünïcödé', 'cö')", "4"),
+        ("instr('CORPORATE FLOOR', 'OR', CAST(NULL AS INT))", "NULL"),
         ("instr(CAST(NULL AS VARCHAR), 'OR')", "NULL"),
         ("md5('hello')", "5d41402abc4b2a76b9719d911017c592"),
         ("md5(CAST(NULL AS VARCHAR))", "NULL"),
@@ -49,7 +59,17 @@ fn strings() {
         ("ucase('ApPle')", "APPLE"),
         ("ucase(CAST(NULL AS VARCHAR))", "NULL"),
     ]);
-    refused(&["md5(1)", "initcap(1)"]);
+    // ksqlDB converts no number to text: DataFusion's functions would.
+    refused(&[
+        "md5(1)",
+        "initcap(1)",
+        "concat_ws(1, 'a')",
+        "concat('a', 1)",
+        "replace(1, 'a', 'b')",
+        "lcase(1)",
+        "instr('a', 1)",
+        "instr('abc', 'b', 1.5)",
+    ]);
 }
 
 #[test]
@@ -70,6 +90,8 @@ fn math() {
         ("ln(1.0)", "0.0"),
         ("pi()", "3.141592653589793"),
         ("power(2.0, 10.0)", "1024.0"),
+        // An INT widens to the DOUBLE the function takes.
+        ("cos(CAST(0 AS INT))", "1.0"),
         ("radians(180.0)", "3.141592653589793"),
         ("sin(0.0)", "0.0"),
         ("sinh(0.0)", "0.0"),
@@ -92,7 +114,13 @@ fn math() {
         ("power(CAST(NULL AS DOUBLE), 2.0)", "NULL"),
         ("random() >= 0.0 AND random() < 1.0", "true"),
     ]);
-    refused(&["cos('x')", "ceil('x')"]);
+    refused(&[
+        "cos('x')",
+        "ceil('x')",
+        "abs('x')",
+        "power('2', 3)",
+        "trunc('x')",
+    ]);
 }
 
 #[test]
@@ -210,6 +238,8 @@ fn arrays() {
         "array_join(make_array(named_struct('a', 1)))",
         "array_remove(1, 1)",
         "array_max('x')",
+        "array_contains(make_array(1, 2), 'x')",
+        "array_union(make_array(1), make_array('x'))",
     ]);
 }
 
@@ -244,7 +274,14 @@ fn nulls_and_values() {
         ("nullif('a', 'b')", "a"),
         ("as_value(5)", "5"),
         ("as_value(CAST(NULL AS VARCHAR))", "NULL"),
+        // Numbers of two types meet at the wider one.
+        ("ifnull(CAST(NULL AS BIGINT), CAST(0 AS INT))", "0"),
+        (
+            "array_length(ifnull(CAST(NULL AS ARRAY<INT>), make_array(1, 2)))",
+            "2",
+        ),
     ]);
+    refused(&["coalesce(1, 'x')", "ifnull(1, 'x')", "nullif('a', 1)"]);
 }
 
 #[test]

@@ -16,6 +16,7 @@ use datafusion::common::DataFusionError;
 use datafusion::logical_expr::ScalarUDF;
 
 use super::udf::{KsqlFunction, any_null, doubles, integers, is_number, row_failure};
+use crate::types::SqlType;
 
 pub fn functions() -> Vec<ScalarUDF> {
     let mut functions = extremes();
@@ -131,6 +132,9 @@ fn log(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef, DataFusionError> {
 
 fn round_type(args: &[DataType]) -> Option<DataType> {
     match args {
+        // Not yet: rounding decimals of more than 38 digits (their digits would pass
+        // through a DOUBLE).
+        [DataType::Decimal256(..), ..] => None,
         [DataType::Decimal128(precision, scale)] => Some(DataType::Decimal128(
             precision.saturating_sub((*scale).max(0) as u8).max(1),
             0,
@@ -352,6 +356,24 @@ mod tests {
             eval("arrow_typeof(least(CAST(1 AS DECIMAL(9, 2)), CAST(0 AS DECIMAL(7, 6))))"),
             "Decimal128(13, 6)"
         );
+        // Wider than 38 digits: 256-bit decimals, widened alike.
+        assert_eq!(
+            eval("arrow_typeof(greatest(CAST(1.5 AS DECIMAL(50, 30)), CAST(2 AS DECIMAL(40, 0))))"),
+            "Decimal256(70, 30)"
+        );
+        assert_eq!(
+            eval("greatest(CAST(1.5 AS DECIMAL(50, 30)), CAST(2 AS DECIMAL(9, 2)))"),
+            "2.000000000000000000000000000000"
+        );
+        assert!(
+            eval_error("greatest(CAST(1 AS INT), CAST(2 AS BIGINT), CAST(3 AS DECIMAL(50, 30)))")
+                .contains("ambiguous method parameters (INTEGER, BIGINT, DECIMAL(50, 30))")
+        );
+        // Refused rather than rounded through a DOUBLE.
+        assert!(
+            eval_error("round(CAST('1.5' AS DECIMAL(50, 30)))")
+                .contains("does not accept parameters (DECIMAL(50, 30))")
+        );
         assert_eq!(eval("greatest('apple', NULL, 'hello')"), "hello");
         assert_eq!(
             eval("least(CAST(NULL AS STRING), CAST(NULL AS STRING))"),
@@ -518,18 +540,20 @@ impl Extreme {
             if typed.contains(&&DataType::Float64) || typed.contains(&&DataType::Float32) {
                 return Ok(DataType::Float64);
             }
-            if all(|t| matches!(t, DataType::Decimal128(..))) {
-                let (mut digits, mut scale) = (0i16, 0i16);
+            if all(|t| matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..))) {
+                let (mut digits, mut scale) = (0u8, 0u8);
                 for t in &typed {
-                    if let DataType::Decimal128(p, s) = t {
-                        digits = digits.max(i16::from(*p) - i16::from(*s));
-                        scale = scale.max(i16::from(*s));
+                    if let Some(SqlType::Decimal {
+                        precision,
+                        scale: s,
+                    }) = SqlType::from_arrow(t)
+                    {
+                        digits = digits.max(precision - s);
+                        scale = scale.max(s);
                     }
                 }
-                return Ok(DataType::Decimal128(
-                    (digits + scale).min(38) as u8,
-                    scale as i8,
-                ));
+                let precision = (digits + scale).min(crate::types::MAX_DECIMAL_PRECISION);
+                return Ok(SqlType::Decimal { precision, scale }.to_arrow());
             }
             if typed.iter().all(|t| t == first) {
                 return Ok((*first).clone());

@@ -1,5 +1,5 @@
 //! ksqlDB's string functions where DataFusion has none or differs: `CHR`, `ELT`, `FIELD`,
-//! `ENCODE`, `SUBSTRING` (text and bytes), `LPAD`/`RPAD` (text and bytes), `TRIM` (Java's: every control character and
+//! `INSTR` (from a position, forwards or backwards, the n-th occurrence), `ENCODE`, `SUBSTRING` (text and bytes), `LPAD`/`RPAD` (text and bytes), `TRIM` (Java's: every control character and
 //! space), `SPLIT` (text and bytes), `SPLIT_TO_MAP`, the five `MASK` functions, and the
 //! regular expressions `REGEXP_EXTRACT`, `REGEXP_EXTRACT_ALL`, `REGEXP_REPLACE` (every
 //! match, Java's `$1` groups) and `REGEXP_SPLIT_TO_ARRAY`.
@@ -29,6 +29,7 @@ pub fn functions() -> Vec<ScalarUDF> {
         KsqlFunction::udf("chr", chr_type, chr),
         KsqlFunction::udf("elt", elt_type, elt),
         KsqlFunction::udf("field", field_type, field),
+        KsqlFunction::udf("instr", instr_type, instr),
         KsqlFunction::udf("encode", encode_type, encode),
         // In place of DataFusion's `substr` (whose alias `substring` was). The planner makes
         // `SUBSTRING(s, p)`, which sqlparser reads as SQL's form, a call of this function.
@@ -206,6 +207,87 @@ fn field(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef, DataFusionError> {
         })
         .collect();
     Ok(Arc::new(out))
+}
+
+fn instr_type(args: &[DataType]) -> Option<DataType> {
+    let (texts, numbers) = args.split_at(args.len().min(2));
+    let integer = |t: &DataType| t.is_integer() || t.is_null();
+    let takes = texts.len() == 2
+        && numbers.len() <= 2
+        && texts.iter().all(is_string)
+        && numbers.iter().all(integer);
+    takes.then_some(DataType::Int32)
+}
+
+/// `INSTR(text, wanted[, position[, occurrence]])`: the position (from 1, in characters)
+/// where the `occurrence`-th `wanted` (default the first) starts, searching forwards from
+/// character `position` (default 1) or, when it is negative, backwards from that many
+/// characters before the end; 0 when there is none.
+fn instr(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef, DataFusionError> {
+    let texts = strings(&args[0])?;
+    let wanted = strings(&args[1])?;
+    let positions = args.get(2).map(integers).transpose()?;
+    let occurrences = args.get(3).map(integers).transpose()?;
+    let out: Int32Array = (0..texts.len())
+        .map(|row| {
+            if any_null(args, row) {
+                return None;
+            }
+            let position = positions.as_ref().map_or(1, |p| p.value(row));
+            let occurrence = occurrences.as_ref().map_or(1, |o| o.value(row));
+            Some(instr_position(
+                texts.value(row),
+                wanted.value(row),
+                position,
+                occurrence,
+            ))
+        })
+        .collect();
+    Ok(Arc::new(out))
+}
+
+fn instr_position(text: &str, wanted: &str, position: i64, occurrence: i64) -> i32 {
+    let Ok(occurrence) = usize::try_from(occurrence) else {
+        return 0;
+    };
+    if occurrence == 0 {
+        return 0;
+    }
+    // Byte offset of a character position (from 0), the end past the last character.
+    let byte_at = |chars: usize| {
+        text.char_indices()
+            .nth(chars)
+            .map_or(text.len(), |(at, _)| at)
+    };
+    let found = if position >= 0 {
+        let from = byte_at(usize::try_from(position - 1).unwrap_or(0));
+        match_starts(text, wanted)
+            .filter(|&at| at >= from)
+            .nth(occurrence - 1)
+    } else {
+        // The latest character a match may start at.
+        let Ok(latest) = usize::try_from(text.chars().count() as i64 + position) else {
+            return 0;
+        };
+        let latest = byte_at(latest);
+        let before = match_starts(text, wanted)
+            .take_while(|&at| at <= latest)
+            .count();
+        before
+            .checked_sub(occurrence)
+            .and_then(|nth| match_starts(text, wanted).nth(nth))
+    };
+    found.map_or(0, |at| text[..at].chars().count() as i32 + 1)
+}
+
+/// Where each match of `wanted` starts in `text` (byte offsets), overlapping ones included.
+fn match_starts<'a>(text: &'a str, wanted: &'a str) -> impl Iterator<Item = usize> + 'a {
+    let mut from = 0;
+    std::iter::from_fn(move || {
+        let at = from + text.get(from..)?.find(wanted)?;
+        from = at + text[at..].chars().next().map_or(1, char::len_utf8);
+        Some(at)
+    })
 }
 
 fn encode_type(args: &[DataType]) -> Option<DataType> {

@@ -129,9 +129,8 @@ pub fn refused_parameters(name: &str, arg_types: &[DataType]) -> DataFusionError
     if let Some(documented) = super::catalogue::documented(name) {
         message.push_str("\nValid alternatives are:");
         for (arguments, _) in documented.signatures {
-            let arguments: Vec<String> = arguments
-                .split(", ")
-                .filter(|a| !a.is_empty())
+            let arguments: Vec<String> = super::signatures::split_parameters(arguments)
+                .into_iter()
                 .map(|argument| match argument.split_once(' ') {
                     Some((name, ty)) => format!("{ty} {name}"),
                     None => argument.to_string(),
@@ -149,8 +148,14 @@ pub fn refused_parameters(name: &str, arg_types: &[DataType]) -> DataFusionError
 
 /// DataFusion's refusal of a call to one of its own functions (`… No function matches the
 /// given name and argument types 'cos(Utf8)' …`) in ksqlDB's words, as
-/// [`refused_parameters`] writes them; `None` for any other message.
+/// [`refused_parameters`] writes them, and ours without DataFusion's wrapping (`Function
+/// 'concat_ws' user-defined coercion failed with: …`); `None` for any other message.
 pub fn refusal_in_ksql_words(message: &str) -> Option<String> {
+    // Ours, inside DataFusion's account of a failed coercion: the refusal alone.
+    if let Some(at) = message.find(" does not accept parameters (") {
+        let start = message[..at].rfind("Function '")?;
+        return Some(message[start..].to_string());
+    }
     let call = message
         .split("No function matches the given name and argument types '")
         .nth(1)?;

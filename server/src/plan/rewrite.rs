@@ -3,7 +3,8 @@
 //! `s -> f` (ksqlDB's struct dereference, kept as a binary `->` so it prints back as
 //! written) becomes the field access `s.f`; `STRUCT(a := x)` becomes `named_struct('A', x)`
 //! (`STRUCT()` becomes `empty_struct()`) and `MAP(k := v)` becomes `make_map(k, v)`;
-//! `IFNULL` becomes `COALESCE`; `ARRAY_SORT` is told to put NULLs last, as ksqlDB's does.
+//! `ARRAY_SORT` is told to put NULLs last, as ksqlDB's does; `CAST(x AS DECIMAL(p, s))`
+//! becomes `decimal_cast(x, p, s)`, which casts as ksqlDB does.
 //!
 //! Two of ksqlDB's semantics are rewrites too: a comparison is never NULL (`a = b` is false
 //! when either side is NULL), and a string compared with `ROWTIME`, `WINDOWSTART` or
@@ -214,6 +215,7 @@ impl VisitorMut for DereferenceRewriter<'_> {
         rewrite_constructor(expr)?;
         array_constructor(expr);
         substring_call(expr);
+        decimal_cast(expr);
         table_function(expr, self.table_functions);
         int_literal(expr);
         match expr {
@@ -308,6 +310,39 @@ fn substring_call(expr: &mut Expr) {
         .map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e)))
         .collect();
     *expr = call("substring", args);
+}
+
+/// `CAST(x AS DECIMAL(p, s))` → `decimal_cast(x, p, s)`, which casts as ksqlDB does
+/// (`functions::decimal_cast`).
+fn decimal_cast(expr: &mut Expr) {
+    use sqlparser::ast::{CastKind, DataType as SqlDataType, ExactNumberInfo};
+    let Expr::Cast {
+        kind: CastKind::Cast,
+        expr: value,
+        data_type: SqlDataType::Decimal(info),
+        array: false,
+        format: None,
+    } = expr
+    else {
+        return;
+    };
+    let (precision, scale) = match *info {
+        ExactNumberInfo::PrecisionAndScale(precision, scale) => (precision, scale),
+        ExactNumberInfo::Precision(precision) => (precision, 0),
+        ExactNumberInfo::None => return,
+    };
+    let number = |n: String| {
+        FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::value(Value::Number(n, false))))
+    };
+    let value = std::mem::replace(value.as_mut(), Expr::value(Value::Null));
+    *expr = call(
+        crate::functions::decimal_cast::NAME,
+        vec![
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(value)),
+            number(precision.to_string()),
+            number(scale.to_string()),
+        ],
+    );
 }
 
 /// A call of `name` with `args`.
@@ -506,12 +541,6 @@ fn rewrite_constructor(expr: &mut Expr) -> ControlFlow<String> {
             .push(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::value(
                 Value::SingleQuotedString("NULLS LAST".into()),
             ))));
-        return ControlFlow::Continue(());
-    }
-    if name == "IFNULL" {
-        // DataFusion's `nvl` coerces mismatched arguments to strings; ksqlDB's IFNULL is
-        // COALESCE of two.
-        function.name = ObjectName::from(vec![Ident::new("coalesce")]);
         return ControlFlow::Continue(());
     }
     let target = match name.as_str() {

@@ -1,11 +1,29 @@
-//! Exact DECIMAL text ↔ Arrow's `i128` unscaled values, rounding HALF_UP as Java's
-//! `BigDecimal.setScale` does in ksqlDB.
+//! Exact DECIMAL text ↔ Arrow's unscaled values (`i128` up to 38 digits, `i256` beyond),
+//! rounding HALF_UP as Java's `BigDecimal.setScale` does in ksqlDB.
 //!
-//! Entry points: [`parse_decimal`], [`format_decimal`], [`push_decimal`].
+//! Entry points: [`parse_decimal`], [`parse_wide_decimal`], [`format_decimal`],
+//! [`push_decimal`], [`push_wide_decimal`].
+
+use arrow::datatypes::{
+    ArrowNativeType, ArrowNativeTypeOp, Decimal128Type, Decimal256Type, DecimalType, i256,
+};
 
 /// Parses `12.365`, `-0.5`, `1.2E3` or `7` into an unscaled value with `scale` fraction
-/// digits, refusing values that need more than `precision` digits.
+/// digits, refusing values that need more than `precision` digits (at most 38).
 pub fn parse_decimal(text: &str, precision: u8, scale: u8) -> Result<i128, String> {
+    parse_unscaled::<Decimal128Type>(text, precision, scale)
+}
+
+/// [`parse_decimal`] for precisions beyond 38 digits.
+pub fn parse_wide_decimal(text: &str, precision: u8, scale: u8) -> Result<i256, String> {
+    parse_unscaled::<Decimal256Type>(text, precision, scale)
+}
+
+fn parse_unscaled<T: DecimalType>(
+    text: &str,
+    precision: u8,
+    scale: u8,
+) -> Result<T::Native, String> {
     let text = text.trim();
     let invalid = || format!("'{text}' is not a valid decimal number");
     let (negative, unsigned) = match text.as_bytes().first() {
@@ -34,32 +52,39 @@ pub fn parse_decimal(text: &str, precision: u8, scale: u8) -> Result<i128, Strin
     let digits = digits.trim_start_matches('0');
     let shift = i64::from(scale) + i64::from(exponent) - fraction.len() as i64;
     let too_large = || format!("'{text}' does not fit DECIMAL({precision}, {scale})");
-    let mut unscaled: i128 = 0;
     let kept = if shift >= 0 {
         digits.len()
     } else {
         digits.len().saturating_sub((-shift) as usize)
     };
+    let ten = T::Native::usize_as(10);
+    let mut unscaled = T::Native::ZERO;
     for digit in digits[..kept].bytes() {
         unscaled = unscaled
-            .checked_mul(10)
-            .and_then(|v| v.checked_add(i128::from(digit - b'0')))
-            .ok_or_else(too_large)?;
+            .mul_checked(ten)
+            .and_then(|v| v.add_checked(T::Native::usize_as(usize::from(digit - b'0'))))
+            .map_err(|_| too_large())?;
     }
     if shift > 0 {
         for _ in 0..shift {
-            unscaled = unscaled.checked_mul(10).ok_or_else(too_large)?;
+            unscaled = unscaled.mul_checked(ten).map_err(|_| too_large())?;
         }
     } else if shift < 0 && kept < digits.len() {
         // Round HALF_UP on the first dropped digit.
         if digits.as_bytes()[kept] >= b'5' {
-            unscaled = unscaled.checked_add(1).ok_or_else(too_large)?;
+            unscaled = unscaled
+                .add_checked(T::Native::ONE)
+                .map_err(|_| too_large())?;
         }
     }
-    if unscaled >= 10i128.pow(u32::from(precision)) {
+    if !T::is_valid_decimal_precision(unscaled, precision) {
         return Err(too_large());
     }
-    Ok(if negative { -unscaled } else { unscaled })
+    Ok(if negative {
+        unscaled.neg_wrapping()
+    } else {
+        unscaled
+    })
 }
 
 /// `123650` with scale 4 is `12.3650`.
@@ -72,8 +97,23 @@ pub fn format_decimal(unscaled: i128, scale: u8) -> String {
 /// Appends what [`format_decimal`] gives to `out`, without allocating.
 pub fn push_decimal(out: &mut String, unscaled: i128, scale: u8) {
     let mut buffer = itoa::Buffer::new();
-    let digits = buffer.format(unscaled.unsigned_abs());
-    if unscaled < 0 {
+    push_digits(
+        out,
+        unscaled < 0,
+        buffer.format(unscaled.unsigned_abs()),
+        scale,
+    );
+}
+
+/// [`push_decimal`] for a value of more than 38 digits.
+pub fn push_wide_decimal(out: &mut String, unscaled: i256, scale: u8) {
+    let digits = unscaled.wrapping_abs().to_string();
+    push_digits(out, unscaled.is_negative(), &digits, scale);
+}
+
+/// A value's digits (without sign) written with `scale` of them after the point.
+fn push_digits(out: &mut String, negative: bool, digits: &str, scale: u8) {
+    if negative {
         out.push('-');
     }
     let scale = usize::from(scale);
@@ -118,6 +158,21 @@ mod tests {
         assert!(parse_decimal("", 4, 2).is_err());
         assert!(parse_decimal("1.2.3", 4, 2).is_err());
         assert!(parse_decimal("1e999", 38, 0).is_err());
+        assert!(
+            parse_decimal("-999.995", 5, 2).is_err(),
+            "rounds past the precision"
+        );
+    }
+
+    #[test]
+    fn wide_decimals_keep_every_digit() {
+        let text = "-12345678901234567890.123456789012345678901234567890";
+        let value = parse_wide_decimal(text, 50, 30).expect("fits");
+        let mut out = String::new();
+        push_wide_decimal(&mut out, value, 30);
+        assert_eq!(out, text);
+        assert!(parse_wide_decimal("1e50", 50, 0).is_err());
+        assert_eq!(parse_wide_decimal("0.5", 40, 0), Ok(i256::ONE), "HALF_UP");
     }
 
     #[test]

@@ -13,8 +13,12 @@ use arrow::datatypes::{DataType, Field, Fields, TimeUnit};
 use riffle_grammar::ast::{ColumnConstraint, ColumnDef};
 use sqlparser::ast::{self as sql, ExactNumberInfo};
 
-/// Largest DECIMAL precision ksqlDB accepts (and Arrow's Decimal128 holds).
-pub const MAX_DECIMAL_PRECISION: u8 = 38;
+/// Largest DECIMAL precision Riffle holds (Arrow's Decimal256; ksqlDB's `BigDecimal` has
+/// no bound).
+pub const MAX_DECIMAL_PRECISION: u8 = 76;
+
+/// Largest DECIMAL precision held in 128 bits (Arrow's Decimal128); wider ones take 256.
+pub const MAX_NARROW_DECIMAL_PRECISION: u8 = 38;
 
 /// A ksqlDB column type.
 ///
@@ -139,7 +143,10 @@ impl SqlType {
             SqlType::Integer => DataType::Int32,
             SqlType::BigInt => DataType::Int64,
             SqlType::Double => DataType::Float64,
-            SqlType::Decimal { precision, scale } => DataType::Decimal128(*precision, *scale as i8),
+            SqlType::Decimal { precision, scale } if *precision <= MAX_NARROW_DECIMAL_PRECISION => {
+                DataType::Decimal128(*precision, *scale as i8)
+            }
+            SqlType::Decimal { precision, scale } => DataType::Decimal256(*precision, *scale as i8),
             SqlType::String => DataType::Utf8,
             SqlType::Bytes => DataType::Binary,
             SqlType::Date => DataType::Date32,
@@ -179,10 +186,12 @@ impl SqlType {
             | DataType::UInt16 => SqlType::Integer,
             DataType::Int64 | DataType::UInt32 | DataType::UInt64 => SqlType::BigInt,
             DataType::Float32 | DataType::Float64 => SqlType::Double,
-            DataType::Decimal128(precision, scale) => SqlType::Decimal {
-                precision: *precision,
-                scale: (*scale).max(0) as u8,
-            },
+            DataType::Decimal128(precision, scale) | DataType::Decimal256(precision, scale) => {
+                SqlType::Decimal {
+                    precision: *precision,
+                    scale: (*scale).max(0) as u8,
+                }
+            }
             DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => SqlType::String,
             DataType::Binary | DataType::LargeBinary | DataType::BinaryView => SqlType::Bytes,
             DataType::Date32 => SqlType::Date,
@@ -382,7 +391,7 @@ mod tests {
     #[test]
     fn every_type_maps_to_arrow_and_back() {
         let s = schema(
-            "a boolean, b int, c bigint, d double, e decimal(10, 2), f string, g bytes, \
+            "a boolean, b int, c bigint, d double, e decimal(10, 2), w decimal(50, 30), f string, g bytes, \
              h date, i time, j timestamp, k array<int>, l map<string, bigint>, m struct<x int>",
         );
         for column in &s.columns {
@@ -398,12 +407,15 @@ mod tests {
 
     #[test]
     fn bad_decimals_and_unknown_types_are_named() {
-        let columns = riffle_grammar::parse_table_elements("a decimal(50, 2)").expect("parses");
+        let columns = riffle_grammar::parse_table_elements("a decimal(77, 2)").expect("parses");
         let error = LogicalSchema::from_column_defs(&columns, &no_aliases).expect_err("too wide");
         assert!(
-            error.0.contains("precision must be between 1 and 38"),
+            error.0.contains("precision must be between 1 and 76: 77"),
             "{error}"
         );
+        let columns = riffle_grammar::parse_table_elements("a decimal(2, 3)").expect("parses");
+        let error = LogicalSchema::from_column_defs(&columns, &no_aliases).expect_err("scale");
+        assert!(error.0.contains("scale must be between 0"), "{error}");
         let columns = riffle_grammar::parse_table_elements("a address").expect("parses");
         let error = LogicalSchema::from_column_defs(&columns, &no_aliases).expect_err("unknown");
         assert!(error.0.starts_with("Unknown type: ADDRESS"), "{error}");

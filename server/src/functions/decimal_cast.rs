@@ -1,0 +1,173 @@
+//! `CAST(x AS DECIMAL(p, s))` as ksqlDB casts, planned as `decimal_cast(x, p, s)`: a DOUBLE
+//! goes through its shortest decimal text (Java's `BigDecimal.valueOf`) and a STRING
+//! through its digits, both rounded HALF_UP to the scale, where Arrow's cast would multiply
+//! the DOUBLE by 10^s (`1.005` would become `1.00`, not `1.01`, and digits past the
+//! seventeenth would be noise). Other types cast as Arrow casts them. A value that does
+//! not fit, or text that is not a number, is NULL for its row and logged.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::compute::CastOptions;
+use arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
+use datafusion::common::{DataFusionError, Result, ScalarValue};
+use datafusion::logical_expr::{
+    ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Volatility,
+};
+
+use super::udf::row_failure;
+use crate::format::appender::DecimalBuilder;
+use crate::types::SqlType;
+
+/// The name the planner writes `CAST(x AS DECIMAL(p, s))` as.
+pub const NAME: &str = "decimal_cast";
+
+pub fn functions() -> Vec<ScalarUDF> {
+    vec![ScalarUDF::new_from_impl(DecimalCast {
+        signature: Signature::any(3, Volatility::Immutable),
+    })]
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct DecimalCast {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for DecimalCast {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Err(DataFusionError::Internal(
+            "decimal_cast answers its type from its precision and scale".into(),
+        ))
+    }
+
+    /// `DECIMAL(p, s)` from the two constant arguments.
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        let constant = |at: usize| -> Option<i64> {
+            match args.scalar_arguments.get(at).copied().flatten()? {
+                ScalarValue::Int64(v) => *v,
+                ScalarValue::Int32(v) => v.map(i64::from),
+                _ => None,
+            }
+        };
+        let (Some(precision), Some(scale)) = (constant(1), constant(2)) else {
+            return Err(DataFusionError::Plan(
+                "DECIMAL needs a constant precision and scale".into(),
+            ));
+        };
+        let ty = SqlType::decimal(u64::try_from(precision).unwrap_or(0), scale)
+            .map_err(|error| DataFusionError::Plan(error.0))?;
+        Ok(Arc::new(Field::new(NAME, ty.to_arrow(), true)))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let target = args.return_type().clone();
+        let Some(SqlType::Decimal { precision, scale }) = SqlType::from_arrow(&target) else {
+            return Err(DataFusionError::Internal(format!(
+                "decimal_cast planned to {target}"
+            )));
+        };
+        let value = args.args[0].to_array(args.number_rows)?;
+        let out = match value.data_type() {
+            DataType::Float32 | DataType::Float64 => {
+                let doubles = arrow::compute::cast(&value, &DataType::Float64)?;
+                let doubles = doubles.as_primitive::<Float64Type>();
+                let mut digits = ryu::Buffer::new();
+                parse_each(value.len(), precision, scale, |row| {
+                    doubles.is_valid(row).then(|| {
+                        let double = doubles.value(row);
+                        if double.is_finite() {
+                            digits.format_finite(double).to_string()
+                        } else {
+                            double.to_string()
+                        }
+                    })
+                })
+            }
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+                let texts = arrow::compute::cast(&value, &DataType::Utf8)?;
+                let texts = texts.as_string::<i32>();
+                parse_each(value.len(), precision, scale, |row| {
+                    texts.is_valid(row).then(|| texts.value(row).to_string())
+                })
+            }
+            _ => arrow::compute::cast_with_options(
+                &value,
+                &target,
+                &CastOptions {
+                    safe: false,
+                    ..CastOptions::default()
+                },
+            )?,
+        };
+        Ok(ColumnarValue::Array(out))
+    }
+}
+
+/// Each row's decimal text (`None` for NULL) parsed at the scale; a row whose text is not
+/// a number or does not fit is NULL, and its failure is logged.
+fn parse_each(
+    rows: usize,
+    precision: u8,
+    scale: u8,
+    mut text_of: impl FnMut(usize) -> Option<String>,
+) -> ArrayRef {
+    let mut builder = DecimalBuilder::new(precision, rows);
+    for row in 0..rows {
+        match text_of(row) {
+            None => builder.append_null(),
+            Some(text) => {
+                if let Err(why) = builder.append_text(&text, precision, scale) {
+                    row_failure::<()>(row, why);
+                }
+            }
+        }
+    }
+    builder.finish(precision, scale)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::functions::test_support::{eval, eval_error};
+
+    #[test]
+    fn doubles_cast_through_their_shortest_digits_rounding_half_up() {
+        assert_eq!(eval("decimal_cast(CAST(1.005 AS DOUBLE), 3, 2)"), "1.01");
+        assert_eq!(eval("decimal_cast(CAST(-1.005 AS DOUBLE), 3, 2)"), "-1.01");
+        assert_eq!(
+            eval("decimal_cast(CAST(1.5 AS DOUBLE), 38, 30)"),
+            "1.500000000000000000000000000000"
+        );
+        assert_eq!(
+            eval("decimal_cast(CAST(1e-7 AS DOUBLE), 10, 8)"),
+            "0.00000010"
+        );
+        assert_eq!(eval("decimal_cast(CAST(NULL AS DOUBLE), 3, 2)"), "NULL");
+        assert_eq!(
+            eval("decimal_cast(CAST(1000 AS DOUBLE), 3, 2)"),
+            "NULL",
+            "too large"
+        );
+    }
+
+    #[test]
+    fn text_and_other_types_cast_to_the_scale() {
+        assert_eq!(eval("decimal_cast('1.005', 3, 2)"), "1.01");
+        assert_eq!(eval("decimal_cast('2E2', 5, 1)"), "200.0");
+        assert_eq!(eval("decimal_cast('abc', 5, 1)"), "NULL");
+        assert_eq!(eval("decimal_cast(CAST(12 AS INT), 5, 1)"), "12.0");
+        assert_eq!(
+            eval("decimal_cast(CAST('1.25' AS DECIMAL(3, 2)), 50, 30)"),
+            "1.250000000000000000000000000000"
+        );
+        assert!(eval_error("decimal_cast(1.5, 77, 2)").contains("between 1 and 76: 77"));
+    }
+}
