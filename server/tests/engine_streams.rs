@@ -1170,7 +1170,7 @@ async fn substring_counts_positions_as_ksqldb_does() {
 }
 
 /// A DECIMAL wider than 38 digits keeps every digit from its topic to its sink, through
-/// arithmetic, comparisons and GREATEST; a DOUBLE cast to a DECIMAL rounds its shortest
+/// arithmetic, comparisons, GREATEST and SUM; a DOUBLE cast to a DECIMAL rounds its shortest
 /// digits HALF_UP, as ksqlDB's `BigDecimal.valueOf` does (1.005 is 1.01, not 1.00).
 #[tokio::test]
 async fn decimals_wider_than_38_digits_keep_every_digit() {
@@ -1184,7 +1184,8 @@ async fn decimals_wider_than_38_digits_keep_every_digit() {
                SELECT id, a, a + a AS twice, GREATEST(a, b) AS top, a > b AS bigger,
                       CAST(a AS STRING) AS text,
                       CAST(CAST(1.005 AS DOUBLE) AS DECIMAL(3, 2)) AS half_up
-               FROM amounts WHERE a IS NOT NULL;",
+               FROM amounts WHERE a IS NOT NULL;
+             CREATE TABLE sums AS SELECT id, SUM(a) AS total FROM amounts GROUP BY id;",
             &earliest(),
         )
         .await
@@ -1213,6 +1214,11 @@ async fn decimals_wider_than_38_digits_keep_every_digit() {
         Some(
             r#"{"A":12345678901234567890.123456789012345678901234567890,"TWICE":24691357802469135780.246913578024691357802469135780,"TOP":12345678901234567890.123456789012345678901234567890,"BIGGER":true,"TEXT":"12345678901234567890.123456789012345678901234567890","HALF_UP":1.01}"#
         )
+    );
+    let sums = sink_values(&log, "SUMS").await;
+    assert_eq!(
+        sums.last().and_then(|row| row.1.as_deref()),
+        Some(r#"{"TOTAL":12345678901234567890.123456789012345678901234567890}"#)
     );
     let error = engine
         .execute(

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray};
-use arrow::datatypes::{DataType, Field, FieldRef};
+use arrow::datatypes::{DataType, Field, FieldRef, i256};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
@@ -66,7 +66,9 @@ impl AggregateUDFImpl for Sum {
             Some(DataType::Int8 | DataType::Int16 | DataType::Int32) => Ok(DataType::Int32),
             Some(DataType::Int64) => Ok(DataType::Int64),
             Some(DataType::Float32 | DataType::Float64) => Ok(DataType::Float64),
-            Some(decimal @ DataType::Decimal128(_, _)) => Ok(decimal.clone()),
+            Some(decimal @ (DataType::Decimal128(_, _) | DataType::Decimal256(_, _))) => {
+                Ok(decimal.clone())
+            }
             _ => Err(refused_parameters(&self.name().to_uppercase(), arg_types)),
         }
     }
@@ -78,6 +80,9 @@ impl AggregateUDFImpl for Sum {
                 DataType::Int32 => Total::Int(0),
                 DataType::Int64 => Total::BigInt(0),
                 DataType::Decimal128(precision, scale) => Total::Decimal(0, *precision, *scale),
+                DataType::Decimal256(precision, scale) => {
+                    Total::WideDecimal(i256::ZERO, *precision, *scale)
+                }
                 _ => Total::Double(0.0),
             },
         }))
@@ -102,6 +107,8 @@ enum Total {
     BigInt(i64),
     Double(f64),
     Decimal(i128, u8, i8),
+    /// A DECIMAL of more than 38 digits.
+    WideDecimal(i256, u8, i8),
 }
 
 #[derive(Debug)]
@@ -130,12 +137,13 @@ impl SumAccumulator {
 
     fn add_column(&mut self, column: &ArrayRef, sign: i8) -> Result<()> {
         use arrow::compute::{cast, sum};
-        use arrow::datatypes::{Decimal128Type, Float64Type, Int32Type, Int64Type};
+        use arrow::datatypes::{Decimal128Type, Decimal256Type, Float64Type, Int32Type, Int64Type};
         let target = match self.total {
             Total::Int(_) => DataType::Int32,
             Total::BigInt(_) => DataType::Int64,
             Total::Double(_) => DataType::Float64,
             Total::Decimal(_, precision, scale) => DataType::Decimal128(precision, scale),
+            Total::WideDecimal(_, precision, scale) => DataType::Decimal256(precision, scale),
         };
         let column = if column.data_type() == &target {
             column.clone()
@@ -158,6 +166,10 @@ impl SumAccumulator {
             Total::Decimal(total, _, _) => {
                 let part = sum(column.as_primitive::<Decimal128Type>()).unwrap_or(0);
                 *total = total.wrapping_add(part.wrapping_mul(i128::from(sign)));
+            }
+            Total::WideDecimal(total, _, _) => {
+                let part = sum(column.as_primitive::<Decimal256Type>()).unwrap_or(i256::ZERO);
+                *total = total.wrapping_add(part.wrapping_mul(i256::from_i128(i128::from(sign))));
             }
         }
         Ok(())
@@ -184,6 +196,9 @@ impl Accumulator for SumAccumulator {
             Total::Double(total) => ScalarValue::Float64(Some(total)),
             Total::Decimal(total, precision, scale) => {
                 ScalarValue::Decimal128(Some(total), precision, scale)
+            }
+            Total::WideDecimal(total, precision, scale) => {
+                ScalarValue::Decimal256(Some(total), precision, scale)
             }
         })
     }
@@ -420,6 +435,33 @@ mod tests {
             Some(ScalarValue::Int32(Some(i32::MIN + 2))),
             "an INT sum wraps as Java's does"
         );
+    }
+
+    #[test]
+    fn a_sum_of_decimals_wider_than_38_digits_keeps_every_digit() {
+        let ty = DataType::Decimal256(50, 30);
+        let value = crate::types::decimal::parse_wide_decimal(
+            "12345678901234567890.123456789012345678901234567890",
+            50,
+            30,
+        )
+        .expect("fits");
+        let column: ArrayRef = Arc::new(
+            arrow::array::Decimal256Array::from(vec![Some(value), None, Some(value)])
+                .with_data_type(ty),
+        );
+        let mut sum = SumAccumulator {
+            list: false,
+            total: Total::WideDecimal(i256::ZERO, 50, 30),
+        };
+        sum.update_batch(std::slice::from_ref(&column))
+            .expect("adds");
+        sum.retract_batch(&[column.slice(0, 1)])
+            .expect("takes back");
+        let Ok(ScalarValue::Decimal256(Some(total), 50, 30)) = sum.evaluate() else {
+            panic!("a DECIMAL(50, 30) sum");
+        };
+        assert_eq!(total, value);
     }
 
     #[test]
