@@ -4,9 +4,8 @@
 //! `""` is a literal quote). An empty unquoted field is NULL. Nested types are not carried.
 
 use arrow::array::{
-    Array, ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Decimal256Array,
-    Float64Array, Int32Array, Int64Array, StringArray, Time32MillisecondArray,
-    TimestampMillisecondArray,
+    Array, ArrayRef, BinaryArray, BooleanArray, Date32Array, Float64Array, Int32Array, Int64Array,
+    StringArray, Time32MillisecondArray, TimestampMillisecondArray,
 };
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -14,7 +13,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use super::appender::Appender;
 use super::json::java_double;
 use crate::types::SqlType;
-use crate::types::decimal::{format_decimal, push_wide_decimal};
+use crate::types::decimal::push_decimal_at;
 
 /// Whether DELIMITED can carry a column of this type.
 pub fn supports(ty: &SqlType) -> bool {
@@ -142,18 +141,11 @@ pub fn field_text(array: &ArrayRef, ty: &SqlType, row: usize) -> Option<String> 
         SqlType::Integer => any.downcast_ref::<Int32Array>()?.value(row).to_string(),
         SqlType::BigInt => any.downcast_ref::<Int64Array>()?.value(row).to_string(),
         SqlType::Double => java_double(any.downcast_ref::<Float64Array>()?.value(row)),
-        SqlType::Decimal { scale, .. } => match array.data_type() {
-            arrow::datatypes::DataType::Decimal256(..) => {
-                let mut text = String::new();
-                push_wide_decimal(
-                    &mut text,
-                    any.downcast_ref::<Decimal256Array>()?.value(row),
-                    *scale,
-                );
-                text
-            }
-            _ => format_decimal(any.downcast_ref::<Decimal128Array>()?.value(row), *scale),
-        },
+        SqlType::Decimal { scale, .. } => {
+            let mut text = String::new();
+            push_decimal_at(&mut text, array.as_ref(), row, *scale)?;
+            text
+        }
         SqlType::String => any.downcast_ref::<StringArray>()?.value(row).to_string(),
         SqlType::Bytes => BASE64.encode(any.downcast_ref::<BinaryArray>()?.value(row)),
         SqlType::Date => any.downcast_ref::<Date32Array>()?.value(row).to_string(),

@@ -6,9 +6,9 @@
 //! names are written as stored, DOUBLEs as Java prints them (`1.0`, `1.0E10`).
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Date32Array, Decimal128Array,
-    Decimal256Array, Float64Array, Int32Array, Int64Array, ListArray, MapArray, StringArray,
-    StructArray, Time32MillisecondArray, TimestampMillisecondArray,
+    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Date32Array, Float64Array, Int32Array,
+    Int64Array, ListArray, MapArray, StringArray, StructArray, Time32MillisecondArray,
+    TimestampMillisecondArray,
 };
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::appender::Appender;
 use crate::types::SqlType;
-use crate::types::decimal::{push_decimal, push_wide_decimal};
+use crate::types::decimal::push_decimal_at;
 
 /// Appends one JSON value to a column: always exactly one entry, a null where the value does
 /// not convert (and the error says why).
@@ -345,12 +345,8 @@ pub fn write_json_value(
         SqlType::Integer => push_integer(out, downcast::<Int32Array>(array).value(row)),
         SqlType::BigInt => push_integer(out, downcast::<Int64Array>(array).value(row)),
         SqlType::Double => push_double(out, downcast::<Float64Array>(array).value(row)),
-        SqlType::Decimal { scale, .. } => match array.data_type() {
-            arrow::datatypes::DataType::Decimal256(..) => {
-                push_wide_decimal(out, downcast::<Decimal256Array>(array).value(row), *scale);
-            }
-            _ => push_decimal(out, downcast::<Decimal128Array>(array).value(row), *scale),
-        },
+        SqlType::Decimal { scale, .. } => push_decimal_at(out, array.as_ref(), row, *scale)
+            .expect("columns are built from their declared ksqlDB type"),
         SqlType::String => push_string(out, downcast::<StringArray>(array).value(row)),
         SqlType::Bytes => {
             push_string(

@@ -128,13 +128,19 @@ impl KsqlNamed {
             self.inner.as_ref(),
         )
     }
-}
 
-fn fields_of(types: &[DataType]) -> Vec<FieldRef> {
-    types
-        .iter()
-        .map(|ty| Arc::new(Field::new("", ty.clone(), true)))
-        .collect()
+    /// [`Self::inner_fields`] for argument types.
+    fn inner_types(&self, types: &[DataType]) -> Result<Vec<DataType>> {
+        let fields: Vec<FieldRef> = types
+            .iter()
+            .map(|ty| Arc::new(Field::new("", ty.clone(), true)))
+            .collect();
+        Ok(self
+            .inner_fields(&fields)?
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect())
+    }
 }
 
 impl ScalarUDFImpl for KsqlNamed {
@@ -157,18 +163,13 @@ impl ScalarUDFImpl for KsqlNamed {
             return Err(refused_parameters(self.name, arg_types));
         }
         // DataFusion's function must take them too, after its own conversions.
-        self.inner_fields(&fields_of(arg_types))
+        self.inner_types(arg_types)
             .map_err(|_| refused_parameters(self.name, arg_types))?;
         Ok(arg_types.to_vec())
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        let inner: Vec<DataType> = self
-            .inner_fields(&fields_of(arg_types))?
-            .iter()
-            .map(|f| f.data_type().clone())
-            .collect();
-        self.inner.return_type(&inner)
+        self.inner.return_type(&self.inner_types(arg_types)?)
     }
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
@@ -225,18 +226,14 @@ impl ScalarUDFImpl for KsqlNamed {
         else {
             return Ok(ExprSimplifyResult::Original(args));
         };
-        let fields = self.inner_fields(&fields_of(&types))?;
+        let taken = self.inner_types(&types)?;
         let converted = args
             .iter()
-            .zip(types.iter().zip(&fields))
-            .map(
-                |(arg, (written, field))| match written == field.data_type() {
-                    true => arg.clone(),
-                    false => {
-                        Expr::Cast(Cast::new(Box::new(arg.clone()), field.data_type().clone()))
-                    }
-                },
-            )
+            .zip(types.iter().zip(taken))
+            .map(|(arg, (written, taken))| match *written == taken {
+                true => arg.clone(),
+                false => Expr::Cast(Cast::new(Box::new(arg.clone()), taken)),
+            })
             .collect();
         Ok(match self.inner.simplify(converted, info)? {
             ExprSimplifyResult::Original(_) => ExprSimplifyResult::Original(args),

@@ -5,6 +5,7 @@
 //! seventeenth would be noise). Other types cast as Arrow casts them. A value that does
 //! not fit, or text that is not a number, is NULL for its row and logged.
 
+use std::fmt::Write;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray};
@@ -81,22 +82,23 @@ impl ScalarUDFImpl for DecimalCast {
                 let doubles = arrow::compute::cast(&value, &DataType::Float64)?;
                 let doubles = doubles.as_primitive::<Float64Type>();
                 let mut digits = ryu::Buffer::new();
-                parse_each(value.len(), precision, scale, |row| {
-                    doubles.is_valid(row).then(|| {
-                        let double = doubles.value(row);
-                        if double.is_finite() {
-                            digits.format_finite(double).to_string()
-                        } else {
-                            double.to_string()
-                        }
-                    })
+                parse_each(value.len(), precision, scale, |row, text| {
+                    let double = doubles.value(row);
+                    if double.is_finite() {
+                        text.push_str(digits.format_finite(double));
+                    } else {
+                        // Not a number: the parse fails and says which.
+                        let _ = write!(text, "{double}");
+                    }
+                    doubles.is_valid(row)
                 })
             }
             DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
                 let texts = arrow::compute::cast(&value, &DataType::Utf8)?;
                 let texts = texts.as_string::<i32>();
-                parse_each(value.len(), precision, scale, |row| {
-                    texts.is_valid(row).then(|| texts.value(row).to_string())
+                parse_each(value.len(), precision, scale, |row, text| {
+                    text.push_str(texts.value(row));
+                    texts.is_valid(row)
                 })
             }
             _ => arrow::compute::cast_with_options(
@@ -112,23 +114,23 @@ impl ScalarUDFImpl for DecimalCast {
     }
 }
 
-/// Each row's decimal text (`None` for NULL) parsed at the scale; a row whose text is not
-/// a number or does not fit is NULL, and its failure is logged.
+/// Each row's decimal text, written by `write_text` into a buffer reused for every row
+/// (it answers false for a NULL), parsed at the scale; a row whose text is not a number or
+/// does not fit is NULL, and its failure is logged.
 fn parse_each(
     rows: usize,
     precision: u8,
     scale: u8,
-    mut text_of: impl FnMut(usize) -> Option<String>,
+    mut write_text: impl FnMut(usize, &mut String) -> bool,
 ) -> ArrayRef {
     let mut builder = DecimalBuilder::new(precision, rows);
+    let mut text = String::new();
     for row in 0..rows {
-        match text_of(row) {
-            None => builder.append_null(),
-            Some(text) => {
-                if let Err(why) = builder.append_text(&text, precision, scale) {
-                    row_failure::<()>(row, why);
-                }
-            }
+        text.clear();
+        if !write_text(row, &mut text) {
+            builder.append_null();
+        } else if let Err(why) = builder.append_text(&text, precision, scale) {
+            row_failure::<()>(row, why);
         }
     }
     builder.finish(precision, scale)

@@ -2,8 +2,9 @@
 //! rounding HALF_UP as Java's `BigDecimal.setScale` does in ksqlDB.
 //!
 //! Entry points: [`parse_decimal`], [`parse_wide_decimal`], [`format_decimal`],
-//! [`push_decimal`], [`push_wide_decimal`].
+//! [`push_decimal_at`].
 
+use arrow::array::{Array, Decimal128Array, Decimal256Array};
 use arrow::datatypes::{
     ArrowNativeType, ArrowNativeTypeOp, Decimal128Type, Decimal256Type, DecimalType, i256,
 };
@@ -48,18 +49,24 @@ fn parse_unscaled<T: DecimalType>(
         return Err(invalid());
     }
     // digits × 10^(exponent - fraction.len()), as digits with a shift to `scale`.
-    let digits: String = whole.chars().chain(fraction.chars()).collect();
-    let digits = digits.trim_start_matches('0');
+    // The significant digits, read in place (a hot path of decoding: no copy per value).
+    let leading_zeros = whole
+        .bytes()
+        .chain(fraction.bytes())
+        .take_while(|&b| b == b'0')
+        .count();
+    let digits = || whole.bytes().chain(fraction.bytes()).skip(leading_zeros);
+    let count = whole.len() + fraction.len() - leading_zeros;
     let shift = i64::from(scale) + i64::from(exponent) - fraction.len() as i64;
     let too_large = || format!("'{text}' does not fit DECIMAL({precision}, {scale})");
     let kept = if shift >= 0 {
-        digits.len()
+        count
     } else {
-        digits.len().saturating_sub((-shift) as usize)
+        count.saturating_sub((-shift) as usize)
     };
     let ten = T::Native::usize_as(10);
     let mut unscaled = T::Native::ZERO;
-    for digit in digits[..kept].bytes() {
+    for digit in digits().take(kept) {
         unscaled = unscaled
             .mul_checked(ten)
             .and_then(|v| v.add_checked(T::Native::usize_as(usize::from(digit - b'0'))))
@@ -69,9 +76,9 @@ fn parse_unscaled<T: DecimalType>(
         for _ in 0..shift {
             unscaled = unscaled.mul_checked(ten).map_err(|_| too_large())?;
         }
-    } else if shift < 0 && kept < digits.len() {
+    } else if shift < 0 && kept < count {
         // Round HALF_UP on the first dropped digit.
-        if digits.as_bytes()[kept] >= b'5' {
+        if digits().nth(kept).is_some_and(|digit| digit >= b'5') {
             unscaled = unscaled
                 .add_checked(T::Native::ONE)
                 .map_err(|_| too_large())?;
@@ -94,8 +101,9 @@ pub fn format_decimal(unscaled: i128, scale: u8) -> String {
     text
 }
 
-/// Appends what [`format_decimal`] gives to `out`, without allocating.
-pub fn push_decimal(out: &mut String, unscaled: i128, scale: u8) {
+/// Appends an unscaled value with `scale` digits after the point (`123650` with scale 4
+/// is `12.3650`), without allocating.
+fn push_decimal(out: &mut String, unscaled: i128, scale: u8) {
     let mut buffer = itoa::Buffer::new();
     push_digits(
         out,
@@ -105,8 +113,21 @@ pub fn push_decimal(out: &mut String, unscaled: i128, scale: u8) {
     );
 }
 
+/// Appends the value at `row` of a DECIMAL column, 128- or 256-bit, with `scale` digits
+/// after the point; `None` when the column holds no decimals.
+pub fn push_decimal_at(out: &mut String, array: &dyn Array, row: usize, scale: u8) -> Option<()> {
+    match array.as_any().downcast_ref::<Decimal256Array>() {
+        Some(wide) => push_wide_decimal(out, wide.value(row), scale),
+        None => {
+            let narrow = array.as_any().downcast_ref::<Decimal128Array>()?;
+            push_decimal(out, narrow.value(row), scale);
+        }
+    }
+    Some(())
+}
+
 /// [`push_decimal`] for a value of more than 38 digits.
-pub fn push_wide_decimal(out: &mut String, unscaled: i256, scale: u8) {
+fn push_wide_decimal(out: &mut String, unscaled: i256, scale: u8) {
     let digits = unscaled.wrapping_abs().to_string();
     push_digits(out, unscaled.is_negative(), &digits, scale);
 }
