@@ -819,6 +819,8 @@ impl Engine {
                 value_format: input.value_format.clone(),
                 timestamp_column: None,
                 window: input.window,
+                partitions: None,
+                keeps_input_key: false,
             },
             source: input,
             plan: QueryPlan::Stateless(plan),
@@ -1145,6 +1147,8 @@ impl Engine {
             SourceKind::Table => "CTAS",
         };
         let query_id = format!("{prefix}_{name}_{}", state.next_query - 1);
+        let keeps_input_key =
+            matches!(plan, QueryPlan::Stateless(_)) && create.query.partition_by.is_empty();
         let spec = QuerySpec {
             id: query_id.clone(),
             statement: text.trim().to_string(),
@@ -1159,6 +1163,8 @@ impl Engine {
                 value_format,
                 timestamp_column,
                 window,
+                partitions: Some(partitions),
+                keeps_input_key,
             },
             start: start_position(properties),
             options: task_options(properties)?,
@@ -1235,6 +1241,14 @@ impl Engine {
         }
         state.next_query += 1;
         let query_id = format!("INSERTQUERY_{}", state.next_query - 1);
+        let keeps_input_key =
+            matches!(plan, QueryPlan::Stateless(_)) && insert.query.partition_by.is_empty();
+        let sink_partitions = self
+            .log
+            .describe_topic(&target.topic)
+            .await?
+            .partitions
+            .len() as i32;
         let spec = QuerySpec {
             id: query_id.clone(),
             statement: text.trim().to_string(),
@@ -1249,6 +1263,8 @@ impl Engine {
                 value_format: target.value_format.clone(),
                 timestamp_column: target.timestamp.clone(),
                 window: target.window,
+                partitions: Some(sink_partitions),
+                keeps_input_key,
             },
             start: start_position(properties),
             options: task_options(properties)?,
@@ -1378,14 +1394,14 @@ impl Engine {
                     "Column name {column} does not exist."
                 )));
             };
-            let cast =
-                arrow::compute::cast(&value, &target_column.ty.to_arrow()).map_err(|_| {
-                    EngineError::Statement(format!(
-                        "Expected type {} for field {column} but got {}",
-                        target_column.ty,
-                        value.data_type()
-                    ))
-                })?;
+            let cast = to_column_type(&value, &target_column.ty.to_arrow()).map_err(|_| {
+                EngineError::Statement(format!(
+                    "Expected type {} for field {column} but got {}",
+                    target_column.ty,
+                    SqlType::from_arrow(value.data_type())
+                        .map_or_else(|| value.data_type().to_string(), |t| t.to_string())
+                ))
+            })?;
             by_name.insert(column.clone(), cast);
         }
         self.produce_row(&target, &by_name, timestamp).await?;
@@ -1879,6 +1895,8 @@ impl Engine {
                 value_format,
                 timestamp_column: None,
                 window: None,
+                partitions: None,
+                keeps_input_key: false,
             },
             joined,
             aggregate,
@@ -2476,6 +2494,8 @@ impl Engine {
                     value_format: source.value_format.clone(),
                     timestamp_column: None,
                     window,
+                    partitions: None,
+                    keeps_input_key: false,
                 },
                 source,
                 plan: match &plan {
@@ -3520,6 +3540,27 @@ fn join_step_text(step: &crate::plan::join::JoinStepPlan) -> String {
         "[ JOIN ] | {shape} {kind} | Left key: {} | Right key: {} | Key: {}{window}",
         step.left_key, step.right_key, step.key_name
     )
+}
+
+/// A value of `INSERT … VALUES` as its column's type: numbers and texts as Arrow casts them,
+/// a STRUCT's fields matched by name and the ones it leaves out NULL (ksqlDB's `STRUCT()`
+/// is a struct of NULLs); a field the column does not have is refused.
+fn to_column_type(
+    value: &arrow::array::ArrayRef,
+    target: &arrow::datatypes::DataType,
+) -> Result<arrow::array::ArrayRef, arrow::error::ArrowError> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::DataType;
+    let (DataType::Struct(given), DataType::Struct(wanted)) = (value.data_type(), target) else {
+        return arrow::compute::cast(value, target);
+    };
+    if let Some(extra) = given.iter().find(|f| wanted.find(f.name()).is_none()) {
+        return Err(arrow::error::ArrowError::CastError(format!(
+            "the column has no field {}",
+            extra.name()
+        )));
+    }
+    crate::types::struct_by_name(value.as_struct(), wanted, to_column_type)
 }
 
 fn done(message: String, query_id: Option<String>) -> StatementResult {

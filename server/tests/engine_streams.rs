@@ -194,6 +194,21 @@ async fn statement_errors_name_the_problem() {
             .starts_with("Topic 'nope' does not exist."),
         "{error}"
     );
+    // A schema name is for the Schema Registry's formats.
+    let error = engine
+        .execute(
+            "CREATE STREAM s (v INT) WITH (kafka_topic='s', value_format='json', \
+             VALUE_AVRO_SCHEMA_FULL_NAME='com.custom.schema');",
+            &earliest(),
+        )
+        .await
+        .expect_err("no schema to name");
+    assert!(
+        error
+            .to_string()
+            .contains("JSON does not support the following configs: [fullSchemaName]"),
+        "{error}"
+    );
     engine
         .execute(
             "CREATE STREAM s (k STRING KEY, v INT) WITH (kafka_topic='s', value_format='json', partitions=1);",
@@ -367,6 +382,45 @@ async fn insert_values_writes_one_record_and_types_alias_structs() {
     assert_eq!(
         record.value.as_deref(),
         Some(&br#"{"NAME":"ADA","HOME":{"STREET":"Main","ZIP":11},"SCORE":9.5}"#[..])
+    );
+    // A STRUCT naming some of the fields leaves the others NULL; `STRUCT()` names none.
+    engine
+        .execute(
+            "INSERT INTO people (id, home) VALUES (8, STRUCT(zip := 12));
+             INSERT INTO people (id, home) VALUES (9, STRUCT());",
+            &earliest(),
+        )
+        .await
+        .expect("partial structs inserted");
+    let response = log
+        .fetch(&FetchRequest::new("people", 0, 1))
+        .await
+        .expect("readable");
+    let values: Vec<&[u8]> = response
+        .records
+        .iter()
+        .map(|r| r.value.as_deref().expect("a value"))
+        .collect();
+    assert_eq!(
+        values,
+        [
+            &br#"{"NAME":null,"HOME":{"STREET":null,"ZIP":12},"SCORE":null}"#[..],
+            &br#"{"NAME":null,"HOME":{"STREET":null,"ZIP":null},"SCORE":null}"#[..],
+        ]
+    );
+    let error = engine
+        .execute(
+            "INSERT INTO people (id, home) VALUES (10, STRUCT(city := 'Oslo'));",
+            &earliest(),
+        )
+        .await
+        .expect_err("a field the column lacks");
+    assert!(
+        error.to_string().contains(
+            "Expected type STRUCT<`STREET` STRING, `ZIP` INTEGER> for field HOME but got \
+             STRUCT<`CITY` STRING>"
+        ),
+        "{error}"
     );
     let error = engine
         .execute("INSERT INTO nobody VALUES (1);", &earliest())
@@ -1327,6 +1381,49 @@ async fn a_null_number_in_a_lambdas_arithmetic_makes_the_call_null_and_arrays_se
             r#"r2: {"PLUS":null,"BIG":null,"TOTAL":null,"PAIRS":[[5,2],[null,2]],"MERGED":[[{"X":5,"Y":null},{"X":null,"Y":2}],[{"X":null,"Y":null},{"X":null,"Y":2}]]}"#,
             r#"r3: {"PLUS":null,"BIG":null,"TOTAL":0,"PAIRS":null,"MERGED":null}"#,
             r#"r4: {"PLUS":[],"BIG":[],"TOTAL":0,"PAIRS":[],"MERGED":[]}"#,
+        ]
+    );
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_without_a_key_keeps_none_unless_partition_by_makes_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (log, engine) = open_engine(dir.path()).await;
+    engine
+        .execute(
+            "CREATE STREAM pairs (a STRING KEY, b STRING KEY, v INT) \
+               WITH (kafka_topic='pairs', format='DELIMITED', partitions=1);
+             CREATE STREAM copied WITH (key_format='JSON') AS SELECT * FROM pairs;
+             CREATE STREAM rekeyed WITH (key_format='JSON') AS SELECT * FROM pairs \
+               PARTITION BY b, a;",
+            &earliest(),
+        )
+        .await
+        .expect("created");
+    let keyless = ProducerRecord {
+        timestamp: Some(2),
+        ..ProducerRecord::new(None::<String>, Some("7".to_string()))
+    };
+    log.produce("pairs", vec![json("x,y", "6", 1), keyless], Acks::All)
+        .await
+        .expect("produced");
+    engine.wait_until_caught_up().await.expect("caught up");
+    let keys = |records: Vec<(Option<String>, Option<String>, i64)>| {
+        records
+            .into_iter()
+            .map(|(key, _, _)| key)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        keys(sink_values(&log, "COPIED").await),
+        [Some(r#"{"A":"x","B":"y"}"#.to_string()), None]
+    );
+    assert_eq!(
+        keys(sink_values(&log, "REKEYED").await),
+        [
+            Some(r#"{"B":"y","A":"x"}"#.to_string()),
+            Some(r#"{"B":null,"A":null}"#.to_string())
         ]
     );
     engine.shutdown().await;

@@ -821,3 +821,59 @@ async fn a_push_query_aggregates_joined_rows_and_removes_its_internal_topic_when
     );
     engine.shutdown().await;
 }
+
+/// Kafka Streams places a windowed record by its key without the window, so that every
+/// window of a key lands in the key's partition; Riffle's sinks do the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_window_of_a_key_lands_in_the_keys_partition() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (log, engine) = open_engine(dir.path()).await;
+    engine
+        .execute(
+            "CREATE STREAM clicks (user STRING KEY, page STRING) \
+               WITH (kafka_topic='clicks', value_format='json', partitions=4);
+             CREATE TABLE per_second AS SELECT user, COUNT(*) AS n FROM clicks \
+               WINDOW TUMBLING (SIZE 1 SECOND) GROUP BY user;",
+            &earliest(),
+        )
+        .await
+        .expect("created");
+    let records = (0..4)
+        .flat_map(|second| {
+            ["ada", "bob"].map(|user| ProducerRecord {
+                timestamp: Some(second * 1000),
+                ..ProducerRecord::new(Some(user), Some(r#"{"page": "home"}"#))
+            })
+        })
+        .collect();
+    log.produce("clicks", records, Acks::All)
+        .await
+        .expect("produced");
+    engine.wait_until_caught_up().await.expect("caught up");
+    for user in ["ada", "bob"] {
+        let home = riffle_server::log::partitioner::partition_for_key(user.as_bytes(), 4);
+        let mut windows = 0;
+        for partition in 0..4 {
+            let response = log
+                .fetch(&FetchRequest::new("PER_SECOND", partition, 0))
+                .await
+                .expect("sink readable");
+            let of_user = response
+                .records
+                .iter()
+                .filter(|r| {
+                    r.key
+                        .as_deref()
+                        .is_some_and(|k| k.starts_with(user.as_bytes()))
+                })
+                .count();
+            if partition == home {
+                windows = of_user;
+            } else {
+                assert_eq!(of_user, 0, "{user}'s windows in partition {partition}");
+            }
+        }
+        assert_eq!(windows, 4, "{user}'s four windows in partition {home}");
+    }
+    engine.shutdown().await;
+}

@@ -9,7 +9,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::corpus::Case;
-use crate::runner::{Outcome, compare_outputs, create_topics, outcome, produce_inputs, same};
+use crate::runner::{
+    Layout, Outcome, compare_outputs, create_topics, outcome, produce_inputs, same,
+};
 use crate::server::TestServer;
 
 /// How long one query may take before the case fails (push queries without enough rows
@@ -108,7 +110,7 @@ fn is_query(statement: &str) -> bool {
 }
 
 async fn drive(case: &Case, server: &TestServer) -> Result<(), String> {
-    create_topics(case, &server.log).await?;
+    create_topics(case, &server.log, Layout::REST).await?;
     let properties: serde_json::Map<String, Value> = [
         ("auto.offset.reset".to_string(), Value::from("earliest")),
         (crate::runner::CACHE_PROPERTY.to_string(), Value::from("0")),
@@ -141,7 +143,7 @@ async fn drive(case: &Case, server: &TestServer) -> Result<(), String> {
             serde_json::from_str(&body).map_err(|e| format!("/ksql answered {body}: {e}"))?;
         responses.extend(entities.into_iter().map(|e| json!({ "admin": e })));
     }
-    produce_inputs(case, &server.log, &server.engine).await?;
+    produce_inputs(case, &server.log, &server.engine, Layout::REST).await?;
     for query in queries {
         // Reading stops early only for an endless push query: one the case expects no final
         // message from.

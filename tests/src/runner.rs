@@ -77,7 +77,7 @@ async fn drive(case: &Case, log: &EmbeddedLog, engine: &Engine) -> Result<(), St
         (CACHE_PROPERTY.to_string(), "0".to_string()),
     ]);
     properties.extend(case.properties.iter().cloned());
-    create_topics(case, log).await?;
+    create_topics(case, log, Layout::QUERY_VALIDATION).await?;
     // As ksqlDB's test driver, the statements run as one script, one per line: errors
     // point at their line and column in it.
     let script = case
@@ -99,7 +99,7 @@ async fn drive(case: &Case, log: &EmbeddedLog, engine: &Engine) -> Result<(), St
             None => Err(format!("statement failed: {message}")),
         };
     }
-    let produced = produce_inputs(case, log, engine).await;
+    let produced = produce_inputs(case, log, engine, Layout::QUERY_VALIDATION).await;
     // An expected error that no statement raised may stop a query on a record.
     if let Some(expected) = &case.expected_error {
         return match produced {
@@ -153,9 +153,37 @@ async fn check_topic_blacklist(log: &EmbeddedLog, pattern: &str) -> Result<(), S
     }
 }
 
+/// How a harness lays out the topics it creates and the inputs it writes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Layout {
+    /// Partitions of a topic the case does not size.
+    default_partitions: i32,
+    /// Inputs go to the partition their key hashes to (Kafka's default partitioner), not
+    /// all to partition 0.
+    by_key: bool,
+}
+
+impl Layout {
+    /// ksqlDB's query-validation driver: one partition, every input in it.
+    pub(crate) const QUERY_VALIDATION: Layout = Layout {
+        default_partitions: 1,
+        by_key: false,
+    };
+    /// ksqlDB's REST test driver: four partitions, inputs placed by key (its cases read
+    /// `ROWPARTITION` 2 for the key `x`).
+    pub(crate) const REST: Layout = Layout {
+        default_partitions: 4,
+        by_key: true,
+    };
+}
+
 /// Creates the topics the case needs before its statements run.
-pub(crate) async fn create_topics(case: &Case, log: &EmbeddedLog) -> Result<(), String> {
-    for topic in topics_to_create(case) {
+pub(crate) async fn create_topics(
+    case: &Case,
+    log: &EmbeddedLog,
+    layout: Layout,
+) -> Result<(), String> {
+    for topic in topics_to_create(case, layout.default_partitions) {
         if log.describe_topic(&topic.0).await.is_err() {
             log.create_topic(&topic.0, TopicConfig::new(topic.1))
                 .await
@@ -171,11 +199,12 @@ pub(crate) async fn produce_inputs(
     case: &Case,
     log: &EmbeddedLog,
     engine: &Engine,
+    layout: Layout,
 ) -> Result<(), String> {
     for input in &case.inputs {
         let source = source_on(engine, &input.topic, &case.statements).await;
         let record = ProducerRecord {
-            partition: Some(0),
+            partition: (!layout.by_key).then_some(0),
             timestamp: Some(input.timestamp.unwrap_or(0)),
             key: windowed(
                 encode(
@@ -228,11 +257,11 @@ fn windowed(
 }
 
 /// Topics the case's inputs, declared topics and source statements need before they run.
-fn topics_to_create(case: &Case) -> Vec<(String, i32)> {
+fn topics_to_create(case: &Case, default_partitions: i32) -> Vec<(String, i32)> {
     let mut topics: Vec<(String, i32)> = case.topics.clone();
     for input in &case.inputs {
         if !topics.iter().any(|(t, _)| t == &input.topic) {
-            topics.push((input.topic.clone(), 1));
+            topics.push((input.topic.clone(), default_partitions));
         }
     }
     for statement in &case.statements {
@@ -243,7 +272,7 @@ fn topics_to_create(case: &Case) -> Vec<(String, i32)> {
         {
             let topic = riffle_server::catalog::properties::literal_text(topic);
             if !topics.iter().any(|(t, _)| t == &topic) {
-                topics.push((topic, 1));
+                topics.push((topic, default_partitions));
             }
         }
     }

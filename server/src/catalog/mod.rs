@@ -473,6 +473,23 @@ pub fn check_format_properties(
     if let Some(delimiter) = &properties.key_delimiter {
         delimiter_of(delimiter, "KEY_DELIMITER")?;
     }
+    // A schema name is for the Schema Registry's formats; none of Riffle's has a schema.
+    let key_format = properties
+        .key_format_name()
+        .or(defaults.key_format.as_deref())
+        .map(Format::parse)
+        .transpose()?
+        .or(Some(Format::Kafka));
+    for (named, format) in [
+        (&properties.key_schema_full_name, key_format),
+        (&properties.value_schema_full_name, value_format),
+    ] {
+        if let (Some(_), Some(format)) = (named, format) {
+            return Err(format!(
+                "{format} does not support the following configs: [fullSchemaName]"
+            ));
+        }
+    }
     if let (Some(Format::Delimited), Some(true)) = (value_format, properties.wrap_single_value) {
         return Err(
             "Format 'DELIMITED' does not support 'WRAP_SINGLE_VALUE' set to 'true'.".into(),

@@ -50,6 +50,10 @@ pub struct SourceProperties {
     pub key_delimiter: Option<String>,
     pub window_type: Option<String>,
     pub window_size: Option<String>,
+    /// `KEY_SCHEMA_FULL_NAME`: the key schema's name, for schema formats.
+    pub key_schema_full_name: Option<String>,
+    /// `VALUE_SCHEMA_FULL_NAME` (or the older `VALUE_AVRO_SCHEMA_FULL_NAME`).
+    pub value_schema_full_name: Option<String>,
 }
 
 impl SourceProperties {
@@ -100,6 +104,9 @@ impl SourceProperties {
             key_delimiter: text("KEY_DELIMITER"),
             window_type: text("WINDOW_TYPE"),
             window_size: text("WINDOW_SIZE"),
+            key_schema_full_name: text("KEY_SCHEMA_FULL_NAME"),
+            value_schema_full_name: text("VALUE_SCHEMA_FULL_NAME")
+                .or_else(|| text("VALUE_AVRO_SCHEMA_FULL_NAME")),
         };
         if parsed.format.is_some() {
             for (set, name) in [

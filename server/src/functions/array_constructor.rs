@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, ListArray, StructArray, new_null_array};
+use arrow::array::{Array, ArrayRef, AsArray, ListArray, new_null_array};
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, FieldRef, Fields};
 use datafusion::common::{DataFusionError, Result, ScalarValue};
@@ -275,19 +275,7 @@ fn convert(values: &ArrayRef, element: &DataType) -> Result<ArrayRef> {
         return Ok(values.clone());
     }
     if let (DataType::Struct(_), DataType::Struct(wanted)) = (values.data_type(), element) {
-        let own = values.as_struct();
-        let columns = wanted
-            .iter()
-            .map(|field| match own.column_by_name(field.name()) {
-                Some(column) => convert(column, field.data_type()),
-                None => Ok(new_null_array(field.data_type(), own.len())),
-            })
-            .collect::<Result<Vec<_>>>()?;
-        return Ok(Arc::new(StructArray::try_new(
-            wanted.clone(),
-            columns,
-            own.nulls().cloned(),
-        )?));
+        return crate::types::struct_by_name(values.as_struct(), wanted, convert);
     }
     if values.data_type() == &DataType::Utf8 && is_number(element) {
         let texts = values.as_string::<i32>();

@@ -58,7 +58,6 @@ pub fn functions() -> Vec<ScalarUDF> {
         ("sinh", math::sinh()),
         ("tan", math::tan()),
         ("tanh", math::tanh()),
-        ("trunc", math::trunc()),
         ("array_concat", concat::array_concat_udf()),
         ("array_contains", array_has::array_has_udf()),
         ("array_distinct", set_ops::array_distinct_udf()),

@@ -1,17 +1,19 @@
 //! ksqlDB's math functions where DataFusion's differ: `GREATEST` and `LEAST` (with
-//! ksqlDB's type resolution), `SIGN`, `SQRT` (NaN below zero),
-//! `LOG` (natural logarithm; with a base, NaN for bases ≤ 0 or 1), `CEIL` and `FLOOR`
-//! (whole numbers of the argument's type: INT stays INT, DECIMAL keeps its scale), and
-//! `ROUND`, which
-//! breaks ties towards positive infinity (`ROUND(-1.5)` is -1) on the decimal digits a
-//! DOUBLE prints as, and keeps a DECIMAL's type when given a number of places.
+//! ksqlDB's type resolution), `SIGN`, `SQRT` (NaN below zero), `LOG` (natural logarithm;
+//! with a base, NaN for bases ≤ 0 or 1), `CEIL` and `FLOOR` (whole numbers of the
+//! argument's type: INT stays INT, DECIMAL keeps its scale), `ROUND`, which breaks ties
+//! towards positive infinity (`ROUND(-1.5)` is -1) on the decimal digits a DOUBLE prints
+//! as and keeps a DECIMAL's type when given a number of places, and `TRUNC`, which cuts
+//! towards zero on those digits. DECIMALs are rounded exactly in both widths (128 and 256
+//! bits).
 
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, Decimal128Array, Float64Array, Int32Array, Int64Array,
+    Array, ArrayRef, ArrowNativeTypeOp, AsArray, Float64Array, Int32Array, Int64Array,
+    PrimitiveArray,
 };
-use arrow::datatypes::{DataType, Decimal128Type};
+use arrow::datatypes::{DataType, Decimal128Type, Decimal256Type, DecimalType, i256};
 use datafusion::common::DataFusionError;
 use datafusion::logical_expr::ScalarUDF;
 
@@ -29,9 +31,12 @@ pub fn functions() -> Vec<ScalarUDF> {
         ),
         KsqlFunction::udf("log", log_type, log),
         KsqlFunction::udf("round", round_type, round),
-        KsqlFunction::udf("ceil", whole_type, |args, _| whole(&args[0], Direction::Up)),
+        KsqlFunction::udf("trunc", trunc_type, trunc),
+        KsqlFunction::udf("ceil", whole_type, |args, _| {
+            whole(&args[0], Rounding::Ceiling)
+        }),
         KsqlFunction::udf("floor", whole_type, |args, _| {
-            whole(&args[0], Direction::Down)
+            whole(&args[0], Rounding::Floor)
         }),
     ]);
     functions
@@ -68,37 +73,41 @@ fn whole_type(args: &[DataType]) -> Option<DataType> {
     match args {
         [DataType::Null] => Some(DataType::Float64),
         [
-            t @ (DataType::Int32 | DataType::Int64 | DataType::Float64 | DataType::Decimal128(..)),
+            t @ (DataType::Int32
+            | DataType::Int64
+            | DataType::Float64
+            | DataType::Decimal128(..)
+            | DataType::Decimal256(..)),
         ] => Some(t.clone()),
         _ => None,
     }
 }
 
-#[derive(Clone, Copy)]
-enum Direction {
-    Up,
-    Down,
-}
-
 /// `CEIL(x)` and `FLOOR(x)`: the nearest whole number above or below, of `x`'s type
 /// (a DECIMAL keeps its scale: `CEIL(1.1)` is `2.0`).
-fn whole(input: &ArrayRef, direction: Direction) -> Result<ArrayRef, DataFusionError> {
+fn whole(input: &ArrayRef, rounding: Rounding) -> Result<ArrayRef, DataFusionError> {
+    fn at_scale<T: DecimalType>(
+        input: &ArrayRef,
+        rounding: Rounding,
+    ) -> Result<ArrayRef, DataFusionError>
+    where
+        T::Native: Unscaled,
+    {
+        let (precision, scale) = decimal_shape(input.data_type());
+        let out: PrimitiveArray<T> = input
+            .as_primitive::<T>()
+            .unary(|v| to_multiple(v, scale.max(0) as u32, rounding));
+        Ok(Arc::new(out.with_precision_and_scale(precision, scale)?))
+    }
     match input.data_type() {
         DataType::Int32 | DataType::Int64 => Ok(input.clone()),
-        DataType::Decimal128(precision, scale) => {
-            let unit = 10i128.pow((*scale).max(0) as u32);
-            let values = input.as_primitive::<Decimal128Type>();
-            let out: Decimal128Array = values.unary(|v| match direction {
-                Direction::Down => v.div_euclid(unit) * unit,
-                Direction::Up => -((-v).div_euclid(unit) * unit),
-            });
-            Ok(Arc::new(out.with_precision_and_scale(*precision, *scale)?))
-        }
+        DataType::Decimal128(..) => at_scale::<Decimal128Type>(input, rounding),
+        DataType::Decimal256(..) => at_scale::<Decimal256Type>(input, rounding),
         _ => doubles_map(
             input,
-            match direction {
-                Direction::Up => f64::ceil,
-                Direction::Down => f64::floor,
+            match rounding {
+                Rounding::Ceiling => f64::ceil,
+                _ => f64::floor,
             },
         ),
     }
@@ -132,22 +141,34 @@ fn log(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef, DataFusionError> {
 
 fn round_type(args: &[DataType]) -> Option<DataType> {
     match args {
-        // Not yet: rounding decimals of more than 38 digits (their digits would pass
-        // through a DOUBLE).
-        [DataType::Decimal256(..), ..] => None,
-        [DataType::Decimal128(precision, scale)] => Some(DataType::Decimal128(
-            precision.saturating_sub((*scale).max(0) as u8).max(1),
-            0,
-        )),
+        [DataType::Decimal128(precision, scale) | DataType::Decimal256(precision, scale)] => Some(
+            decimal_type(precision.saturating_sub((*scale).max(0) as u8).max(1), 0),
+        ),
         [t @ (DataType::Int32 | DataType::Int64)] => Some(t.clone()),
         [t] if is_number(t) => Some(DataType::Int64),
-        [t @ DataType::Decimal128(..), places] if places.is_integer() || places.is_null() => {
-            Some(t.clone())
-        }
+        [
+            t @ (DataType::Decimal128(..) | DataType::Decimal256(..)),
+            places,
+        ] if places.is_integer() || places.is_null() => Some(t.clone()),
         [t, places] if is_number(t) && (places.is_integer() || places.is_null()) => {
             Some(DataType::Float64)
         }
         _ => None,
+    }
+}
+
+/// The Arrow type of `DECIMAL(precision, scale)`: 128 bits up to 38 digits, 256 beyond.
+fn decimal_type(precision: u8, scale: u8) -> DataType {
+    SqlType::Decimal { precision, scale }.to_arrow()
+}
+
+/// A decimal type's precision and scale (0 and 0 for any other type).
+fn decimal_shape(data_type: &DataType) -> (u8, i8) {
+    match data_type {
+        DataType::Decimal128(precision, scale) | DataType::Decimal256(precision, scale) => {
+            (*precision, *scale)
+        }
+        _ => (0, 0),
     }
 }
 
@@ -156,36 +177,11 @@ fn round_type(args: &[DataType]) -> Option<DataType> {
 /// (negative rounds left of the point). Ties go towards positive infinity.
 fn round(args: &[ArrayRef], result: &DataType) -> Result<ArrayRef, DataFusionError> {
     let input = &args[0];
-    let places = args.get(1).map(integers).transpose()?;
-    let rows = input.len();
-    let place = |row: usize| places.as_ref().map_or(0, |p| p.value(row));
     match (input.data_type(), result) {
-        (DataType::Decimal128(_, scale), DataType::Decimal128(precision, result_scale)) => {
-            let values = input.as_primitive::<Decimal128Type>();
-            let limit = 10i128.pow(u32::from(*precision));
-            let out: Decimal128Array = (0..rows)
-                .map(|row| {
-                    if any_null(args, row) {
-                        return None;
-                    }
-                    let rounded = round_decimal(values.value(row), *scale, place(row));
-                    // Back to the result's scale: the input's, or none.
-                    let scaled = if *result_scale == 0 {
-                        rounded / 10i128.pow((*scale).max(0) as u32)
-                    } else {
-                        rounded
-                    };
-                    if scaled.abs() >= limit {
-                        return row_failure(row, "ROUND result does not fit its DECIMAL type");
-                    }
-                    Some(scaled)
-                })
-                .collect();
-            Ok(Arc::new(
-                out.with_precision_and_scale(*precision, *result_scale)?,
-            ))
+        (DataType::Decimal128(..) | DataType::Decimal256(..), _) => {
+            to_places(args, result, Rounding::HalfUp)
         }
-        (_, DataType::Int32 | DataType::Int64) if places.is_none() => {
+        (_, DataType::Int32 | DataType::Int64) if args.len() == 1 => {
             if input.data_type().is_integer() {
                 return Ok(arrow::compute::cast(input, result)?);
             }
@@ -195,16 +191,116 @@ fn round(args: &[ArrayRef], result: &DataType) -> Result<ArrayRef, DataFusionErr
                 .collect();
             Ok(Arc::new(out))
         }
-        _ => {
-            let values = doubles(input)?;
-            let out: Float64Array = (0..rows)
-                .map(|row| {
-                    (!any_null(args, row)).then(|| round_double(values.value(row), place(row)))
-                })
-                .collect();
-            Ok(Arc::new(out))
-        }
+        _ => doubles_to_places(args, Rounding::HalfUp),
     }
+}
+
+fn trunc_type(args: &[DataType]) -> Option<DataType> {
+    match args {
+        [t @ (DataType::Int32 | DataType::Int64)] => Some(t.clone()),
+        [t @ (DataType::Decimal128(..) | DataType::Decimal256(..))] => Some(t.clone()),
+        [
+            t @ (DataType::Decimal128(..) | DataType::Decimal256(..)),
+            places,
+        ] if places.is_integer() || places.is_null() => Some(t.clone()),
+        [t] if is_number(t) => Some(DataType::Float64),
+        [t, places] if is_number(t) && (places.is_integer() || places.is_null()) => {
+            Some(DataType::Float64)
+        }
+        _ => None,
+    }
+}
+
+/// `TRUNC(x)`: `x` without its fraction; `TRUNC(x, places)`: cut to `places` decimal places
+/// (negative cuts left of the point), towards zero. A DECIMAL keeps its type; a DOUBLE is
+/// cut on the decimal digits it prints as (`TRUNC(0.29, 2)` is 0.29), and is never -0.0.
+fn trunc(args: &[ArrayRef], result: &DataType) -> Result<ArrayRef, DataFusionError> {
+    match args[0].data_type() {
+        DataType::Int32 | DataType::Int64 => Ok(args[0].clone()),
+        DataType::Decimal128(..) | DataType::Decimal256(..) => {
+            to_places(args, result, Rounding::Down)
+        }
+        _ if args.len() == 1 => doubles_map(&args[0], |v| v.trunc() + 0.0),
+        _ => doubles_to_places(args, Rounding::Down),
+    }
+}
+
+/// A DOUBLE argument rounded to its row's places (the second argument).
+fn doubles_to_places(args: &[ArrayRef], rounding: Rounding) -> Result<ArrayRef, DataFusionError> {
+    let values = doubles(&args[0])?;
+    let places = integers(&args[1])?;
+    let out: Float64Array = (0..values.len())
+        .map(|row| {
+            (!any_null(args, row))
+                .then(|| double_to_places(values.value(row), places.value(row), rounding))
+        })
+        .collect();
+    Ok(Arc::new(out))
+}
+
+/// A DECIMAL argument rounded to its row's places (the second argument, or none), as
+/// the `result` type: the argument's, or a scale of 0 when no places are given.
+fn to_places(
+    args: &[ArrayRef],
+    result: &DataType,
+    rounding: Rounding,
+) -> Result<ArrayRef, DataFusionError> {
+    let places = args.get(1).map(integers).transpose()?;
+    let out = match args[0].data_type() {
+        DataType::Decimal128(..) => {
+            decimals_to_places::<Decimal128Type>(args, places.as_ref(), result, rounding)?
+        }
+        _ => decimals_to_places::<Decimal256Type>(args, places.as_ref(), result, rounding)?,
+    };
+    // A 256-bit decimal that lost its scale may fit in 128 bits.
+    if out.data_type() == result {
+        Ok(out)
+    } else {
+        Ok(arrow::compute::cast(&out, result)?)
+    }
+}
+
+fn decimals_to_places<T: DecimalType>(
+    args: &[ArrayRef],
+    places: Option<&Int64Array>,
+    result: &DataType,
+    rounding: Rounding,
+) -> Result<ArrayRef, DataFusionError>
+where
+    T::Native: Unscaled,
+{
+    let values = args[0].as_primitive::<T>();
+    let (_, scale) = decimal_shape(args[0].data_type());
+    let (precision, result_scale) = decimal_shape(result);
+    let limit = T::Native::ten_to(u32::from(precision));
+    let out: PrimitiveArray<T> = (0..values.len())
+        .map(|row| {
+            if any_null(args, row) {
+                return None;
+            }
+            let place = places.map_or(0, |p| p.value(row));
+            let dropped = i64::from(scale) - place;
+            let value = values.value(row);
+            let rounded = match u32::try_from(dropped) {
+                Ok(0) | Err(_) => value,
+                Ok(dropped) if dropped > T::Native::DIGITS => T::Native::ZERO,
+                Ok(dropped) => to_multiple(value, dropped, rounding),
+            };
+            // Back to the result's scale: the input's, or none.
+            let scaled = if result_scale == 0 {
+                rounded.div_wrapping(T::Native::ten_to(scale.max(0) as u32))
+            } else {
+                rounded
+            };
+            if scaled.max(scaled.neg_wrapping()) >= limit {
+                return row_failure(row, "the rounded value does not fit its DECIMAL type");
+            }
+            Some(scaled)
+        })
+        .collect();
+    Ok(Arc::new(
+        out.with_precision_and_scale(precision, result_scale)?,
+    ))
 }
 
 /// Java's `Math.round`: the nearest integer, ties up.
@@ -218,36 +314,70 @@ fn round_half_up(value: f64) -> i64 {
     rounded as i64
 }
 
-/// A DECIMAL's unscaled value (at `scale`) rounded to `places`, still at `scale`.
-fn round_decimal(value: i128, scale: i8, places: i64) -> i128 {
-    let dropped = i64::from(scale) - places;
-    if dropped <= 0 {
-        return value;
-    }
-    if dropped > 38 {
-        return 0;
-    }
-    without_digits(value, dropped as u32).saturating_mul(10i128.pow(dropped as u32))
+/// Where a value between two multiples goes.
+#[derive(Clone, Copy, Debug)]
+enum Rounding {
+    /// To the nearer, ties towards positive infinity (ksqlDB's `ROUND`: half up above zero,
+    /// half down below it).
+    HalfUp,
+    /// Towards zero (`TRUNC`).
+    Down,
+    /// Towards negative infinity (`FLOOR`).
+    Floor,
+    /// Towards positive infinity (`CEIL`).
+    Ceiling,
 }
 
-/// `value` without its last `dropped` digits (1 to 38), rounded: ties towards positive
-/// infinity (half up above zero, half down below it, as ksqlDB's `ROUND`).
-fn without_digits(value: i128, dropped: u32) -> i128 {
-    let divisor = 10i128.pow(dropped);
-    let (quotient, remainder) = (value / divisor, value % divisor);
-    let half = divisor / 2;
-    if remainder >= half {
-        quotient + 1
-    } else if -remainder > half {
-        quotient - 1
-    } else {
-        quotient
+/// A DECIMAL's unscaled value, of either width (Arrow's `Decimal128` and `Decimal256`).
+trait Unscaled: ArrowNativeTypeOp + Ord {
+    /// The most digits a value holds.
+    const DIGITS: u32;
+
+    fn ten_to(power: u32) -> Self {
+        Self::usize_as(10).pow_wrapping(power)
+    }
+}
+
+impl Unscaled for i128 {
+    const DIGITS: u32 = 38;
+}
+
+impl Unscaled for i256 {
+    const DIGITS: u32 = 76;
+}
+
+/// `value` rounded to a multiple of 10^`dropped` (`dropped` from 0 to the width's digits).
+fn to_multiple<T: Unscaled>(value: T, dropped: u32, rounding: Rounding) -> T {
+    without_digits(value, dropped, rounding).mul_wrapping(T::ten_to(dropped))
+}
+
+/// `value` without its last `dropped` digits (0 to the width's digits), rounded.
+fn without_digits<T: Unscaled>(value: T, dropped: u32, rounding: Rounding) -> T {
+    let divisor = T::ten_to(dropped);
+    let (quotient, remainder) = (value.div_wrapping(divisor), value.mod_wrapping(divisor));
+    let up = quotient.add_wrapping(T::ONE);
+    let down = quotient.sub_wrapping(T::ONE);
+    match rounding {
+        Rounding::Down => quotient,
+        Rounding::Floor if remainder < T::ZERO => down,
+        Rounding::Ceiling if remainder > T::ZERO => up,
+        Rounding::Floor | Rounding::Ceiling => quotient,
+        Rounding::HalfUp => {
+            let half = divisor.div_wrapping(T::usize_as(2));
+            if remainder >= half {
+                up
+            } else if remainder.neg_wrapping() > half {
+                down
+            } else {
+                quotient
+            }
+        }
     }
 }
 
 /// A DOUBLE rounded to `places` on its shortest decimal digits (Java's
-/// `BigDecimal.valueOf`), ties towards positive infinity.
-fn round_double(value: f64, places: i64) -> f64 {
+/// `BigDecimal.valueOf`); never -0.0.
+fn double_to_places(value: f64, places: i64, rounding: Rounding) -> f64 {
     if !value.is_finite() {
         return value;
     }
@@ -260,10 +390,9 @@ fn round_double(value: f64, places: i64) -> f64 {
         return value;
     }
     let signed = if value < 0.0 { -unscaled } else { unscaled };
-    let rounded = if dropped > 38 {
-        0
-    } else {
-        without_digits(signed, dropped as u32)
+    let rounded = match u32::try_from(dropped) {
+        Ok(dropped) if dropped <= i128::DIGITS => without_digits(signed, dropped, rounding),
+        _ => 0,
     };
     if rounded == 0 {
         return 0.0;
@@ -369,11 +498,6 @@ mod tests {
             eval_error("greatest(CAST(1 AS INT), CAST(2 AS BIGINT), CAST(3 AS DECIMAL(50, 30)))")
                 .contains("ambiguous method parameters (INTEGER, BIGINT, DECIMAL(50, 30))")
         );
-        // Refused rather than rounded through a DOUBLE.
-        assert!(
-            eval_error("round(CAST('1.5' AS DECIMAL(50, 30)))")
-                .contains("does not accept parameters (DECIMAL(50, 30))")
-        );
         assert_eq!(eval("greatest('apple', NULL, 'hello')"), "hello");
         assert_eq!(
             eval("least(CAST(NULL AS STRING), CAST(NULL AS STRING))"),
@@ -435,12 +559,12 @@ mod tests {
         ];
         for (value, places, expected) in cases {
             assert_eq!(
-                round_double(value, places),
+                double_to_places(value, places, Rounding::HalfUp),
                 expected,
                 "ROUND({value}, {places})"
             );
         }
-        let zero = round_double(-1.1, -1);
+        let zero = double_to_places(-1.1, -1, Rounding::HalfUp);
         assert!(zero == 0.0 && zero.is_sign_positive());
         assert_eq!(round_half_up(-1.5), -1);
         assert_eq!(round_half_up(1.5), 2);
@@ -461,7 +585,7 @@ mod tests {
             (12_345, 19, 0),
         ] {
             assert_eq!(
-                without_digits(value, dropped),
+                without_digits(value, dropped, Rounding::HalfUp),
                 expected,
                 "{value} less {dropped}"
             );
@@ -469,13 +593,102 @@ mod tests {
     }
 
     #[test]
+    fn digits_are_dropped_in_each_direction_in_both_widths() {
+        for (value, rounding, expected) in [
+            (-15i128, Rounding::Down, -1i128),
+            (-15, Rounding::Floor, -2),
+            (-15, Rounding::Ceiling, -1),
+            (15, Rounding::Floor, 1),
+            (15, Rounding::Ceiling, 2),
+            (10, Rounding::Ceiling, 1),
+            (-10, Rounding::Floor, -1),
+        ] {
+            assert_eq!(
+                without_digits(value, 1, rounding),
+                expected,
+                "{value} {rounding:?}"
+            );
+            let wide = without_digits(i256::from_i128(value), 1, rounding);
+            assert_eq!(
+                wide,
+                i256::from_i128(expected),
+                "{value} {rounding:?} in 256 bits"
+            );
+        }
+        // 76 digits of nines, less 40 of them, rounds up to 10^36.
+        let nines = i256::from_i128(10).pow_wrapping(76).sub_wrapping(i256::ONE);
+        let rounded = without_digits(nines, 40, Rounding::HalfUp);
+        assert_eq!(rounded, i256::from_i128(10i128.pow(36)));
+    }
+
+    #[test]
     fn decimals_round_at_their_scale() {
-        // 1.25 at scale 2
-        assert_eq!(round_decimal(125, 2, 1), 130);
-        assert_eq!(round_decimal(-125, 2, 1), -120);
-        assert_eq!(round_decimal(-126, 2, 1), -130);
-        assert_eq!(round_decimal(125, 2, 5), 125);
-        assert_eq!(round_decimal(125, 2, -1), 0);
+        assert_eq!(eval("round(CAST(1.25 AS DECIMAL(4, 2)), 5)"), "1.25");
+        assert_eq!(eval("round(CAST(1.25 AS DECIMAL(4, 2)), -1)"), "0.00");
+        assert_eq!(eval("round(CAST(15.25 AS DECIMAL(4, 2)), -1)"), "20.00");
+        assert_eq!(eval("round(CAST(1.25 AS DECIMAL(4, 2)), -40)"), "0.00");
+    }
+
+    #[test]
+    fn decimals_wider_than_38_digits_round_truncate_and_floor_exactly() {
+        let wide = "CAST('12345678901234567890.123456789012345678901234567895' AS DECIMAL(50, 30))";
+        assert_eq!(
+            eval(&format!("round({wide}, 29)")),
+            "12345678901234567890.123456789012345678901234567900"
+        );
+        assert_eq!(
+            eval(&format!("arrow_typeof(round({wide}, 29))")),
+            "Decimal256(50, 30)"
+        );
+        // Without places the scale goes, and 20 digits fit in 128 bits.
+        assert_eq!(eval(&format!("round({wide})")), "12345678901234567890");
+        assert_eq!(
+            eval(&format!("arrow_typeof(round({wide}))")),
+            "Decimal128(20, 0)"
+        );
+        assert_eq!(
+            eval(&format!("trunc(-{wide}, 1)")),
+            "-12345678901234567890.100000000000000000000000000000"
+        );
+        assert_eq!(
+            eval(&format!("ceil({wide})")),
+            "12345678901234567891.000000000000000000000000000000"
+        );
+        assert_eq!(
+            eval(&format!("floor(-{wide})")),
+            "-12345678901234567891.000000000000000000000000000000"
+        );
+    }
+
+    #[test]
+    fn trunc_cuts_towards_zero_on_the_printed_digits() {
+        // 0.29 × 100 is 28.999999999999996 in doubles; ksqlDB cuts the digits 0.29.
+        assert_eq!(eval("trunc(0.29e0, CAST(2 AS INT))"), "0.29");
+        assert_eq!(eval("trunc(-12345.678e0, CAST(-2 AS INT))"), "-12300.0");
+        assert_eq!(eval("trunc(-1.1e0, CAST(-1 AS INT))"), "0.0");
+        assert_eq!(eval("trunc(-0.5e0)"), "0.0");
+        assert_eq!(eval("trunc(-1.7e0)"), "-1.0");
+        assert_eq!(eval("trunc(CAST(-12345 AS BIGINT))"), "-12345");
+        assert_eq!(
+            eval("trunc(CAST(-1.27 AS DECIMAL(4, 2)), CAST(1 AS INT))"),
+            "-1.20"
+        );
+        assert_eq!(
+            eval("arrow_typeof(trunc(CAST(-1.27 AS DECIMAL(4, 2))))"),
+            "Decimal128(4, 2)"
+        );
+        assert_eq!(eval("trunc(CAST(-1.27 AS DECIMAL(4, 2)))"), "-1.00");
+        assert_eq!(eval("trunc(1.5e0, CAST(NULL AS INT))"), "NULL");
+        assert!(eval_error("trunc('x')").contains("does not accept parameters (STRING)"));
+    }
+
+    #[test]
+    fn ceil_and_floor_keep_the_type() {
+        assert_eq!(eval("ceil(CAST(-1.25 AS DECIMAL(4, 2)))"), "-1.00");
+        assert_eq!(eval("floor(CAST(-1.25 AS DECIMAL(4, 2)))"), "-2.00");
+        assert_eq!(eval("ceil(CAST(1.20 AS DECIMAL(4, 2)))"), "2.00");
+        assert_eq!(eval("floor(CAST(3 AS INT))"), "3");
+        assert_eq!(eval("ceil(-1.5e0)"), "-1.0");
     }
 }
 

@@ -211,7 +211,8 @@ fn base_type_name(data_type: &DataType) -> String {
     }
 }
 
-/// An operand as ksqlDB prints it: columns by name, strings quoted.
+/// An operand as ksqlDB prints it: columns by name, strings quoted, function names in
+/// capitals, `ARRAY[…]` and `MAP(k:=v, …)` as written.
 fn text(expr: &Expr) -> String {
     match expr {
         Expr::Column(column) => column.name.clone(),
@@ -238,6 +239,26 @@ fn text(expr: &Expr) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
+        Expr::ScalarFunction(call) => {
+            let list = |args: &[Expr]| args.iter().map(text).collect::<Vec<_>>().join(", ");
+            match (call.func.name(), call.args.as_slice()) {
+                ("make_array" | crate::functions::array_constructor::NAME, elements) => {
+                    format!("ARRAY[{}]", list(elements))
+                }
+                ("map", [Expr::ScalarFunction(keys), Expr::ScalarFunction(values)])
+                    if keys.func.name() == "make_array" && values.func.name() == "make_array" =>
+                {
+                    let entries = keys
+                        .args
+                        .iter()
+                        .zip(&values.args)
+                        .map(|(key, value)| format!("{}:={}", text(key), text(value)))
+                        .collect::<Vec<_>>();
+                    format!("MAP({})", entries.join(", "))
+                }
+                (name, args) => format!("{}({})", name.to_uppercase(), list(args)),
+            }
+        }
         other => other.to_string(),
     }
 }

@@ -736,9 +736,9 @@ impl Planner {
     /// expressions; each clause is planned alone to find the culprit and say so in ksqlDB's
     /// words (`Error in WHERE expression: … Unsupported arithmetic types. BOOLEAN DECIMAL`).
     async fn explain_planning_error(&self, error: DataFusionError, query: &Query) -> PlanError {
-        if !error
-            .to_string()
-            .contains("Cannot coerce arithmetic expression")
+        let message = error.to_string();
+        if !message.contains("Cannot coerce arithmetic expression")
+            && !message.contains("Cannot get result type for arithmetic operation")
         {
             return non_boolean_filter(error, query);
         }
@@ -757,30 +757,97 @@ impl Planner {
             return error.into();
         };
         let state = self.context.state();
-        let check = |expr: &SqlExpr| {
+        let plan = |expr: &SqlExpr| {
             let sql = sqlparser::ast::ExprWithAlias {
                 expr: expr.clone(),
                 alias: None,
             };
-            match state.create_logical_expr_from_sql_expr(sql, &schema) {
-                Ok(planned) => check::check_arithmetic(&planned, &schema),
-                Err(_) => Ok(()),
-            }
+            state.create_logical_expr_from_sql_expr(sql, &schema).ok()
         };
-        if let Some(predicate) = &query.selection
-            && let Err(problem) = check(predicate)
+        // Arithmetic on a bare NULL first. DataFusion types `x + NULL` as
+        // `x + CAST(NULL AS type of x)` and then finds no arithmetic for MAPs or ARRAYs, so
+        // such a clause does not plan alone either; ksqlDB refuses the bare NULL. Found in
+        // the clauses as DataFusion reads them (ksqlDB's `MAP(k := v)` rewritten, its
+        // integer literals INTs).
+        if let Ok(SqlStatement::Query(rewritten)) = self.to_datafusion(query)
+            && let sqlparser::ast::SetExpr::Select(select) = rewritten.body.as_ref()
+            && let Some(problem) =
+                first_problem(select.selection.as_ref(), &select.projection, |expr| {
+                    null_arithmetic(expr, &plan)
+                        .map_or(Ok(()), |planned| check::check_arithmetic(&planned, &schema))
+                })
         {
-            return problem.in_where();
+            return problem;
         }
-        for item in &query.projection {
-            if let SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } = item
-                && let Err(problem) = check(expr)
-            {
-                return problem;
-            }
-        }
-        error.into()
+        first_problem(query.selection.as_ref(), &query.projection, |expr| {
+            plan(expr).map_or(Ok(()), |planned| check::check_arithmetic(&planned, &schema))
+        })
+        .unwrap_or_else(|| error.into())
     }
+}
+
+/// The first clause `check` refuses: the `WHERE` (its error said to be there), then the
+/// selected expressions.
+fn first_problem(
+    selection: Option<&SqlExpr>,
+    projection: &[SelectItem],
+    check: impl Fn(&SqlExpr) -> Result<(), PlanError>,
+) -> Option<PlanError> {
+    if let Some(Err(problem)) = selection.map(&check) {
+        return Some(problem.in_where());
+    }
+    projection.iter().find_map(|item| match item {
+        SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => check(expr).err(),
+        _ => None,
+    })
+}
+
+/// The first arithmetic on a bare `NULL` in `expr` (`MAP(1 := 'a') + NULL`), planned with
+/// its other operand alone and the `NULL` left as written.
+fn null_arithmetic(
+    expr: &SqlExpr,
+    plan: &impl Fn(&SqlExpr) -> Option<LogicalExpr>,
+) -> Option<LogicalExpr> {
+    use datafusion::logical_expr::{BinaryExpr, Operator};
+    use sqlparser::ast::{BinaryOperator, Value};
+    let is_null = |e: &SqlExpr| matches!(e, SqlExpr::Value(v) if matches!(v.value, Value::Null));
+    let mut found = None;
+    let _ = sqlparser::ast::visit_expressions(expr, |e| {
+        let SqlExpr::BinaryOp { left, op, right } = e else {
+            return std::ops::ControlFlow::Continue(());
+        };
+        let op = match op {
+            BinaryOperator::Plus => Operator::Plus,
+            BinaryOperator::Minus => Operator::Minus,
+            BinaryOperator::Multiply => Operator::Multiply,
+            BinaryOperator::Divide => Operator::Divide,
+            BinaryOperator::Modulo => Operator::Modulo,
+            _ => return std::ops::ControlFlow::Continue(()),
+        };
+        let null = || {
+            Some(LogicalExpr::Literal(
+                datafusion::scalar::ScalarValue::Null,
+                None,
+            ))
+        };
+        let operands = match (is_null(left), is_null(right)) {
+            (true, false) => null().zip(plan(right)),
+            (false, true) => plan(left).zip(null()),
+            _ => None,
+        };
+        match operands {
+            Some((left, right)) => {
+                found = Some(LogicalExpr::BinaryExpr(BinaryExpr::new(
+                    Box::new(left),
+                    op,
+                    Box::new(right),
+                )));
+                std::ops::ControlFlow::Break(())
+            }
+            None => std::ops::ControlFlow::Continue(()),
+        }
+    });
+    found
 }
 
 fn non_boolean_filter(error: DataFusionError, query: &Query) -> PlanError {
@@ -1201,6 +1268,16 @@ mod tests {
             refusal("SELECT v + NULL AS x FROM s EMIT CHANGES").await,
             "Error processing expression: (V + null). Arithmetic on types BIGINT and null are \
              not supported."
+        );
+        assert_eq!(
+            refusal("SELECT MAP(1 := 'cat') + NULL AS x FROM s EMIT CHANGES").await,
+            "Error processing expression: (MAP(1:='cat') + null). Arithmetic on types \
+             MAP<INTEGER, STRING> and null are not supported."
+        );
+        assert_eq!(
+            refusal("SELECT ARRAY[1, 2, 3] + NULL AS x FROM s EMIT CHANGES").await,
+            "Error processing expression: (ARRAY[1, 2, 3] + null). Arithmetic on types \
+             ARRAY<INTEGER> and null are not supported."
         );
     }
 

@@ -21,7 +21,7 @@ use crate::log::{
     GroupOffsets, IsolationLevel, Log, LogError, ProducerRecord, Record, TopicPartitionOffset,
 };
 use crate::plan::aggregate::{AggregatePlan, Emission};
-use crate::runtime::aggregate::{Aggregation, Changes, windowed_key};
+use crate::runtime::aggregate::{Aggregation, Changes};
 use crate::runtime::state::{StateStore, ensure_changelog, read_changelog};
 use crate::runtime::{RecordError, SourceDecoder};
 use riffle_grammar::ast::SourceKind;
@@ -553,12 +553,7 @@ impl AggregateTask {
             if let (Some((start, end)), Some(kind)) =
                 (changes.windows[i], self.plan.windowing.map(|w| w.kind))
             {
-                record.key = Some(windowed_key(
-                    record.key.as_deref().unwrap_or_default(),
-                    kind,
-                    start,
-                    end,
-                ));
+                self.spec.encoder.window_record(record, kind, start, end);
             }
         }
         records

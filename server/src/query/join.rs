@@ -821,7 +821,7 @@ impl JoinTask {
             };
             let mut records = encoder.encode(&output, rowtime);
             if let (Some(kind), Some(bounds)) = (encoder.window, self.window_columns()) {
-                super::window_keys(&mut records, &input, kind, bounds);
+                super::window_keys(&mut records, &input, encoder, kind, bounds);
             }
             for (mut record, row) in records.into_iter().zip(numbers.values()) {
                 if let Some(headers) = joined.headers.get(*row as usize) {

@@ -1002,6 +1002,7 @@ const WINDOW_BOUNDS: (&str, &str) = ("WINDOWSTART", "WINDOWEND");
 pub(crate) fn window_keys(
     out: &mut [ProducerRecord],
     input: &RecordBatch,
+    encoder: &SinkEncoder,
     kind: crate::plan::aggregate::WindowKind,
     (start, end): (&str, &str),
 ) {
@@ -1015,13 +1016,7 @@ pub(crate) fn window_keys(
     };
     for (row, record) in out.iter_mut().enumerate() {
         if row < starts.len() && starts.is_valid(row) && ends.is_valid(row) {
-            let key = record.key.as_deref().unwrap_or_default();
-            record.key = Some(crate::runtime::aggregate::windowed_key(
-                key,
-                kind,
-                starts.value(row),
-                ends.value(row),
-            ));
+            encoder.window_record(record, kind, starts.value(row), ends.value(row));
         }
     }
 }
@@ -1071,7 +1066,8 @@ impl PartitionTask {
                         copy_headers(&mut out[start..], &input, run);
                     }
                     if let Some(kind) = self.spec.encoder.window {
-                        window_keys(&mut out[start..], &input, kind, WINDOW_BOUNDS);
+                        let encoder = &self.spec.encoder;
+                        window_keys(&mut out[start..], &input, encoder, kind, WINDOW_BOUNDS);
                     }
                 }
             }
@@ -1117,7 +1113,8 @@ impl PartitionTask {
                         let mut encoded = self.spec.encoder.encode(&output, rowtime);
                         copy_headers(&mut encoded, &input, run);
                         if let Some(kind) = self.spec.encoder.window {
-                            window_keys(&mut encoded, &input, kind, WINDOW_BOUNDS);
+                            let encoder = &self.spec.encoder;
+                            window_keys(&mut encoded, &input, encoder, kind, WINDOW_BOUNDS);
                         }
                         if let Some(input_offsets) = input
                             .column_by_name("ROWOFFSET")

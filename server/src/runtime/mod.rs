@@ -344,6 +344,15 @@ pub struct SinkEncoder {
     pub timestamp_column: Option<String>,
     /// How the sink's keys are windowed: each key ends with its row's window.
     pub window: Option<crate::plan::aggregate::WindowKind>,
+    /// The sink topic's partitions (`None` without a sink topic): a windowed record goes to
+    /// the partition its key without the window hashes to, as Kafka Streams'
+    /// `WindowedStreamPartitioner` places it, so that all windows of a key share one.
+    pub partitions: Option<i32>,
+    /// The records keep their input's key columns (no PARTITION BY, grouping or join): a
+    /// row whose key columns are all NULL was read from a record without a key and is
+    /// written without one, as ksqlDB passes the missing key on (a new key of NULLs, from
+    /// PARTITION BY, is still a key).
+    pub keeps_input_key: bool,
 }
 
 impl SinkEncoder {
@@ -353,6 +362,21 @@ impl SinkEncoder {
             &self.key_columns,
             &self.value_columns,
         )
+    }
+
+    /// Appends a window to a record's key, placing the record by the key without it.
+    pub fn window_record(
+        &self,
+        record: &mut ProducerRecord,
+        kind: crate::plan::aggregate::WindowKind,
+        start: i64,
+        end: i64,
+    ) {
+        let key = record.key.as_deref().unwrap_or_default();
+        if let (Some(partitions), Some(_)) = (self.partitions, &record.key) {
+            record.partition = Some(crate::log::partitioner::partition_for_key(key, partitions));
+        }
+        record.key = Some(aggregate::windowed_key(key, kind, start, end));
     }
 
     /// One record per row; `rowtime` gives each record's timestamp.
@@ -399,24 +423,35 @@ impl SinkEncoder {
         // One buffer for all keys and one for all values: records slice them, so a batch
         // costs two allocations, not two per row.
         let mut scratch = String::new();
-        let mut encode_all =
-            |spec: &FormatSpec, columns: &[(String, SqlType)], arrays: &[ArrayRef]| {
-                let mut buffer = Vec::with_capacity(rows * 32);
-                let mut ranges = Vec::with_capacity(rows);
-                for row in 0..rows {
-                    let start = buffer.len();
-                    let present =
-                        format::encode_into(spec, columns, arrays, row, &mut buffer, &mut scratch);
-                    ranges.push(present.then_some(start..buffer.len()));
+        let mut encode_all = |spec: &FormatSpec,
+                              columns: &[(String, SqlType)],
+                              arrays: &[ArrayRef],
+                              missing_when_all_null: bool| {
+            let mut buffer = Vec::with_capacity(rows * 32);
+            let mut ranges = Vec::with_capacity(rows);
+            for row in 0..rows {
+                if missing_when_all_null && arrays.iter().all(|a| a.is_null(row)) {
+                    ranges.push(None);
+                    continue;
                 }
-                let buffer = Bytes::from(buffer);
-                ranges
-                    .into_iter()
-                    .map(|range| range.map(|r| buffer.slice(r)))
-                    .collect::<Vec<_>>()
-            };
-        let encoded_keys = encode_all(&self.key_format, &self.key_columns, &keys);
-        let encoded_values = encode_all(&self.value_format, &self.value_columns, &values);
+                let start = buffer.len();
+                let present =
+                    format::encode_into(spec, columns, arrays, row, &mut buffer, &mut scratch);
+                ranges.push(present.then_some(start..buffer.len()));
+            }
+            let buffer = Bytes::from(buffer);
+            ranges
+                .into_iter()
+                .map(|range| range.map(|r| buffer.slice(r)))
+                .collect::<Vec<_>>()
+        };
+        let encoded_keys = encode_all(
+            &self.key_format,
+            &self.key_columns,
+            &keys,
+            self.keeps_input_key,
+        );
+        let encoded_values = encode_all(&self.value_format, &self.value_columns, &values, false);
         encoded_keys
             .into_iter()
             .zip(encoded_values)

@@ -365,6 +365,32 @@ impl fmt::Display for LogicalSchema {
     }
 }
 
+/// A struct column as the struct type `wanted`, field by field: each field of `wanted`
+/// taken from the column's field of that name through `convert`, or NULL where the column
+/// has none; a NULL struct stays NULL.
+pub fn struct_by_name<E: From<arrow::error::ArrowError>>(
+    values: &arrow::array::StructArray,
+    wanted: &Fields,
+    convert: impl Fn(&arrow::array::ArrayRef, &DataType) -> Result<arrow::array::ArrayRef, E>,
+) -> Result<arrow::array::ArrayRef, E> {
+    use arrow::array::Array;
+    let columns = wanted
+        .iter()
+        .map(|field| match values.column_by_name(field.name()) {
+            Some(column) => convert(column, field.data_type()),
+            None => Ok(arrow::array::new_null_array(
+                field.data_type(),
+                values.len(),
+            )),
+        })
+        .collect::<Result<Vec<_>, E>>()?;
+    Ok(Arc::new(arrow::array::StructArray::try_new(
+        wanted.clone(),
+        columns,
+        values.nulls().cloned(),
+    )?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
