@@ -23,6 +23,9 @@ pub struct Case {
     /// REST cases: the expected `/ksql` entities (`{"admin": …}`) and `/query` bodies
     /// (`{"query": […]}`), in statement order; `None` when the case checks none.
     pub responses: Option<Vec<Value>>,
+    /// REST cases (`testPullWithProtoFormat`): every query runs again answered in Protobuf,
+    /// expected as `{"queryProto": […]}` bodies after the JSON ones.
+    pub pull_in_protobuf: bool,
     /// `post.sources`: (name, schema) to check after the statements ran.
     pub post_sources: Vec<(String, String)>,
     /// `post.topics.blacklist`: a pattern no topic may match once the case ran (ksqlDB's
@@ -165,6 +168,7 @@ pub fn load_file(path: &Path) -> Result<Vec<Case>> {
                         .as_u64()
                         .and_then(|s| u16::try_from(s).ok()),
                     responses: case["responses"].as_array().cloned(),
+                    pull_in_protobuf: case["testPullWithProtoFormat"].as_bool() == Some(true),
                     post_sources: case["post"]["sources"]
                         .as_array()
                         .into_iter()

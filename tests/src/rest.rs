@@ -14,6 +14,8 @@ use crate::runner::{
 };
 use crate::server::TestServer;
 
+mod protobuf;
+
 /// How long one query may take before the case fails (push queries without enough rows
 /// for their `LIMIT` would otherwise run forever).
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -29,8 +31,13 @@ trait Rest {
         &self,
         body: Value,
         rows: Option<usize>,
+        accept: &str,
     ) -> Result<Result<Vec<Value>, (u16, String)>, String>;
 }
+
+/// What `/query` answers by default, and in Protobuf.
+const KSQL_JSON: &str = "application/vnd.ksql.v1+json";
+const KSQL_PROTOBUF: &str = "application/vnd.ksql.v1+protobuf";
 
 impl Rest for TestServer {
     /// Posts a JSON body; answers the status and the body text.
@@ -60,11 +67,13 @@ impl Rest for TestServer {
         &self,
         body: Value,
         rows: Option<usize>,
+        accept: &str,
     ) -> Result<Result<Vec<Value>, (u16, String)>, String> {
         let read = async {
             let mut response = self
                 .client
                 .post(format!("{}/query", self.url))
+                .header(reqwest::header::ACCEPT, accept)
                 .json(&body)
                 .send()
                 .await
@@ -156,9 +165,20 @@ async fn drive(case: &Case, server: &TestServer) -> Result<(), String> {
             .filter(|elements| !elements.iter().any(|e| e.get("finalMessage").is_some()))
             .map(|elements| elements.iter().filter(|e| e.get("row").is_some()).count());
         let body = json!({"ksql": query, "streamsProperties": properties});
-        match server.query(body, rows).await? {
+        match server.query(body, rows, KSQL_JSON).await? {
             Ok(elements) => responses.push(json!({ "query": elements })),
             Err((status, text)) => return expected_failure(case, status, &text, query),
+        }
+    }
+    if case.pull_in_protobuf {
+        for query in queries {
+            let body = json!({"ksql": query, "streamsProperties": properties});
+            match server.query(body, None, KSQL_PROTOBUF).await? {
+                Ok(elements) => {
+                    responses.push(json!({ "queryProto": protobuf::rows_as_text(elements)? }));
+                }
+                Err((status, text)) => return expected_failure(case, status, &text, query),
+            }
         }
     }
     if let Some(expected) = &case.expected_error {
@@ -233,6 +253,14 @@ fn compare_responses(expected: &[Value], actual: &[Value]) -> Result<(), String>
                     .get("query")
                     .and_then(Value::as_array)
                     .ok_or_else(|| format!("response {i}: expected query rows, got {got}"))?;
+                compare_query(i, elements, got)?;
+            }
+            (None, None) if want.get("queryProto").is_some() => {
+                let (Some(Value::Array(elements)), Some(Value::Array(got))) =
+                    (want.get("queryProto"), got.get("queryProto"))
+                else {
+                    return Err(format!("response {i}: expected Protobuf rows, got {got}"));
+                };
                 compare_query(i, elements, got)?;
             }
             _ => return Err(format!("response {i}: cannot read the expectation {want}")),

@@ -144,6 +144,7 @@ async fn openapi() -> Response {
 }
 
 const KSQL_JSON: &str = "application/vnd.ksql.v1+json";
+const KSQL_PROTOBUF: &str = "application/vnd.ksql.v1+protobuf";
 const DELIMITED: &str = "application/vnd.ksqlapi.delimited.v1";
 
 fn reply(status: StatusCode, content_type: &str, body: Value) -> Response {
@@ -434,6 +435,16 @@ fn streamed_row(columns: &[ArrayRef], types: &[SqlType], row: usize, tombstone: 
     )
 }
 
+/// `/query` row of a pull query answered in Protobuf: `,\n{"row":{"protobufBytes":"…"}}`,
+/// the message's bytes in base64.
+fn protobuf_row(columns: &[ArrayRef], types: &[SqlType], row: usize, _: bool) -> String {
+    use base64::Engine as _;
+    let mut bytes = Vec::new();
+    crate::format::protobuf::encode_row(types, columns, row, &mut bytes);
+    let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
+    format!(",\n{{\"row\":{{\"protobufBytes\":\"{encoded}\"}}}}")
+}
+
 /// `/query-stream` delimited row: one JSON array per line. This protocol has no way to mark
 /// a tombstone, so deleted rows are left out.
 fn delimited_row(columns: &[ArrayRef], types: &[SqlType], row: usize, tombstone: bool) -> String {
@@ -512,18 +523,18 @@ async fn print_if_asked(
     ))
 }
 
-/// `POST /query`: a chunked JSON array — a header, then rows as they arrive.
-async fn query(State(state): State<Arc<ApiState>>, body: Bytes) -> Result<Response, ApiError> {
+/// `POST /query`: a chunked JSON array — a header, then rows as they arrive. A pull query
+/// asked for `application/vnd.ksql.v1+protobuf` answers its rows as Protobuf messages,
+/// with their `.proto` schema in the header (`protoSchema`), as ksqlDB does.
+async fn query(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     if let Some(printing) = print_if_asked(&state, &body, "ksql", "application/json").await? {
         return Ok(printing);
     }
     let (query, sql) = start_query(&state, &body, "ksql", "streamsProperties").await?;
-    let keys = query.table_keys.clone().unwrap_or_default();
-    let header = json!({"header": {
-        "queryId": query.id,
-        "schema": schema_text(&query.schema, &keys, &query.table_headers),
-    }});
-    let first = format!("[{header}");
     // A push query ends only at its LIMIT; a pull query over a stream when it has read
     // everything; a pull query over a table with its rows, and no final message.
     // A pull query over a stream that stops at its LIMIT says so, as a push query does.
@@ -531,6 +542,33 @@ async fn query(State(state): State<Arc<ApiState>>, body: Bytes) -> Result<Respon
         Ok(riffle_grammar::Statement::Query(q)) => (q.emit.is_some(), q.limit),
         _ => (false, None),
     };
+    let protobuf = !push
+        && headers
+            .get(header::ACCEPT)
+            .and_then(|accept| accept.to_str().ok())
+            .is_some_and(|accept| accept.contains(KSQL_PROTOBUF));
+    let keys = query.table_keys.clone().unwrap_or_default();
+    let mut header = json!({
+        "queryId": query.id,
+        "schema": schema_text(&query.schema, &keys, &query.table_headers),
+    });
+    if protobuf {
+        let columns: Vec<(String, SqlType)> = query
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .zip(column_types(&query.schema))
+            .collect();
+        match crate::format::protobuf::proto_schema(&columns) {
+            Ok(schema) => header["protoSchema"] = Value::from(schema),
+            Err(message) => {
+                state.queries.lock().remove(&query.id);
+                return Err(bad_request(&message));
+            }
+        }
+    }
+    let first = format!("[{}", json!({ "header": header }));
     let ending: Ending = if query.table_keys.is_some() {
         |_, _| "]\n"
     } else if push {
@@ -544,8 +582,12 @@ async fn query(State(state): State<Arc<ApiState>>, body: Bytes) -> Result<Respon
             }
         }
     };
-    let body = row_stream(&state, query, first, streamed_row, (ending, limit));
-    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+    let (render_row, content_type): (RenderRow, _) = match protobuf {
+        true => (protobuf_row, KSQL_PROTOBUF),
+        false => (streamed_row, "application/json"),
+    };
+    let body = row_stream(&state, query, first, render_row, (ending, limit));
+    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
 }
 
 /// `POST /query-stream`: a header line, then one JSON array per row (or, when the client

@@ -3,13 +3,15 @@
 //! A [`RowDecoder`] turns the payloads of many records into Arrow columns, appending exactly
 //! one entry per record to every column, so a bad record leaves nulls and an error instead
 //! of misaligning anything; [`encode`] writes one row of Arrow columns back to bytes.
-//! Schema Registry formats (`AVRO`, `PROTOBUF`, `JSON_SR`) are not built yet.
+//! Schema Registry formats (`AVRO`, `PROTOBUF`, `JSON_SR`) are not built yet; `protobuf`
+//! writes pull-query answers as Protobuf messages for the REST API.
 
 pub mod appender;
 pub mod delimited;
 mod flat_json;
 pub mod json;
 pub mod kafka;
+pub mod protobuf;
 
 use std::fmt;
 
