@@ -1147,8 +1147,7 @@ impl Engine {
             SourceKind::Table => "CTAS",
         };
         let query_id = format!("{prefix}_{name}_{}", state.next_query - 1);
-        let keeps_input_key =
-            matches!(plan, QueryPlan::Stateless(_)) && create.query.partition_by.is_empty();
+        let keeps_input_key = keeps_input_key(&plan, &create.query);
         let spec = QuerySpec {
             id: query_id.clone(),
             statement: text.trim().to_string(),
@@ -1241,8 +1240,7 @@ impl Engine {
         }
         state.next_query += 1;
         let query_id = format!("INSERTQUERY_{}", state.next_query - 1);
-        let keeps_input_key =
-            matches!(plan, QueryPlan::Stateless(_)) && insert.query.partition_by.is_empty();
+        let keeps_input_key = keeps_input_key(&plan, &insert.query);
         let sink_partitions = self
             .log
             .describe_topic(&target.topic)
@@ -3540,6 +3538,12 @@ fn join_step_text(step: &crate::plan::join::JoinStepPlan) -> String {
         "[ JOIN ] | {shape} {kind} | Left key: {} | Right key: {} | Key: {}{window}",
         step.left_key, step.right_key, step.key_name
     )
+}
+
+/// Whether a persistent query's records keep its input's key columns: no PARTITION BY,
+/// grouping or join.
+fn keeps_input_key(plan: &QueryPlan, query: &riffle_grammar::ast::Query) -> bool {
+    matches!(plan, QueryPlan::Stateless(_)) && query.partition_by.is_empty()
 }
 
 /// A value of `INSERT … VALUES` as its column's type: numbers and texts as Arrow casts them,

@@ -1291,9 +1291,8 @@ async fn decimals_wider_than_38_digits_keep_every_digit() {
     engine.shutdown().await;
 }
 
-/// DataFusion's functions under ksqlDB's names take what ksqlDB takes: an INT where its
-/// function wants a BIGINT (TRUNC's places), numbers of two types (IFNULL), the INSTR
-/// positions DataFusion's has none of; the results are ksqlDB's.
+/// Functions take what ksqlDB takes: an INT for TRUNC's places, numbers of two types
+/// (IFNULL), INSTR's positions; the results are ksqlDB's.
 #[tokio::test]
 async fn functions_take_ksqldbs_argument_types_and_answer_its_values() {
     let dir = tempfile::tempdir().expect("temp dir");

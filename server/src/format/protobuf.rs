@@ -222,18 +222,19 @@ fn single(
             length_delimited(out, number, &bytes);
         }
         numeric => {
-            let mut value = Vec::new();
-            scalar(&mut value, numeric, array, row);
-            // A number's default is all zero bits: one zero byte as a varint, eight as a
-            // double.
-            if always || value.iter().any(|b| *b != 0) {
-                let wire = if *numeric == SqlType::Double {
-                    FIXED64
-                } else {
-                    VARINT
-                };
-                tag(out, number, wire);
-                out.extend_from_slice(&value);
+            let wire = if *numeric == SqlType::Double {
+                FIXED64
+            } else {
+                VARINT
+            };
+            let start = out.len();
+            tag(out, number, wire);
+            let value = out.len();
+            scalar(out, numeric, array, row);
+            // A number's default is all zero bits (one zero byte as a varint, eight as a
+            // double): taken back out.
+            if !always && out[value..].iter().all(|b| *b == 0) {
+                out.truncate(start);
             }
         }
     }

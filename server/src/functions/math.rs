@@ -94,9 +94,10 @@ fn whole(input: &ArrayRef, rounding: Rounding) -> Result<ArrayRef, DataFusionErr
         T::Native: Unscaled,
     {
         let (precision, scale) = decimal_shape(input.data_type());
+        let unit = T::Native::ten_to(scale.max(0) as u32);
         let out: PrimitiveArray<T> = input
             .as_primitive::<T>()
-            .unary(|v| to_multiple(v, scale.max(0) as u32, rounding));
+            .unary(|v| to_multiple(v, unit, rounding));
         Ok(Arc::new(out.with_precision_and_scale(precision, scale)?))
     }
     match input.data_type() {
@@ -197,8 +198,12 @@ fn round(args: &[ArrayRef], result: &DataType) -> Result<ArrayRef, DataFusionErr
 
 fn trunc_type(args: &[DataType]) -> Option<DataType> {
     match args {
-        [t @ (DataType::Int32 | DataType::Int64)] => Some(t.clone()),
-        [t @ (DataType::Decimal128(..) | DataType::Decimal256(..))] => Some(t.clone()),
+        [
+            t @ (DataType::Int32
+            | DataType::Int64
+            | DataType::Decimal128(..)
+            | DataType::Decimal256(..)),
+        ] => Some(t.clone()),
         [
             t @ (DataType::Decimal128(..) | DataType::Decimal256(..)),
             places,
@@ -273,6 +278,7 @@ where
     let (_, scale) = decimal_shape(args[0].data_type());
     let (precision, result_scale) = decimal_shape(result);
     let limit = T::Native::ten_to(u32::from(precision));
+    let scale_unit = T::Native::ten_to(scale.max(0) as u32);
     let out: PrimitiveArray<T> = (0..values.len())
         .map(|row| {
             if any_null(args, row) {
@@ -284,11 +290,11 @@ where
             let rounded = match u32::try_from(dropped) {
                 Ok(0) | Err(_) => value,
                 Ok(dropped) if dropped > T::Native::DIGITS => T::Native::ZERO,
-                Ok(dropped) => to_multiple(value, dropped, rounding),
+                Ok(dropped) => to_multiple(value, T::Native::ten_to(dropped), rounding),
             };
             // Back to the result's scale: the input's, or none.
             let scaled = if result_scale == 0 {
-                rounded.div_wrapping(T::Native::ten_to(scale.max(0) as u32))
+                rounded.div_wrapping(scale_unit)
             } else {
                 rounded
             };
@@ -346,14 +352,18 @@ impl Unscaled for i256 {
     const DIGITS: u32 = 76;
 }
 
-/// `value` rounded to a multiple of 10^`dropped` (`dropped` from 0 to the width's digits).
-fn to_multiple<T: Unscaled>(value: T, dropped: u32, rounding: Rounding) -> T {
-    without_digits(value, dropped, rounding).mul_wrapping(T::ten_to(dropped))
+/// `value` rounded to a multiple of `unit` (a power of ten the width holds).
+fn to_multiple<T: Unscaled>(value: T, unit: T, rounding: Rounding) -> T {
+    divided(value, unit, rounding).mul_wrapping(unit)
 }
 
 /// `value` without its last `dropped` digits (0 to the width's digits), rounded.
 fn without_digits<T: Unscaled>(value: T, dropped: u32, rounding: Rounding) -> T {
-    let divisor = T::ten_to(dropped);
+    divided(value, T::ten_to(dropped), rounding)
+}
+
+/// `value / divisor`, rounded.
+fn divided<T: Unscaled>(value: T, divisor: T, rounding: Rounding) -> T {
     let (quotient, remainder) = (value.div_wrapping(divisor), value.mod_wrapping(divisor));
     let up = quotient.add_wrapping(T::ONE);
     let down = quotient.sub_wrapping(T::ONE);

@@ -550,10 +550,8 @@ impl AggregateTask {
             if let Some(headers) = changes.headers.get(i) {
                 record.headers = headers.clone();
             }
-            if let (Some((start, end)), Some(kind)) =
-                (changes.windows[i], self.plan.windowing.map(|w| w.kind))
-            {
-                self.spec.encoder.window_record(record, kind, start, end);
+            if let Some((start, end)) = changes.windows[i] {
+                self.spec.encoder.window_record(record, start, end);
             }
         }
         records

@@ -820,8 +820,8 @@ impl JoinTask {
                 continue;
             };
             let mut records = encoder.encode(&output, rowtime);
-            if let (Some(kind), Some(bounds)) = (encoder.window, self.window_columns()) {
-                super::window_keys(&mut records, &input, encoder, kind, bounds);
+            if let Some(bounds) = self.window_columns() {
+                super::window_keys(&mut records, &input, encoder, bounds);
             }
             for (mut record, row) in records.into_iter().zip(numbers.values()) {
                 if let Some(headers) = joined.headers.get(*row as usize) {

@@ -997,15 +997,17 @@ pub(crate) fn headers_at(run: &[Record], offset: i64) -> Vec<crate::log::Header>
 /// The window bound columns of a windowed source's rows.
 const WINDOW_BOUNDS: (&str, &str) = ("WINDOWSTART", "WINDOWEND");
 
-/// Gives each output key the window of its input row (a stream over a windowed source
-/// keeps the windows), found in the columns named `bounds`.
+/// Gives each output key of a windowed sink the window of its input row (a stream over a
+/// windowed source keeps the windows), found in the columns named `bounds`.
 pub(crate) fn window_keys(
     out: &mut [ProducerRecord],
     input: &RecordBatch,
     encoder: &SinkEncoder,
-    kind: crate::plan::aggregate::WindowKind,
     (start, end): (&str, &str),
 ) {
+    if encoder.window.is_none() {
+        return;
+    }
     let bound = |name: &str| {
         input
             .column_by_name(name)
@@ -1016,7 +1018,7 @@ pub(crate) fn window_keys(
     };
     for (row, record) in out.iter_mut().enumerate() {
         if row < starts.len() && starts.is_valid(row) && ends.is_valid(row) {
-            encoder.window_record(record, kind, starts.value(row), ends.value(row));
+            encoder.window_record(record, starts.value(row), ends.value(row));
         }
     }
 }
@@ -1065,10 +1067,7 @@ impl PartitionTask {
                     if carry_headers {
                         copy_headers(&mut out[start..], &input, run);
                     }
-                    if let Some(kind) = self.spec.encoder.window {
-                        let encoder = &self.spec.encoder;
-                        window_keys(&mut out[start..], &input, encoder, kind, WINDOW_BOUNDS);
-                    }
+                    window_keys(&mut out[start..], &input, &self.spec.encoder, WINDOW_BOUNDS);
                 }
             }
         }
@@ -1112,10 +1111,7 @@ impl PartitionTask {
                         };
                         let mut encoded = self.spec.encoder.encode(&output, rowtime);
                         copy_headers(&mut encoded, &input, run);
-                        if let Some(kind) = self.spec.encoder.window {
-                            let encoder = &self.spec.encoder;
-                            window_keys(&mut encoded, &input, encoder, kind, WINDOW_BOUNDS);
-                        }
+                        window_keys(&mut encoded, &input, &self.spec.encoder, WINDOW_BOUNDS);
                         if let Some(input_offsets) = input
                             .column_by_name("ROWOFFSET")
                             .and_then(|c| c.as_primitive_opt::<Int64Type>())

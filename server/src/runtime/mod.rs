@@ -364,14 +364,12 @@ impl SinkEncoder {
         )
     }
 
-    /// Appends a window to a record's key, placing the record by the key without it.
-    pub fn window_record(
-        &self,
-        record: &mut ProducerRecord,
-        kind: crate::plan::aggregate::WindowKind,
-        start: i64,
-        end: i64,
-    ) {
+    /// Appends a window to a record's key (for a windowed sink), placing the record by the
+    /// key without it.
+    pub fn window_record(&self, record: &mut ProducerRecord, start: i64, end: i64) {
+        let Some(kind) = self.window else {
+            return;
+        };
         let key = record.key.as_deref().unwrap_or_default();
         if let (Some(partitions), Some(_)) = (self.partitions, &record.key) {
             record.partition = Some(crate::log::partitioner::partition_for_key(key, partitions));
