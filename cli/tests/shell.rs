@@ -83,7 +83,14 @@ fn a_session_creates_queries_interrupts_and_remembers() {
         .expect("typed");
     session.exp_string("riffle> ").expect("a prompt");
 
-    session.send_line("SHOW STREAMS;").expect("typed");
+    // Lines pasted together (typed ahead while the shell works) all run, in order.
+    session
+        .send("SHOW TABLES;\rSHOW STREAMS;\r")
+        .expect("pasted");
+    session.flush().expect("sent");
+    session
+        .exp_regex(r" Table Name +\| Kafka Topic")
+        .expect("the tables table header");
     session
         .exp_regex(r" Stream Name +\| Kafka Topic +\| Key Format \| Value Format \| Windowed")
         .expect("the streams table header");
