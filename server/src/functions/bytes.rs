@@ -45,23 +45,45 @@ fn len_type(args: &[DataType]) -> Option<DataType> {
     }
 }
 
-/// `LEN(string)`: characters; `LEN(bytes)`: bytes.
+/// `LEN(string)`: the length Java's `String.length()` gives, in UTF-16 code units (a
+/// character beyond the Basic Multilingual Plane, an emoji, counts two); `LEN(bytes)`:
+/// bytes. NULL for NULL.
 fn len(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef, DataFusionError> {
     let input = &args[0];
+    let lengths =
+        |offsets: &[i32]| -> Vec<i32> { offsets.windows(2).map(|w| w[1] - w[0]).collect() };
     if is_binary(input.data_type()) && *input.data_type() != DataType::Null {
         let bytes = arrow::compute::cast(input, &DataType::Binary)?;
-        let lengths: Int32Array = bytes
-            .as_binary::<i32>()
-            .iter()
-            .map(|b| b.map(|b| b.len() as i32))
-            .collect();
-        return Ok(Arc::new(lengths));
+        let bytes = bytes.as_binary::<i32>();
+        let counted = lengths(bytes.value_offsets());
+        return Ok(Arc::new(Int32Array::new(
+            counted.into(),
+            bytes.nulls().cloned(),
+        )));
     }
-    let lengths: Int32Array = strings(input)?
-        .iter()
-        .map(|s| s.map(|s| s.chars().count() as i32))
-        .collect();
-    Ok(Arc::new(lengths))
+    let texts = strings(input)?;
+    let counted = if texts.values().is_ascii() {
+        // One check over the whole column: then every byte is a code unit.
+        lengths(texts.value_offsets())
+    } else {
+        (0..texts.len())
+            .map(|row| utf16_length(texts.value(row)))
+            .collect()
+    };
+    Ok(Arc::new(Int32Array::new(
+        counted.into(),
+        texts.nulls().cloned(),
+    )))
+}
+
+/// The UTF-16 code units of a text: a unit per character, two for a character of four
+/// UTF-8 bytes.
+fn utf16_length(text: &str) -> i32 {
+    let units = text
+        .bytes()
+        .map(|byte| usize::from(byte & 0xC0 != 0x80) + usize::from(byte >= 0xF0))
+        .sum::<usize>();
+    i32::try_from(units).unwrap_or(i32::MAX)
 }
 
 /// The encodings `FROM_BYTES` and `TO_BYTES` name.
@@ -241,4 +263,22 @@ fn number_from_bytes(args: &[ArrayRef], result: &DataType) -> Result<ArrayRef, D
             words.iter().map(|w| w.map(big_endian)),
         )),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::eval;
+
+    #[test]
+    fn len_counts_as_java_counts() {
+        assert_eq!(eval("len('hello')"), "5");
+        assert_eq!(eval("len('')"), "0");
+        // Two bytes, one code unit; three bytes, one; four bytes, two (a surrogate pair).
+        assert_eq!(eval("len('héllo')"), "5");
+        assert_eq!(eval("len('日本')"), "2");
+        assert_eq!(eval("len('a😀b')"), "4");
+        assert_eq!(eval("len(CAST(NULL AS VARCHAR))"), "NULL");
+        assert_eq!(eval("len(to_bytes('aGVsbG8=', 'base64'))"), "5");
+        assert_eq!(eval("len(CAST(NULL AS BYTEA))"), "NULL");
+    }
 }

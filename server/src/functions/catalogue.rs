@@ -108,7 +108,7 @@ pub const CATALOGUE: &[Documented] = &[
     ),
     function!(
         "LEN",
-        "The number of characters of a text, or of bytes.",
+        "The length of a text in UTF-16 code units, as Java counts it (an emoji counts two), or its number of bytes.",
         [("input STRING", "INT"), ("input BYTES", "INT")]
     ),
     function!(

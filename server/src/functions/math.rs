@@ -13,6 +13,7 @@ use arrow::array::{
     Array, ArrayRef, ArrowNativeTypeOp, AsArray, Float64Array, Int32Array, Int64Array,
     PrimitiveArray,
 };
+use arrow::buffer::NullBuffer;
 use arrow::datatypes::{DataType, Decimal128Type, Decimal256Type, DecimalType, i256};
 use datafusion::common::DataFusionError;
 use datafusion::logical_expr::ScalarUDF;
@@ -230,17 +231,20 @@ fn trunc(args: &[ArrayRef], result: &DataType) -> Result<ArrayRef, DataFusionErr
     }
 }
 
-/// A DOUBLE argument rounded to its row's places (the second argument).
+/// A DOUBLE argument rounded to its row's places (the second argument); NULL where either
+/// is. Every slot is computed, the NULL ones too (any double is a valid input), so the
+/// loop has no branch on NULLs.
 fn doubles_to_places(args: &[ArrayRef], rounding: Rounding) -> Result<ArrayRef, DataFusionError> {
     let values = doubles(&args[0])?;
     let places = integers(&args[1])?;
-    let out: Float64Array = (0..values.len())
-        .map(|row| {
-            (!any_null(args, row))
-                .then(|| double_to_places(values.value(row), places.value(row), rounding))
-        })
+    let nulls = NullBuffer::union(values.nulls(), places.nulls());
+    let rounded: Vec<f64> = values
+        .values()
+        .iter()
+        .zip(places.values().iter())
+        .map(|(&value, &places)| double_to_places(value, places, rounding))
         .collect();
-    Ok(Arc::new(out))
+    Ok(Arc::new(Float64Array::new(rounded.into(), nulls)))
 }
 
 /// A DECIMAL argument rounded to its row's places (the second argument, or none), as
@@ -285,7 +289,7 @@ where
                 return None;
             }
             let place = places.map_or(0, |p| p.value(row));
-            let dropped = i64::from(scale) - place;
+            let dropped = i64::from(scale).saturating_sub(place);
             let value = values.value(row);
             let rounded = match u32::try_from(dropped) {
                 Ok(0) | Err(_) => value,
@@ -388,6 +392,90 @@ fn divided<T: Unscaled>(value: T, divisor: T, rounding: Rounding) -> T {
 /// A DOUBLE rounded to `places` on its shortest decimal digits (Java's
 /// `BigDecimal.valueOf`); never -0.0.
 fn double_to_places(value: f64, places: i64, rounding: Rounding) -> f64 {
+    if value == 0.0 {
+        return 0.0;
+    }
+    scaled_double_to_places(value, places, rounding)
+        .unwrap_or_else(|| printed_double_to_places(value, places, rounding))
+}
+
+/// Powers of ten that are exact doubles.
+const POWERS_OF_TEN: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// `double_to_places` without printing the value, for a value whose product with
+/// 10^places is below 2^31; `None` for others.
+///
+/// There the product is within 2^-21 of the value's printed digits times 10^places (one
+/// rounding of the product, and half an ulp between a double and its shortest digits, each
+/// at most 2^-53 of it), so a product further than `MARGIN` from where the rounding changes
+/// (a whole number; for `HalfUp` a half) rounds as the digits do. Closer than that, the
+/// digits are on the side of the boundary that the value is of the boundary's own double
+/// (rounding to the nearest double keeps order, and at this size no two decimals with
+/// that few digits share a double). The whole number divided by 10^places is what
+/// `decimal_to_double` computes.
+fn scaled_double_to_places(value: f64, places: i64, rounding: Rounding) -> Option<f64> {
+    const MARGIN: f64 = 1e-6;
+    const LIMIT: f64 = 2_147_483_648.0;
+    let power = *POWERS_OF_TEN.get(usize::try_from(places).ok()?)?;
+    let scaled = value * power;
+    if scaled.is_nan() || scaled.abs() >= LIMIT {
+        return None;
+    }
+    // Whole numbers by conversion, not by `floor` and `round` (calls into libm without
+    // SSE4.1): below 2^31 every product converts exactly.
+    let floor = {
+        let toward_zero = scaled as i64 as f64;
+        if toward_zero > scaled {
+            toward_zero - 1.0
+        } else {
+            toward_zero
+        }
+    };
+    let nearest = if scaled - floor >= 0.5 {
+        floor + 1.0
+    } else {
+        floor
+    };
+    let whole = if (scaled - nearest).abs() < MARGIN {
+        let boundary = nearest / power;
+        if value == boundary {
+            // The digits fit `places` already.
+            return Some(value);
+        }
+        let below = if value > boundary {
+            nearest
+        } else {
+            nearest - 1.0
+        };
+        match rounding {
+            Rounding::HalfUp => nearest,
+            Rounding::Floor => below,
+            Rounding::Ceiling => below + 1.0,
+            Rounding::Down if value > 0.0 => below,
+            Rounding::Down => below + 1.0,
+        }
+    } else {
+        match rounding {
+            Rounding::HalfUp if (scaled - floor - 0.5).abs() < MARGIN => {
+                // Ties go up: below the half's own double is below the half.
+                let half = (2.0 * floor + 1.0) / (2.0 * power);
+                if value >= half { floor + 1.0 } else { floor }
+            }
+            Rounding::HalfUp => nearest,
+            Rounding::Floor => floor,
+            Rounding::Ceiling => floor + 1.0,
+            Rounding::Down if scaled < 0.0 => floor + 1.0,
+            Rounding::Down => floor,
+        }
+    };
+    Some(whole / power + 0.0)
+}
+
+/// `double_to_places` on the value's printed digits.
+fn printed_double_to_places(value: f64, places: i64, rounding: Rounding) -> f64 {
     if !value.is_finite() {
         return value;
     }
@@ -395,7 +483,7 @@ fn double_to_places(value: f64, places: i64, rounding: Rounding) -> f64 {
     let Some((unscaled, scale)) = shortest_decimal(buffer.format_finite(value.abs())) else {
         return value;
     };
-    let dropped = scale - places;
+    let dropped = scale.saturating_sub(places);
     if dropped <= 0 {
         return value;
     }
@@ -437,10 +525,6 @@ fn shortest_decimal(text: &str) -> Option<(i128, i64)> {
 /// when both operands are exact doubles (the correctly rounded result), else read from
 /// text.
 fn decimal_to_double(unscaled: i128, scale: i64) -> Option<f64> {
-    const POWERS_OF_TEN: [f64; 23] = [
-        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
-        1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
-    ];
     if unscaled.unsigned_abs() < 1 << 53 && scale.unsigned_abs() < 23 {
         let power = POWERS_OF_TEN[scale.unsigned_abs() as usize];
         let mantissa = unscaled as f64;
@@ -579,6 +663,55 @@ mod tests {
         assert_eq!(round_half_up(-1.5), -1);
         assert_eq!(round_half_up(1.5), 2);
         assert_eq!(round_half_up(-12345.678), -12346);
+    }
+
+    #[test]
+    fn the_quick_rounding_agrees_with_the_printed_digits() {
+        // Values of every kind: amounts with two or three decimals (ties included, 2.675
+        // and the like), products that land a hair off a whole number (0.29 × 100),
+        // random doubles of many magnitudes, both signs.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut random = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut values = vec![0.29, 2.675, 1.005, 0.1 + 0.2, 1e-7, 4_294_967_295.5];
+        for i in 0..5_000 {
+            values.push(f64::from(i) * 0.005);
+            values.push(f64::from(i) * 1.005);
+            let bits = random();
+            let magnitude = 10f64.powi((bits % 24) as i32 - 12);
+            values.push((bits >> 11) as f64 / (1u64 << 53) as f64 * magnitude);
+            values.push((bits % 10_000_000) as f64 / 1000.0);
+        }
+        let (mut quick, mut all) = (0, 0);
+        // (Zero is answered before either way is asked.)
+        for value in values.iter().filter(|v| **v != 0.0).flat_map(|v| [*v, -v]) {
+            for places in 0..=9 {
+                for rounding in [
+                    Rounding::HalfUp,
+                    Rounding::Down,
+                    Rounding::Floor,
+                    Rounding::Ceiling,
+                ] {
+                    let in_reach = (value * POWERS_OF_TEN[places as usize]).abs() < 2_147_483_648.0;
+                    all += usize::from(in_reach);
+                    let printed = printed_double_to_places(value, places, rounding);
+                    if let Some(fast) = scaled_double_to_places(value, places, rounding) {
+                        quick += usize::from(in_reach);
+                        assert_eq!(
+                            fast.to_bits(),
+                            printed.to_bits(),
+                            "{value} to {places} places, {rounding:?}: {fast} against {printed}"
+                        );
+                    }
+                }
+            }
+        }
+        // Within its reach the quick way always answers.
+        assert_eq!(quick, all);
     }
 
     #[test]

@@ -409,6 +409,23 @@ impl Civil {
 
 /// `value` in decimal, zero-padded to `width` characters (a minus sign counting as one).
 fn push_padded(out: &mut String, value: i64, width: usize) {
+    if let Ok(small @ 0..10_000) = u32::try_from(value)
+        && width <= 4
+    {
+        // Most fields (a year, a month, an hour, milliseconds): digit by digit, divisions
+        // by constants only.
+        let digits = [small / 1000, small / 100 % 10, small / 10 % 10, small % 10];
+        let significant = match small {
+            0..=9 => 1,
+            10..=99 => 2,
+            100..=999 => 3,
+            _ => 4,
+        };
+        for digit in &digits[4 - significant.max(width)..] {
+            out.push(char::from(b'0' + digit.to_le_bytes()[0]));
+        }
+        return;
+    }
     let mut digits = itoa::Buffer::new();
     let text = digits.format(value.unsigned_abs());
     let mut width = width;
@@ -472,7 +489,10 @@ impl TimePattern {
         for part in &self.parts {
             let (letter, count) = match part {
                 Part::Literal(text) => {
-                    out.push_str(text);
+                    match text.as_bytes() {
+                        [byte] => out.push(char::from(*byte)),
+                        _ => out.push_str(text),
+                    }
                     continue;
                 }
                 Part::Field(letter, count) => (*letter, *count),
@@ -617,6 +637,17 @@ mod tests {
 
     fn millis(pattern: &str, text: &str) -> Result<i64, String> {
         TimePattern::compile(pattern)?.parse_millis(text, 0)
+    }
+
+    #[test]
+    fn numbers_are_padded_to_their_width() {
+        for value in (-120..12_000).chain([99_999, 123_456_789, i64::from(i32::MIN)]) {
+            for width in 1..=6 {
+                let mut out = String::new();
+                push_padded(&mut out, value, width);
+                assert_eq!(out, format!("{value:0width$}"), "{value} in {width}");
+            }
+        }
     }
 
     #[test]
