@@ -409,22 +409,34 @@ impl Civil {
 
 /// `value` in decimal, zero-padded to `width` characters (a minus sign counting as one).
 fn push_padded(out: &mut String, value: i64, width: usize) {
-    if let Ok(small @ 0..10_000) = u32::try_from(value)
-        && width <= 4
-    {
-        // Most fields (a year, a month, an hour, milliseconds): digit by digit, divisions
-        // by constants only.
-        let digits = [small / 1000, small / 100 % 10, small / 10 % 10, small % 10];
-        let significant = match small {
-            0..=9 => 1,
-            10..=99 => 2,
-            100..=999 => 3,
-            _ => 4,
-        };
-        for digit in &digits[4 - significant.max(width)..] {
-            out.push(char::from(b'0' + digit.to_le_bytes()[0]));
+    // The common fields first, each on a path of its own so that a pattern's fields branch
+    // the same way on every row: two digits (month, day, hour, minute, second), four (a
+    // year), three (milliseconds), one.
+    let digit = |value: u32| char::from(b'0' + (value % 10) as u8);
+    match (u32::try_from(value), width) {
+        (Ok(small @ 0..100), 2) => {
+            out.push(digit(small / 10));
+            out.push(digit(small));
+            return;
         }
-        return;
+        (Ok(small @ 1000..10_000), 1..=4) => {
+            out.push(digit(small / 1000));
+            out.push(digit(small / 100));
+            out.push(digit(small / 10));
+            out.push(digit(small));
+            return;
+        }
+        (Ok(small @ 0..1000), 3) => {
+            out.push(digit(small / 100));
+            out.push(digit(small / 10));
+            out.push(digit(small));
+            return;
+        }
+        (Ok(small @ 0..10), 1) => {
+            out.push(digit(small));
+            return;
+        }
+        _ => {}
     }
     let mut digits = itoa::Buffer::new();
     let text = digits.format(value.unsigned_abs());
