@@ -12,6 +12,7 @@ use arrow::array::{
     Array, ArrayRef, AsArray, BinaryBuilder, Int32Array, ListBuilder, MapBuilder, MapFieldNames,
     StringBuilder,
 };
+use arrow::buffer::NullBuffer;
 use arrow::datatypes::DataType;
 use base64::Engine;
 use datafusion::common::DataFusionError;
@@ -441,9 +442,12 @@ fn substring(args: &[ArrayRef], result: &DataType) -> Result<ArrayRef, DataFusio
         return Ok(Arc::new(out.finish()));
     }
     let input = strings(&args[0])?;
-    let mut out = StringBuilder::with_capacity(rows, 0);
+    let nulls = args.iter().fold(None, |nulls, arg| {
+        NullBuffer::union(nulls.as_ref(), arg.logical_nulls().as_ref())
+    });
+    let mut out = StringBuilder::with_capacity(rows, input.values().len());
     for row in 0..rows {
-        if any_null(args, row) {
+        if nulls.as_ref().is_some_and(|nulls| nulls.is_null(row)) {
             out.append_null();
             continue;
         }
@@ -578,10 +582,12 @@ fn pad_into(out: &mut Vec<u8>, input: &[u8], padding: &[u8], length: usize, side
 /// `TRIM(text)`: without leading and trailing spaces and control characters (Java's
 /// `String.trim`).
 fn trim(args: &[ArrayRef], _: &DataType) -> Result<ArrayRef, DataFusionError> {
-    string_rows(args, |_, values, out| {
-        out.push_str(values[0].trim_matches(|c: char| c <= ' '));
-        true
-    })
+    // Each trimmed text is a slice of its input, copied once, into the column.
+    let trimmed: arrow::array::StringArray = strings(&args[0])?
+        .iter()
+        .map(|text| text.map(|text| text.trim_matches(|c: char| c <= ' ')))
+        .collect();
+    Ok(Arc::new(trimmed))
 }
 
 fn split_type(args: &[DataType]) -> Option<DataType> {
@@ -1084,6 +1090,13 @@ mod tests {
         assert_eq!(text(None, Some(1), None), None);
         assert_eq!(text(Some("abc"), None, None), None);
         assert_eq!(text(Some("abc"), Some(1), Some(None)), None);
+        // A bare NULL, typed NULL rather than INT, as the position.
+        let untyped: Vec<ArrayRef> = vec![
+            Arc::new(arrow::array::StringArray::from(vec!["abc"])),
+            Arc::new(arrow::array::NullArray::new(1)),
+        ];
+        let out = substring(&untyped, &DataType::Utf8).expect("evaluates");
+        assert!(out.is_null(0));
         let bytes: Vec<ArrayRef> = vec![
             Arc::new(arrow::array::BinaryArray::from(vec![Some(
                 b"abc".as_slice(),

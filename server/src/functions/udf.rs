@@ -261,7 +261,10 @@ pub fn take_row_failures() -> Vec<(usize, String)> {
     ROW_FAILURES.with(|failures| std::mem::take(&mut *failures.borrow_mut()))
 }
 
-/// Null for a row where any argument is null.
+/// Null for a row where any argument is null, a bare `NULL` (an argument of type NULL,
+/// whose array has no null buffer: Arrow's `is_null` says false for it) included.
 pub fn any_null(arrays: &[ArrayRef], row: usize) -> bool {
-    arrays.iter().any(|a| a.is_null(row))
+    arrays
+        .iter()
+        .any(|a| a.is_null(row) || *a.data_type() == DataType::Null)
 }
