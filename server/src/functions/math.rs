@@ -13,12 +13,11 @@ use arrow::array::{
     Array, ArrayRef, ArrowNativeTypeOp, AsArray, Float64Array, Int32Array, Int64Array,
     PrimitiveArray,
 };
-use arrow::buffer::NullBuffer;
 use arrow::datatypes::{DataType, Decimal128Type, Decimal256Type, DecimalType, i256};
 use datafusion::common::DataFusionError;
 use datafusion::logical_expr::ScalarUDF;
 
-use super::udf::{KsqlFunction, any_null, doubles, integers, is_number, row_failure};
+use super::udf::{KsqlFunction, any_null, doubles, integers, is_number, null_rows, row_failure};
 use crate::types::SqlType;
 
 pub fn functions() -> Vec<ScalarUDF> {
@@ -237,7 +236,7 @@ fn trunc(args: &[ArrayRef], result: &DataType) -> Result<ArrayRef, DataFusionErr
 fn doubles_to_places(args: &[ArrayRef], rounding: Rounding) -> Result<ArrayRef, DataFusionError> {
     let values = doubles(&args[0])?;
     let places = integers(&args[1])?;
-    let nulls = NullBuffer::union(values.nulls(), places.nulls());
+    let nulls = null_rows(args);
     let rounded: Vec<f64> = values
         .values()
         .iter()
@@ -405,8 +404,11 @@ const POWERS_OF_TEN: [f64; 23] = [
     1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
 ];
 
+/// How far `scaled_double_to_places` reaches: products with 10^places below 2^31.
+const SCALED_LIMIT: f64 = 2_147_483_648.0;
+
 /// `double_to_places` without printing the value, for a value whose product with
-/// 10^places is below 2^31; `None` for others.
+/// 10^places is below `SCALED_LIMIT` (2^31); `None` for others.
 ///
 /// There the product is within 2^-21 of the value's printed digits times 10^places (one
 /// rounding of the product, and half an ulp between a double and its shortest digits, each
@@ -418,10 +420,9 @@ const POWERS_OF_TEN: [f64; 23] = [
 /// `decimal_to_double` computes.
 fn scaled_double_to_places(value: f64, places: i64, rounding: Rounding) -> Option<f64> {
     const MARGIN: f64 = 1e-6;
-    const LIMIT: f64 = 2_147_483_648.0;
     let power = *POWERS_OF_TEN.get(usize::try_from(places).ok()?)?;
     let scaled = value * power;
-    if scaled.is_nan() || scaled.abs() >= LIMIT {
+    if scaled.is_nan() || scaled.abs() >= SCALED_LIMIT {
         return None;
     }
     // Whole numbers by conversion, not by `floor` and `round` (calls into libm without
@@ -696,7 +697,7 @@ mod tests {
                     Rounding::Floor,
                     Rounding::Ceiling,
                 ] {
-                    let in_reach = (value * POWERS_OF_TEN[places as usize]).abs() < 2_147_483_648.0;
+                    let in_reach = (value * POWERS_OF_TEN[places as usize]).abs() < SCALED_LIMIT;
                     all += usize::from(in_reach);
                     let printed = printed_double_to_places(value, places, rounding);
                     if let Some(fast) = scaled_double_to_places(value, places, rounding) {

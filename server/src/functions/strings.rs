@@ -12,7 +12,6 @@ use arrow::array::{
     Array, ArrayRef, AsArray, BinaryBuilder, Int32Array, ListBuilder, MapBuilder, MapFieldNames,
     StringBuilder,
 };
-use arrow::buffer::NullBuffer;
 use arrow::datatypes::DataType;
 use base64::Engine;
 use datafusion::common::DataFusionError;
@@ -20,8 +19,8 @@ use datafusion::logical_expr::ScalarUDF;
 use regex::Regex;
 
 use super::udf::{
-    KsqlFunction, any_null, failure, integers, is_binary, is_string, row_failure, string_list,
-    strings,
+    KsqlFunction, any_null, failure, integers, is_binary, is_string, null_rows, row_failure,
+    string_list, strings,
 };
 use crate::types::SqlType;
 
@@ -442,9 +441,7 @@ fn substring(args: &[ArrayRef], result: &DataType) -> Result<ArrayRef, DataFusio
         return Ok(Arc::new(out.finish()));
     }
     let input = strings(&args[0])?;
-    let nulls = args.iter().fold(None, |nulls, arg| {
-        NullBuffer::union(nulls.as_ref(), arg.logical_nulls().as_ref())
-    });
+    let nulls = null_rows(args);
     let mut out = StringBuilder::with_capacity(rows, input.values().len());
     for row in 0..rows {
         if nulls.as_ref().is_some_and(|nulls| nulls.is_null(row)) {

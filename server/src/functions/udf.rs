@@ -5,6 +5,7 @@
 use std::hash::{Hash, Hasher};
 
 use arrow::array::{Array, ArrayRef, AsArray, StringArray};
+use arrow::buffer::NullBuffer;
 use arrow::datatypes::DataType;
 use datafusion::common::{DataFusionError, ScalarValue};
 use datafusion::logical_expr::{
@@ -266,5 +267,13 @@ pub fn take_row_failures() -> Vec<(usize, String)> {
 pub fn any_null(arrays: &[ArrayRef], row: usize) -> bool {
     arrays
         .iter()
-        .any(|a| a.is_null(row) || *a.data_type() == DataType::Null)
+        .any(|a| a.is_null(row) || a.data_type().is_null())
+}
+
+/// `any_null` for every row at once: the rows where any argument is null (`None`: none
+/// is), for functions that compute every row and mark the NULL ones after.
+pub fn null_rows(arrays: &[ArrayRef]) -> Option<NullBuffer> {
+    arrays.iter().fold(None, |nulls, array| {
+        NullBuffer::union(nulls.as_ref(), array.logical_nulls().as_ref())
+    })
 }
