@@ -228,6 +228,42 @@ async fn close_query_ends_an_endless_push_query() {
     assert_eq!(status, 400, "a closed query is gone");
 }
 
+/// A push query writes a DECIMAL that GREATEST or LEAST took from an argument at that
+/// argument's scale, in both protocols, as a persistent query's sink does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_queries_write_decimals_at_the_scale_they_keep() {
+    let server = start().await;
+    let (status, body) = server
+        .ksql(
+            "CREATE STREAM amounts (a DECIMAL(9, 2), b DECIMAL(7, 6)) \
+             WITH (kafka_topic='amounts', partitions=1, value_format='JSON');
+             INSERT INTO amounts (a, b) VALUES (1234567.89, 0.123456);
+             INSERT INTO amounts (a, b) VALUES (NULL, 0.25);",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let sql = "SELECT GREATEST(a, b) AS top, LEAST(a, b) AS bottom FROM amounts \
+               EMIT CHANGES LIMIT 2;";
+    let earliest = json!({"auto.offset.reset": "earliest"});
+    let (status, body) = server
+        .post("/query-stream", json!({"sql": sql, "properties": earliest}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let rows: Vec<&str> = body.lines().skip(1).collect();
+    assert_eq!(rows, ["[1234567.89,0.123456]", "[0.250000,0.250000]"]);
+    let (status, body) = server
+        .post(
+            "/query",
+            json!({"ksql": sql, "streamsProperties": earliest}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(r#"{"row":{"columns":[1234567.89,0.123456]}}"#),
+        "{body}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn assert_topic_answers_with_the_topic_or_a_417() {
     let server = start().await;

@@ -49,6 +49,12 @@ fn json(key: &str, value: &str, timestamp: i64) -> ProducerRecord {
     }
 }
 
+/// The values of a sink's records, in order.
+async fn sink_payloads(log: &EmbeddedLog, topic: &str) -> Vec<Option<String>> {
+    let rows = sink_values(log, topic).await;
+    rows.into_iter().map(|(_, value, _)| value).collect()
+}
+
 /// Writes `{"n": i}` keyed `ki` at time `i` to `numbers`, for `i` in `from..to`.
 async fn produce_numbers(log: &EmbeddedLog, from: i64, to: i64) {
     let records = (from..to)
@@ -920,15 +926,10 @@ async fn an_invalid_timestamp_is_skipped_unless_the_query_must_throw_on_it() {
             .contains("Fatal user code error in TimestampExtractor callback for record"),
         "{error}"
     );
-    let values = |rows: Vec<(Option<String>, Option<String>, i64)>| {
-        rows.into_iter()
-            .map(|(_, value, _)| value)
-            .collect::<Vec<_>>()
-    };
     // The lenient query skips the record and logs it; the strict one writes what came
     // before it, then stops there (its position stays at the record).
     assert_eq!(
-        values(sink_values(&log, "LENIENT").await),
+        sink_payloads(&log, "LENIENT").await,
         [
             Some(r#"{"ID":1}"#.to_string()),
             Some(r#"{"ID":3}"#.to_string())
@@ -942,12 +943,12 @@ async fn an_invalid_timestamp_is_skipped_unless_the_query_must_throw_on_it() {
             .any(|entry| entry.error.offset == 1 && entry.query_id == "CSAS_LENIENT_0")
     );
     assert_eq!(
-        values(sink_values(&log, "STRICT").await),
+        sink_payloads(&log, "STRICT").await,
         [Some(r#"{"ID":1}"#.to_string())]
     );
     assert_eq!(committed(&log, "CSAS_STRICT_1", "readings").await, 1);
     assert_eq!(
-        values(sink_values(&log, "STRICT_COUNTS").await),
+        sink_payloads(&log, "STRICT_COUNTS").await,
         [Some(r#"{"N":1}"#.to_string())],
         "the aggregation counts the record before the bad one, then stops"
     );
@@ -1287,6 +1288,64 @@ async fn decimals_wider_than_38_digits_keep_every_digit() {
             .to_string()
             .contains("DECIMAL precision must be between 1 and 76: 77"),
         "{error}"
+    );
+    engine.shutdown().await;
+}
+
+/// GREATEST and LEAST take one argument's own value, so a DECIMAL answer keeps that
+/// argument's scale (ksqlDB's `BigDecimal`s do) although the column's type has the widest:
+/// JSON and DELIMITED sinks write `1234567.89`, not `1234567.890000`. Of equal values the
+/// first argument's is taken; arithmetic on the answer has the type's scale again.
+#[tokio::test]
+async fn greatest_and_least_keep_the_scale_of_the_decimal_they_take() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (log, engine) = open_engine(dir.path()).await;
+    engine
+        .execute(
+            "CREATE STREAM amounts (id STRING KEY, a DECIMAL(9, 2), b DECIMAL(7, 6)) \
+               WITH (kafka_topic='amounts', value_format='json', partitions=1);
+             CREATE STREAM extremes AS
+               SELECT id, GREATEST(a, b) AS top, LEAST(a, b, NULL) AS bottom,
+                      GREATEST(a, b) + 0 AS sum
+               FROM amounts;
+             CREATE STREAM extremes_csv WITH (value_format='delimited') AS
+               SELECT id, GREATEST(b, a) AS top FROM amounts;",
+            &earliest(),
+        )
+        .await
+        .expect("statements run");
+    let sink = engine.source("EXTREMES").await.expect("registered");
+    assert_eq!(
+        sink.schema.to_string(),
+        "`ID` STRING KEY, `TOP` DECIMAL(13, 6), `BOTTOM` DECIMAL(13, 6), `SUM` DECIMAL(17, 6)"
+    );
+    log.produce(
+        "amounts",
+        vec![
+            json("x", r#"{"a": 1234567.89, "b": 0.123456}"#, 1),
+            json("y", r#"{"a": 0.5, "b": 0.5}"#, 2),
+            json("z", r#"{"a": null, "b": 0.25}"#, 3),
+        ],
+        Acks::All,
+    )
+    .await
+    .expect("produced");
+    engine.wait_until_caught_up().await.expect("caught up");
+    assert_eq!(
+        sink_payloads(&log, "EXTREMES").await,
+        [
+            Some(r#"{"TOP":1234567.89,"BOTTOM":0.123456,"SUM":1234567.890000}"#.to_string()),
+            Some(r#"{"TOP":0.50,"BOTTOM":0.50,"SUM":0.500000}"#.to_string()),
+            Some(r#"{"TOP":0.250000,"BOTTOM":0.250000,"SUM":0.250000}"#.to_string()),
+        ]
+    );
+    assert_eq!(
+        sink_payloads(&log, "EXTREMES_CSV").await,
+        [
+            Some("1234567.89".to_string()),
+            Some("0.500000".to_string()),
+            Some("0.250000".to_string()),
+        ]
     );
     engine.shutdown().await;
 }

@@ -391,35 +391,54 @@ fn column_types(schema: &SchemaRef) -> Vec<SqlType> {
         .collect()
 }
 
-/// Renders a row of a query's output (the columns, the types, the row, whether the row is a
+/// Renders a row of a query's output (its columns, the row, whether the row is a
 /// tombstone) as one piece of a response body.
-type RenderRow = fn(&[ArrayRef], &[SqlType], usize, bool) -> String;
+type RenderRow = fn(&OutputColumns, usize, bool) -> String;
+
+/// A batch of a query's output as the row writers read it: the columns, their types, and
+/// the scales of their own that DECIMAL values keep, where the output carries them (see
+/// `plan::value_scale_column`).
+pub(crate) struct OutputColumns<'a> {
+    columns: &'a [ArrayRef],
+    types: &'a [SqlType],
+    own_scales: Vec<Option<&'a arrow::array::Int8Array>>,
+}
+
+impl<'a> OutputColumns<'a> {
+    /// `batch`'s first columns, as many as `types` has.
+    pub(crate) fn of(batch: &'a arrow::record_batch::RecordBatch, types: &'a [SqlType]) -> Self {
+        let schema = batch.schema_ref();
+        let names = schema.fields().iter().take(types.len());
+        OutputColumns {
+            columns: batch.columns(),
+            types,
+            own_scales: crate::format::own_scales(batch, names.map(|f| f.name().as_str())),
+        }
+    }
+}
 
 fn render_batch(
     rows: &crate::query::transient::Rows,
     types: &[SqlType],
     render_row: RenderRow,
 ) -> String {
+    let columns = OutputColumns::of(&rows.batch, types);
     let mut out = String::new();
     for row in 0..rows.batch.num_rows() {
-        out.push_str(&render_row(
-            rows.batch.columns(),
-            types,
-            row,
-            rows.tombstones,
-        ));
+        out.push_str(&render_row(&columns, row, rows.tombstones));
     }
     out
 }
 
 /// One row as a JSON array of its values.
-fn json_row(columns: &[ArrayRef], types: &[SqlType], row: usize) -> String {
+pub(crate) fn json_row(output: &OutputColumns, row: usize) -> String {
     let mut out = String::from("[");
-    for (i, (array, ty)) in columns.iter().zip(types).enumerate() {
+    for (i, (array, ty)) in output.columns.iter().zip(output.types).enumerate() {
         if i > 0 {
             out.push(',');
         }
-        crate::format::json::write_json(&mut out, array, ty, row);
+        let own_scales = output.own_scales.get(i).copied().flatten();
+        crate::format::json::write_json_column(&mut out, array, ty, row, own_scales);
     }
     out.push(']');
     out
@@ -427,41 +446,41 @@ fn json_row(columns: &[ArrayRef], types: &[SqlType], row: usize) -> String {
 
 /// `/query` row: `,\n{"row":{"columns":[…]}}`, with `"tombstone":true` for a table row
 /// that was deleted (its key columns, NULL values).
-fn streamed_row(columns: &[ArrayRef], types: &[SqlType], row: usize, tombstone: bool) -> String {
+fn streamed_row(output: &OutputColumns, row: usize, tombstone: bool) -> String {
     let marker = if tombstone { ",\"tombstone\":true" } else { "" };
     format!(
         ",\n{{\"row\":{{\"columns\":{}{marker}}}}}",
-        json_row(columns, types, row)
+        json_row(output, row)
     )
 }
 
 /// `/query` row of a pull query answered in Protobuf: `,\n{"row":{"protobufBytes":"…"}}`,
 /// the message's bytes in base64.
-fn protobuf_row(columns: &[ArrayRef], types: &[SqlType], row: usize, _: bool) -> String {
+fn protobuf_row(output: &OutputColumns, row: usize, _: bool) -> String {
     use base64::Engine as _;
     let mut bytes = Vec::new();
-    crate::format::protobuf::encode_row(types, columns, row, &mut bytes);
+    crate::format::protobuf::encode_row(output.types, output.columns, row, &mut bytes);
     let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
     format!(",\n{{\"row\":{{\"protobufBytes\":\"{encoded}\"}}}}")
 }
 
 /// `/query-stream` delimited row: one JSON array per line. This protocol has no way to mark
 /// a tombstone, so deleted rows are left out.
-fn delimited_row(columns: &[ArrayRef], types: &[SqlType], row: usize, tombstone: bool) -> String {
+fn delimited_row(output: &OutputColumns, row: usize, tombstone: bool) -> String {
     if tombstone {
         return String::new();
     }
-    let mut line = json_row(columns, types, row);
+    let mut line = json_row(output, row);
     line.push('\n');
     line
 }
 
 /// `/query-stream` row in the `application/json` variant: `,[…]` (tombstones left out).
-fn json_array_row(columns: &[ArrayRef], types: &[SqlType], row: usize, tombstone: bool) -> String {
+fn json_array_row(output: &OutputColumns, row: usize, tombstone: bool) -> String {
     if tombstone {
         return String::new();
     }
-    format!(",{}", json_row(columns, types, row))
+    format!(",{}", json_row(output, row))
 }
 
 /// A header's schema: `` `ID` STRING KEY, `COUNT` BIGINT `` (`keys` are marked `KEY`).

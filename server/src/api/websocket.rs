@@ -11,7 +11,7 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::{ApiError, ApiState, bad_request, column_types, engine_error, json_row};
+use super::{ApiError, ApiState, OutputColumns, bad_request, column_types, engine_error, json_row};
 use crate::query::transient::TransientQuery;
 
 pub(super) async fn ws_query(
@@ -56,10 +56,11 @@ async fn stream_rows(mut socket: WebSocket, mut query: TransientQuery) {
         tokio::select! {
             batch = query.next_batch() => {
                 let Some(batch) = batch else { break };
+                let output = OutputColumns::of(&batch, &types);
                 for row in 0..batch.num_rows() {
                     let text = format!(
                         "{{\"row\":{{\"columns\":{}}}}}",
-                        json_row(batch.columns(), &types, row)
+                        json_row(&output, row)
                     );
                     if socket.send(Message::Text(text.into())).await.is_err() {
                         return;

@@ -4,16 +4,16 @@
 //! `""` is a literal quote). An empty unquoted field is NULL. Nested types are not carried.
 
 use arrow::array::{
-    Array, ArrayRef, BinaryArray, BooleanArray, Date32Array, Float64Array, Int32Array, Int64Array,
-    StringArray, Time32MillisecondArray, TimestampMillisecondArray,
+    Array, ArrayRef, BinaryArray, BooleanArray, Date32Array, Float64Array, Int8Array, Int32Array,
+    Int64Array, StringArray, Time32MillisecondArray, TimestampMillisecondArray,
 };
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
 use super::appender::Appender;
-use super::json::java_double;
+use super::json::{self, java_double};
 use crate::types::SqlType;
-use crate::types::decimal::push_decimal_at;
+use crate::types::decimal::{push_decimal_at, push_decimal_at_own_scale};
 
 /// Whether DELIMITED can carry a column of this type.
 pub fn supports(ty: &SqlType) -> bool {
@@ -128,6 +128,22 @@ pub fn append_field(appender: &mut Appender, ty: &SqlType, field: &CsvField) -> 
             Err(format!("the DELIMITED format does not carry {ty}"))
         }
     }
+}
+
+/// [`field_text`] for an output column, whose DECIMAL values may keep scales of their own
+/// (`own_scales`, see `plan::value_scale_column`).
+pub fn column_text(
+    array: &ArrayRef,
+    ty: &SqlType,
+    row: usize,
+    own_scales: Option<&Int8Array>,
+) -> Option<String> {
+    if let Some((column_scale, own_scale)) = json::own_scale_at(array, ty, row, own_scales) {
+        let mut text = String::new();
+        push_decimal_at_own_scale(&mut text, array.as_ref(), row, column_scale, own_scale)?;
+        return Some(text);
+    }
+    field_text(array, ty, row)
 }
 
 /// The text of a value, or `None` for NULL.

@@ -6,8 +6,8 @@
 //! names are written as stored, DOUBLEs as Java prints them (`1.0`, `1.0E10`).
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Date32Array, Float64Array, Int32Array,
-    Int64Array, ListArray, MapArray, StringArray, StructArray, Time32MillisecondArray,
+    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Date32Array, Float64Array, Int8Array,
+    Int32Array, Int64Array, ListArray, MapArray, StringArray, StructArray, Time32MillisecondArray,
     TimestampMillisecondArray,
 };
 use base64::Engine;
@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::appender::Appender;
 use crate::types::SqlType;
-use crate::types::decimal::push_decimal_at;
+use crate::types::decimal::{push_decimal_at, push_decimal_at_own_scale};
 
 /// Appends one JSON value to a column: always exactly one entry, a null where the value does
 /// not convert (and the error says why).
@@ -310,6 +310,39 @@ pub fn find_field<'a>(object: &'a serde_json::Map<String, Value>, name: &str) ->
 /// Writes the value at `row` of `array` (of type `ty`) as JSON.
 pub fn write_json(out: &mut String, array: &ArrayRef, ty: &SqlType, row: usize) {
     write_json_value(out, array, ty, row, Times::AsNumbers);
+}
+
+/// [`write_json`] for an output column, whose DECIMAL values may keep scales of their own
+/// (`own_scales`, see `plan::value_scale_column`).
+pub fn write_json_column(
+    out: &mut String,
+    array: &ArrayRef,
+    ty: &SqlType,
+    row: usize,
+    own_scales: Option<&Int8Array>,
+) {
+    if let Some(own_scale) = own_scale_at(array, ty, row, own_scales)
+        && push_decimal_at_own_scale(out, array.as_ref(), row, own_scale.0, own_scale.1).is_some()
+    {
+        return;
+    }
+    write_json(out, array, ty, row);
+}
+
+/// The column's scale and the value's own at `row`, when the value has one.
+pub fn own_scale_at(
+    array: &ArrayRef,
+    ty: &SqlType,
+    row: usize,
+    own_scales: Option<&Int8Array>,
+) -> Option<(u8, u8)> {
+    let (SqlType::Decimal { scale, .. }, Some(own_scales)) = (ty, own_scales) else {
+        return None;
+    };
+    if array.is_null(row) || own_scales.is_null(row) {
+        return None;
+    }
+    Some((*scale, u8::try_from(own_scales.value(row)).ok()?))
 }
 
 /// How [`write_json_value`] writes DATE, TIME and TIMESTAMP values.

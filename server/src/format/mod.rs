@@ -15,7 +15,7 @@ pub mod protobuf;
 
 use std::fmt;
 
-use arrow::array::ArrayRef;
+use arrow::array::{ArrayRef, AsArray, Int8Array};
 
 use crate::types::SqlType;
 use appender::Appender;
@@ -486,19 +486,52 @@ pub fn encode(
     row: usize,
 ) -> Option<Vec<u8>> {
     let mut out = Vec::new();
-    encode_into(spec, columns, arrays, row, &mut out, &mut String::new()).then_some(out)
+    encode_into(
+        spec,
+        columns,
+        arrays,
+        &[],
+        row,
+        &mut out,
+        &mut String::new(),
+    )
+    .then_some(out)
+}
+
+/// Per column, the scales of its own each DECIMAL value keeps, for the columns a plan's
+/// output carries them for (see `plan::value_scale_column`); empty when it carries none.
+pub fn own_scales<'a, 'n>(
+    output: &'a arrow::record_batch::RecordBatch,
+    names: impl IntoIterator<Item = &'n str>,
+) -> Vec<Option<&'a Int8Array>> {
+    let suffix = crate::plan::VALUE_SCALE_SUFFIX;
+    let schema = output.schema();
+    if !schema.fields().iter().any(|f| f.name().ends_with(suffix)) {
+        return Vec::new();
+    }
+    names
+        .into_iter()
+        .map(|name| {
+            output
+                .column_by_name(&crate::plan::value_scale_column(name))
+                .and_then(|scales| scales.as_primitive_opt::<arrow::datatypes::Int8Type>())
+        })
+        .collect()
 }
 
 /// Appends one row's payload to `out` (for many rows sharing one buffer); returns false for
-/// a null payload. `scratch` is reused between calls.
+/// a null payload. `scratch` is reused between calls. `own_scales` are the columns' DECIMAL
+/// values' own scales, where they keep some ([`own_scales`]).
 pub fn encode_into(
     spec: &FormatSpec,
     columns: &[(String, SqlType)],
     arrays: &[ArrayRef],
+    own_scales: &[Option<&Int8Array>],
     row: usize,
     out: &mut Vec<u8>,
     scratch: &mut String,
 ) -> bool {
+    let own = |column: usize| own_scales.get(column).copied().flatten();
     if columns.is_empty() {
         return false;
     }
@@ -522,14 +555,14 @@ pub fn encode_into(
                     }
                     json::push_string(json, name);
                     json.push(':');
-                    json::write_json(json, array, ty, row);
+                    json::write_json_column(json, array, ty, row, own(i));
                 }
                 json.push('}');
             } else {
                 if arrays[0].is_null(row) {
                     return false;
                 }
-                json::write_json(json, &arrays[0], &columns[0].1, row);
+                json::write_json_column(json, &arrays[0], &columns[0].1, row, own(0));
             }
             out.extend_from_slice(json.as_bytes());
             true
@@ -538,7 +571,8 @@ pub fn encode_into(
             let fields: Vec<Option<String>> = columns
                 .iter()
                 .zip(arrays)
-                .map(|((_, ty), array)| delimited::field_text(array, ty, row))
+                .enumerate()
+                .map(|(i, ((_, ty), array))| delimited::column_text(array, ty, row, own(i)))
                 .collect();
             if columns.len() == 1 && fields[0].is_none() {
                 return false;

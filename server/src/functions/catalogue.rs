@@ -340,12 +340,12 @@ pub const CATALOGUE: &[Documented] = &[
     ),
     function!(
         "GREATEST",
-        "The greatest of the values, NULLs left out.",
+        "The greatest of the values, NULLs left out; a DECIMAL keeps the scale of the value taken.",
         [("val T, vals T...", "T")]
     ),
     function!(
         "LEAST",
-        "The least of the values, NULLs left out.",
+        "The least of the values, NULLs left out; a DECIMAL keeps the scale of the value taken.",
         [("val T, vals T...", "T")]
     ),
     function!("LN", "The natural logarithm.", [("value DOUBLE", "DOUBLE")]),

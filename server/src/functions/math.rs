@@ -841,31 +841,53 @@ mod tests {
 /// of one kind, or DOUBLE when one is a DOUBLE (INT with BIGINT is ambiguous to ksqlDB);
 /// DECIMALs widened to hold them all; texts, bytes, or times (text literals read as the
 /// times they write).
+///
+/// A DECIMAL answer is the argument's own value, so it keeps that argument's scale (ksqlDB's
+/// `BigDecimal`s do): `GREATEST(1234567.89, 0.123456)` is written `1234567.89` although its
+/// type is `DECIMAL(13, 6)`. The column holds every value at the type's scale; for an
+/// output column the plan asks [`extreme_value_scale`] for each row's own.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct Extreme {
     greatest: bool,
+    /// Answers each row's scale (the scale of the argument taken) instead of its value.
+    value_scale: bool,
     signature: datafusion::logical_expr::Signature,
 }
 
 pub fn extremes() -> Vec<ScalarUDF> {
-    use datafusion::logical_expr::{Signature, TypeSignature, Volatility};
     [true, false]
         .into_iter()
-        .map(|greatest| {
-            ScalarUDF::new_from_impl(Extreme {
-                greatest,
-                signature: Signature::one_of(
-                    vec![TypeSignature::Nullary, TypeSignature::VariadicAny],
-                    Volatility::Immutable,
-                ),
-            })
-        })
+        .map(|greatest| ScalarUDF::new_from_impl(Extreme::new(greatest, false)))
         .collect()
 }
 
+/// For `GREATEST` (or `LEAST`) over DECIMAL arguments: the scale of the argument each row
+/// takes, as an INT8 (NULL where every argument is NULL). Not a function users call; the
+/// plan computes it beside an output column (see `plan::ProjectedColumn::value_scale`).
+pub fn extreme_value_scale(greatest: bool) -> ScalarUDF {
+    ScalarUDF::new_from_impl(Extreme::new(greatest, true))
+}
+
 impl Extreme {
+    fn new(greatest: bool, value_scale: bool) -> Self {
+        use datafusion::logical_expr::{Signature, TypeSignature, Volatility};
+        Extreme {
+            greatest,
+            value_scale,
+            signature: Signature::one_of(
+                vec![TypeSignature::Nullary, TypeSignature::VariadicAny],
+                Volatility::Immutable,
+            ),
+        }
+    }
+
     fn name(&self) -> &'static str {
-        if self.greatest { "greatest" } else { "least" }
+        match (self.greatest, self.value_scale) {
+            (true, false) => "greatest",
+            (false, false) => "least",
+            (true, true) => "greatest_value_scale",
+            (false, true) => "least_value_scale",
+        }
     }
 
     /// The type every argument is read as, or ksqlDB's refusal.
@@ -947,7 +969,12 @@ impl datafusion::logical_expr::ScalarUDFImpl for Extreme {
     }
 
     fn return_type(&self, args: &[DataType]) -> datafusion::error::Result<DataType> {
-        self.common_type(args)
+        let common = self.common_type(args)?;
+        Ok(if self.value_scale {
+            DataType::Int8
+        } else {
+            common
+        })
     }
 
     fn invoke_with_args(
@@ -956,29 +983,55 @@ impl datafusion::logical_expr::ScalarUDFImpl for Extreme {
     ) -> datafusion::error::Result<datafusion::logical_expr::ColumnarValue> {
         use arrow::compute::kernels::{cmp, zip::zip};
         let rows = args.number_rows;
-        let result_type = args.return_type().clone();
+        let types: Vec<DataType> = args
+            .arg_fields
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        let common = self.common_type(&types)?;
         let mut best: Option<ArrayRef> = None;
-        for arg in &args.args {
-            let values = arrow::compute::cast(&arg.to_array(rows)?, &result_type)?;
-            best = Some(match best {
-                None => values,
+        // With `value_scale`: the scale of the argument each row has taken so far.
+        let mut scales: Vec<Option<i8>> = vec![None; if self.value_scale { rows } else { 0 }];
+        for (arg, ty) in args.args.iter().zip(&types) {
+            let values = arrow::compute::cast(&arg.to_array(rows)?, &common)?;
+            let take = match &best {
+                None => arrow::compute::is_not_null(&values)?,
                 Some(best) => {
                     let better = if self.greatest {
-                        cmp::gt(&values, &best)?
+                        cmp::gt(&values, best)?
                     } else {
-                        cmp::lt(&values, &best)?
+                        cmp::lt(&values, best)?
                     };
-                    // Take the new value where it is better, or where there is none yet.
-                    let take: arrow::array::BooleanArray = (0..rows)
+                    // The new value where it is better, or where there is none yet; the
+                    // first of equal values stays (as ksqlDB's).
+                    (0..rows)
                         .map(|row| {
                             Some(values.is_valid(row) && (best.is_null(row) || better.value(row)))
                         })
-                        .collect();
-                    zip(&take, &values, &best)?
+                        .collect()
                 }
+            };
+            if self.value_scale {
+                let scale = match ty {
+                    DataType::Decimal128(_, s) | DataType::Decimal256(_, s) => Some(*s),
+                    _ => None,
+                };
+                for (row, scale_so_far) in scales.iter_mut().enumerate() {
+                    if take.value(row) {
+                        *scale_so_far = scale;
+                    }
+                }
+            }
+            best = Some(match best {
+                None => values,
+                Some(best) => zip(&take, &values, &best)?,
             });
         }
-        let out = best.unwrap_or_else(|| arrow::array::new_null_array(&result_type, rows));
+        let out: ArrayRef = if self.value_scale {
+            Arc::new(arrow::array::Int8Array::from(scales))
+        } else {
+            best.unwrap_or_else(|| arrow::array::new_null_array(&common, rows))
+        };
         Ok(datafusion::logical_expr::ColumnarValue::Array(out))
     }
 }

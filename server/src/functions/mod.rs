@@ -32,6 +32,8 @@ mod urls;
 use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::ScalarUDF;
 
+pub use math::extreme_value_scale;
+
 /// Functions the planner writes for ksqlDB's syntax (`ARRAY[…]`, `STRUCT()`, a lambda's
 /// operands, `CAST(x AS DECIMAL(p, s))`), not called by name: `SHOW FUNCTIONS` leaves them out.
 pub const PLANNER_ONLY: [&str; 4] = [

@@ -396,6 +396,7 @@ impl Planner {
                 name: field.name().clone(),
                 expr: physical,
                 source_column,
+                value_scale: None,
             });
         }
         Ok(AggregatePlan {

@@ -175,6 +175,53 @@ pub struct ProjectedColumn {
     pub name: String,
     pub expr: Arc<dyn PhysicalExpr>,
     pub source_column: Option<String>,
+    /// For a DECIMAL column whose values keep the scale of the argument they come from
+    /// (`GREATEST` and `LEAST` over DECIMALs of different scales, as ksqlDB's `BigDecimal`s
+    /// do): each row's own scale, which the writers write the value with. The output
+    /// carries it in the column [`value_scale_column`] names.
+    pub value_scale: Option<Arc<dyn PhysicalExpr>>,
+}
+
+/// The column of a plan's output holding a DECIMAL column's per-row scales. It comes after
+/// the output schema's columns, so what reads the output by that schema never sees it.
+pub fn value_scale_column(name: &str) -> String {
+    format!("{name}{VALUE_SCALE_SUFFIX}")
+}
+
+/// What ends the name of a [`value_scale_column`] (no ksqlDB identifier holds a NUL).
+pub const VALUE_SCALE_SUFFIX: &str = "\u{0}scale";
+
+/// Each row's own scale of an output expression whose DECIMAL values keep the scales of
+/// the arguments they are taken from: `GREATEST` and `LEAST` over DECIMALs of more than one
+/// scale. (Everything else ksqlDB computes on DECIMALs — arithmetic, casts, reading a
+/// value — sets the type's scale.)
+fn value_scale(expr: &LogicalExpr, schema: &DFSchema) -> Option<LogicalExpr> {
+    use arrow::datatypes::DataType;
+    use datafusion::logical_expr::ExprSchemable;
+    use datafusion::logical_expr::expr::ScalarFunction;
+    let LogicalExpr::ScalarFunction(call) = expr.clone().unalias() else {
+        return None;
+    };
+    let greatest = match call.func.name() {
+        "greatest" => true,
+        "least" => false,
+        _ => return None,
+    };
+    let mut scales = Vec::with_capacity(call.args.len());
+    for arg in &call.args {
+        match arg.get_type(schema).ok()? {
+            DataType::Decimal128(_, scale) | DataType::Decimal256(_, scale) => scales.push(scale),
+            DataType::Null => {}
+            _ => return None,
+        }
+    }
+    if scales.windows(2).all(|pair| pair[0] == pair[1]) {
+        return None;
+    }
+    let udf = Arc::new(crate::functions::extreme_value_scale(greatest));
+    Some(LogicalExpr::ScalarFunction(ScalarFunction::new_udf(
+        udf, call.args,
+    )))
 }
 
 impl Default for Planner {
@@ -336,10 +383,14 @@ impl Planner {
                 LogicalExpr::Column(column) => Some(column.name),
                 _ => None,
             };
+            let value_scale = value_scale(&expr, projected_schema)
+                .map(|scale| state.create_physical_expr(scale, projected_schema))
+                .transpose()?;
             projection.push(ProjectedColumn {
                 name: field.name().clone(),
                 expr: physical,
                 source_column,
+                value_scale,
             });
         }
         Ok(StatelessPlan {
@@ -1075,7 +1126,10 @@ impl StatelessPlan {
             .collect::<Result<Vec<_>, _>>()?;
         let output = RecordBatch::try_new(self.output_schema.clone(), columns)
             .map_err(|e| PlanError::Plan(e.to_string()))?;
-        Ok((batch, output))
+        Ok((
+            batch,
+            with_value_scales(&self.projection, output, &projected),
+        ))
     }
 
     /// [`Self::apply`] for one row on which something failed, as ksqlDB treats it: a
@@ -1093,7 +1147,10 @@ impl StatelessPlan {
         }
         let Some(explode) = &self.explode else {
             let output = project_row(&self.projection, &self.output_schema, row, report)?;
-            return Some((row.clone(), output));
+            return Some((
+                row.clone(),
+                with_value_scales(&self.projection, output, row),
+            ));
         };
         let exploded =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| explode.apply(row)));
@@ -1107,7 +1164,7 @@ impl StatelessPlan {
                     }
                 };
                 let output = project_row(&self.projection, &self.output_schema, &exploded, report)?;
-                Some((rows, output))
+                Some((rows, with_value_scales(&self.projection, output, &exploded)))
             }
             Ok(Err(error)) => {
                 report(error.to_string());
@@ -1119,6 +1176,38 @@ impl StatelessPlan {
             }
         }
     }
+}
+
+/// `output` with the per-row scales of its columns that have them (see
+/// [`ProjectedColumn::value_scale`]) after its own columns. A scale that cannot be computed
+/// is left out: its column's values are then written at the type's scale.
+fn with_value_scales(
+    projection: &[ProjectedColumn],
+    output: RecordBatch,
+    input: &RecordBatch,
+) -> RecordBatch {
+    if projection.iter().all(|column| column.value_scale.is_none()) {
+        return output;
+    }
+    let mut fields: Vec<arrow::datatypes::FieldRef> = output.schema().fields().to_vec();
+    let mut columns = output.columns().to_vec();
+    for column in projection {
+        let Some(Ok(scales)) = column
+            .value_scale
+            .as_ref()
+            .map(|e| guarded_evaluate(e, input))
+        else {
+            continue;
+        };
+        let name = value_scale_column(&column.name);
+        fields.push(Arc::new(arrow::datatypes::Field::new(
+            name,
+            scales.data_type().clone(),
+            true,
+        )));
+        columns.push(scales);
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap_or(output)
 }
 
 /// Evaluates an expression over rows on which something failed: an error or a panic is
@@ -1338,6 +1427,56 @@ mod tests {
                 .collect::<Vec<_>>(),
             [None, Some("b")]
         );
+    }
+
+    /// GREATEST and LEAST over DECIMALs of different scales come with each row's own scale:
+    /// the scale of the argument taken, the first of equal ones; none where all are NULL.
+    #[tokio::test]
+    async fn extremes_of_decimals_carry_the_scale_of_the_argument_taken() {
+        use arrow::array::Decimal128Array;
+        use arrow::datatypes::Int8Type;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("A", DataType::Decimal128(9, 2), true),
+            Field::new("B", DataType::Decimal128(7, 6), true),
+        ]));
+        let decimals = |values: [Option<i128>; 4], p, s| -> ArrayRef {
+            Arc::new(
+                Decimal128Array::from(values.to_vec())
+                    .with_precision_and_scale(p, s)
+                    .expect("valid"),
+            )
+        };
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                decimals([Some(123456789), Some(50), None, None], 9, 2),
+                decimals([Some(123456), Some(500000), Some(250000), None], 7, 6),
+            ],
+        )
+        .expect("batch");
+        let planner = Planner::new();
+        planner.register_source("S", schema).expect("registered");
+        let sql = "SELECT GREATEST(A, B) AS TOP, LEAST(B, A) AS BOTTOM, GREATEST(A, A) AS SAME \
+                   FROM S EMIT CHANGES";
+        let riffle_grammar::Statement::Query(query) =
+            riffle_grammar::parse_statement(sql).expect("parses")
+        else {
+            panic!("a query")
+        };
+        let plan = planner.plan_stateless(&query, &[]).await.expect("plans");
+        assert_eq!(plan.output_schema.fields().len(), 3);
+        let (_, out) = plan.apply(&batch).expect("runs");
+        let scales = |name: &str| -> Vec<Option<i8>> {
+            out.column_by_name(&value_scale_column(name))
+                .expect("scales")
+                .as_primitive::<Int8Type>()
+                .iter()
+                .collect()
+        };
+        assert_eq!(scales("TOP"), [Some(2), Some(2), Some(6), None]);
+        assert_eq!(scales("BOTTOM"), [Some(6), Some(6), Some(6), None]);
+        assert!(out.column_by_name(&value_scale_column("SAME")).is_none());
+        assert_eq!(out.num_columns(), 5);
     }
 
     #[tokio::test]

@@ -273,6 +273,7 @@ impl Materialized {
             &self.key_format,
             &self.key_columns,
             &arrays,
+            &[],
             0,
             &mut bytes,
             &mut scratch,

@@ -425,6 +425,7 @@ impl SinkEncoder {
                               columns: &[(String, SqlType)],
                               arrays: &[ArrayRef],
                               missing_when_all_null: bool| {
+            let own_scales = format::own_scales(output, columns.iter().map(|(n, _)| n.as_str()));
             let mut buffer = Vec::with_capacity(rows * 32);
             let mut ranges = Vec::with_capacity(rows);
             for row in 0..rows {
@@ -433,8 +434,15 @@ impl SinkEncoder {
                     continue;
                 }
                 let start = buffer.len();
-                let present =
-                    format::encode_into(spec, columns, arrays, row, &mut buffer, &mut scratch);
+                let present = format::encode_into(
+                    spec,
+                    columns,
+                    arrays,
+                    &own_scales,
+                    row,
+                    &mut buffer,
+                    &mut scratch,
+                );
                 ranges.push(present.then_some(start..buffer.len()));
             }
             let buffer = Bytes::from(buffer);

@@ -126,6 +126,44 @@ pub fn push_decimal_at(out: &mut String, array: &dyn Array, row: usize, scale: u
     Some(())
 }
 
+/// [`push_decimal_at`] for a value that keeps a scale of its own, `own_scale` digits after
+/// the point, below its column's (`GREATEST(1234567.89, 0.123456)` is `1234567.89` in a
+/// `DECIMAL(13, 6)` column). The digits the column added are zeros; should any not be,
+/// the value is written whole, at the column's scale.
+pub fn push_decimal_at_own_scale(
+    out: &mut String,
+    array: &dyn Array,
+    row: usize,
+    column_scale: u8,
+    own_scale: u8,
+) -> Option<()> {
+    let dropped = u32::from(column_scale.saturating_sub(own_scale));
+    if dropped == 0 {
+        return push_decimal_at(out, array, row, column_scale);
+    }
+    match array.as_any().downcast_ref::<Decimal256Array>() {
+        Some(wide) => {
+            let value = wide.value(row);
+            match i256::from_i128(10).checked_pow(dropped) {
+                Some(divisor) if value.wrapping_rem(divisor) == i256::ZERO => {
+                    push_wide_decimal(out, value.wrapping_div(divisor), own_scale)
+                }
+                _ => push_wide_decimal(out, value, column_scale),
+            }
+        }
+        None => {
+            let value = array.as_any().downcast_ref::<Decimal128Array>()?.value(row);
+            match 10i128.checked_pow(dropped) {
+                Some(divisor) if value % divisor == 0 => {
+                    push_decimal(out, value / divisor, own_scale)
+                }
+                _ => push_decimal(out, value, column_scale),
+            }
+        }
+    }
+    Some(())
+}
+
 /// [`push_decimal`] for a value of more than 38 digits.
 fn push_wide_decimal(out: &mut String, unscaled: i256, scale: u8) {
     let digits = unscaled.wrapping_abs().to_string();
@@ -155,6 +193,29 @@ fn push_digits(out: &mut String, negative: bool, digits: &str, scale: u8) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_are_written_at_their_own_scale() {
+        let narrow = Decimal128Array::from(vec![123456780000, -500000, 123456789001, 7])
+            .with_precision_and_scale(13, 6)
+            .expect("valid");
+        let wide = Decimal256Array::from(vec![i256::from_i128(-1_250_000)])
+            .with_precision_and_scale(50, 6)
+            .expect("valid");
+        let written = |array: &dyn Array, row, column_scale, own_scale| {
+            let mut out = String::new();
+            push_decimal_at_own_scale(&mut out, array, row, column_scale, own_scale)
+                .expect("decimals");
+            out
+        };
+        assert_eq!(written(&narrow, 0, 6, 2), "123456.78");
+        assert_eq!(written(&narrow, 1, 6, 1), "-0.5");
+        assert_eq!(written(&narrow, 3, 6, 6), "0.000007");
+        // Digits that are not zeros are never dropped: the column's scale then.
+        assert_eq!(written(&narrow, 2, 6, 2), "123456.789001");
+        assert_eq!(written(&narrow, 3, 6, 0), "0.000007");
+        assert_eq!(written(&wide, 0, 6, 2), "-1.25");
+    }
 
     #[test]
     fn parses_and_rescales_exactly() {
