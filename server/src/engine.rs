@@ -172,6 +172,17 @@ pub struct Engine {
     planner: Planner,
     processing_log: ProcessingLog,
     state: Mutex<EngineState>,
+    /// The commands replayed from the command topic at start, in order, with what they
+    /// answered: what `/status` knows of the commands before this start.
+    replayed: parking_lot::Mutex<Vec<ReplayedCommand>>,
+}
+
+/// A command replayed at start that changed something (a `Done` result).
+#[derive(Debug, Clone)]
+pub struct ReplayedCommand {
+    pub statement: String,
+    pub message: String,
+    pub query_id: Option<String>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -206,6 +217,7 @@ impl Engine {
             log,
             planner: Planner::new(),
             state: Mutex::new(EngineState::default()),
+            replayed: parking_lot::Mutex::default(),
         };
         engine.declare_processing_log_stream().await?;
         engine.replay_commands().await?;
@@ -262,12 +274,19 @@ impl Engine {
                     continue;
                 };
                 let replayed = match riffle_grammar::parse_statement(&command.statement) {
-                    Ok(statement) => self
-                        .execute_statement(&statement, &command.statement, &command.properties)
-                        .await
-                        .map(|_| ()),
+                    Ok(statement) => {
+                        self.execute_statement(&statement, &command.statement, &command.properties)
+                            .await
+                    }
                     Err(error) => Err(error.into()),
                 };
+                if let Ok(StatementResult::Done { message, query_id }) = &replayed {
+                    self.replayed.lock().push(ReplayedCommand {
+                        statement: command.statement.clone(),
+                        message: message.clone(),
+                        query_id: query_id.clone(),
+                    });
+                }
                 if let Err(error) = replayed {
                     tracing::warn!(
                         offset = record.offset, statement = %command.statement, %error,
@@ -301,6 +320,11 @@ impl Engine {
             )
             .await?;
         Ok(())
+    }
+
+    /// The commands replayed at start that changed something, in order.
+    pub fn replayed_commands(&self) -> Vec<ReplayedCommand> {
+        self.replayed.lock().clone()
     }
 
     pub fn processing_log(&self) -> &ProcessingLog {

@@ -16,7 +16,11 @@ struct Server {
 }
 
 async fn start() -> Server {
-    let dir = tempfile::tempdir().expect("temp dir");
+    start_over(tempfile::tempdir().expect("temp dir")).await
+}
+
+/// A server over the data in `dir` (empty, or left by an earlier engine).
+async fn start_over(dir: tempfile::TempDir) -> Server {
     let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("log opens");
     let engine = Arc::new(Engine::start(Arc::new(log)).await.expect("engine starts"));
     let state = Arc::new(ApiState::new(engine.clone(), "test_".into()));
@@ -563,6 +567,53 @@ async fn status_metadata_openapi_and_websocket_queries() {
     assert_eq!(frames[1], json!({"row": {"columns": ["a", "/home"]}}));
     assert_eq!(frames[2], json!({"row": {"columns": ["b", "/cart"]}}));
     let _ = socket.send(Message::Close(None)).await;
+}
+
+/// After a restart `/status` still knows the commands of the earlier run, replayed from
+/// the command topic, with what they answered then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_knows_the_commands_of_an_earlier_run() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    {
+        let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).expect("log opens");
+        let engine = Engine::start(Arc::new(log)).await.expect("engine starts");
+        let results = engine
+            .execute(
+                "CREATE STREAM clicks (id STRING KEY, page STRING) \
+                 WITH (kafka_topic='clicks', partitions=1, value_format='JSON');
+                 CREATE STREAM pages AS SELECT id, UCASE(page) AS page FROM clicks;",
+                &Default::default(),
+            )
+            .await
+            .expect("statements run");
+        assert_eq!(results.len(), 2);
+        engine.shutdown().await;
+    }
+    let server = start_over(dir).await;
+    let get = |path: String| {
+        let request = server.client.get(format!("{}{path}", server.url));
+        async move {
+            let response = request.send().await.expect("request sent");
+            let status = response.status().as_u16();
+            let body = response.text().await.expect("body");
+            (status, serde_json::from_str::<Value>(&body).expect("JSON"))
+        }
+    };
+    let (status, created) = get("/status/stream/CLICKS/create".into()).await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["status"], "SUCCESS");
+    assert_eq!(created["message"], "Stream created");
+    let (status, pages) = get("/status/stream/`PAGES`/create".into()).await;
+    assert_eq!(status, 200, "{pages}");
+    let query_id = pages["queryId"].as_str().expect("a query id");
+    let (_, statuses) = get("/status".into()).await;
+    assert_eq!(
+        statuses["commandStatuses"].as_object().map(|m| m.len()),
+        Some(2)
+    );
+    let (status, queries) = server.ksql("SHOW QUERIES;").await;
+    assert_eq!(status, 200, "{queries}");
+    assert_eq!(queries[0]["queries"][0]["id"], query_id);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -41,14 +41,18 @@ pub struct ApiState {
 }
 
 impl ApiState {
+    /// The API over an engine; `/status` starts out knowing the commands the engine
+    /// replayed from its command topic.
     pub fn new(engine: Arc<Engine>, service_id: String) -> ApiState {
-        ApiState {
+        let state = ApiState {
             engine,
             service_id,
             queries: parking_lot::Mutex::new(HashMap::new()),
             properties: Properties::new(),
             statuses: parking_lot::Mutex::default(),
-        }
+        };
+        status::record_replayed(&state);
+        state
     }
 
     /// The same state with server properties.

@@ -22,6 +22,24 @@ pub(super) fn record(state: &ApiState, answered: &[Value]) {
     }
 }
 
+/// Keeps the status of each command the engine replayed at start, as `/ksql` answered it
+/// when it was first run (so `/status` knows them after a restart, as ksqlDB's does).
+pub(super) fn record_replayed(state: &ApiState) {
+    let answered: Vec<Value> = state
+        .engine
+        .replayed_commands()
+        .into_iter()
+        .map(|command| {
+            let result = crate::engine::StatementResult::Done {
+                message: command.message,
+                query_id: command.query_id,
+            };
+            entities::entity(&result, &command.statement, 0)
+        })
+        .collect();
+    record(state, &answered);
+}
+
 /// `GET /status`: `{"commandStatuses": {id: status}}`.
 pub(super) async fn all_statuses(State(state): State<Arc<ApiState>>) -> Response {
     let statuses: serde_json::Map<String, Value> = state
