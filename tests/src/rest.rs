@@ -152,7 +152,7 @@ async fn drive(case: &Case, server: &TestServer) -> Result<(), String> {
             serde_json::from_str(&body).map_err(|e| format!("/ksql answered {body}: {e}"))?;
         responses.extend(entities.into_iter().map(|e| json!({ "admin": e })));
     }
-    produce_inputs(case, &server.log, &server.engine, Layout::REST).await?;
+    let arrivals = produce_inputs(case, &server.log, &server.engine, Layout::REST).await?;
     for query in queries {
         // Reading stops early only for an endless push query: one the case expects no final
         // message from.
@@ -189,7 +189,7 @@ async fn drive(case: &Case, server: &TestServer) -> Result<(), String> {
     if let Some(expected) = &case.responses {
         compare_responses(expected, &responses)?;
     }
-    compare_outputs(case, &server.log, &server.engine).await
+    compare_outputs(case, &server.log, &server.engine, &arrivals).await
 }
 
 /// A statement failed: fine when the case expects that error (message and status).

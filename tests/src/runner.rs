@@ -107,14 +107,14 @@ async fn drive(case: &Case, log: &EmbeddedLog, engine: &Engine) -> Result<(), St
             Err(message) => Err(format!(
                 "expected an error containing {expected:?}, got {message:?}"
             )),
-            Ok(()) => Err(format!(
+            Ok(_) => Err(format!(
                 "expected an error containing {expected:?}, but every statement ran and every \
                  input was processed"
             )),
         };
     }
-    produced?;
-    compare_outputs(case, log, engine).await?;
+    let arrivals = produced?;
+    compare_outputs(case, log, engine, &arrivals).await?;
     if let Some(pattern) = &case.topic_blacklist {
         check_topic_blacklist(log, pattern).await?;
     }
@@ -193,6 +193,46 @@ pub(crate) async fn create_topics(
     Ok(())
 }
 
+/// When each record of the case's output topics arrived: the end offset of every partition
+/// of each output topic before the first input and after each input was processed. Records
+/// are compared in the order of the inputs that caused them, as ksqlDB's test driver
+/// produces them, whichever partitions they went to.
+#[derive(Debug, Default)]
+pub(crate) struct Arrivals {
+    ends: std::collections::HashMap<String, Vec<Vec<i64>>>,
+}
+
+impl Arrivals {
+    /// Notes the output topics' end offsets now.
+    async fn snapshot(&mut self, case: &Case, log: &EmbeddedLog) {
+        let mut topics: Vec<&str> = case.outputs.iter().map(|o| o.topic.as_str()).collect();
+        topics.sort_unstable();
+        topics.dedup();
+        for topic in topics {
+            let ends = match log.describe_topic(topic).await {
+                Ok(description) => description
+                    .partitions
+                    .iter()
+                    .map(|p| p.end_offset)
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            self.ends.entry(topic.to_string()).or_default().push(ends);
+        }
+    }
+
+    /// Which step a record at `offset` of a partition arrived in: 0 before the first input,
+    /// `i` while the `i`-th input was processed.
+    fn step(&self, topic: &str, partition: usize, offset: i64) -> usize {
+        self.ends.get(topic).map_or(0, |steps| {
+            steps
+                .iter()
+                .take_while(|ends| ends.get(partition).is_none_or(|end| *end <= offset))
+                .count()
+        })
+    }
+}
+
 /// Writes the case's inputs one at a time, each encoded in the formats of the source over
 /// its topic, waiting after each until the queries have processed it.
 pub(crate) async fn produce_inputs(
@@ -200,7 +240,9 @@ pub(crate) async fn produce_inputs(
     log: &EmbeddedLog,
     engine: &Engine,
     layout: Layout,
-) -> Result<(), String> {
+) -> Result<Arrivals, String> {
+    let mut arrivals = Arrivals::default();
+    arrivals.snapshot(case, log).await;
     for input in &case.inputs {
         let source = source_on(engine, &input.topic, &case.statements).await;
         let record = ProducerRecord {
@@ -232,8 +274,9 @@ pub(crate) async fn produce_inputs(
             .wait_until_caught_up()
             .await
             .map_err(|e| format!("queries did not catch up: {e}"))?;
+        arrivals.snapshot(case, log).await;
     }
-    Ok(())
+    Ok(arrivals)
 }
 
 /// An input key with its window appended, for a windowed source.
@@ -371,6 +414,7 @@ pub(crate) async fn compare_outputs(
     case: &Case,
     log: &EmbeddedLog,
     engine: &Engine,
+    arrivals: &Arrivals,
 ) -> Result<(), String> {
     let mut topics: Vec<&str> = Vec::new();
     for output in &case.outputs {
@@ -386,12 +430,15 @@ pub(crate) async fn compare_outputs(
             .describe_topic(topic)
             .await
             .map_err(|_| format!("expected output topic {topic} does not exist"))?;
-        let actual = read_topic(log, topic, description).await?;
+        let mut actual = read_topic(log, topic, description).await?;
+        // Partition by partition as read; then in the order of the inputs that caused them.
+        actual.sort_by_key(|(partition, record)| arrivals.step(topic, *partition, record.offset));
+        let actual: Vec<Record> = actual.into_iter().map(|(_, record)| record).collect();
         if actual.len() != expected.len() {
             // The processing log usually says why records went missing.
             let mut why = String::new();
             if let Ok(description) = log.describe_topic(PROCESSING_LOG_TOPIC).await {
-                for record in read_topic(log, PROCESSING_LOG_TOPIC, description)
+                for (_, record) in read_topic(log, PROCESSING_LOG_TOPIC, description)
                     .await?
                     .iter()
                     .take(2)
@@ -565,21 +612,21 @@ pub fn matches(expected: &Value, actual: &Value, numbers: Numbers) -> bool {
     }
 }
 
-/// Every record of a topic, partition by partition.
+/// Every record of a topic with the index of its partition, partition by partition.
 async fn read_topic(
     log: &EmbeddedLog,
     topic: &str,
     description: riffle_server::log::TopicDescription,
-) -> Result<Vec<Record>, String> {
+) -> Result<Vec<(usize, Record)>, String> {
     let mut records = Vec::new();
-    for partition in description.partitions {
+    for (index, partition) in description.partitions.into_iter().enumerate() {
         let mut offset = partition.start_offset;
         while offset < partition.end_offset {
             let response = log
                 .fetch(&FetchRequest::new(topic, partition.partition, offset))
                 .await
                 .map_err(|e| format!("reading {topic}: {e}"))?;
-            records.extend(response.records);
+            records.extend(response.records.into_iter().map(|r| (index, r)));
             offset = response.next_offset;
         }
     }
@@ -590,6 +637,25 @@ async fn read_topic(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn records_are_ordered_by_the_input_that_caused_them() {
+        // Two partitions; no topic before the inputs, then input 1 wrote to partition 1,
+        // input 2 to partition 0, input 3 to both.
+        let arrivals = Arrivals {
+            ends: [(
+                "OUT".to_string(),
+                vec![vec![], vec![0, 1], vec![1, 1], vec![2, 2]],
+            )]
+            .into(),
+        };
+        let steps: Vec<usize> = [(0, 0), (0, 1), (1, 0), (1, 1)]
+            .iter()
+            .map(|&(partition, offset)| arrivals.step("OUT", partition, offset))
+            .collect();
+        assert_eq!(steps, [2, 3, 1, 3]);
+        assert_eq!(arrivals.step("ELSEWHERE", 0, 5), 0);
+    }
 
     fn number(text: &str) -> Value {
         serde_json::from_str(text).expect("a JSON number")
