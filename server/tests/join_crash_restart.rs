@@ -16,7 +16,10 @@ const USERS: usize = 13;
 const FIRST_PART: usize = 20_000;
 const SECOND_PART: usize = 3_000;
 
-/// Polls `sql` until it gives at least as many rows as `expected` (or a minute passed),
+/// How long the tests wait for a server to get somewhere before they fail.
+const PATIENCE: Duration = Duration::from_secs(240);
+
+/// Polls `sql` until it gives at least as many rows as `expected` (or [`PATIENCE`] passed),
 /// then asserts its rows (each made a `T` by `row`), sorted, equal `expected` (sorted).
 async fn assert_sink_holds<T: Ord + std::fmt::Debug>(
     client: &reqwest::Client,
@@ -27,7 +30,7 @@ async fn assert_sink_holds<T: Ord + std::fmt::Debug>(
     what: &str,
 ) {
     expected.sort();
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + PATIENCE;
     let found = loop {
         let found = rows(client, port, sql).await;
         if found.len() >= expected.len() || Instant::now() > deadline {
@@ -57,9 +60,19 @@ where
         let (server, port) = common::start_on(dir);
         ksql(client, port, setup).await;
         let inserting = tokio::spawn(insert(client.clone(), port));
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while rows(client, port, progress).await.len() < enough && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        // Each look reads the whole sink: looking often slows the server it waits for (a
+        // debug build, beside the other tests' servers on two cores).
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let done = rows(client, port, progress).await.len();
+            if done >= enough {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server wrote {done} of the {enough} rows wanted before the kill in {PATIENCE:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
         drop(server);
         // The request breaks with the server; what it wrote before is in the topic.
