@@ -280,18 +280,19 @@ impl Engine {
                     }
                     Err(error) => Err(error.into()),
                 };
-                if let Ok(StatementResult::Done { message, query_id }) = &replayed {
-                    self.replayed.lock().push(ReplayedCommand {
-                        statement: command.statement.clone(),
-                        message: message.clone(),
-                        query_id: query_id.clone(),
-                    });
-                }
-                if let Err(error) = replayed {
-                    tracing::warn!(
+                match replayed {
+                    Ok(StatementResult::Done { message, query_id }) => {
+                        self.replayed.lock().push(ReplayedCommand {
+                            statement: command.statement,
+                            message,
+                            query_id,
+                        });
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(
                         offset = record.offset, statement = %command.statement, %error,
                         "a stored statement no longer runs; skipping it"
-                    );
+                    ),
                 }
             }
             if response.next_offset >= response.end_offset {

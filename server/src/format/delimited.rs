@@ -11,7 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
 use super::appender::Appender;
-use super::json::{self, java_double};
+use super::json::java_double;
 use crate::types::SqlType;
 use crate::types::decimal::{push_decimal_at, push_decimal_at_own_scale};
 
@@ -138,7 +138,7 @@ pub fn column_text(
     row: usize,
     own_scales: Option<&Int8Array>,
 ) -> Option<String> {
-    if let Some((column_scale, own_scale)) = json::own_scale_at(array, ty, row, own_scales) {
+    if let Some((column_scale, own_scale)) = super::own_scale_at(array, ty, row, own_scales) {
         let mut text = String::new();
         push_decimal_at_own_scale(&mut text, array.as_ref(), row, column_scale, own_scale)?;
         return Some(text);

@@ -321,28 +321,12 @@ pub fn write_json_column(
     row: usize,
     own_scales: Option<&Int8Array>,
 ) {
-    if let Some(own_scale) = own_scale_at(array, ty, row, own_scales)
-        && push_decimal_at_own_scale(out, array.as_ref(), row, own_scale.0, own_scale.1).is_some()
+    if let Some((column_scale, own_scale)) = super::own_scale_at(array, ty, row, own_scales)
+        && push_decimal_at_own_scale(out, array.as_ref(), row, column_scale, own_scale).is_some()
     {
         return;
     }
     write_json(out, array, ty, row);
-}
-
-/// The column's scale and the value's own at `row`, when the value has one.
-pub fn own_scale_at(
-    array: &ArrayRef,
-    ty: &SqlType,
-    row: usize,
-    own_scales: Option<&Int8Array>,
-) -> Option<(u8, u8)> {
-    let (SqlType::Decimal { scale, .. }, Some(own_scales)) = (ty, own_scales) else {
-        return None;
-    };
-    if array.is_null(row) || own_scales.is_null(row) {
-        return None;
-    }
-    Some((*scale, u8::try_from(own_scales.value(row)).ok()?))
 }
 
 /// How [`write_json_value`] writes DATE, TIME and TIMESTAMP values.

@@ -15,7 +15,7 @@ pub mod protobuf;
 
 use std::fmt;
 
-use arrow::array::{ArrayRef, AsArray, Int8Array};
+use arrow::array::{Array, ArrayRef, AsArray, Int8Array};
 
 use crate::types::SqlType;
 use appender::Appender;
@@ -505,8 +505,8 @@ pub fn own_scales<'a, 'n>(
     names: impl IntoIterator<Item = &'n str>,
 ) -> Vec<Option<&'a Int8Array>> {
     let suffix = crate::plan::VALUE_SCALE_SUFFIX;
-    let schema = output.schema();
-    if !schema.fields().iter().any(|f| f.name().ends_with(suffix)) {
+    let fields = output.schema_ref().fields();
+    if !fields.iter().any(|f| f.name().ends_with(suffix)) {
         return Vec::new();
     }
     names
@@ -517,6 +517,23 @@ pub fn own_scales<'a, 'n>(
                 .and_then(|scales| scales.as_primitive_opt::<arrow::datatypes::Int8Type>())
         })
         .collect()
+}
+
+/// A DECIMAL column's scale and the scale of its own the value at `row` keeps, when it
+/// keeps one ([`own_scales`]).
+fn own_scale_at(
+    array: &ArrayRef,
+    ty: &SqlType,
+    row: usize,
+    own_scales: Option<&Int8Array>,
+) -> Option<(u8, u8)> {
+    let (SqlType::Decimal { scale, .. }, Some(own_scales)) = (ty, own_scales) else {
+        return None;
+    };
+    if array.is_null(row) || own_scales.is_null(row) {
+        return None;
+    }
+    Some((*scale, u8::try_from(own_scales.value(row)).ok()?))
 }
 
 /// Appends one row's payload to `out` (for many rows sharing one buffer); returns false for

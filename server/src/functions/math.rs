@@ -995,6 +995,10 @@ impl datafusion::logical_expr::ScalarUDFImpl for Extreme {
         for (arg, ty) in args.args.iter().zip(&types) {
             let values = arrow::compute::cast(&arg.to_array(rows)?, &common)?;
             let take = match &best {
+                None if !self.value_scale => {
+                    best = Some(values);
+                    continue;
+                }
                 None => arrow::compute::is_not_null(&values)?,
                 Some(best) => {
                     let better = if self.greatest {
